@@ -1,0 +1,188 @@
+"""The Deal aggregate: its state, and the pure stage rules that decide and evolve it.
+
+The rules read the pipeline definition (`projections/pipeline.toml`): stages in order, which
+are closed, which event enters which stage, and which moves are allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dealengine.domain.definitions import PipelineDefinition
+from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownAggregate
+from dealengine.domain.events import (
+    DealOpened,
+    DomainEvent,
+    LeadConverted,
+)
+from dealengine.domain.interaction import Interaction, build
+from dealengine.domain.lead import Lead, check_convertible, is_duplicate
+
+OPENING_TYPES = frozenset({"deal_opened", "lead_converted"})
+DEAL_FIELDS = ("amount", "currency", "owner", "expected_close_on")
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    id: str
+    version: int
+    stage: str
+    amount: Decimal
+    currency: str
+    owner: str
+    lead_id: str | None = None
+    expected_close_on: date | None = None
+    closed_from: str | None = None  # the open stage the deal was in when it closed
+    idempotency_keys: frozenset[str] = frozenset()
+
+    @property
+    def name(self) -> str:
+        return f"deal {self.id}"
+
+
+def stage_after(defn: PipelineDefinition, stage: str, event_type: str, to_stage: str | None) -> str:
+    """The stage a deal is in after an event: the one rule the aggregate and the views share."""
+    if event_type == "deal_opened":
+        return defn.initial_stage
+    if to_stage is not None:  # deal_stage_changed, deal_reopened
+        return to_stage
+    return defn.events.get(event_type, stage)
+
+
+def deal_evolver(defn: PipelineDefinition) -> Callable[[Deal | None, DomainEvent], Deal]:
+    """`evolve(deal, event)` for this pipeline: the only way a deal's state changes."""
+
+    def evolve(deal: Deal | None, event: DomainEvent) -> Deal:
+        if isinstance(event, DealOpened):
+            return Deal(
+                id=event.originator_id.partition(":")[2],
+                version=event.originator_version,
+                stage=defn.initial_stage,
+                amount=event.amount,
+                currency=event.currency,
+                owner=event.owner,
+                lead_id=event.lead_id,
+                expected_close_on=event.expected_close_on,
+                idempotency_keys=_keys(frozenset(), event),
+            )
+        assert deal is not None, f"{event.originator_id} has no deal_opened event"
+        stage = stage_after(defn, deal.stage, event.event_type, getattr(event, "to_stage", None))
+        amount = getattr(event, "amount", deal.amount)
+        closed_from = deal.stage if defn.is_closed(stage) and not defn.is_closed(deal.stage) else deal.closed_from
+        return replace(
+            deal,
+            version=event.originator_version,
+            stage=stage,
+            amount=amount,
+            closed_from=closed_from,
+            idempotency_keys=_keys(deal.idempotency_keys, event),
+        )
+
+    return evolve
+
+
+def _keys(keys: frozenset[str], event: DomainEvent) -> frozenset[str]:
+    return keys | {event.idempotency_key} if event.idempotency_key is not None else keys
+
+
+def decide_deal(
+    defn: PipelineDefinition, deal: Deal | None, cmd: Interaction, now: datetime
+) -> list[DomainEvent]:
+    """The events recording `cmd` on an existing deal, or a domain error; never both."""
+    assert cmd.type not in OPENING_TYPES, "openings are decided by decide_opening"
+    if deal is None:
+        raise UnknownAggregate(f"deal {cmd.target}")
+    if is_duplicate(deal, cmd):
+        return []
+    fields = dict(cmd.fields)
+    refusal = _refusal(defn, deal, cmd.type, fields)
+    if refusal:
+        raise IllegalTransition(deal.name, deal.stage, _attempt(cmd.type, fields), refusal)
+    if cmd.type == "deal_reopened":
+        fields.setdefault("to_stage", deal.closed_from or defn.initial_stage)
+    if cmd.type in ("proposal_sent", "deal_won"):
+        fields.setdefault("amount", deal.amount)
+    return [build(cmd.event_class, ("deal", deal.id), deal.version + 1, cmd, now, **fields)]
+
+
+def _attempt(event_type: str, fields: dict[str, Any]) -> str:
+    to_stage = fields.get("to_stage")
+    return f"{event_type} to {to_stage!r}" if to_stage else event_type
+
+
+def _refusal(defn: PipelineDefinition, deal: Deal, event_type: str, fields: dict[str, Any]) -> str | None:
+    closed = defn.is_closed(deal.stage)
+    if event_type == "deal_reopened":
+        to_stage = fields.get("to_stage")
+        if not closed:
+            return "only a closed deal can be reopened"
+        if to_stage is not None and to_stage not in defn.open_stages:
+            return f"{to_stage!r} is not an open stage ({', '.join(defn.open_stages)})"
+        return None
+    if closed:
+        return "the deal is closed; only deal_reopened can move it"
+    if event_type == "deal_stage_changed":
+        to_stage = fields.get("to_stage")
+        if not isinstance(to_stage, str) or to_stage not in defn.open_stages:
+            return (
+                f"to_stage must be an open stage ({', '.join(defn.open_stages)}); "
+                "close a deal with deal_won or deal_lost"
+            )
+        if to_stage == deal.stage:
+            return "the deal is already in that stage"
+        if defn.index[to_stage] < defn.index[deal.stage]:
+            return "backward moves are not allowed by this pipeline" if defn.moves.backward == "never" else None
+        return _skip_refusal(defn, deal.stage, to_stage)
+    target = defn.events.get(event_type)
+    if target is None or defn.is_closed(target) or target == deal.stage:
+        return None  # closing is allowed from any open stage; a repeat stays in the stage
+    if defn.index[target] < defn.index[deal.stage]:
+        return f"a backward move to {target!r} needs deal_stage_changed with a reason"
+    return _skip_refusal(defn, deal.stage, target)
+
+
+def _skip_refusal(defn: PipelineDefinition, current: str, target: str) -> str | None:
+    skipped = defn.open_stages[defn.open_stages.index(current) + 1 : defn.open_stages.index(target)]
+    if skipped and not defn.moves.skip:
+        return f"skips {', '.join(skipped)}; this pipeline does not allow skipping stages"
+    return None
+
+
+def opening_ids(cmd: Interaction) -> tuple[str, str | None]:
+    """(deal id, lead id) of a deal_opened or lead_converted interaction."""
+    if cmd.type == "deal_opened":
+        lead_id = cmd.fields.get("lead_id")
+        return cmd.target, (str(lead_id) if lead_id is not None else None)
+    deal_id = cmd.fields.get("deal_id")
+    if not isinstance(deal_id, str) or not deal_id.strip():
+        raise InvalidEvent("lead_converted: field 'deal_id': missing")
+    return deal_id, cmd.target
+
+
+def decide_opening(
+    defn: PipelineDefinition, lead: Lead | None, deal: Deal | None, cmd: Interaction, now: datetime
+) -> list[DomainEvent]:
+    """Open a deal, converting its lead: both events, linked both ways, or a domain error."""
+    deal_id, lead_id = opening_ids(cmd)
+    if is_duplicate(deal if cmd.type == "deal_opened" else lead, cmd):
+        return []
+    if deal is not None:
+        raise IllegalTransition(deal.name, deal.stage, cmd.type, "the deal is already open")
+    if lead_id is not None:
+        if lead is None:
+            raise UnknownAggregate(f"lead {lead_id}")
+        check_convertible(lead, deal_id)
+    fields = {k: v for k, v in cmd.fields.items() if k not in ("deal_id", "lead_id")}
+    currency = fields.setdefault("currency", defn.currency)
+    if currency != defn.currency:
+        raise InvalidEvent(f"{cmd.type}: field 'currency': {currency!r} is not the pipeline's currency {defn.currency}")
+    events: list[DomainEvent] = [
+        build(DealOpened, ("deal", deal_id), 1, cmd, now, lead_id=lead_id, **fields)
+    ]
+    if lead is not None:
+        events.append(build(LeadConverted, ("lead", lead.id), lead.version + 1, cmd, now, deal_id=deal_id))
+    return events

@@ -1,0 +1,156 @@
+"""Pydantic models of the declarative definitions in `projections/*.toml`.
+
+A bad definition fails at load with the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dealengine.domain.errors import InvalidDefinition
+from dealengine.domain.events import EVENT_TYPES
+
+STAGE_EVENTS = ("discovery_completed", "proposal_sent", "negotiation_started", "deal_won", "deal_lost")
+
+
+class Definition(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stage(Definition):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    probability: float = Field(ge=0.0, le=1.0)
+    closed: Literal["won", "lost"] | None = None
+
+
+class Moves(Definition):
+    skip: bool = True
+    backward: Literal["with_reason", "never"] = "with_reason"
+
+
+class PipelineDefinition(Definition):
+    """Stages in order, which are closed, their win probabilities, and which moves are allowed."""
+
+    name: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    initial_stage: str
+    stages: list[Stage] = Field(min_length=2)
+    events: dict[str, str]
+    moves: Moves = Moves()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names repeat: {names}")
+        if self.initial_stage not in self.open_stages:
+            raise ValueError(f"initial_stage {self.initial_stage!r} is not an open stage")
+        for kind in ("won", "lost"):
+            if sum(s.closed == kind for s in self.stages) != 1:
+                raise ValueError(f"exactly one stage must be closed = {kind!r}")
+        for event, stage in self.events.items():
+            if event not in STAGE_EVENTS:
+                raise ValueError(f"events.{event}: not a stage event (one of {STAGE_EVENTS})")
+            if stage not in names:
+                raise ValueError(f"events.{event}: unknown stage {stage!r}")
+        if self.events.get("deal_won") != self.won_stage:
+            raise ValueError("events.deal_won must name the stage closed as won")
+        if self.events.get("deal_lost") != self.lost_stage:
+            raise ValueError("events.deal_lost must name the stage closed as lost")
+        return self
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {s.name: i for i, s in enumerate(self.stages)}
+
+    @cached_property
+    def probability(self) -> dict[str, float]:
+        return {s.name: s.probability for s in self.stages}
+
+    @cached_property
+    def open_stages(self) -> list[str]:
+        return [s.name for s in self.stages if s.closed is None]
+
+    @cached_property
+    def won_stage(self) -> str:
+        return next(s.name for s in self.stages if s.closed == "won")
+
+    @cached_property
+    def lost_stage(self) -> str:
+        return next(s.name for s in self.stages if s.closed == "lost")
+
+    def is_closed(self, stage: str) -> bool:
+        return stage in (self.won_stage, self.lost_stage)
+
+
+class FunnelStep(Definition):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    events: list[str] = Field(min_length=1)
+
+
+class FunnelDefinition(Definition):
+    """Funnel steps in order and the events that put a lead at each step."""
+
+    mode: Literal["reached"] = "reached"
+    attribution: Literal["first_touch", "last_touch"] = "first_touch"
+    steps: list[FunnelStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        seen: dict[str, str] = {}
+        for step in self.steps:
+            for event in step.events:
+                if event not in EVENT_TYPES:
+                    raise ValueError(f"step {step.name!r}: unknown event type {event!r}")
+                if event in seen:
+                    raise ValueError(f"event {event!r} is in steps {seen[event]!r} and {step.name!r}")
+                seen[event] = step.name
+        return self
+
+    @cached_property
+    def step_of_event(self) -> dict[str, int]:
+        return {e: i for i, step in enumerate(self.steps) for e in step.events}
+
+    @cached_property
+    def names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+
+T = TypeVar("T", bound=Definition)
+
+
+def definitions_dir() -> Path:
+    """`projections/` of the source tree, or its copy shipped inside the wheel."""
+    shipped = Path(str(resources.files("dealengine"))) / "_projections"
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parents[3] / "projections"
+
+
+def load(model: type[T], path: Path) -> T:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InvalidDefinition(str(path), "-", f"cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidDefinition(str(path), "-", f"not valid TOML: {e}") from e
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "-"
+        raise InvalidDefinition(str(path), key, err["msg"]) from e
+
+
+def load_pipeline(path: Path | None = None) -> PipelineDefinition:
+    return load(PipelineDefinition, path or definitions_dir() / "pipeline.toml")
+
+
+def load_funnel(path: Path | None = None) -> FunnelDefinition:
+    return load(FunnelDefinition, path or definitions_dir() / "funnel.toml")

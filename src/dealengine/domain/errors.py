@@ -1,0 +1,57 @@
+"""Domain errors: each carries the ids and values a user needs to act on it."""
+
+from __future__ import annotations
+
+
+class DealEngineError(Exception):
+    """Base of every error dealengine raises on purpose; the CLI prints it as one line."""
+
+
+class InvalidDefinition(DealEngineError):
+    """A TOML definition (funnel, pipeline, scenario, mapping) is malformed."""
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file, self.key, self.reason = file, key, reason
+        super().__init__(f"{file}: {key}: {reason}")
+
+
+class InvalidEvent(DealEngineError):
+    """An interaction cannot become an event: unknown type, missing or ill-typed field."""
+
+
+class UnknownEventType(InvalidEvent):
+    def __init__(self, event_type: object, known: list[str]) -> None:
+        self.event_type = event_type
+        super().__init__(f"unknown event type {event_type!r} (known: {', '.join(known)})")
+
+
+class IllegalTransition(DealEngineError):
+    """A command breaks a stage rule; nothing is stored."""
+
+    def __init__(self, aggregate: str, current: str, attempted: str, reason: str) -> None:
+        self.aggregate, self.current, self.attempted, self.reason = (
+            aggregate,
+            current,
+            attempted,
+            reason,
+        )
+        super().__init__(f"{aggregate} is in {current!r}: {attempted} refused: {reason}")
+
+
+class UnknownAggregate(DealEngineError):
+    """A command names a lead or deal that was never recorded."""
+
+    def __init__(self, aggregate: str) -> None:
+        self.aggregate = aggregate
+        super().__init__(f"unknown {aggregate}")
+
+
+class ConcurrencyConflict(DealEngineError):
+    """Another writer appended to the same aggregate first, and retries ran out."""
+
+    def __init__(self, aggregates: list[str], attempts: int) -> None:
+        self.aggregates, self.attempts = aggregates, attempts
+        super().__init__(
+            f"concurrent writers on {', '.join(aggregates)}: "
+            f"still conflicting after {attempts} attempts"
+        )

@@ -1,0 +1,243 @@
+"""The event catalogue: one frozen pydantic model per interaction, all sharing one envelope.
+
+Events are facts. They are validated once, when they are created at the write boundary, and
+stored as JSON with times in one fixed-width UTC format, so that comparing two stored
+timestamps as strings orders them in time (the projections rely on this).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """The stored form of a time: UTC, microseconds, fixed width (sorts as it orders)."""
+    return value.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^\S+$")
+]
+Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+AggregateKind = Literal["lead", "deal"]
+
+ENVELOPE_FIELDS = (
+    "originator_id",
+    "originator_version",
+    "id",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "source",
+    "idempotency_key",
+)
+
+
+class DomainEvent(BaseModel):
+    """The envelope every event carries. `originator_id` is `lead:<id>` or `deal:<id>`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    aggregate: ClassVar[AggregateKind]
+
+    originator_id: str
+    originator_version: int = Field(ge=1)
+    id: UUID
+    occurred_at: UtcDatetime
+    recorded_at: UtcDatetime
+    actor: Text
+    source: Text
+    idempotency_key: Text | None = None
+
+    @classmethod
+    def payload_fields(cls) -> list[str]:
+        """The fields an interaction of this type carries beside the envelope."""
+        return [name for name in cls.model_fields if name not in ENVELOPE_FIELDS]
+
+    def payload(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.payload_fields()}
+
+
+class LeadEvent(DomainEvent):
+    aggregate: ClassVar[AggregateKind] = "lead"
+
+
+class DealEvent(DomainEvent):
+    aggregate: ClassVar[AggregateKind] = "deal"
+
+
+# --- on a Lead -------------------------------------------------------------------------------
+
+
+class AdViewed(LeadEvent):
+    event_type: ClassVar[str] = "ad_viewed"
+    channel: Identifier
+    campaign: Text | None = None
+
+
+class SiteVisited(LeadEvent):
+    event_type: ClassVar[str] = "site_visited"
+    channel: Identifier
+    page: Text | None = None
+
+
+class NewsletterSignedUp(LeadEvent):
+    event_type: ClassVar[str] = "newsletter_signed_up"
+
+
+class ContentDownloaded(LeadEvent):
+    event_type: ClassVar[str] = "content_downloaded"
+    asset: Text
+
+
+class WebinarAttended(LeadEvent):
+    event_type: ClassVar[str] = "webinar_attended"
+    webinar: Text
+
+
+class DemoRequested(LeadEvent):
+    event_type: ClassVar[str] = "demo_requested"
+
+
+class LeadQualified(LeadEvent):
+    event_type: ClassVar[str] = "lead_qualified"
+    by: Text
+
+
+class LeadDisqualified(LeadEvent):
+    event_type: ClassVar[str] = "lead_disqualified"
+    reason: Text
+
+
+class LeadConverted(LeadEvent):
+    event_type: ClassVar[str] = "lead_converted"
+    deal_id: Identifier
+
+
+# --- on a Deal -------------------------------------------------------------------------------
+
+
+class DealOpened(DealEvent):
+    event_type: ClassVar[str] = "deal_opened"
+    lead_id: Identifier | None = None
+    amount: Amount
+    currency: Currency
+    owner: Text
+    expected_close_on: date | None = None
+
+
+class DiscoveryCompleted(DealEvent):
+    event_type: ClassVar[str] = "discovery_completed"
+
+
+class ProposalSent(DealEvent):
+    event_type: ClassVar[str] = "proposal_sent"
+    amount: Amount
+
+
+class NegotiationStarted(DealEvent):
+    event_type: ClassVar[str] = "negotiation_started"
+
+
+class DealAmountChanged(DealEvent):
+    event_type: ClassVar[str] = "deal_amount_changed"
+    amount: Amount
+    reason: Text
+
+
+class DealStageChanged(DealEvent):
+    event_type: ClassVar[str] = "deal_stage_changed"
+    to_stage: Identifier
+    reason: Text
+
+
+class DealWon(DealEvent):
+    event_type: ClassVar[str] = "deal_won"
+    amount: Amount
+
+
+class DealLost(DealEvent):
+    event_type: ClassVar[str] = "deal_lost"
+    reason: Text
+
+
+class DealReopened(DealEvent):
+    event_type: ClassVar[str] = "deal_reopened"
+    reason: Text
+    to_stage: Identifier  # the open stage the deal returns to (the one it was closed from)
+
+
+LEAD_EVENTS: tuple[type[LeadEvent], ...] = (
+    AdViewed,
+    SiteVisited,
+    NewsletterSignedUp,
+    ContentDownloaded,
+    WebinarAttended,
+    DemoRequested,
+    LeadQualified,
+    LeadDisqualified,
+    LeadConverted,
+)
+DEAL_EVENTS: tuple[type[DealEvent], ...] = (
+    DealOpened,
+    DiscoveryCompleted,
+    ProposalSent,
+    NegotiationStarted,
+    DealAmountChanged,
+    DealStageChanged,
+    DealWon,
+    DealLost,
+    DealReopened,
+)
+EVENT_TYPES: dict[str, type[DomainEvent]] = {c.event_type: c for c in LEAD_EVENTS + DEAL_EVENTS}
+
+# Interactions that may be a lead's first event (they create the lead when it is new).
+LEAD_TOUCHES = frozenset(
+    {
+        "ad_viewed",
+        "site_visited",
+        "newsletter_signed_up",
+        "content_downloaded",
+        "webinar_attended",
+        "demo_requested",
+    }
+)
+
+
+def originator_id(kind: AggregateKind, user_id: str) -> str:
+    return f"{kind}:{user_id}"
+
+
+def split_originator_id(value: str) -> tuple[AggregateKind, str]:
+    kind, _, user_id = value.partition(":")
+    if kind not in ("lead", "deal"):
+        raise ValueError(f"not a lead or deal stream: {value!r}")
+    return kind, user_id  # type: ignore[return-value]

@@ -1,0 +1,98 @@
+"""The Lead aggregate: its state, and the pure rules that decide and evolve it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+
+from dealengine.domain.errors import IllegalTransition, UnknownAggregate
+from dealengine.domain.events import (
+    LEAD_TOUCHES,
+    DomainEvent,
+    LeadConverted,
+    LeadDisqualified,
+    LeadQualified,
+)
+from dealengine.domain.interaction import Interaction, build
+
+LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    id: str
+    version: int
+    status: LeadStatus = "open"
+    deal_id: str | None = None
+    idempotency_keys: frozenset[str] = frozenset()
+
+    @property
+    def name(self) -> str:
+        return f"lead {self.id}"
+
+
+def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
+    """The lead after `event`: the only way a lead's state changes."""
+    if lead is None:
+        lead = Lead(id=event.originator_id.partition(":")[2], version=0)
+    keys = lead.idempotency_keys
+    if event.idempotency_key is not None:
+        keys = keys | {event.idempotency_key}
+    status = lead.status
+    deal_id = lead.deal_id
+    match event:
+        case LeadQualified():
+            status = "qualified"
+        case LeadDisqualified():
+            status = "disqualified"
+        case LeadConverted(deal_id=converted_to):
+            status, deal_id = "converted", converted_to
+    return replace(
+        lead,
+        version=event.originator_version,
+        status=status,
+        deal_id=deal_id,
+        idempotency_keys=keys,
+    )
+
+
+def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:
+    keys: frozenset[str] = getattr(state, "idempotency_keys", frozenset())
+    return cmd.idempotency_key is not None and cmd.idempotency_key in keys
+
+
+def check_convertible(lead: Lead, deal_id: str) -> None:
+    attempted = f"lead_converted to deal {deal_id}"
+    if lead.status == "converted":
+        raise IllegalTransition(lead.name, lead.status, attempted, f"already converted to deal {lead.deal_id}")
+    if lead.status == "disqualified":
+        raise IllegalTransition(lead.name, lead.status, attempted, "a disqualified lead must be qualified again first")
+
+
+def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[DomainEvent]:
+    """The events recording `cmd` on a lead (conversion is decided with the deal, in deal.py)."""
+    assert cmd.type != "lead_converted", "conversion is decided by deal.decide_opening"
+    if is_duplicate(lead, cmd):
+        return []
+    if lead is None:
+        if cmd.type not in LEAD_TOUCHES:
+            raise UnknownAggregate(f"lead {cmd.target}")
+        version = 1
+    else:
+        version = lead.version + 1
+        refusal = _refusal(lead, cmd.type)
+        if refusal:
+            raise IllegalTransition(lead.name, lead.status, cmd.type, refusal)
+    return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, **cmd.fields)]
+
+
+def _refusal(lead: Lead, event_type: str) -> str | None:
+    match (event_type, lead.status):
+        case ("lead_qualified", "qualified"):
+            return "already qualified"
+        case ("lead_qualified" | "lead_disqualified", "converted"):
+            return f"already converted to deal {lead.deal_id}"
+        case ("lead_disqualified", "disqualified"):
+            return "already disqualified"
+    return None

@@ -1,0 +1,234 @@
+"""The facade an embedding product uses: record interactions, read leads and deals, get views.
+
+The one place where the store, the stage rules and the projections are wired together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import reduce
+from typing import Any, TypeVar, cast
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from dealengine.domain.deal import OPENING_TYPES, Deal, deal_evolver, decide_deal, decide_opening, opening_ids
+from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, load_funnel, load_pipeline
+from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, UnknownAggregate
+from dealengine.domain.events import DomainEvent, originator_id
+from dealengine.domain.interaction import Interaction
+from dealengine.domain.lead import Lead, decide_lead, evolve_lead
+from dealengine.projections.funnel import FunnelProjection, FunnelView
+from dealengine.projections.pipeline import PipelineProjection, PipelineView
+from dealengine.projections.stream import StreamEvent, decode, fold_all
+from dealengine.settings import Settings
+from dealengine.store.application import Store
+
+State = Lead | Deal | None
+T = TypeVar("T")
+MAX_ATTEMPTS = 5
+CACHE_LIMIT = 200_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one command stored: its events, or none when its idempotency key was seen before."""
+
+    events: list[DomainEvent]
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.events
+
+
+Outcome = Recorded | DealEngineError
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        pipeline: PipelineDefinition | None = None,
+        funnel: FunnelDefinition | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.pipeline_definition = pipeline or load_pipeline()
+        self.funnel_definition = funnel or load_funnel()
+        self.clock = clock
+        self.store = Store(self.settings)
+        self._evolve_deal = deal_evolver(self.pipeline_definition)
+        self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
+
+    @classmethod
+    def in_memory(cls, **kwargs: Any) -> Engine:
+        """An engine on a private in-memory SQLite store (for tests and experiments)."""
+        return cls(Settings(db=":memory:", database_url=None), **kwargs)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        type: str,
+        id: str,
+        occurred_at: datetime | str,
+        *,
+        actor: str = "api",
+        source: str = "api",
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Recorded:
+        """Record one interaction on lead or deal `id`; raises a DealEngineError if refused."""
+        cmd = Interaction(type, id, occurred_at, fields, actor, source, idempotency_key)
+        outcome = self.execute_batch([cmd])[0]
+        if isinstance(outcome, DealEngineError):
+            raise outcome
+        return outcome
+
+    def execute_batch(self, commands: Sequence[Interaction], *, strict: bool = False) -> list[Outcome]:
+        """Decide every command in order and store all their events in one transaction.
+
+        A refused command gets its error in the result and stores nothing; the others are
+        kept (with `strict`, the first refusal ends the batch and nothing is stored). When
+        another writer got there first, the batch is re-read and re-decided, a few times.
+        """
+        touched: set[str] = set()
+        for _ in range(MAX_ATTEMPTS):
+            outcomes, pending, work = self._decide_all(commands, strict)
+            touched = set(work)
+            if not pending or (strict and isinstance(outcomes[-1], DealEngineError)):
+                return outcomes
+            try:
+                self.store.app.save(*pending)
+            except IntegrityError:
+                for stream in touched:
+                    self._cache.pop(stream, None)
+                continue
+            if len(self._cache) > CACHE_LIMIT:
+                self._cache.clear()
+            self._cache.update(work)
+            return outcomes
+        raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
+
+    def _decide_all(
+        self, commands: Sequence[Interaction], strict: bool
+    ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
+        work: dict[str, State] = {}
+
+        def state(stream: str) -> State:
+            if stream not in work:
+                work[stream] = self._cached(stream)
+            return work[stream]
+
+        outcomes: list[Outcome] = []
+        pending: list[DomainEvent] = []
+        now = self.clock()
+        for cmd in commands:
+            try:
+                events = self._decide(cmd, state, now)
+            except DealEngineError as e:
+                outcomes.append(e)
+                if strict:
+                    break
+                continue
+            for event in events:
+                work[event.originator_id] = self._apply(state(event.originator_id), event)
+            pending.extend(events)
+            outcomes.append(Recorded(events))
+        return outcomes, pending, work
+
+    def _decide(self, cmd: Interaction, state: Callable[[str], State], now: datetime) -> list[DomainEvent]:
+        if cmd.type in OPENING_TYPES:
+            deal_id, lead_id = opening_ids(cmd)
+            lead = state(originator_id("lead", lead_id)) if lead_id else None
+            deal = state(originator_id("deal", deal_id))
+            return decide_opening(self.pipeline_definition, _as(Lead, lead), _as(Deal, deal), cmd, now)
+        if cmd.event_class.aggregate == "lead":
+            return decide_lead(_as(Lead, state(originator_id("lead", cmd.target))), cmd, now)
+        deal = _as(Deal, state(originator_id("deal", cmd.target)))
+        return decide_deal(self.pipeline_definition, deal, cmd, now)
+
+    def _apply(self, state: State, event: DomainEvent) -> Lead | Deal:
+        if event.aggregate == "lead":
+            return evolve_lead(_as(Lead, state), event)
+        return self._evolve_deal(_as(Deal, state), event)
+
+    def _cached(self, stream: str) -> State:
+        if stream not in self._cache:
+            self._cache[stream] = self._load(stream)
+        return self._cache[stream]
+
+    def _load(self, stream: str, version: int | None = None) -> State:
+        def project(initial: State, events: Any) -> State:
+            return reduce(self._apply, cast(Iterator[DomainEvent], events), initial)
+
+        try:
+            return cast(State, self.store.app.repository.get(stream, version=version, projector_func=project))
+        except AggregateNotFoundError:
+            return None
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def lead(self, lead_id: str) -> Lead:
+        """The lead as the store holds it now."""
+        lead = self._load(originator_id("lead", lead_id))
+        if lead is None:
+            raise UnknownAggregate(f"lead {lead_id}")
+        return _as(Lead, lead)
+
+    def deal(self, deal_id: str) -> Deal:
+        """The deal as the store holds it now."""
+        deal = self._load(originator_id("deal", deal_id))
+        if deal is None:
+            raise UnknownAggregate(f"deal {deal_id}")
+        return _as(Deal, deal)
+
+    def history(self, id: str) -> list[DomainEvent]:
+        """Every event of one lead or deal, in order. `id` may be `lead:ID` or `deal:ID`."""
+        candidates = [id] if id.startswith(("lead:", "deal:")) else [f"lead:{id}", f"deal:{id}"]
+        found = [c for c in candidates if self.store.exists(c)]
+        if not found:
+            raise UnknownAggregate(f"lead or deal {id}")
+        if len(found) > 1:
+            raise DealEngineError(f"{id} is both a lead and a deal: ask for lead:{id} or deal:{id}")
+        return cast(list[DomainEvent], self.store.events(found[0]))
+
+    def stream(self, gt: int = 0) -> Iterator[StreamEvent]:
+        """The whole event stream in recorded order, as the folds see it."""
+        return decode(self.store.stream(gt))
+
+    def views(self) -> tuple[FunnelView, PipelineView]:
+        """Funnel and pipeline, rebuilt together in one pass over the stream."""
+        funnel = FunnelProjection(self.funnel_definition)
+        pipeline = PipelineProjection(self.pipeline_definition)
+        funnel_state, pipeline_state = fold_all(self.stream(), [funnel, pipeline])
+        return funnel.report(funnel_state), pipeline.report(pipeline_state)
+
+    def funnel(self) -> FunnelView:
+        funnel = FunnelProjection(self.funnel_definition)
+        return funnel.report(fold_all(self.stream(), [funnel])[0])
+
+    def pipeline(self) -> PipelineView:
+        pipeline = PipelineProjection(self.pipeline_definition)
+        return pipeline.report(fold_all(self.stream(), [pipeline])[0])
+
+
+def _as(cls: type[T], value: object) -> T:
+    """Narrow a loaded state to the aggregate type its stream prefix promises."""
+    return cast(T, value)

@@ -1,0 +1,25 @@
+"""Settings, read once at the edge from the environment (prefix DEALENGINE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_path
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_db() -> Path:
+    return user_data_path("dealengine", appauthor=False) / "dealengine.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEALENGINE_", extra="ignore")
+
+    db: str = Field(default_factory=lambda: str(default_db()))
+    """SQLite file (or `:memory:`); used when no database_url is set."""
+    database_url: str | None = None
+    """`postgresql://user:password@host:port/dbname[?schema=name]`: use PostgreSQL instead."""
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"

@@ -1,0 +1,101 @@
+"""The eventsourcing application that stores every lead and deal event, and its settings.
+
+No storage layer of our own: the settings are mapped onto eventsourcing's own SQLite and
+PostgreSQL configuration; we add only the pydantic mapper and a streaming reader.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlparse
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.utils import get_topic
+
+from dealengine.domain.errors import DealEngineError
+from dealengine.settings import Settings
+from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
+from dealengine.store.recorders import PostgresStreamingRecorder, Row, SQLiteStreamingRecorder
+
+
+class DealEngineApplication(Application[str]):
+    name = "DealEngine"
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing's environment for these settings."""
+    env = {
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+        "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
+        "ORIGINATOR_ID_TYPE": "text",
+        "CREATE_TABLE": "y",
+    }
+    if settings.database_url:
+        env.update(postgres_env(settings.database_url))
+        env["APPLICATION_RECORDER_TOPIC"] = get_topic(PostgresStreamingRecorder)
+        return env
+    if settings.db == ":memory:":
+        db_name = f"file:dealengine-{uuid.uuid4().hex}?mode=memory&cache=shared"
+    else:
+        path = Path(settings.db).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db_name = str(path)
+    env.update(
+        {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": db_name,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteStreamingRecorder),
+        }
+    )
+    return env
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    parts = urlparse(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise DealEngineError(
+            f"DEALENGINE_DATABASE_URL must look like postgresql://user@host:5432/dbname, got {url!r}"
+        )
+    schema = parse_qs(parts.query).get("schema", [""])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path.strip("/")),
+        "POSTGRES_HOST": parts.hostname or "localhost",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "8",
+    }
+
+
+class Store:
+    """The application plus the two reads the engine needs: one stream, and the whole log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = DealEngineApplication(env=store_env(settings))
+        self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
+
+    def events(self, stream_id: str, version: int | None = None) -> list[Any]:
+        """The validated events of one stream, oldest first (up to `version`)."""
+        return list(self.app.events.get(stream_id, lte=version))
+
+    def exists(self, stream_id: str) -> bool:
+        return bool(self.app.recorder.select_events(stream_id, limit=1))
+
+    def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
+        return self.recorder.stream(gt, stop)
+
+    def position(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def close(self) -> None:
+        self.app.close()
+
+
+__all__ = ["AggregateNotFoundError", "DealEngineApplication", "Store", "store_env"]

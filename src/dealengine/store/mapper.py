@@ -1,0 +1,65 @@
+"""Glue between pydantic events and eventsourcing 9.5 (which ships none).
+
+The mapper writes an event's JSON straight from pydantic's serializer and builds the model
+back with full validation; the projections skip this and read the JSON themselves.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, cast
+
+import orjson
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
+
+from dealengine.domain.events import DomainEvent
+
+_IDS = frozenset({"originator_id", "originator_version"})
+
+
+class OrjsonTranscoder(Transcoder):
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+@cache
+def topic_of(cls: type[DomainEvent]) -> str:
+    return get_topic(cls)
+
+
+class PydanticMapper(Mapper[str]):
+    def to_stored_event(self, domain_event: DomainEventProtocol[str]) -> StoredEvent:
+        event = cast(DomainEvent, domain_event)
+        cls = type(event)
+        state = cls.__pydantic_serializer__.to_json(event, exclude=_IDS)
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=event.originator_id,
+            originator_version=event.originator_version,
+            topic=topic_of(cls),
+            state=state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[str]:
+        state = stored_event.state
+        try:
+            if self.cipher:
+                state = self.cipher.decrypt(state)
+            if self.compressor:
+                state = self.compressor.decompress(state)
+            data = orjson.loads(state)
+        except Exception as e:
+            msg = f"cannot decode {stored_event.originator_id} v{stored_event.originator_version}: {e}"
+            raise MapperDeserialisationError(msg) from e
+        data["originator_id"] = str(stored_event.originator_id)
+        data["originator_version"] = stored_event.originator_version
+        cls: type[DomainEvent] = resolve_topic(stored_event.topic)
+        return cls.model_validate(data)
