@@ -126,6 +126,10 @@ class Engine:
             return outcomes
         raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
 
+    def check(self, commands: Sequence[Interaction]) -> list[Outcome]:
+        """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
+        return self._decide_all(commands, strict=True)[0]
+
     def _decide_all(
         self, commands: Sequence[Interaction], strict: bool
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:

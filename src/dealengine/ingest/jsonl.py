@@ -1,0 +1,195 @@
+"""`dealengine ingest FILE.jsonl`: one interaction per line, recorded in file order, in batches.
+
+A bad line is reported with its number and reason and stores nothing; the good lines are kept.
+`strict` stops at the first bad line with nothing from the file stored. Every line has an
+idempotency key (its `id`, or a digest of its content), so re-ingesting a file adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
+from dealengine.domain.events import EVENT_TYPES
+from dealengine.domain.interaction import Interaction
+from dealengine.engine import Engine
+
+log = structlog.get_logger("dealengine.ingest")
+
+RawLine = bytes | dict[str, Any]
+ENVELOPE_KEYS = frozenset({"type", "id", "occurred_at", "actor"})
+BATCH_LINES = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    reason: str
+
+
+@dataclass(slots=True)
+class IngestReport:
+    file: str
+    lines: int = 0  # non-blank lines read
+    recorded: int = 0  # lines that stored events
+    events: int = 0
+    duplicates: int = 0  # lines whose idempotency key was already recorded
+    rejected: list[Rejected] = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+
+def parse_line(text: str | bytes | dict[str, Any], source: str, actor: str) -> Interaction:
+    """One JSONL line (or an already decoded one) as a command, or InvalidEvent naming what is wrong."""
+    if isinstance(text, dict):
+        return interaction_from(text, source, actor)
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise InvalidEvent(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
+    return interaction_from(obj, source, actor)
+
+
+def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interaction:
+    """A decoded interaction (a JSONL line, a mapped CSV row) as a command."""
+    event_type = obj.get("type")
+    if event_type is None:
+        raise InvalidEvent("field 'type': missing")
+    if event_type not in EVENT_TYPES:
+        raise UnknownEventType(event_type, sorted(EVENT_TYPES))
+    id_field = f"{EVENT_TYPES[event_type].aggregate}_id"
+    target = obj.get(id_field)
+    if target is None:
+        raise InvalidEvent(f"field '{id_field}': missing")
+    if not isinstance(target, str):
+        raise InvalidEvent(f"field '{id_field}': expected a string, got {target!r}")
+    key = obj.get("id")
+    if key is None:
+        key = "sha256:" + hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    elif not isinstance(key, str) or not key.strip():
+        raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
+    line_actor = obj.get("actor", actor)
+    fields = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS and k != id_field}
+    return Interaction(event_type, target, obj.get("occurred_at"), fields, line_actor, source, key)
+
+
+def numbered_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if progress:
+                progress(len(raw))
+            if raw.strip():
+                yield number, raw
+
+
+def ingest_jsonl(
+    engine: Engine,
+    path: Path,
+    *,
+    actor: str,
+    strict: bool = False,
+    batch_lines: int = BATCH_LINES,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Record the interactions of a JSONL file; `progress` is told the bytes read."""
+    report = IngestReport(file=str(path), strict=strict)
+    return ingest_lines(engine, numbered_lines(path, progress), report, path.name, actor, batch_lines)
+
+
+def ingest_lines(
+    engine: Engine,
+    numbered: Iterable[tuple[int, RawLine]],
+    report: IngestReport,
+    source: str,
+    actor: str,
+    batch_lines: int = BATCH_LINES,
+) -> IngestReport:
+    """Record numbered lines (bytes, or dicts already decoded) in batches, into `report`."""
+    if report.strict:
+        _ingest_strict(engine, numbered, source, actor, report)
+    else:
+        for batch in _batches(numbered, batch_lines):
+            _ingest_batch(engine, batch, source, actor, report)
+    return report
+
+
+def _parse_all(
+    numbered: Iterable[tuple[int, RawLine]], source: str, actor: str, report: IngestReport, *, stop: bool
+) -> list[tuple[int, Interaction]]:
+    parsed = []
+    for number, raw in numbered:
+        report.lines += 1
+        try:
+            parsed.append((number, parse_line(raw, source, actor)))
+        except DealEngineError as e:
+            report.rejected.append(Rejected(number, str(e)))
+            if stop:
+                break
+    return parsed
+
+
+def _ingest_batch(
+    engine: Engine, batch: list[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
+) -> None:
+    started = time.perf_counter()
+    parsed = _parse_all(batch, source, actor, report, stop=False)
+    outcomes = engine.execute_batch([cmd for _, cmd in parsed])
+    events = 0
+    for (number, _), outcome in zip(parsed, outcomes, strict=True):
+        if isinstance(outcome, DealEngineError):
+            report.rejected.append(Rejected(number, str(outcome)))
+        elif outcome.duplicate:
+            report.duplicates += 1
+        else:
+            report.recorded += 1
+            events += len(outcome.events)
+    report.events += events
+    report.rejected.sort(key=lambda r: r.line)
+    log.info("ingest.batch", file=source, lines=len(batch), events=events,
+             seconds=round(time.perf_counter() - started, 3))
+
+
+def _ingest_strict(
+    engine: Engine, numbered: Iterable[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
+) -> None:
+    parsed = _parse_all(numbered, source, actor, report, stop=True)
+    commands = [cmd for _, cmd in parsed]
+    # A refusal before the first unparsable line is the first bad line: check, store nothing.
+    outcomes = engine.check(commands) if report.rejected else engine.execute_batch(commands, strict=True)
+    for (number, _), outcome in zip(parsed, outcomes, strict=False):
+        if isinstance(outcome, DealEngineError):
+            report.rejected[:] = [Rejected(number, str(outcome))]
+            return
+    if report.rejected:
+        return
+    for outcome in outcomes:
+        assert not isinstance(outcome, DealEngineError)
+        if outcome.duplicate:
+            report.duplicates += 1
+        else:
+            report.recorded += 1
+            report.events += len(outcome.events)
+
+
+def _batches(items: Iterable[tuple[int, RawLine]], size: int) -> Iterator[list[tuple[int, RawLine]]]:
+    batch: list[tuple[int, RawLine]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
