@@ -5,6 +5,8 @@ The one place where the store, the stage rules and the projections are wired tog
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +30,7 @@ from dealengine.store.application import Store
 
 State = Lead | Deal | None
 T = TypeVar("T")
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
 
 
@@ -109,16 +111,17 @@ class Engine:
         another writer got there first, the batch is re-read and re-decided, a few times.
         """
         touched: set[str] = set()
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             outcomes, pending, work = self._decide_all(commands, strict)
             touched = set(work)
             if not pending or (strict and isinstance(outcomes[-1], DealEngineError)):
                 return outcomes
             try:
                 self.store.app.save(*pending)
-            except IntegrityError:
+            except IntegrityError:  # another writer appended first: re-read, re-decide
                 for stream in touched:
                     self._cache.pop(stream, None)
+                time.sleep(random.uniform(0, 0.01 * attempt))
                 continue
             if len(self._cache) > CACHE_LIMIT:
                 self._cache.clear()
@@ -133,19 +136,42 @@ class Engine:
     def _decide_all(
         self, commands: Sequence[Interaction], strict: bool
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
+        """Decide commands in order on working copies of their aggregates' states.
+
+        States come from this engine's cache when it has them. A cached state may be stale:
+        a wrong acceptance is caught by the version check when saving, and a refusal based on
+        a cached state is re-decided once on a fresh read before it is reported.
+        """
         work: dict[str, State] = {}
+        fresh: set[str] = set()  # read from the store during this call
+        changed: set[str] = set()  # have pending events in this batch
+        used: list[str] = []
 
         def state(stream: str) -> State:
+            used.append(stream)
             if stream not in work:
-                work[stream] = self._cached(stream)
+                if stream not in self._cache:
+                    self._cache[stream] = self._load(stream)
+                    fresh.add(stream)
+                work[stream] = self._cache[stream]
             return work[stream]
 
         outcomes: list[Outcome] = []
         pending: list[DomainEvent] = []
         now = self.clock()
         for cmd in commands:
+            used.clear()
             try:
-                events = self._decide(cmd, state, now)
+                try:
+                    events = self._decide(cmd, state, now)
+                except DealEngineError:
+                    doubtful = {s for s in used if s not in fresh and s not in changed}
+                    if not doubtful:
+                        raise
+                    for stream in doubtful:
+                        work.pop(stream, None)
+                        self._cache.pop(stream, None)
+                    events = self._decide(cmd, state, now)
             except DealEngineError as e:
                 outcomes.append(e)
                 if strict:
@@ -153,6 +179,7 @@ class Engine:
                 continue
             for event in events:
                 work[event.originator_id] = self._apply(state(event.originator_id), event)
+                changed.add(event.originator_id)
             pending.extend(events)
             outcomes.append(Recorded(events))
         return outcomes, pending, work

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse, urlunparse
+
+import psycopg
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.utils import get_topic
@@ -19,6 +22,9 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.settings import Settings
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
 from dealengine.store.recorders import PostgresStreamingRecorder, Row, SQLiteStreamingRecorder
+
+
+TABLES_LOCK = 0x6465616C  # "deal": the advisory lock key for creating dealengine's tables
 
 
 class DealEngineApplication(Application[str]):
@@ -74,11 +80,27 @@ def postgres_env(url: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def tables_lock(database_url: str | None) -> Iterator[None]:
+    """Serialise table creation: app instances starting together on PostgreSQL would race
+    on CREATE TABLE IF NOT EXISTS ("tuple concurrently updated")."""
+    if not database_url:
+        yield
+        return
+    with psycopg.connect(urlunparse(urlparse(database_url)._replace(query="")), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (TABLES_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (TABLES_LOCK,))
+
+
 class Store:
     """The application plus the two reads the engine needs: one stream, and the whole log."""
 
     def __init__(self, settings: Settings) -> None:
-        self.app = DealEngineApplication(env=store_env(settings))
+        with tables_lock(settings.database_url):
+            self.app = DealEngineApplication(env=store_env(settings))
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
 
     def events(self, stream_id: str, version: int | None = None) -> list[Any]:
