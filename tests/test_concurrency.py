@@ -18,8 +18,13 @@ def write_visits(settings: Settings, writer: int, count: int) -> tuple[int, int]
     with Engine(settings) as engine:
         for n in range(count):
             try:
-                result = engine.record("site_visited", "L-1", f"2026-03-01T10:{writer:02d}:{n:02d}Z",
-                                       channel="web", idempotency_key=f"w{writer}-{n}")
+                result = engine.record(
+                    "site_visited",
+                    "L-1",
+                    f"2026-03-01T10:{writer:02d}:{n:02d}Z",
+                    channel="web",
+                    idempotency_key=f"w{writer}-{n}",
+                )
                 stored += len(result.events)
             except ConcurrencyConflict:
                 conflicted += 1
@@ -44,7 +49,9 @@ def test_threads_on_one_lead_lose_and_duplicate_nothing(settings: Settings, engi
     check_stream(engine, stored)
 
 
-def test_processes_on_one_lead_lose_and_duplicate_nothing(settings: Settings, engine: Engine) -> None:
+def test_processes_on_one_lead_lose_and_duplicate_nothing(
+    settings: Settings, engine: Engine
+) -> None:
     context = multiprocessing.get_context("spawn")
     with context.Pool(WRITERS) as pool:
         results = pool.starmap(write_visits, [(settings, w, EACH) for w in range(WRITERS)])
@@ -61,7 +68,11 @@ def test_one_idempotency_key_from_many_writers_is_stored_once(
     engines = [open_engine() for _ in range(WRITERS)]
 
     def replay_webhook(engine: Engine) -> int:
-        return len(engine.record("demo_requested", "L-1", "2026-03-02T10:00:00Z", idempotency_key="hook-1").events)
+        return len(
+            engine.record(
+                "demo_requested", "L-1", "2026-03-02T10:00:00Z", idempotency_key="hook-1"
+            ).events
+        )
 
     with ThreadPoolExecutor(WRITERS) as pool:
         stored = list(pool.map(replay_webhook, engines))
@@ -77,4 +88,8 @@ def test_a_stale_instance_re_reads_before_deciding(open_engine: Callable[[], Eng
     # a's cached lead is stale (qualified); its append conflicts, it re-reads and re-decides:
     a.record("lead_qualified", "L-1", "2026-03-04T09:00:00Z", by="sdr")
     assert [e.event_type for e in a.history("L-1")] == [
-        "site_visited", "lead_qualified", "lead_disqualified", "lead_qualified"]
+        "site_visited",
+        "lead_qualified",
+        "lead_disqualified",
+        "lead_qualified",
+    ]

@@ -16,28 +16,62 @@ from .conftest import Clock
 
 # (type, target id, occurred_at, fields): a history that uses every event type once or more.
 SCRIPT: list[tuple[str, str, str, dict[str, Any]]] = [
-    ("ad_viewed", "L-1", "2026-03-01T09:00:00+02:00", {"channel": "paid_search", "campaign": "spring"}),
-    ("site_visited", "L-1", "2026-03-01T08:30:00Z", {"channel": "organic_search", "page": "/pricing"}),
+    (
+        "ad_viewed",
+        "L-1",
+        "2026-03-01T09:00:00+02:00",
+        {"channel": "paid_search", "campaign": "spring"},
+    ),
+    (
+        "site_visited",
+        "L-1",
+        "2026-03-01T08:30:00Z",
+        {"channel": "organic_search", "page": "/pricing"},
+    ),
     ("newsletter_signed_up", "L-1", "2026-03-02T10:00:00Z", {}),
     ("content_downloaded", "L-1", "2026-03-03T10:00:00Z", {"asset": "ebook"}),
     ("webinar_attended", "L-1", "2026-03-04T10:00:00Z", {"webinar": "pipeline-101"}),
     ("demo_requested", "L-1", "2026-03-05T10:00:00Z", {}),
     ("lead_disqualified", "L-1", "2026-03-06T10:00:00Z", {"reason": "no budget"}),
     ("lead_qualified", "L-1", "2026-03-07T10:00:00Z", {"by": "sdr-1"}),
-    ("lead_converted", "L-1", "2026-03-08T10:00:00Z",
-     {"deal_id": "D-1", "amount": "12000.50", "currency": "USD", "owner": "ana",
-      "expected_close_on": "2026-06-30"}),
+    (
+        "lead_converted",
+        "L-1",
+        "2026-03-08T10:00:00Z",
+        {
+            "deal_id": "D-1",
+            "amount": "12000.50",
+            "currency": "USD",
+            "owner": "ana",
+            "expected_close_on": "2026-06-30",
+        },
+    ),
     ("discovery_completed", "D-1", "2026-03-09T10:00:00Z", {}),
     ("proposal_sent", "D-1", "2026-03-10T10:00:00Z", {"amount": "15000"}),
     ("negotiation_started", "D-1", "2026-03-11T10:00:00Z", {}),
-    ("deal_amount_changed", "D-1", "2026-03-12T10:00:00Z", {"amount": "14000", "reason": "discount"}),
-    ("deal_stage_changed", "D-1", "2026-03-13T10:00:00Z", {"to_stage": "proposal", "reason": "repricing"}),
+    (
+        "deal_amount_changed",
+        "D-1",
+        "2026-03-12T10:00:00Z",
+        {"amount": "14000", "reason": "discount"},
+    ),
+    (
+        "deal_stage_changed",
+        "D-1",
+        "2026-03-13T10:00:00Z",
+        {"to_stage": "proposal", "reason": "repricing"},
+    ),
     ("deal_lost", "D-1", "2026-03-14T10:00:00Z", {"reason": "no decision"}),
     ("deal_reopened", "D-1", "2026-03-15T10:00:00Z", {"reason": "budget approved"}),
     ("deal_won", "D-1", "2026-03-16T10:00:00Z", {"amount": "13500"}),
     ("site_visited", "L-2", "2026-03-01T10:00:00Z", {"channel": "referral"}),
     ("lead_qualified", "L-2", "2026-03-02T10:00:00Z", {"by": "sdr-2"}),
-    ("deal_opened", "D-2", "2026-03-03T10:00:00Z", {"lead_id": "L-2", "amount": "900", "owner": "bruno"}),
+    (
+        "deal_opened",
+        "D-2",
+        "2026-03-03T10:00:00Z",
+        {"lead_id": "L-2", "amount": "900", "owner": "bruno"},
+    ),
 ]
 
 
@@ -45,8 +79,15 @@ def record_script(engine: Engine, clock: Clock) -> list[DomainEvent]:
     recorded: list[DomainEvent] = []
     for n, (event_type, target, at, fields) in enumerate(SCRIPT):
         clock.advance(minutes=1)
-        result = engine.record(event_type, target, at, actor=f"user-{n}", source="test",
-                               idempotency_key=f"key-{n}", **fields)
+        result = engine.record(
+            event_type,
+            target,
+            at,
+            actor=f"user-{n}",
+            source="test",
+            idempotency_key=f"key-{n}",
+            **fields,
+        )
         recorded.extend(result.events)
     return recorded
 
@@ -57,7 +98,12 @@ def test_the_script_covers_every_event_type() -> None:
 
 def test_every_event_type_round_trips_through_the_store(engine: Engine, clock: Clock) -> None:
     recorded = record_script(engine, clock)
-    stored = engine.history("lead:L-1") + engine.history("D-1") + engine.history("L-2") + engine.history("D-2")
+    stored = (
+        engine.history("lead:L-1")
+        + engine.history("D-1")
+        + engine.history("L-2")
+        + engine.history("D-2")
+    )
     assert sorted(stored, key=lambda e: e.id) == sorted(recorded, key=lambda e: e.id)
     assert {e.event_type for e in stored} == set(EVENT_TYPES)
     assert len({e.id for e in stored}) == len(stored)
@@ -73,10 +119,16 @@ def test_every_event_type_round_trips_through_the_store(engine: Engine, clock: C
     deal_events = {e.event_type: e for e in engine.history("D-1")}
     opened = deal_events["deal_opened"]
     assert opened.payload() == {
-        "lead_id": "L-1", "amount": Decimal("12000.50"), "currency": "USD", "owner": "ana",
+        "lead_id": "L-1",
+        "amount": Decimal("12000.50"),
+        "currency": "USD",
+        "owner": "ana",
         "expected_close_on": date(2026, 6, 30),
     }
-    assert deal_events["deal_reopened"].payload() == {"reason": "budget approved", "to_stage": "proposal"}
+    assert deal_events["deal_reopened"].payload() == {
+        "reason": "budget approved",
+        "to_stage": "proposal",
+    }
     assert deal_events["deal_won"].payload() == {"amount": Decimal("13500")}
     assert isinstance(deal_events["proposal_sent"].payload()["amount"], Decimal)
 
@@ -110,7 +162,12 @@ def test_stored_times_are_fixed_width_utc(memory_engine: Engine, clock: Clock) -
     ],
 )
 def test_ill_typed_interactions_name_the_field(
-    memory_engine: Engine, event_type: str, target: str, at: str, fields: dict[str, Any], message: str
+    memory_engine: Engine,
+    event_type: str,
+    target: str,
+    at: str,
+    fields: dict[str, Any],
+    message: str,
 ) -> None:
     with pytest.raises(InvalidEvent, match=message):
         memory_engine.record(event_type, target, at, **fields)
@@ -121,10 +178,23 @@ def test_money_is_decimal_never_float(memory_engine: Engine) -> None:
     memory_engine.record("site_visited", "L-1", "2026-03-01T10:00:00Z", channel="web")
     memory_engine.record("lead_qualified", "L-1", "2026-03-02T10:00:00Z", by="me")
     with pytest.raises(InvalidEvent, match="amount"):
-        memory_engine.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="NaN", owner="x")
+        memory_engine.record(
+            "deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="NaN", owner="x"
+        )
     with pytest.raises(InvalidEvent, match="currency"):
-        memory_engine.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="10",
-                             currency="EUR", owner="x")
-    memory_engine.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="0.10", owner="x")
-    memory_engine.record("deal_amount_changed", "D-1", "2026-03-04T10:00:00Z", amount="0.20", reason="r")
+        memory_engine.record(
+            "deal_opened",
+            "D-1",
+            "2026-03-03T10:00:00Z",
+            lead_id="L-1",
+            amount="10",
+            currency="EUR",
+            owner="x",
+        )
+    memory_engine.record(
+        "deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="0.10", owner="x"
+    )
+    memory_engine.record(
+        "deal_amount_changed", "D-1", "2026-03-04T10:00:00Z", amount="0.20", reason="r"
+    )
     assert memory_engine.deal("D-1").amount == Decimal("0.20")

@@ -15,11 +15,11 @@ from dealengine.ingest.jsonl import ingest_jsonl
 GOOD_AND_BAD = [
     '{"type": "site_visited", "lead_id": "L-1", "occurred_at": "2026-03-01T10:00:00Z", "channel": "web", "id": "a1"}',
     '{"type": "ad_viewed", "lead_id": "L-2", "occurred_at": "2026-03-01T10:00:00Z", "channel": "social"',
-    '[1, 2, 3]',
+    "[1, 2, 3]",
     '{"type": "ad_clicked", "lead_id": "L-2", "occurred_at": "2026-03-01T10:00:00Z"}',
     '{"type": "ad_viewed", "lead_id": "L-2", "occurred_at": "2026-03-01T10:00:00Z"}',
     '{"type": "lead_qualified", "lead_id": "L-1", "occurred_at": "2026-03-02T10:00:00Z", "by": "sdr", "id": "a2"}',
-    '',
+    "",
     '{"type": "deal_opened", "deal_id": "D-1", "lead_id": "L-1", "occurred_at": "2026-03-03T10:00:00Z",'
     ' "amount": "lots", "owner": "ana", "id": "a3"}',
     '{"type": "deal_opened", "deal_id": "D-1", "lead_id": "L-1", "occurred_at": "2026-03-03T10:00:00Z",'
@@ -75,7 +75,9 @@ def test_re_ingesting_a_file_records_nothing_new(engine: Engine, jsonl: Path) ->
     assert engine.store.position() == position
 
 
-def test_lines_without_an_id_are_deduplicated_by_content(memory_engine: Engine, tmp_path: Path) -> None:
+def test_lines_without_an_id_are_deduplicated_by_content(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
     line = '{"type": "site_visited", "lead_id": "L-1", "occurred_at": "2026-03-01T10:00:00Z", "channel": "web"}'
     path = tmp_path / "visits.jsonl"
     path.write_text(f"{line}\n{line}\n")
@@ -88,11 +90,15 @@ def test_lines_without_an_id_are_deduplicated_by_content(memory_engine: Engine, 
 
 def test_strict_stops_at_the_first_bad_line_and_stores_nothing(engine: Engine, jsonl: Path) -> None:
     report = ingest_jsonl(engine, jsonl, actor="tester", strict=True)
-    assert [(r.line, EXPECTED_REJECTIONS[r.line] in r.reason) for r in report.rejected] == [(2, True)]
+    assert [(r.line, EXPECTED_REJECTIONS[r.line] in r.reason) for r in report.rejected] == [
+        (2, True)
+    ]
     assert engine.store.position() == 0
 
 
-def test_strict_names_a_refused_line_before_an_unparsable_one(memory_engine: Engine, tmp_path: Path) -> None:
+def test_strict_names_a_refused_line_before_an_unparsable_one(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
     path = tmp_path / "f.jsonl"
     path.write_text("\n".join([GOOD_AND_BAD[0], GOOD_AND_BAD[11], GOOD_AND_BAD[1]]) + "\n")
     report = ingest_jsonl(memory_engine, path, actor="t", strict=True)
@@ -109,8 +115,9 @@ def test_strict_stores_a_clean_file_whole(memory_engine: Engine, tmp_path: Path)
     assert memory_engine.deal("D-1").stage == "closed_won"
 
 
-def test_the_cli_reports_bad_lines_one_per_line_and_exits_non_zero(tmp_path: Path, jsonl: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_reports_bad_lines_one_per_line_and_exits_non_zero(
+    tmp_path: Path, jsonl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "cli.db"))
     monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
     result = CliRunner().invoke(app, ["ingest", str(jsonl), "--format", "json"])

@@ -3,6 +3,7 @@ computation (written here, from the ingest lines themselves) on a generated one.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -47,8 +48,13 @@ def test_funnel_by_hand(memory_engine: Engine) -> None:
     record(memory_engine, SMALL)
     funnel = memory_engine.funnel()
     assert [(s.name, s.leads) for s in funnel.steps] == [
-        ("awareness", 5), ("interest", 4), ("consideration", 4), ("intent", 4),
-        ("qualified", 3), ("opportunity", 3), ("won", 1),
+        ("awareness", 5),
+        ("interest", 4),
+        ("consideration", 4),
+        ("intent", 4),
+        ("qualified", 3),
+        ("opportunity", 3),
+        ("won", 1),
     ]
     interest, qualified, won = funnel.steps[1], funnel.steps[4], funnel.steps[6]
     assert (interest.conversion_from_previous, interest.drop_off) == (0.8, 1)
@@ -68,10 +74,34 @@ def test_pipeline_by_hand(memory_engine: Engine) -> None:
     record(memory_engine, SMALL)
     pipeline = memory_engine.pipeline().model_dump(mode="json")
     assert pipeline["stages"] == [
-        {"name": "prospecting", "probability": 0.1, "open_deals": 0, "amount": "0.00", "weighted_amount": "0.00"},
-        {"name": "discovery", "probability": 0.2, "open_deals": 0, "amount": "0.00", "weighted_amount": "0.00"},
-        {"name": "proposal", "probability": 0.5, "open_deals": 1, "amount": "800.00", "weighted_amount": "400.00"},
-        {"name": "negotiation", "probability": 0.8, "open_deals": 0, "amount": "0.00", "weighted_amount": "0.00"},
+        {
+            "name": "prospecting",
+            "probability": 0.1,
+            "open_deals": 0,
+            "amount": "0.00",
+            "weighted_amount": "0.00",
+        },
+        {
+            "name": "discovery",
+            "probability": 0.2,
+            "open_deals": 0,
+            "amount": "0.00",
+            "weighted_amount": "0.00",
+        },
+        {
+            "name": "proposal",
+            "probability": 0.5,
+            "open_deals": 1,
+            "amount": "800.00",
+            "weighted_amount": "400.00",
+        },
+        {
+            "name": "negotiation",
+            "probability": 0.8,
+            "open_deals": 0,
+            "amount": "0.00",
+            "weighted_amount": "0.00",
+        },
     ]
     assert pipeline["won"] == {"deals": 1, "amount": "1200.00"}
     assert pipeline["lost"] == {"deals": 1, "amount": "300.00"}
@@ -91,11 +121,21 @@ def test_an_empty_store_has_empty_views(memory_engine: Engine) -> None:
 # --- the reference: plain code over the ingest lines, sharing nothing with the engine -------------
 
 STEPS = [
-    {"ad_viewed", "site_visited"}, {"newsletter_signed_up", "content_downloaded"}, {"webinar_attended"},
-    {"demo_requested"}, {"lead_qualified"}, {"deal_opened"}, {"deal_won"},
+    {"ad_viewed", "site_visited"},
+    {"newsletter_signed_up", "content_downloaded"},
+    {"webinar_attended"},
+    {"demo_requested"},
+    {"lead_qualified"},
+    {"deal_opened"},
+    {"deal_won"},
 ]
-ENTERS = {"discovery_completed": "discovery", "proposal_sent": "proposal",
-          "negotiation_started": "negotiation", "deal_won": "closed_won", "deal_lost": "closed_lost"}
+ENTERS = {
+    "discovery_completed": "discovery",
+    "proposal_sent": "proposal",
+    "negotiation_started": "negotiation",
+    "deal_won": "closed_won",
+    "deal_lost": "closed_lost",
+}
 PROBABILITY = {"prospecting": "0.1", "discovery": "0.2", "proposal": "0.5", "negotiation": "0.8"}
 
 
@@ -149,12 +189,21 @@ def reference_pipeline(lines: list[dict[str, Any]]) -> dict[str, Any]:
         totals[deal["stage"]][1] += deal["amount"]
     cent = Decimal("0.01")
     stages = [
-        (s, totals[s][0], str(totals[s][1].quantize(cent)), str((totals[s][1] * Decimal(p)).quantize(cent)))
+        (
+            s,
+            totals[s][0],
+            str(totals[s][1].quantize(cent)),
+            str((totals[s][1] * Decimal(p)).quantize(cent)),
+        )
         for s, p in PROBABILITY.items()
     ]
     won, lost = totals["closed_won"], totals["closed_lost"]
-    return {"stages": stages, "won": (won[0], str(won[1].quantize(cent))),
-            "lost": (lost[0], str(lost[1].quantize(cent))), "win_rate": won[0] / (won[0] + lost[0])}
+    return {
+        "stages": stages,
+        "won": (won[0], str(won[1].quantize(cent))),
+        "lost": (lost[0], str(lost[1].quantize(cent))),
+        "win_rate": won[0] / (won[0] + lost[0]),
+    }
 
 
 def test_views_of_a_generated_history_equal_the_reference(engine: Engine, tmp_path: Path) -> None:
@@ -169,14 +218,14 @@ def test_views_of_a_generated_history_equal_the_reference(engine: Engine, tmp_pa
     assert [s.leads for s in funnel.steps] == overall
     assert {c: [s.leads for s in b.steps] for c, b in funnel.by_channel.items()} == by_channel
     assert [s.conversion_from_previous for s in funnel.steps[1:]] == [
-        pytest.approx(b / a) for a, b in zip(overall, overall[1:], strict=False)
+        pytest.approx(b / a) for a, b in itertools.pairwise(overall)
     ]
 
     expected = reference_pipeline(lines)
     got = pipeline.model_dump(mode="json")
-    assert [(s["name"], s["open_deals"], s["amount"], s["weighted_amount"]) for s in got["stages"]] == expected[
-        "stages"
-    ]
+    assert [
+        (s["name"], s["open_deals"], s["amount"], s["weighted_amount"]) for s in got["stages"]
+    ] == expected["stages"]
     assert (got["won"]["deals"], got["won"]["amount"]) == expected["won"]
     assert (got["lost"]["deals"], got["lost"]["amount"]) == expected["lost"]
     assert got["win_rate"] == pytest.approx(expected["win_rate"])

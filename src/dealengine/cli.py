@@ -1,4 +1,4 @@
-"""`dealengine`: parse, call the engine, render. Rich tables for people, `--format json` for programs."""
+"""`dealengine`: parse, call the engine, render (Rich tables for people, JSON for programs)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,16 @@ class Format(StrEnum):
     json = "json"
 
 
-FormatOption = Annotated[Format, typer.Option("--format", help="table for people, json for programs")]
+FormatOption = Annotated[
+    Format, typer.Option("--format", help="table for people, json for programs")
+]
 
 
 @app.callback()
 def main_options(
-    log_format: Annotated[str, typer.Option(help="console or json (logs go to stderr)")] = "console",
+    log_format: Annotated[
+        str, typer.Option(help="console or json (logs go to stderr)")
+    ] = "console",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
 ) -> None:
     """An event-sourced engine for sales funnels and deal pipelines.
@@ -54,10 +58,14 @@ def main_options(
     configure(log_format, log_level)
 
 
-@contextmanager
-def engine() -> Iterator[Engine]:
-    with Engine(Settings()) as e:
-        yield e
+def using_engine(action: Callable[[Engine], R]) -> R:
+    """Open the configured store, run `action` on it, close it."""
+
+    def act() -> R:
+        with Engine(Settings()) as e:
+            return action(e)
+
+    return run(act)
 
 
 def run(action: Callable[[], R]) -> R:
@@ -86,49 +94,74 @@ def demo(
 ) -> None:
     """Record a realistic seeded history in the store, then show the funnel and the pipeline."""
 
-    def act() -> None:
+    def act(e: Engine) -> tuple[IngestReport, FunnelView, PipelineView]:
         lines = demo_history.generate(leads, seed)
-        with engine() as e:
-            report = IngestReport(file=f"demo (seed {seed})")
-            with _progress(len(lines), "recording demo history", bytes_=False) as advance:
-                numbered = ((n, line) for n, line in enumerate(lines, 1) if advance(1) is None)
-                ingest_lines(e, numbered, report, f"demo-seed-{seed}", "dealengine demo")
-            funnel, pipeline = e.views()
-        if fmt is Format.json:
-            emit_json({"funnel": funnel.model_dump(mode="json"), "pipeline": pipeline.model_dump(mode="json")})
-            return
-        err.print(f"recorded {report.events} events from {report.recorded} interactions "
-                  f"({report.duplicates} already recorded)")
-        _show_funnel(funnel)
-        _show_pipeline(pipeline)
+        report = IngestReport(file=f"demo (seed {seed})")
+        with _progress(len(lines), "recording demo history", bytes_=False) as advance:
+            numbered = ((n, line) for n, line in enumerate(lines, 1) if advance(1) is None)
+            ingest_lines(e, numbered, report, f"demo-seed-{seed}", "dealengine demo")
+        return report, *e.views()
 
-    run(act)
+    report, funnel, pipeline = using_engine(act)
+    if fmt is Format.json:
+        emit_json(
+            {"funnel": funnel.model_dump(mode="json"), "pipeline": pipeline.model_dump(mode="json")}
+        )
+        return
+    err.print(
+        f"recorded {report.events} events from {report.recorded} interactions "
+        f"({report.duplicates} already recorded)"
+    )
+    _show_funnel(funnel)
+    _show_pipeline(pipeline)
 
 
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="JSONL: one interaction per line")],
-    strict: Annotated[bool, typer.Option(help="stop at the first bad line; store nothing from the file")] = False,
-    actor: Annotated[str | None, typer.Option(help="who records these (default: your user name)")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="stop at the first bad line; store nothing from the file")
+    ] = False,
+    actor: Annotated[
+        str | None, typer.Option(help="who records these (default: your user name)")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Record the interactions in FILE, in file order; bad lines are reported and skipped."""
 
-    def act() -> IngestReport:
-        with engine() as e, _progress(file.stat().st_size, f"ingesting {file.name}") as advance:
-            return ingest_jsonl(e, file, actor=actor or getpass.getuser(), strict=strict, progress=advance)
+    def act(e: Engine) -> IngestReport:
+        with _progress(file.stat().st_size, f"ingesting {file.name}") as advance:
+            return ingest_jsonl(
+                e, file, actor=actor or getpass.getuser(), strict=strict, progress=advance
+            )
 
-    report = run(act)
+    report = using_engine(act)
     if fmt is Format.json:
-        emit_json({"file": report.file, "lines": report.lines, "recorded": report.recorded,
-                   "events": report.events, "duplicates": report.duplicates,
-                   "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected]})
+        emit_json(
+            {
+                "file": report.file,
+                "lines": report.lines,
+                "recorded": report.recorded,
+                "events": report.events,
+                "duplicates": report.duplicates,
+                "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected],
+            }
+        )
     else:
         for r in report.rejected:
             err.print(f"{file}:{r.line}: {r.reason}", highlight=False, markup=False)
-        stored = "nothing stored (--strict)" if strict and report.rejected else (
-            f"{report.recorded} recorded ({report.events} events), {report.duplicates} already recorded")
-        err.print(f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected", highlight=False)
+        stored = (
+            "nothing stored (--strict)"
+            if strict and report.rejected
+            else (
+                f"{report.recorded} recorded ({report.events} events), "
+                f"{report.duplicates} already recorded"
+            )
+        )
+        err.print(
+            f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected",
+            highlight=False,
+        )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -136,16 +169,14 @@ def ingest(
 @app.command()
 def funnel(fmt: FormatOption = Format.table) -> None:
     """Leads at each funnel step, conversion and drop-off, overall and by first-touch channel."""
-    with run(engine) as e:
-        view = run(e.funnel)
+    view = using_engine(Engine.funnel)
     emit_json(view.model_dump(mode="json")) if fmt is Format.json else _show_funnel(view)
 
 
 @app.command()
 def pipeline(fmt: FormatOption = Format.table) -> None:
     """Open deals per stage with amounts and weighted forecast; won, lost, win rate; per owner."""
-    with run(engine) as e:
-        view = run(e.pipeline)
+    view = using_engine(Engine.pipeline)
     emit_json(view.model_dump(mode="json")) if fmt is Format.json else _show_pipeline(view)
 
 
@@ -155,16 +186,31 @@ def history(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Every event of one lead or deal, in order."""
-    with run(engine) as e:
-        events = run(lambda: e.history(id))
+    events = using_engine(lambda e: e.history(id))
     if fmt is Format.json:
         emit_json([{"type": ev.event_type, **ev.model_dump(mode="json")} for ev in events])
         return
-    table = Table("v", "occurred at", "recorded at", "actor", "source", "type", "fields", title=f"history of {id}")
+    table = Table(
+        "v",
+        "occurred at",
+        "recorded at",
+        "actor",
+        "source",
+        "type",
+        "fields",
+        title=f"history of {id}",
+    )
     for ev in events:
         fields = ", ".join(f"{k}={v}" for k, v in ev.payload().items() if v is not None)
-        table.add_row(str(ev.originator_version), _time(ev.occurred_at), _time(ev.recorded_at),
-                      ev.actor, ev.source, ev.event_type, fields)
+        table.add_row(
+            str(ev.originator_version),
+            _time(ev.occurred_at),
+            _time(ev.recorded_at),
+            ev.actor,
+            ev.source,
+            ev.event_type,
+            fields,
+        )
     out.print(table)
 
 
@@ -177,16 +223,35 @@ def _pct(value: float | None) -> str:
 
 
 def _show_funnel(view: FunnelView) -> None:
-    table = Table("step", "leads", "from previous", "from first", "drop-off",
-                  title=f"funnel: {view.leads} leads", title_justify="left")
+    table = Table(
+        "step",
+        "leads",
+        "from previous",
+        "from first",
+        "drop-off",
+        title=f"funnel: {view.leads} leads",
+        title_justify="left",
+    )
     for s in view.steps:
-        table.add_row(s.name, str(s.leads), _pct(s.conversion_from_previous),
-                      _pct(s.conversion_from_first), str(s.drop_off))
+        table.add_row(
+            s.name,
+            str(s.leads),
+            _pct(s.conversion_from_previous),
+            _pct(s.conversion_from_first),
+            str(s.drop_off),
+        )
     out.print(table)
-    by_channel = Table("channel", *(s.name for s in view.steps), "overall",
-                       title="leads by first-touch channel", title_justify="left")
+    by_channel = Table(
+        "channel",
+        *(s.name for s in view.steps),
+        "overall",
+        title="leads by first-touch channel",
+        title_justify="left",
+    )
     for channel, breakdown in view.by_channel.items():
-        by_channel.add_row(channel, *(str(s.leads) for s in breakdown.steps), _pct(_overall(breakdown)))
+        by_channel.add_row(
+            channel, *(str(s.leads) for s in breakdown.steps), _pct(_overall(breakdown))
+        )
     out.print(by_channel)
 
 
@@ -195,25 +260,52 @@ def _overall(breakdown: FunnelBreakdown) -> float | None:
 
 
 def _show_pipeline(view: PipelineView) -> None:
-    table = Table("stage", "probability", "open deals", f"amount ({view.currency})", "weighted",
-                  title=f"pipeline {view.name}", title_justify="left")
+    table = Table(
+        "stage",
+        "probability",
+        "open deals",
+        f"amount ({view.currency})",
+        "weighted",
+        title=f"pipeline {view.name}",
+        title_justify="left",
+    )
     for s in view.stages:
-        table.add_row(s.name, f"{s.probability:.0%}", str(s.open_deals), money(s.amount), money(s.weighted_amount))
+        table.add_row(
+            s.name,
+            f"{s.probability:.0%}",
+            str(s.open_deals),
+            money(s.amount),
+            money(s.weighted_amount),
+        )
     table.add_row("won", "", str(view.won.deals), money(view.won.amount), "", style="green")
     table.add_row("lost", "", str(view.lost.deals), money(view.lost.amount), "", style="red")
     out.print(table)
     out.print(f"win rate: {_pct(view.win_rate)}")
-    owners = Table("owner", "open deals", "open amount", "weighted", "won", "lost", "win rate",
-                   title="by owner", title_justify="left")
+    owners = Table(
+        "owner",
+        "open deals",
+        "open amount",
+        "weighted",
+        "won",
+        "lost",
+        "win rate",
+        title="by owner",
+        title_justify="left",
+    )
     for owner, b in view.by_owner.items():
         owners.add_row(owner, *_owner_row(b))
     out.print(owners)
 
 
 def _owner_row(b: PipelineBreakdown) -> list[str]:
-    return [str(sum(s.open_deals for s in b.stages)), money(sum((s.amount for s in b.stages), start=b.won.amount * 0)),
-            money(sum((s.weighted_amount for s in b.stages), start=b.won.amount * 0)),
-            f"{b.won.deals} ({money(b.won.amount)})", str(b.lost.deals), _pct(b.win_rate)]
+    return [
+        str(sum(s.open_deals for s in b.stages)),
+        money(sum((s.amount for s in b.stages), start=b.won.amount * 0)),
+        money(sum((s.weighted_amount for s in b.stages), start=b.won.amount * 0)),
+        f"{b.won.deals} ({money(b.won.amount)})",
+        str(b.lost.deals),
+        _pct(b.win_rate),
+    ]
 
 
 @contextmanager
@@ -221,8 +313,9 @@ def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callab
     """A progress bar on stderr for work of `total` units; yields `advance(n)`."""
     columns: list[Any] = [TextColumn(label), BarColumn()]
     columns += [DownloadColumn()] if bytes_ else [TextColumn("{task.completed}/{task.total}")]
-    with Progress(*columns, TimeRemainingColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
+    with Progress(
+        *columns, TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal
+    ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 

@@ -34,7 +34,9 @@ Line = dict[str, Any]
 class _Lead:
     """Writes one lead's (and its deal's) lines, each later in time than the one before."""
 
-    def __init__(self, rng: random.Random, n: int, seed: int, lines: list[tuple[str, int, int, Line]]) -> None:
+    def __init__(
+        self, rng: random.Random, n: int, seed: int, lines: list[tuple[str, int, int, Line]]
+    ) -> None:
         self.rng, self.n, self.seed, self.lines = rng, n, seed, lines
         self.lead_id, self.deal_id = f"L-{n:06d}", f"D-{n:06d}"
         self.at = START + timedelta(seconds=rng.uniform(0, (NOW - START).total_seconds() * 0.97))
@@ -46,8 +48,13 @@ class _Lead:
             return False
         target = {"deal_id": self.deal_id} if _is_deal(event_type) else {"lead_id": self.lead_id}
         seq = len(self.lines)
-        line = {"type": event_type, **target, "occurred_at": self.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "id": f"demo-{self.seed}-{seq}", **fields}
+        line = {
+            "type": event_type,
+            **target,
+            "occurred_at": self.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "id": f"demo-{self.seed}-{seq}",
+            **fields,
+        }
         self.lines.append((line["occurred_at"], self.n, seq, line))
         return True
 
@@ -70,7 +77,10 @@ def generate(leads: int = 3000, seed: int = 7) -> list[Line]:
 
 def _lead_history(lead: _Lead, channel: str, quality: float) -> None:
     rng = lead.rng
-    chance = lambda p: rng.random() < min(0.95, p * quality)  # noqa: E731
+
+    def chance(p: float) -> bool:
+        return rng.random() < min(0.95, p * quality)
+
     if channel in AD_CHANNELS:
         lead.emit("ad_viewed", 0.5, channel=channel, campaign=f"{channel}-q{rng.randint(1, 4)}")
     else:
@@ -104,10 +114,21 @@ def _deal_history(lead: _Lead) -> None:
     rng = lead.rng
     amount = round(rng.lognormvariate(9.3, 0.6), -2) + 100
     expected = (lead.at + timedelta(days=rng.randint(30, 120))).date().isoformat()
-    if not lead.emit("deal_opened", 2, lead_id=lead.lead_id, amount=f"{amount:.2f}", currency="USD",
-                     owner=rng.choice(OWNERS), expected_close_on=expected):
+    if not lead.emit(
+        "deal_opened",
+        2,
+        lead_id=lead.lead_id,
+        amount=f"{amount:.2f}",
+        currency="USD",
+        owner=rng.choice(OWNERS),
+        expected_close_on=expected,
+    ):
         return
-    for step, p in (("discovery_completed", 0.85), ("proposal_sent", 0.75), ("negotiation_started", 0.7)):
+    for step, p in (
+        ("discovery_completed", 0.85),
+        ("proposal_sent", 0.75),
+        ("negotiation_started", 0.7),
+    ):
         if rng.random() > p:
             lead.emit("deal_lost", 15, reason=rng.choice(LOST_REASONS))
             return
@@ -116,7 +137,9 @@ def _deal_history(lead: _Lead) -> None:
             return
         if rng.random() < 0.1:
             amount = round(amount * rng.uniform(0.7, 1.3), -2) + 100
-            if not lead.emit("deal_amount_changed", 5, amount=f"{amount:.2f}", reason="scope changed"):
+            if not lead.emit(
+                "deal_amount_changed", 5, amount=f"{amount:.2f}", reason="scope changed"
+            ):
                 return
     if rng.random() < 0.08:
         if not lead.emit("deal_stage_changed", 6, to_stage="proposal", reason="pricing reopened"):
@@ -124,8 +147,11 @@ def _deal_history(lead: _Lead) -> None:
         if not lead.emit("negotiation_started", 8):
             return
     won = rng.random() < 0.6
-    closed = lead.emit("deal_won", 14, amount=f"{amount:.2f}") if won else lead.emit(
-        "deal_lost", 14, reason=rng.choice(LOST_REASONS))
+    closed = (
+        lead.emit("deal_won", 14, amount=f"{amount:.2f}")
+        if won
+        else lead.emit("deal_lost", 14, reason=rng.choice(LOST_REASONS))
+    )
     if closed and not won and rng.random() < 0.05:
         lead.emit("deal_reopened", 20, reason="budget approved")
 

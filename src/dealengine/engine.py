@@ -13,11 +13,22 @@ from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, TypeVar, cast
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from dealengine.domain.deal import OPENING_TYPES, Deal, deal_evolver, decide_deal, decide_opening, opening_ids
-from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, load_funnel, load_pipeline
+from dealengine.domain.deal import (
+    OPENING_TYPES,
+    Deal,
+    deal_evolver,
+    decide_deal,
+    decide_opening,
+    opening_ids,
+)
+from dealengine.domain.definitions import (
+    FunnelDefinition,
+    PipelineDefinition,
+    load_funnel,
+    load_pipeline,
+)
 from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, UnknownAggregate
 from dealengine.domain.events import DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
@@ -103,7 +114,9 @@ class Engine:
             raise outcome
         return outcome
 
-    def execute_batch(self, commands: Sequence[Interaction], *, strict: bool = False) -> list[Outcome]:
+    def execute_batch(
+        self, commands: Sequence[Interaction], *, strict: bool = False
+    ) -> list[Outcome]:
         """Decide every command in order and store all their events in one transaction.
 
         A refused command gets its error in the result and stores nothing; the others are
@@ -184,12 +197,16 @@ class Engine:
             outcomes.append(Recorded(events))
         return outcomes, pending, work
 
-    def _decide(self, cmd: Interaction, state: Callable[[str], State], now: datetime) -> list[DomainEvent]:
-        if cmd.type in OPENING_TYPES:
+    def _decide(
+        self, cmd: Interaction, state: Callable[[str], State], now: datetime
+    ) -> list[DomainEvent]:
+        if cmd.event_type in OPENING_TYPES:
             deal_id, lead_id = opening_ids(cmd)
             lead = state(originator_id("lead", lead_id)) if lead_id else None
             deal = state(originator_id("deal", deal_id))
-            return decide_opening(self.pipeline_definition, _as(Lead, lead), _as(Deal, deal), cmd, now)
+            return decide_opening(
+                self.pipeline_definition, _as(Lead, lead), _as(Deal, deal), cmd, now
+            )
         if cmd.event_class.aggregate == "lead":
             return decide_lead(_as(Lead, state(originator_id("lead", cmd.target))), cmd, now)
         deal = _as(Deal, state(originator_id("deal", cmd.target)))
@@ -206,13 +223,9 @@ class Engine:
         return self._cache[stream]
 
     def _load(self, stream: str, version: int | None = None) -> State:
-        def project(initial: State, events: Any) -> State:
-            return reduce(self._apply, cast(Iterator[DomainEvent], events), initial)
-
-        try:
-            return cast(State, self.store.app.repository.get(stream, version=version, projector_func=project))
-        except AggregateNotFoundError:
-            return None
+        """Fold a stream's validated events into its state (None when it has none)."""
+        events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))
+        return reduce(self._apply, events, cast(State, None))
 
     # --- reading -------------------------------------------------------------------------------
 

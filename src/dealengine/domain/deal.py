@@ -72,7 +72,11 @@ def deal_evolver(defn: PipelineDefinition) -> Callable[[Deal | None, DomainEvent
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
         stage = stage_after(defn, deal.stage, event.event_type, getattr(event, "to_stage", None))
         amount = getattr(event, "amount", deal.amount)
-        closed_from = deal.stage if defn.is_closed(stage) and not defn.is_closed(deal.stage) else deal.closed_from
+        closed_from = (
+            deal.stage
+            if defn.is_closed(stage) and not defn.is_closed(deal.stage)
+            else deal.closed_from
+        )
         return replace(
             deal,
             version=event.originator_version,
@@ -93,18 +97,18 @@ def decide_deal(
     defn: PipelineDefinition, deal: Deal | None, cmd: Interaction, now: datetime
 ) -> list[DomainEvent]:
     """The events recording `cmd` on an existing deal, or a domain error; never both."""
-    assert cmd.type not in OPENING_TYPES, "openings are decided by decide_opening"
+    assert cmd.event_type not in OPENING_TYPES, "openings are decided by decide_opening"
     if deal is None:
         raise UnknownAggregate(f"deal {cmd.target}")
     if is_duplicate(deal, cmd):
         return []
     fields = dict(cmd.fields)
-    refusal = _refusal(defn, deal, cmd.type, fields)
+    refusal = _refusal(defn, deal, cmd.event_type, fields)
     if refusal:
-        raise IllegalTransition(deal.name, deal.stage, _attempt(cmd.type, fields), refusal)
-    if cmd.type == "deal_reopened":
+        raise IllegalTransition(deal.name, deal.stage, _attempt(cmd.event_type, fields), refusal)
+    if cmd.event_type == "deal_reopened":
         fields.setdefault("to_stage", deal.closed_from or defn.initial_stage)
-    if cmd.type in ("proposal_sent", "deal_won"):
+    if cmd.event_type in ("proposal_sent", "deal_won"):
         fields.setdefault("amount", deal.amount)
     return [build(cmd.event_class, ("deal", deal.id), deal.version + 1, cmd, now, **fields)]
 
@@ -114,7 +118,9 @@ def _attempt(event_type: str, fields: dict[str, Any]) -> str:
     return f"{event_type} to {to_stage!r}" if to_stage else event_type
 
 
-def _refusal(defn: PipelineDefinition, deal: Deal, event_type: str, fields: dict[str, Any]) -> str | None:
+def _refusal(
+    defn: PipelineDefinition, deal: Deal, event_type: str, fields: dict[str, Any]
+) -> str | None:
     closed = defn.is_closed(deal.stage)
     if event_type == "deal_reopened":
         to_stage = fields.get("to_stage")
@@ -135,7 +141,11 @@ def _refusal(defn: PipelineDefinition, deal: Deal, event_type: str, fields: dict
         if to_stage == deal.stage:
             return "the deal is already in that stage"
         if defn.index[to_stage] < defn.index[deal.stage]:
-            return "backward moves are not allowed by this pipeline" if defn.moves.backward == "never" else None
+            return (
+                "backward moves are not allowed by this pipeline"
+                if defn.moves.backward == "never"
+                else None
+            )
         return _skip_refusal(defn, deal.stage, to_stage)
     target = defn.events.get(event_type)
     if target is None or defn.is_closed(target) or target == deal.stage:
@@ -154,7 +164,7 @@ def _skip_refusal(defn: PipelineDefinition, current: str, target: str) -> str | 
 
 def opening_ids(cmd: Interaction) -> tuple[str, str | None]:
     """(deal id, lead id) of a deal_opened or lead_converted interaction."""
-    if cmd.type == "deal_opened":
+    if cmd.event_type == "deal_opened":
         lead_id = cmd.fields.get("lead_id")
         return cmd.target, (str(lead_id) if lead_id is not None else None)
     deal_id = cmd.fields.get("deal_id")
@@ -168,10 +178,10 @@ def decide_opening(
 ) -> list[DomainEvent]:
     """Open a deal, converting its lead: both events, linked both ways, or a domain error."""
     deal_id, lead_id = opening_ids(cmd)
-    if is_duplicate(deal if cmd.type == "deal_opened" else lead, cmd):
+    if is_duplicate(deal if cmd.event_type == "deal_opened" else lead, cmd):
         return []
     if deal is not None:
-        raise IllegalTransition(deal.name, deal.stage, cmd.type, "the deal is already open")
+        raise IllegalTransition(deal.name, deal.stage, cmd.event_type, "the deal is already open")
     if lead_id is not None:
         if lead is None:
             raise UnknownAggregate(f"lead {lead_id}")
@@ -179,10 +189,15 @@ def decide_opening(
     fields = {k: v for k, v in cmd.fields.items() if k not in ("deal_id", "lead_id")}
     currency = fields.setdefault("currency", defn.currency)
     if currency != defn.currency:
-        raise InvalidEvent(f"{cmd.type}: field 'currency': {currency!r} is not the pipeline's currency {defn.currency}")
+        raise InvalidEvent(
+            f"{cmd.event_type}: field 'currency': {currency!r} is not "
+            f"the pipeline's currency {defn.currency}"
+        )
     events: list[DomainEvent] = [
         build(DealOpened, ("deal", deal_id), 1, cmd, now, lead_id=lead_id, **fields)
     ]
     if lead is not None:
-        events.append(build(LeadConverted, ("lead", lead.id), lead.version + 1, cmd, now, deal_id=deal_id))
+        events.append(
+            build(LeadConverted, ("lead", lead.id), lead.version + 1, cmd, now, deal_id=deal_id)
+        )
     return events

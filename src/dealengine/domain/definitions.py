@@ -16,7 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES
 
-STAGE_EVENTS = ("discovery_completed", "proposal_sent", "negotiation_started", "deal_won", "deal_lost")
+STAGE_EVENTS = (
+    "discovery_completed",
+    "proposal_sent",
+    "negotiation_started",
+    "deal_won",
+    "deal_lost",
+)
+
+
+class KeyedError(ValueError):
+    """A rule across several keys was broken; `key` names the one to fix."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
 
 
 class Definition(BaseModel):
@@ -48,21 +62,23 @@ class PipelineDefinition(Definition):
     def _consistent(self) -> Self:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
-            raise ValueError(f"stage names repeat: {names}")
-        if self.initial_stage not in self.open_stages:
-            raise ValueError(f"initial_stage {self.initial_stage!r} is not an open stage")
+            raise KeyedError("stages", f"stage names repeat: {names}")
         for kind in ("won", "lost"):
             if sum(s.closed == kind for s in self.stages) != 1:
-                raise ValueError(f"exactly one stage must be closed = {kind!r}")
+                raise KeyedError("stages", f"exactly one stage must be closed = {kind!r}")
+        if self.initial_stage not in self.open_stages:
+            raise KeyedError("initial_stage", f"{self.initial_stage!r} is not an open stage")
         for event, stage in self.events.items():
             if event not in STAGE_EVENTS:
-                raise ValueError(f"events.{event}: not a stage event (one of {STAGE_EVENTS})")
+                raise KeyedError(
+                    f"events.{event}", f"not a stage event (one of {', '.join(STAGE_EVENTS)})"
+                )
             if stage not in names:
-                raise ValueError(f"events.{event}: unknown stage {stage!r}")
+                raise KeyedError(f"events.{event}", f"unknown stage {stage!r}")
         if self.events.get("deal_won") != self.won_stage:
-            raise ValueError("events.deal_won must name the stage closed as won")
+            raise KeyedError("events.deal_won", "must name the stage closed as won")
         if self.events.get("deal_lost") != self.lost_stage:
-            raise ValueError("events.deal_lost must name the stage closed as lost")
+            raise KeyedError("events.deal_lost", "must name the stage closed as lost")
         return self
 
     @cached_property
@@ -107,9 +123,11 @@ class FunnelDefinition(Definition):
         for step in self.steps:
             for event in step.events:
                 if event not in EVENT_TYPES:
-                    raise ValueError(f"step {step.name!r}: unknown event type {event!r}")
+                    raise KeyedError(f"steps.{step.name}", f"unknown event type {event!r}")
                 if event in seen:
-                    raise ValueError(f"event {event!r} is in steps {seen[event]!r} and {step.name!r}")
+                    raise KeyedError(
+                        f"steps.{step.name}", f"event {event!r} is also in step {seen[event]!r}"
+                    )
                 seen[event] = step.name
         return self
 
@@ -144,6 +162,9 @@ def load(model: type[T], path: Path) -> T:
         return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, KeyedError):
+            raise InvalidDefinition(str(path), cause.key, cause.reason) from e
         key = ".".join(str(p) for p in err["loc"]) or "-"
         raise InvalidDefinition(str(path), key, err["msg"]) from e
 

@@ -18,12 +18,12 @@ E = TypeVar("E", bound=DomainEvent)
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
-    """Record `type` on the lead or deal `target`; `fields` are the type's own fields.
+    """Record `event_type` on the lead or deal `target`; `fields` are the type's own fields.
 
     Nothing here is trusted yet: the fields are validated when the event is built.
     """
 
-    type: str
+    event_type: str
     target: str
     occurred_at: Any
     fields: Mapping[str, Any] = field(default_factory=dict)
@@ -32,18 +32,21 @@ class Interaction:
     idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
-        if self.type not in EVENT_TYPES:
-            raise UnknownEventType(self.type, sorted(EVENT_TYPES))
+        if self.event_type not in EVENT_TYPES:
+            raise UnknownEventType(self.event_type, sorted(EVENT_TYPES))
         if not isinstance(self.target, str) or not self.target.strip() or " " in self.target:
-            raise InvalidEvent(f"field '{self.id_field}': expected a non-empty id, got {self.target!r}")
+            raise InvalidEvent(
+                f"field '{self.id_field}': expected a non-empty id, got {self.target!r}"
+            )
 
     @property
     def event_class(self) -> type[DomainEvent]:
-        return EVENT_TYPES[self.type]
+        return EVENT_TYPES[self.event_type]
 
     @property
     def id_field(self) -> str:
-        return f"{EVENT_TYPES[self.type].aggregate}_id" if self.type in EVENT_TYPES else "id"
+        cls = EVENT_TYPES.get(self.event_type)
+        return f"{cls.aggregate}_id" if cls else "id"
 
 
 def describe(error: ValidationError) -> str:

@@ -65,25 +65,29 @@ def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:
 def check_convertible(lead: Lead, deal_id: str) -> None:
     attempted = f"lead_converted to deal {deal_id}"
     if lead.status == "converted":
-        raise IllegalTransition(lead.name, lead.status, attempted, f"already converted to deal {lead.deal_id}")
+        raise IllegalTransition(
+            lead.name, lead.status, attempted, f"already converted to deal {lead.deal_id}"
+        )
     if lead.status == "disqualified":
-        raise IllegalTransition(lead.name, lead.status, attempted, "a disqualified lead must be qualified again first")
+        raise IllegalTransition(
+            lead.name, lead.status, attempted, "a disqualified lead must be qualified again first"
+        )
 
 
 def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[DomainEvent]:
     """The events recording `cmd` on a lead (conversion is decided with the deal, in deal.py)."""
-    assert cmd.type != "lead_converted", "conversion is decided by deal.decide_opening"
+    assert cmd.event_type != "lead_converted", "conversion is decided by deal.decide_opening"
     if is_duplicate(lead, cmd):
         return []
     if lead is None:
-        if cmd.type not in LEAD_TOUCHES:
+        if cmd.event_type not in LEAD_TOUCHES:
             raise UnknownAggregate(f"lead {cmd.target}")
         version = 1
     else:
         version = lead.version + 1
-        refusal = _refusal(lead, cmd.type)
+        refusal = _refusal(lead, cmd.event_type)
         if refusal:
-            raise IllegalTransition(lead.name, lead.status, cmd.type, refusal)
+            raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
     return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, **cmd.fields)]
 
 

@@ -51,7 +51,7 @@ class IngestReport:
 
 
 def parse_line(text: str | bytes | dict[str, Any], source: str, actor: str) -> Interaction:
-    """One JSONL line (or an already decoded one) as a command, or InvalidEvent naming what is wrong."""
+    """One JSONL line (or a decoded one) as a command, or InvalidEvent naming what is wrong."""
     if isinstance(text, dict):
         return interaction_from(text, source, actor)
     try:
@@ -78,7 +78,10 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
         raise InvalidEvent(f"field '{id_field}': expected a string, got {target!r}")
     key = obj.get("id")
     if key is None:
-        key = "sha256:" + hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        key = (
+            "sha256:"
+            + hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        )
     elif not isinstance(key, str) or not key.strip():
         raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
     line_actor = obj.get("actor", actor)
@@ -86,7 +89,9 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
     return Interaction(event_type, target, obj.get("occurred_at"), fields, line_actor, source, key)
 
 
-def numbered_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+def numbered_lines(
+    path: Path, progress: Callable[[int], None] | None
+) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             if progress:
@@ -106,7 +111,9 @@ def ingest_jsonl(
 ) -> IngestReport:
     """Record the interactions of a JSONL file; `progress` is told the bytes read."""
     report = IngestReport(file=str(path), strict=strict)
-    return ingest_lines(engine, numbered_lines(path, progress), report, path.name, actor, batch_lines)
+    return ingest_lines(
+        engine, numbered_lines(path, progress), report, path.name, actor, batch_lines
+    )
 
 
 def ingest_lines(
@@ -127,7 +134,12 @@ def ingest_lines(
 
 
 def _parse_all(
-    numbered: Iterable[tuple[int, RawLine]], source: str, actor: str, report: IngestReport, *, stop: bool
+    numbered: Iterable[tuple[int, RawLine]],
+    source: str,
+    actor: str,
+    report: IngestReport,
+    *,
+    stop: bool,
 ) -> list[tuple[int, Interaction]]:
     parsed = []
     for number, raw in numbered:
@@ -158,17 +170,28 @@ def _ingest_batch(
             events += len(outcome.events)
     report.events += events
     report.rejected.sort(key=lambda r: r.line)
-    log.info("ingest.batch", file=source, lines=len(batch), events=events,
-             seconds=round(time.perf_counter() - started, 3))
+    log.info(
+        "ingest.batch",
+        file=source,
+        lines=len(batch),
+        events=events,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def _ingest_strict(
-    engine: Engine, numbered: Iterable[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
+    engine: Engine,
+    numbered: Iterable[tuple[int, RawLine]],
+    source: str,
+    actor: str,
+    report: IngestReport,
 ) -> None:
     parsed = _parse_all(numbered, source, actor, report, stop=True)
     commands = [cmd for _, cmd in parsed]
     # A refusal before the first unparsable line is the first bad line: check, store nothing.
-    outcomes = engine.check(commands) if report.rejected else engine.execute_batch(commands, strict=True)
+    outcomes = (
+        engine.check(commands) if report.rejected else engine.execute_batch(commands, strict=True)
+    )
     for (number, _), outcome in zip(parsed, outcomes, strict=False):
         if isinstance(outcome, DealEngineError):
             report.rejected[:] = [Rejected(number, str(outcome))]
@@ -184,7 +207,9 @@ def _ingest_strict(
             report.events += len(outcome.events)
 
 
-def _batches(items: Iterable[tuple[int, RawLine]], size: int) -> Iterator[list[tuple[int, RawLine]]]:
+def _batches(
+    items: Iterable[tuple[int, RawLine]], size: int
+) -> Iterator[list[tuple[int, RawLine]]]:
     batch: list[tuple[int, RawLine]] = []
     for item in items:
         batch.append(item)

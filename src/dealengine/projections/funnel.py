@@ -36,7 +36,9 @@ class FunnelView(FunnelBreakdown):
 @dataclass(slots=True)
 class FunnelState:
     furthest: dict[str, int] = field(default_factory=dict)  # lead id -> furthest step index
-    touch: dict[str, tuple[str, str]] = field(default_factory=dict)  # lead -> (occurred_at, channel)
+    touch: dict[str, tuple[str, str]] = field(
+        default_factory=dict
+    )  # lead -> (occurred_at, channel)
     lead_of_deal: dict[str, str] = field(default_factory=dict)  # deal stream -> lead id
 
 
@@ -83,7 +85,9 @@ class FunnelProjection:
         return FunnelView(
             leads=overall[0] if n else 0,
             steps=self._steps(overall),
-            by_channel={c: FunnelBreakdown(steps=self._steps(by_channel[c])) for c in sorted(by_channel)},
+            by_channel={
+                c: FunnelBreakdown(steps=self._steps(by_channel[c])) for c in sorted(by_channel)
+            },
         )
 
     def _steps(self, counts: list[int]) -> list[FunnelStepView]:

@@ -14,7 +14,6 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse, urlunparse
 
 import psycopg
-
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.utils import get_topic
 
@@ -22,7 +21,6 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.settings import Settings
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
 from dealengine.store.recorders import PostgresStreamingRecorder, Row, SQLiteStreamingRecorder
-
 
 TABLES_LOCK = 0x6465616C  # "deal": the advisory lock key for creating dealengine's tables
 
@@ -64,7 +62,8 @@ def postgres_env(url: str) -> dict[str, str]:
     parts = urlparse(url)
     if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
         raise DealEngineError(
-            f"DEALENGINE_DATABASE_URL must look like postgresql://user@host:5432/dbname, got {url!r}"
+            "DEALENGINE_DATABASE_URL must look like "
+            f"postgresql://user@host:5432/dbname, got {url!r}"
         )
     schema = parse_qs(parts.query).get("schema", [""])[0]
     return {
@@ -87,7 +86,17 @@ def tables_lock(database_url: str | None) -> Iterator[None]:
     if not database_url:
         yield
         return
-    with psycopg.connect(urlunparse(urlparse(database_url)._replace(query="")), autocommit=True) as conn:
+    parts = urlparse(database_url)
+    try:
+        conn = psycopg.connect(
+            urlunparse(parts._replace(query="")), autocommit=True, connect_timeout=10
+        )
+    except psycopg.Error as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise DealEngineError(
+            f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port or 5432}: {reason}"
+        ) from e
+    with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (TABLES_LOCK,))
         try:
             yield
@@ -99,8 +108,9 @@ class Store:
     """The application plus the two reads the engine needs: one stream, and the whole log."""
 
     def __init__(self, settings: Settings) -> None:
+        env = store_env(settings)
         with tables_lock(settings.database_url):
-            self.app = DealEngineApplication(env=store_env(settings))
+            self.app = DealEngineApplication(env=env)
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
 
     def events(self, stream_id: str, version: int | None = None) -> list[Any]:

@@ -16,7 +16,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from dealengine.domain.events import DomainEvent
 
-_IDS = frozenset({"originator_id", "originator_version"})
+_IDS = {"originator_id", "originator_version"}
 
 
 class OrjsonTranscoder(Transcoder):
@@ -57,7 +57,8 @@ class PydanticMapper(Mapper[str]):
                 state = self.compressor.decompress(state)
             data = orjson.loads(state)
         except Exception as e:
-            msg = f"cannot decode {stored_event.originator_id} v{stored_event.originator_version}: {e}"
+            where = f"{stored_event.originator_id} v{stored_event.originator_version}"
+            msg = f"cannot decode {where}: {e}"
             raise MapperDeserialisationError(msg) from e
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version

@@ -20,7 +20,8 @@ FETCH = 5000
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
     def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
-        sql = f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} WHERE rowid > ?"
+        table = self.events_table_name
+        sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
         params: list[int] = [gt]
         if stop is not None:
             sql += " AND rowid <= ?"
@@ -37,7 +38,8 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
 class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
         sql = SQL(
-            "SELECT notification_id, originator_id, topic, state FROM {}.{} WHERE notification_id > %s"
+            "SELECT notification_id, originator_id, topic, state FROM {}.{}"
+            " WHERE notification_id > %s"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         params: list[int] = [gt]
         if stop is not None:

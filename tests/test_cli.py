@@ -1,0 +1,115 @@
+"""The CLI: both views from the demo, JSON shapes for programs, one-line errors for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from dealengine.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "cli.db"))
+    monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
+    return CliRunner()
+
+
+def test_demo_records_a_history_and_shows_both_views(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["demo", "--leads", "300"])
+    assert result.exit_code == 0, result.output
+    assert "funnel: 300 leads" in result.stdout
+    assert "pipeline new_business" in result.stdout and "win rate" in result.stdout
+    again = cli.invoke(app, ["demo", "--leads", "300"])
+    assert (
+        "recorded 0 events" in again.stderr
+    )  # the demo's lines carry ids: nothing is recorded twice
+
+
+def test_json_shapes(cli: CliRunner) -> None:
+    cli.invoke(app, ["demo", "--leads", "300"])
+    funnel = orjson.loads(cli.invoke(app, ["funnel", "--format", "json"]).stdout)
+    assert [s["name"] for s in funnel["steps"]][:2] == ["awareness", "interest"]
+    assert funnel["steps"][0]["leads"] == 300
+    assert set(funnel["steps"][0]) >= {
+        "name",
+        "leads",
+        "conversion_from_previous",
+        "conversion_from_first",
+    }
+    assert set(funnel["by_channel"]["paid_search"]) == {"steps"}
+    assert sum(c["steps"][0]["leads"] for c in funnel["by_channel"].values()) == 300
+
+    pipeline = orjson.loads(cli.invoke(app, ["pipeline", "--format", "json"]).stdout)
+    assert [s["name"] for s in pipeline["stages"]] == [
+        "prospecting",
+        "discovery",
+        "proposal",
+        "negotiation",
+    ]
+    assert set(pipeline["stages"][0]) >= {"name", "open_deals", "amount", "weighted_amount"}
+    assert (
+        isinstance(pipeline["stages"][0]["amount"], str) and "." in pipeline["stages"][0]["amount"]
+    )
+    assert set(pipeline["won"]) == {"deals", "amount"} and set(pipeline["lost"]) == {
+        "deals",
+        "amount",
+    }
+    assert 0 <= pipeline["win_rate"] <= 1
+
+    history = orjson.loads(cli.invoke(app, ["history", "L-000001", "--format", "json"]).stdout)
+    assert history[0]["type"] in ("ad_viewed", "site_visited")
+    assert [e["originator_version"] for e in history] == list(range(1, len(history) + 1))
+    assert {"occurred_at", "recorded_at", "actor", "source", "id"} <= set(history[0])
+
+
+def test_history_table_shows_every_event(cli: CliRunner) -> None:
+    cli.invoke(app, ["demo", "--leads", "50"])
+    result = cli.invoke(app, ["history", "lead:L-000001"])
+    assert result.exit_code == 0 and "history of lead:L-000001" in result.stdout
+    assert "demo-seed-7" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["history", "L-404"], {}, "error: unknown lead or deal L-404"),
+        (
+            ["funnel"],
+            {"DEALENGINE_DATABASE_URL": "mysql://x/y"},
+            "DEALENGINE_DATABASE_URL must look like",
+        ),
+        (
+            ["pipeline"],
+            {"DEALENGINE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "error:",
+        ),
+    ],
+)
+def test_errors_are_one_line_and_a_non_zero_exit(
+    cli: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = cli.invoke(app, args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_json_logs_for_machines(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(
+        '{"type": "site_visited", "lead_id": "L-1", "occurred_at": "2026-01-01T00:00:00Z", "channel": "x"}\n'
+    )
+    result = cli.invoke(app, ["--log-format", "json", "--log-level", "info", "ingest", str(path)])
+    assert result.exit_code == 0
+    logs = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert logs and logs[0]["event"] == "ingest.batch" and logs[0]["events"] == 1
