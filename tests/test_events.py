@@ -198,3 +198,16 @@ def test_money_is_decimal_never_float(memory_engine: Engine) -> None:
         "deal_amount_changed", "D-1", "2026-03-04T10:00:00Z", amount="0.20", reason="r"
     )
     assert memory_engine.deal("D-1").amount == Decimal("0.20")
+
+
+def test_the_fast_time_format_equals_strftime() -> None:
+    from datetime import timedelta, timezone
+
+    from dealengine.domain.events import TIME_FORMAT, format_time
+
+    for value in (
+        datetime(2026, 3, 1, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(1999, 12, 31, 0, 0, 0, 1, tzinfo=timezone(timedelta(hours=14))),
+    ):
+        assert format_time(value) == value.astimezone(UTC).strftime(TIME_FORMAT)

@@ -35,7 +35,7 @@ from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead, decide_lead, evolve_lead
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import PipelineProjection, PipelineView
-from dealengine.projections.stream import StreamEvent, decode, fold_all
+from dealengine.projections.stream import StreamEvent, decode, fold_rows
 from dealengine.settings import Settings
 from dealengine.store.application import Store
 
@@ -130,7 +130,7 @@ class Engine:
             if not pending or (strict and isinstance(outcomes[-1], DealEngineError)):
                 return outcomes
             try:
-                self.store.app.save(*pending)
+                self.store.append(pending)
             except IntegrityError:  # another writer appended first: re-read, re-decide
                 for stream in touched:
                     self._cache.pop(stream, None)
@@ -169,6 +169,7 @@ class Engine:
                 work[stream] = self._cache[stream]
             return work[stream]
 
+        fresh.update(self._prefetch(commands))
         outcomes: list[Outcome] = []
         pending: list[DomainEvent] = []
         now = self.clock()
@@ -196,6 +197,22 @@ class Engine:
             pending.extend(events)
             outcomes.append(Recorded(events))
         return outcomes, pending, work
+
+    def _prefetch(self, commands: Sequence[Interaction]) -> set[str]:
+        """Read the states of the streams the commands name that are not cached, in one go."""
+        wanted: set[str] = set()
+        for cmd in commands:
+            if cmd.event_type in OPENING_TYPES:
+                deal_id, lead_id = opening_ids_or_none(cmd)
+                wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
+            else:
+                wanted.add(originator_id(cmd.event_class.aggregate, cmd.target))
+        missing = sorted(wanted - self._cache.keys())
+        if missing:
+            events = self.store.events_of(missing)
+            for stream in missing:
+                self._cache[stream] = reduce(self._apply, events.get(stream, ()), cast(State, None))
+        return set(missing)
 
     def _decide(
         self, cmd: Interaction, state: Callable[[str], State], now: datetime
@@ -261,16 +278,27 @@ class Engine:
         """Funnel and pipeline, rebuilt together in one pass over the stream."""
         funnel = FunnelProjection(self.funnel_definition)
         pipeline = PipelineProjection(self.pipeline_definition)
-        funnel_state, pipeline_state = fold_all(self.stream(), [funnel, pipeline])
+        funnel_state, pipeline_state = fold_rows(self.store.stream(), [funnel, pipeline])
         return funnel.report(funnel_state), pipeline.report(pipeline_state)
 
     def funnel(self) -> FunnelView:
         funnel = FunnelProjection(self.funnel_definition)
-        return funnel.report(fold_all(self.stream(), [funnel])[0])
+        return funnel.report(fold_rows(self.store.stream(), [funnel])[0])
 
     def pipeline(self) -> PipelineView:
         pipeline = PipelineProjection(self.pipeline_definition)
-        return pipeline.report(fold_all(self.stream(), [pipeline])[0])
+        return pipeline.report(fold_rows(self.store.stream(), [pipeline])[0])
+
+
+def _stream(kind: str, user_id: str | None) -> str | None:
+    return originator_id(kind, user_id) if user_id else None  # type: ignore[arg-type]
+
+
+def opening_ids_or_none(cmd: Interaction) -> tuple[str | None, str | None]:
+    try:
+        return opening_ids(cmd)
+    except DealEngineError:
+        return None, None  # decide() reports it
 
 
 def _as(cls: type[T], value: object) -> T:

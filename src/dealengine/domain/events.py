@@ -26,12 +26,17 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def format_time(value: datetime) -> str:
-    """The stored form of a time: UTC, microseconds, fixed width (sorts as it orders)."""
-    return value.astimezone(UTC).strftime(TIME_FORMAT)
+    """The stored form of a time: UTC, microseconds, fixed width (sorts as it orders).
+
+    Equal to `value.astimezone(UTC).strftime(TIME_FORMAT)`, written for speed.
+    """
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 UtcDatetime = Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -48,13 +48,7 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
             status = "disqualified"
         case LeadConverted(deal_id=converted_to):
             status, deal_id = "converted", converted_to
-    return replace(
-        lead,
-        version=event.originator_version,
-        status=status,
-        deal_id=deal_id,
-        idempotency_keys=keys,
-    )
+    return Lead(lead.id, event.originator_version, status, deal_id, keys)
 
 
 def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:

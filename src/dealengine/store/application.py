@@ -117,6 +117,19 @@ class Store:
         """The validated events of one stream, oldest first (up to `version`)."""
         return list(self.app.events.get(stream_id, lte=version))
 
+    def events_of(self, stream_ids: list[str]) -> dict[str, list[Any]]:
+        """The validated events of many streams, read together."""
+        found: dict[str, list[Any]] = {}
+        for stored in self.recorder.select_streams(stream_ids):
+            found.setdefault(str(stored.originator_id), []).append(
+                self.app.mapper.to_domain_event(stored)
+            )
+        return found
+
+    def append(self, events: list[Any]) -> None:
+        """Store events in one transaction; IntegrityError if a version is taken."""
+        self.app.events.put(events)
+
     def exists(self, stream_id: str) -> bool:
         return bool(self.app.recorder.select_events(stream_id, limit=1))
 

@@ -7,8 +7,9 @@ builds no Notification object per row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
@@ -16,9 +17,28 @@ from psycopg.sql import SQL, Identifier
 
 Row = tuple[int, str, str, bytes]
 FETCH = 5000
+CHUNK = 500  # ids per query when reading many streams at once
 
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
+    def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of many streams in one read (by stream, then version)."""
+        found: list[StoredEvent] = []
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i : i + CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cursor.execute(
+                    "SELECT originator_id, originator_version, topic, state "
+                    f"FROM {self.events_table_name} WHERE originator_id IN ({marks}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                found.extend(StoredEvent(*row) for row in cursor.fetchall())
+        return found
+
     def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
         table = self.events_table_name
         sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
@@ -36,6 +56,16 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
 
 
 class PostgresStreamingRecorder(PostgresApplicationRecorder):
+    def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of many streams in one read (by stream, then version)."""
+        sql = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {}.{}"
+            " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(sql, (list(ids),))
+            return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
+
     def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
         sql = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {}.{}"
