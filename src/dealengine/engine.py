@@ -8,10 +8,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from eventsourcing.persistence import IntegrityError
 
@@ -49,8 +48,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
     """What one command stored: its events, or none when its idempotency key was seen before."""
 
     events: list[DomainEvent]
@@ -231,8 +229,8 @@ class Engine:
 
     def _apply(self, state: State, event: DomainEvent) -> Lead | Deal:
         if event.aggregate == "lead":
-            return evolve_lead(_as(Lead, state), event)
-        return self._evolve_deal(_as(Deal, state), event)
+            return evolve_lead(state, event)  # type: ignore[arg-type]  # a lead stream: Lead | None
+        return self._evolve_deal(state, event)  # type: ignore[arg-type]  # a deal stream
 
     def _cached(self, stream: str) -> State:
         if stream not in self._cache:

@@ -7,10 +7,9 @@ are closed, which event enters which stage, and which moves are allowed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from dealengine.domain.definitions import PipelineDefinition
 from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownAggregate
@@ -26,8 +25,9 @@ OPENING_TYPES = frozenset({"deal_opened", "lead_converted"})
 DEAL_FIELDS = ("amount", "currency", "owner", "expected_close_on")
 
 
-@dataclass(frozen=True, slots=True)
-class Deal:
+class Deal(NamedTuple):
+    """A deal's state, folded from its events (a named tuple: immutable and cheap to make)."""
+
     id: str
     version: int
     stage: str
@@ -70,15 +70,15 @@ def deal_evolver(defn: PipelineDefinition) -> Callable[[Deal | None, DomainEvent
                 idempotency_keys=_keys(frozenset(), event),
             )
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
-        stage = stage_after(defn, deal.stage, event.event_type, getattr(event, "to_stage", None))
-        amount = getattr(event, "amount", deal.amount)
+        fields = event.__dict__  # not getattr(): a missing pydantic attribute is slow to miss
+        stage = stage_after(defn, deal.stage, event.event_type, fields.get("to_stage"))
+        amount = fields.get("amount", deal.amount)
         closed_from = (
             deal.stage
             if defn.is_closed(stage) and not defn.is_closed(deal.stage)
             else deal.closed_from
         )
-        return replace(
-            deal,
+        return deal._replace(
             version=event.originator_version,
             stage=stage,
             amount=amount,

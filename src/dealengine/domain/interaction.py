@@ -3,50 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
-from uuid import uuid4
+from random import getrandbits
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
 from dealengine.domain.errors import InvalidEvent, UnknownEventType
-from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
+from dealengine.domain.events import EVENT_TYPES, DomainEvent
 
 E = TypeVar("E", bound=DomainEvent)
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    """Record `event_type` on the lead or deal `target`; `fields` are the type's own fields.
-
-    Nothing here is trusted yet: the fields are validated when the event is built.
-    """
-
+class _Fields(NamedTuple):
     event_type: str
     target: str
     occurred_at: Any
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    actor: str = "api"
-    source: str = "api"
-    idempotency_key: str | None = None
+    fields: Mapping[str, Any]
+    actor: str
+    source: str
+    idempotency_key: str | None
 
-    def __post_init__(self) -> None:
-        if self.event_type not in EVENT_TYPES:
-            raise UnknownEventType(self.event_type, sorted(EVENT_TYPES))
-        if not isinstance(self.target, str) or not self.target.strip() or " " in self.target:
+
+class Interaction(_Fields):
+    """Record `event_type` on the lead or deal `target`; `fields` are the type's own fields.
+
+    Nothing here is trusted yet: the fields are validated when the event is built.
+    (A checked named tuple: immutable, and cheaper to make than a frozen dataclass.)
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        event_type: str,
+        target: str,
+        occurred_at: Any,
+        fields: Mapping[str, Any] | None = None,
+        actor: str = "api",
+        source: str = "api",
+        idempotency_key: str | None = None,
+    ) -> Interaction:
+        event_class = EVENT_TYPES.get(event_type)
+        if event_class is None:
+            raise UnknownEventType(event_type, sorted(EVENT_TYPES))
+        if not isinstance(target, str) or not target.strip() or " " in target:
             raise InvalidEvent(
-                f"field '{self.id_field}': expected a non-empty id, got {self.target!r}"
+                f"field '{event_class.aggregate}_id': expected a non-empty id, got {target!r}"
             )
+        return super().__new__(
+            cls, event_type, target, occurred_at, fields or {}, actor, source, idempotency_key
+        )
 
     @property
     def event_class(self) -> type[DomainEvent]:
         return EVENT_TYPES[self.event_type]
-
-    @property
-    def id_field(self) -> str:
-        cls = EVENT_TYPES.get(self.event_type)
-        return f"{cls.aggregate}_id" if cls else "id"
 
 
 def describe(error: ValidationError) -> str:
@@ -63,6 +74,19 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def new_event_id() -> str:
+    """A random version-4 UUID as hex, from the process's generator rather than the OS's.
+
+    Event ids need to be unique, not secret: this is several times faster than uuid4().
+    `random` is reseeded from the OS at start and in every forked child.
+    """
+    return f"{(getrandbits(128) & _CLEAR) | _V4:032x}"
+
+
+_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4 = (0x4000 << 64) | (0x8000 << 48)
+
+
 def build(
     cls: type[E],
     kind_id: tuple[str, str],
@@ -73,17 +97,17 @@ def build(
 ) -> E:
     """Build and validate one event of `cls` as the next in the stream `kind:id`."""
     kind, user_id = kind_id
+    payload.update(
+        originator_id=f"{kind}:{user_id}",
+        originator_version=version,
+        id=new_event_id(),
+        occurred_at=cmd.occurred_at,
+        recorded_at=recorded_at,
+        actor=cmd.actor,
+        source=cmd.source,
+        idempotency_key=cmd.idempotency_key,
+    )
     try:
-        return cls(
-            originator_id=originator_id(kind, user_id),  # type: ignore[arg-type]
-            originator_version=version,
-            id=uuid4(),
-            occurred_at=cmd.occurred_at,
-            recorded_at=recorded_at,
-            actor=cmd.actor,
-            source=cmd.source,
-            idempotency_key=cmd.idempotency_key,
-            **payload,
-        )
+        return cls.__pydantic_validator__.validate_python(payload)  # type: ignore[no-any-return]
     except ValidationError as e:
         raise InvalidEvent(f"{cls.event_type}: {describe(e)}") from e

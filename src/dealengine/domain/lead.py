@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple, cast
 
 from dealengine.domain.errors import IllegalTransition, UnknownAggregate
 from dealengine.domain.events import (
     LEAD_TOUCHES,
     DomainEvent,
     LeadConverted,
-    LeadDisqualified,
-    LeadQualified,
 )
 from dealengine.domain.interaction import Interaction, build
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
 
 
-@dataclass(frozen=True, slots=True)
-class Lead:
+class Lead(NamedTuple):
+    """A lead's state, folded from its events (a named tuple: immutable and cheap to make)."""
+
     id: str
     version: int
     status: LeadStatus = "open"
@@ -39,15 +37,14 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     keys = lead.idempotency_keys
     if event.idempotency_key is not None:
         keys = keys | {event.idempotency_key}
-    status = lead.status
-    deal_id = lead.deal_id
-    match event:
-        case LeadQualified():
+    status, deal_id = lead.status, lead.deal_id
+    match event.event_type:
+        case "lead_qualified":
             status = "qualified"
-        case LeadDisqualified():
+        case "lead_disqualified":
             status = "disqualified"
-        case LeadConverted(deal_id=converted_to):
-            status, deal_id = "converted", converted_to
+        case "lead_converted":
+            status, deal_id = "converted", cast(LeadConverted, event).deal_id
     return Lead(lead.id, event.originator_version, status, deal_id, keys)
 
 
@@ -79,7 +76,7 @@ def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[Doma
         version = 1
     else:
         version = lead.version + 1
-        refusal = _refusal(lead, cmd.event_type)
+        refusal = None if cmd.event_type in LEAD_TOUCHES else _refusal(lead, cmd.event_type)
         if refusal:
             raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
     return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, **cmd.fields)]

@@ -25,7 +25,7 @@ from dealengine.engine import Engine
 log = structlog.get_logger("dealengine.ingest")
 
 RawLine = bytes | dict[str, Any]
-ENVELOPE_KEYS = frozenset({"type", "id", "occurred_at", "actor"})
+ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
 BATCH_LINES = 2000
 
 
@@ -84,9 +84,12 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
         )
     elif not isinstance(key, str) or not key.strip():
         raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
-    line_actor = obj.get("actor", actor)
-    fields = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS and k != id_field}
-    return Interaction(event_type, target, obj.get("occurred_at"), fields, line_actor, source, key)
+    fields = obj.copy()
+    for envelope_key in (*ENVELOPE_KEYS, id_field):
+        fields.pop(envelope_key, None)
+    return Interaction(
+        event_type, target, obj.get("occurred_at"), fields, obj.get("actor", actor), source, key
+    )
 
 
 def numbered_lines(

@@ -128,7 +128,7 @@ class Store:
 
     def append(self, events: list[Any]) -> None:
         """Store events in one transaction; IntegrityError if a version is taken."""
-        self.app.events.put(events)
+        self.recorder.insert_events(list(map(self.app.mapper.to_stored_event, events)))
 
     def exists(self, stream_id: str) -> bool:
         return bool(self.app.recorder.select_events(stream_id, limit=1))

@@ -13,6 +13,7 @@ import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
+from pydantic_core import SchemaSerializer
 
 from dealengine.domain.events import DomainEvent
 
@@ -32,11 +33,16 @@ def topic_of(cls: type[DomainEvent]) -> str:
     return get_topic(cls)
 
 
+@cache
+def _serializer(cls: type[DomainEvent]) -> SchemaSerializer:
+    return cls.__pydantic_serializer__
+
+
 class PydanticMapper(Mapper[str]):
     def to_stored_event(self, domain_event: DomainEventProtocol[str]) -> StoredEvent:
         event = cast(DomainEvent, domain_event)
         cls = type(event)
-        state = cls.__pydantic_serializer__.to_json(event, exclude=_IDS)
+        state = _serializer(cls).to_json(event, exclude=_IDS)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:

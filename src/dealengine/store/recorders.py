@@ -8,10 +8,11 @@ builds no Notification object per row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -21,6 +22,22 @@ CHUNK = 500  # ids per query when reading many streams at once
 
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> Sequence[int] | None:
+        """One executemany instead of one execute per event (the parent's way to learn ids).
+
+        The ids are still returned: inside the write transaction SQLite gives each new row
+        the largest rowid so far plus one, so the batch's rowids are consecutive.
+        """
+        c.executemany(
+            self.insert_events_statement,
+            [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
+        )
+        c.execute("SELECT last_insert_rowid()")
+        last = int(c.fetchone()[0])
+        return list(range(last - len(stored_events) + 1, last + 1))
+
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
         found: list[StoredEvent] = []
