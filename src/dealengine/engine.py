@@ -13,6 +13,7 @@ from functools import reduce
 from typing import Any, NamedTuple, TypeVar, cast
 
 from eventsourcing.persistence import IntegrityError
+from pydantic import ValidationError
 
 from dealengine.domain.deal import (
     OPENING_TYPES,
@@ -28,13 +29,24 @@ from dealengine.domain.definitions import (
     load_funnel,
     load_pipeline,
 )
-from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, UnknownAggregate
-from dealengine.domain.events import DomainEvent, originator_id
+from dealengine.domain.errors import (
+    ConcurrencyConflict,
+    DealEngineError,
+    InvalidDefinition,
+    UnknownAggregate,
+)
+from dealengine.domain.events import DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead, decide_lead, evolve_lead
 from dealengine.projections.funnel import FunnelProjection, FunnelView
-from dealengine.projections.pipeline import PipelineProjection, PipelineView
-from dealengine.projections.stream import StreamEvent, decode, fold_rows
+from dealengine.projections.pipeline import (
+    DealStageTimes,
+    PipelineChanges,
+    PipelineProjection,
+    PipelineView,
+    changes,
+)
+from dealengine.projections.stream import Fold, StreamEvent, decode, fold_all, fold_rows
 from dealengine.settings import Settings
 from dealengine.store.application import Store
 
@@ -268,24 +280,71 @@ class Engine:
             raise DealEngineError(f"{id} is both a lead and a deal: ask for lead:{id} or deal:{id}")
         return cast(list[DomainEvent], self.store.events(found[0]))
 
-    def stream(self, gt: int = 0) -> Iterator[StreamEvent]:
+    def events(self, gt: int = 0) -> Iterator[StreamEvent]:
         """The whole event stream in recorded order, as the folds see it."""
         return decode(self.store.stream(gt))
 
-    def views(self) -> tuple[FunnelView, PipelineView]:
+    def views(self, *, as_of: datetime | None = None) -> tuple[FunnelView, PipelineView]:
         """Funnel and pipeline, rebuilt together in one pass over the stream."""
         funnel = FunnelProjection(self.funnel_definition)
         pipeline = PipelineProjection(self.pipeline_definition)
-        funnel_state, pipeline_state = fold_rows(self.store.stream(), [funnel, pipeline])
-        return funnel.report(funnel_state), pipeline.report(pipeline_state)
+        funnel_state, pipeline_state = self._fold([funnel, pipeline], as_of)
+        return funnel.report(funnel_state, as_of), pipeline.report(
+            pipeline_state, as_of, self.clock()
+        )
 
-    def funnel(self) -> FunnelView:
-        funnel = FunnelProjection(self.funnel_definition)
-        return funnel.report(fold_rows(self.store.stream(), [funnel])[0])
+    def funnel(self, *, as_of: datetime | None = None, **overrides: Any) -> FunnelView:
+        """The funnel from the events that occurred by `as_of` (default: all of them).
 
-    def pipeline(self) -> PipelineView:
+        `overrides` replace keys of the funnel definition for this call: mode,
+        conversion_window_days, attribution, breakdowns, cohort, exclusions, steps.
+        """
+        funnel = FunnelProjection(self._funnel_definition(overrides))
+        return funnel.report(self._fold([funnel], as_of)[0], as_of)
+
+    def pipeline(self, *, as_of: datetime | None = None) -> PipelineView:
+        """The pipeline from the events that occurred by `as_of` (default: all of them)."""
         pipeline = PipelineProjection(self.pipeline_definition)
-        return pipeline.report(fold_rows(self.store.stream(), [pipeline])[0])
+        return pipeline.report(self._fold([pipeline], as_of)[0], as_of, self.clock())
+
+    def stage_times(self, *, as_of: datetime | None = None) -> list[DealStageTimes]:
+        """Every deal's stays in each stage: entered, left, latest and cumulative days."""
+        pipeline = PipelineProjection(self.pipeline_definition)
+        return pipeline.stage_times(self._fold([pipeline], as_of)[0], as_of or self.clock())
+
+    def pipeline_changes(self, start: datetime, end: datetime) -> PipelineChanges:
+        """How the open pipeline moved between two dates (one pass: two as-of folds)."""
+        if end < start:
+            raise DealEngineError(f"--changes: {format_time(end)} is before {format_time(start)}")
+        pipeline = PipelineProjection(self.pipeline_definition)
+        before, after = pipeline.initial(), pipeline.initial()
+        first, last = format_time(start), format_time(end)
+        for event in self.events():
+            at = event.data["occurred_at"]
+            if at <= last:
+                pipeline.apply(after, event)
+                if at <= first:
+                    pipeline.apply(before, event)
+        return changes(self.pipeline_definition, before, after, start, end)
+
+    def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
+        """One pass over the stream for every fold; as of a time, the events that occurred
+        after it are skipped (the same folds, fed less)."""
+        if as_of is None:
+            return fold_rows(self.store.stream(), folds)
+        bound = format_time(as_of)
+        return fold_all((e for e in self.events() if e.data["occurred_at"] <= bound), folds)
+
+    def _funnel_definition(self, overrides: dict[str, Any]) -> FunnelDefinition:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self.funnel_definition
+        try:
+            return FunnelDefinition.model_validate(self.funnel_definition.model_dump() | given)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or next(iter(given))
+            raise InvalidDefinition("funnel (this call)", key, err["msg"]) from e
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

@@ -37,10 +37,24 @@ class Definition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+ForecastCategory = Literal["pipeline", "best_case", "commit", "closed", "omitted"]
+FORECAST_CATEGORIES: tuple[ForecastCategory, ...] = (
+    "pipeline",
+    "best_case",
+    "commit",
+    "closed",
+    "omitted",
+)
+
+
 class Stage(Definition):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     probability: float = Field(ge=0.0, le=1.0)
     closed: Literal["won", "lost"] | None = None
+    forecast: ForecastCategory | None = None
+    """The forecast category of deals in this stage (closed stages: closed / omitted)."""
+    stale_after_days: float | None = Field(default=None, gt=0)
+    """An open deal with no event for longer than this is stale ("rotting")."""
 
 
 class Moves(Definition):
@@ -86,6 +100,16 @@ class PipelineDefinition(Definition):
         return {s.name: i for i, s in enumerate(self.stages)}
 
     @cached_property
+    def stage(self) -> dict[str, Stage]:
+        return {s.name: s for s in self.stages}
+
+    def forecast_category(self, stage: str) -> ForecastCategory:
+        s = self.stage[stage]
+        if s.closed is not None:
+            return "closed" if s.closed == "won" else "omitted"
+        return s.forecast or "pipeline"
+
+    @cached_property
     def probability(self) -> dict[str, float]:
         return {s.name: s.probability for s in self.stages}
 
@@ -108,20 +132,37 @@ class PipelineDefinition(Definition):
 class FunnelStep(Definition):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     events: list[str] = Field(min_length=1)
+    within_days: float | None = Field(default=None, gt=0)
+    """Ordered modes: the most time allowed since the previous step (a per-step window)."""
+
+
+FunnelMode = Literal["reached", "ordered", "strict"]
 
 
 class FunnelDefinition(Definition):
-    """Funnel steps in order and the events that put a lead at each step."""
+    """Funnel steps in order, the events that put a lead at each step, and how to count.
 
-    mode: Literal["reached"] = "reached"
+    The counting rules are written down in docs/funnel-semantics.md.
+    """
+
+    mode: FunnelMode = "reached"
+    conversion_window_days: float = Field(default=90, gt=0)
     attribution: Literal["first_touch", "last_touch"] = "first_touch"
+    breakdowns: list[str] = ["campaign"]
+    cohort: Literal["week", "month"] = "month"
+    exclusions: list[str] = []
     steps: list[FunnelStep] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        for event in self.exclusions:
+            if event not in EVENT_TYPES:
+                raise KeyedError("exclusions", f"unknown event type {event!r}")
         seen: dict[str, str] = {}
         for step in self.steps:
             for event in step.events:
+                if event in self.exclusions:
+                    raise KeyedError(f"steps.{step.name}", f"{event!r} is also an exclusion")
                 if event not in EVENT_TYPES:
                     raise KeyedError(f"steps.{step.name}", f"unknown event type {event!r}")
                 if event in seen:

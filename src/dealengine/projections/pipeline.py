@@ -1,45 +1,77 @@
-"""The pipeline: the deals being worked, stage by stage (definition: projections/pipeline.toml)."""
+"""The pipeline: the deals being worked, stage by stage (definition: projections/pipeline.toml).
+
+The fold keeps a few facts per deal (stage, amount, owner, when it opened, closed and last
+moved, and its stays in each stage); `report()` turns them into the stage totals, forecast,
+time in stage, cycle, win rates, velocity and stale deals, as of a moment.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, field_serializer
 
 from dealengine.domain.deal import stage_after
-from dealengine.domain.definitions import PipelineDefinition
+from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
 from dealengine.projections.stream import StreamEvent
 
 CENT = Decimal("0.01")
+DAY = 86400.0
 
 
 def money(value: Decimal) -> str:
     return str(value.quantize(CENT))
 
 
-class StageView(BaseModel):
+class Money(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _money(self, value: object) -> object:
+        return money(value) if isinstance(value, Decimal) else value
+
+
+class StageView(Money):
     name: str
     probability: float
     open_deals: int
     amount: Decimal
     weighted_amount: Decimal
+    median_days_in_stage: float | None = None  # over the deals that entered and left it
+    mean_days_in_stage: float | None = None
+    mean_age_days: float | None = None  # of the open deals now in it, since they entered
 
-    @field_serializer("amount", "weighted_amount", when_used="json")
-    def _money(self, value: Decimal) -> str:
-        return money(value)
 
-
-class ClosedView(BaseModel):
+class ClosedView(Money):
     deals: int
     amount: Decimal
 
-    @field_serializer("amount", when_used="json")
-    def _money(self, value: Decimal) -> str:
-        return money(value)
+
+class CycleView(BaseModel):
+    deals: int
+    median_days: float | None
+    mean_days: float | None
 
 
-class PipelineBreakdown(BaseModel):
+class ForecastView(Money):
+    deals: int
+    amount: Decimal
+    weighted_amount: Decimal
+
+
+class StaleDeal(Money):
+    deal_id: str
+    stage: str
+    owner: str
+    amount: Decimal
+    days_without_event: float
+    limit_days: float
+
+
+class PipelineBreakdown(Money):
     stages: list[StageView]
     won: ClosedView
     lost: ClosedView
@@ -49,56 +81,176 @@ class PipelineBreakdown(BaseModel):
 class PipelineView(PipelineBreakdown):
     name: str
     currency: str
+    as_of: datetime | None
+    win_rate_by_amount: float | None
+    average_deal_size: Decimal | None  # mean amount of the won deals
+    cycle: dict[str, CycleView]  # "won", "lost": days from opened to closed
+    velocity_per_day: Decimal | None  # open deals x win rate x average won / mean won cycle
+    lost_reasons: dict[str, int]
+    forecast: dict[str, ForecastView]  # by forecast category
+    forecast_by_close_month: dict[str, ForecastView]  # open deals by expected close month
+    stale: list[StaleDeal]
     by_owner: dict[str, PipelineBreakdown]
 
 
-# A deal in the fold: [stage, amount as stored (a decimal string), owner]
-DealRow = list[str]
+class StageStay(BaseModel):
+    stage: str
+    entered_at: datetime
+    left_at: datetime | None  # None: still there
+
+
+class StageTime(BaseModel):
+    stage: str
+    entries: int
+    latest_days: float  # the latest stay (up to now when the deal is still there)
+    cumulative_days: float
+
+
+class DealStageTimes(Money):
+    deal_id: str
+    stage: str
+    amount: Decimal
+    stays: list[StageStay]
+    by_stage: list[StageTime]
+
+
+@dataclass(slots=True)
+class Stay:
+    stage: str
+    entered: str
+    left: str | None = None
+
+
+@dataclass(slots=True)
+class DealFacts:
+    stage: str
+    amount: str  # as stored: a decimal string
+    owner: str
+    opened_at: str  # fixed-width UTC strings: they order as they sort
+    last_at: str
+    expected_close_on: str | None
+    stays: list[Stay] = field(default_factory=list)
+    closed_at: str | None = None
+    lost_reason: str | None = None
 
 
 class PipelineProjection:
     def __init__(self, definition: PipelineDefinition) -> None:
         self.definition = definition
 
-    def initial(self) -> dict[str, DealRow]:
+    def initial(self) -> dict[str, DealFacts]:
         return {}
 
-    def apply(self, view: dict[str, DealRow], event: StreamEvent) -> None:
+    def apply(self, view: dict[str, DealFacts], event: StreamEvent) -> None:
         stream = event.stream
         if stream[0] != "d":
             return
-        data = event.data
+        data, d = event.data, self.definition
+        at = data["occurred_at"]
         if event.type == "deal_opened":
-            view[stream] = [self.definition.initial_stage, data["amount"], data["owner"]]
+            view[stream] = DealFacts(
+                d.initial_stage, data["amount"], data["owner"], at, at,
+                data.get("expected_close_on"), [Stay(d.initial_stage, at)],
+            )  # fmt: skip
             return
         deal = view[stream]
-        deal[0] = stage_after(self.definition, deal[0], event.type, data.get("to_stage"))
+        stage = stage_after(d, deal.stage, event.type, data.get("to_stage"))
+        if stage != deal.stage:
+            deal.stays[-1].left = at
+            deal.stays.append(Stay(stage, at))
+            if d.is_closed(stage):
+                deal.closed_at = at
+                deal.lost_reason = data.get("reason") if stage == d.lost_stage else None
+            elif d.is_closed(deal.stage):
+                deal.closed_at = deal.lost_reason = None
+            deal.stage = stage
         amount = data.get("amount")
         if amount is not None:
-            deal[1] = amount
+            deal.amount = amount
+        if at > deal.last_at:
+            deal.last_at = at
 
-    def report(self, view: dict[str, DealRow]) -> PipelineView:
-        overall: list[tuple[str, Decimal]] = []
-        by_owner: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
-        for stage, amount, owner in view.values():
-            deal = (stage, Decimal(amount))
-            overall.append(deal)
-            by_owner[owner].append(deal)
-        summary = self._summarise(overall)
+    # --- reports ------------------------------------------------------------------------------
+
+    def report(
+        self, view: dict[str, DealFacts], as_of: datetime | None = None, now: datetime | None = None
+    ) -> PipelineView:
+        """The pipeline as of `as_of` (ages and staleness measured at `as_of`, else `now`)."""
+        d = self.definition
+        moment = as_of or now or datetime.now(UTC)
+        deals = list(view.items())
+        summary = self._summarise(deals, moment)
+        won = [f for _, f in deals if f.stage == d.won_stage]
+        lost = [f for _, f in deals if f.stage == d.lost_stage]
+        won_amount = sum((Decimal(f.amount) for f in won), Decimal(0))
+        lost_amount = sum((Decimal(f.amount) for f in lost), Decimal(0))
+        cycle = {"won": _cycle(won), "lost": _cycle(lost)}
+        average = won_amount / len(won) if won else None
+        open_deals = sum(s.open_deals for s in summary.stages)
+        velocity = None
+        if average is not None and summary.win_rate is not None and cycle["won"].mean_days:
+            days = Decimal(str(cycle["won"].mean_days))
+            velocity = open_deals * Decimal(str(summary.win_rate)) * average / days
+        by_owner: dict[str, list[tuple[str, DealFacts]]] = defaultdict(list)
+        for deal_id, facts in deals:
+            by_owner[facts.owner].append((deal_id, facts))
         return PipelineView(
-            name=self.definition.name,
-            currency=self.definition.currency,
+            name=d.name,
+            currency=d.currency,
+            as_of=as_of,
             **dict(summary),
-            by_owner={o: self._summarise(by_owner[o]) for o in sorted(by_owner)},
+            win_rate_by_amount=_ratio(won_amount, won_amount + lost_amount),
+            average_deal_size=average,
+            cycle=cycle,
+            velocity_per_day=velocity,
+            lost_reasons=dict(Counter(f.lost_reason or "unknown" for f in lost).most_common()),
+            forecast=self._forecast(deals),
+            forecast_by_close_month=self._by_close_month(deals),
+            stale=self._stale(deals, moment),
+            by_owner={o: self._summarise(by_owner[o], moment) for o in sorted(by_owner)},
         )
 
-    def _summarise(self, deals: list[tuple[str, Decimal]]) -> PipelineBreakdown:
+    def stage_times(self, view: dict[str, DealFacts], now: datetime) -> list[DealStageTimes]:
+        """For every deal: when it entered and left each stage; latest and cumulative days."""
+        report = []
+        for stream, facts in view.items():
+            stays = [_stay(s) for s in facts.stays]
+            by_stage: dict[str, list[float]] = defaultdict(list)
+            for stay in stays:
+                by_stage[stay.stage].append(_days(stay.entered_at, stay.left_at or now))
+            report.append(
+                DealStageTimes(
+                    deal_id=stream.partition(":")[2],
+                    stage=facts.stage,
+                    amount=Decimal(facts.amount),
+                    stays=stays,
+                    by_stage=[
+                        StageTime(
+                            stage=s, entries=len(t), latest_days=t[-1], cumulative_days=sum(t)
+                        )
+                        for s, t in by_stage.items()
+                    ],
+                )
+            )
+        return report
+
+    def _summarise(self, deals: list[tuple[str, DealFacts]], now: datetime) -> PipelineBreakdown:
         d = self.definition
         count: dict[str, int] = defaultdict(int)
         total: dict[str, Decimal] = defaultdict(Decimal)
-        for stage, amount in deals:
-            count[stage] += 1
-            total[stage] += amount
+        ages: dict[str, list[float]] = defaultdict(list)
+        done: dict[str, list[float]] = defaultdict(list)  # cumulative days of left stays
+        for _, facts in deals:
+            count[facts.stage] += 1
+            total[facts.stage] += Decimal(facts.amount)
+            spent: dict[str, float] = defaultdict(float)
+            for stay in facts.stays:
+                if stay.left is not None:
+                    spent[stay.stage] += _days(_parse(stay.entered), _parse(stay.left))
+            for stage, days in spent.items():
+                done[stage].append(days)
+            if not d.is_closed(facts.stage):
+                ages[facts.stage].append(_days(_parse(facts.stays[-1].entered), now))
         won, lost = count[d.won_stage], count[d.lost_stage]
         return PipelineBreakdown(
             stages=[
@@ -108,6 +260,9 @@ class PipelineProjection:
                     open_deals=count[s],
                     amount=total[s],
                     weighted_amount=total[s] * Decimal(str(d.probability[s])),
+                    median_days_in_stage=statistics.median(done[s]) if done[s] else None,
+                    mean_days_in_stage=statistics.fmean(done[s]) if done[s] else None,
+                    mean_age_days=statistics.fmean(ages[s]) if ages[s] else None,
                 )
                 for s in d.open_stages
             ],
@@ -115,3 +270,142 @@ class PipelineProjection:
             lost=ClosedView(deals=lost, amount=total[d.lost_stage]),
             win_rate=won / (won + lost) if won + lost else None,
         )
+
+    def _forecast(self, deals: list[tuple[str, DealFacts]]) -> dict[str, ForecastView]:
+        d = self.definition
+        groups: dict[str, list[DealFacts]] = {c: [] for c in FORECAST_CATEGORIES}
+        for _, facts in deals:
+            groups[d.forecast_category(facts.stage)].append(facts)
+        return {c: self._totals(groups[c]) for c in FORECAST_CATEGORIES}
+
+    def _by_close_month(self, deals: list[tuple[str, DealFacts]]) -> dict[str, ForecastView]:
+        groups: dict[str, list[DealFacts]] = defaultdict(list)
+        for _, facts in deals:
+            if not self.definition.is_closed(facts.stage):
+                groups[(facts.expected_close_on or "none")[:7]].append(facts)
+        return {month: self._totals(groups[month]) for month in sorted(groups)}
+
+    def _totals(self, deals: Iterable[DealFacts]) -> ForecastView:
+        p = self.definition.probability
+        deals = list(deals)
+        return ForecastView(
+            deals=len(deals),
+            amount=sum((Decimal(f.amount) for f in deals), Decimal(0)),
+            weighted_amount=sum(
+                (Decimal(f.amount) * Decimal(str(p[f.stage])) for f in deals), Decimal(0)
+            ),
+        )
+
+    def _stale(self, deals: list[tuple[str, DealFacts]], now: datetime) -> list[StaleDeal]:
+        stale = []
+        for stream, facts in deals:
+            limit = self.definition.stage[facts.stage].stale_after_days
+            idle = _days(_parse(facts.last_at), now)
+            if limit is not None and idle > limit:
+                stale.append(
+                    StaleDeal(
+                        deal_id=stream.partition(":")[2],
+                        stage=facts.stage,
+                        owner=facts.owner,
+                        amount=Decimal(facts.amount),
+                        days_without_event=idle,
+                        limit_days=limit,
+                    )
+                )
+        return sorted(stale, key=lambda s: -s.days_without_event)
+
+
+def _cycle(deals: list[DealFacts]) -> CycleView:
+    days = [_days(_parse(f.opened_at), _parse(f.closed_at)) for f in deals if f.closed_at]
+    return CycleView(
+        deals=len(days),
+        median_days=statistics.median(days) if days else None,
+        mean_days=statistics.fmean(days) if days else None,
+    )
+
+
+def _stay(stay: Stay) -> StageStay:
+    left = _parse(stay.left) if stay.left else None
+    return StageStay(stage=stay.stage, entered_at=_parse(stay.entered), left_at=left)
+
+
+def _parse(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
+
+def _days(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() / DAY
+
+
+def _ratio(part: Decimal, whole: Decimal) -> float | None:
+    return float(part / whole) if whole else None
+
+
+# --- movement between two dates: the waterfall ------------------------------------------------
+
+
+class Movement(Money):
+    deals: int = 0
+    amount: Decimal = Decimal(0)
+
+    def add(self, amount: Decimal) -> None:
+        self.deals += 1
+        self.amount += amount
+
+
+class PipelineChanges(Money):
+    """How the open pipeline moved between two dates. The amounts add up:
+    open_at_start + new + reopened + amount_up - amount_down - won - lost = open_at_end.
+    `won` and `lost` take out a deal's open amount at the start (or, for a deal opened and
+    closed in between, the amount it closed with, which `new` also counts); `advanced` and
+    `moved_back` count the deals open at both dates that changed stage (at their end amount).
+    """
+
+    start: datetime
+    end: datetime
+    open_at_start: Movement
+    new: Movement
+    reopened: Movement
+    amount_up: Movement
+    amount_down: Movement
+    won: Movement
+    lost: Movement
+    open_at_end: Movement
+    advanced: Movement
+    moved_back: Movement
+
+
+def changes(
+    definition: PipelineDefinition,
+    before: dict[str, DealFacts],
+    after: dict[str, DealFacts],
+    start: datetime,
+    end: datetime,
+) -> PipelineChanges:
+    d = definition
+    m = {name: Movement() for name in PipelineChanges.model_fields if name not in ("start", "end")}
+    for stream, now in after.items():
+        then = before.get(stream)
+        was_open = then is not None and not d.is_closed(then.stage)
+        is_open = not d.is_closed(now.stage)
+        a = Decimal(then.amount) if then is not None else Decimal(0)
+        b = Decimal(now.amount)
+        if was_open:
+            m["open_at_start"].add(a)
+        if is_open:
+            m["open_at_end"].add(b)
+        if then is None:
+            m["new"].add(b)
+            if not is_open:
+                m["won" if now.stage == d.won_stage else "lost"].add(b)
+        elif was_open and not is_open:
+            m["won" if now.stage == d.won_stage else "lost"].add(a)
+        elif not was_open and is_open:
+            m["reopened"].add(b)
+        elif was_open and is_open:
+            if b != a:
+                m["amount_up" if b > a else "amount_down"].add(abs(b - a))
+            if now.stage != then.stage:
+                forward = d.index[now.stage] > d.index[then.stage]
+                m["advanced" if forward else "moved_back"].add(b)
+    return PipelineChanges(start=start, end=end, **m)
