@@ -37,6 +37,19 @@ def format_time(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+def parse_moment(text: str) -> datetime:
+    """A moment given by a person: a date means the end of that day in UTC; a time without an
+    offset is UTC. `2026-03-31` -> 2026-03-31T23:59:59.999999Z."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, 23, 59, 59, 999999, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date or time: {text!r} (use 2026-03-31 or 2026-03-31T18:00:00Z)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 UtcDatetime = Annotated[
     AwareDatetime,
     PlainSerializer(format_time, return_type=str, when_used="json"),  # stored in UTC
