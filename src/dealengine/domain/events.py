@@ -46,7 +46,8 @@ def parse_moment(text: str) -> datetime:
             return datetime(day.year, day.month, day.day, 23, 59, 59, 999999, tzinfo=UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a date or time: {text!r} (use 2026-03-31 or 2026-03-31T18:00:00Z)")
+        msg = f"not a date or time: {text!r} (use 2026-03-31 or 2026-03-31T18:00:00Z)"
+        raise ValueError(msg) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
