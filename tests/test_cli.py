@@ -21,7 +21,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 def test_demo_records_a_history_and_shows_both_views(cli: CliRunner) -> None:
     result = cli.invoke(app, ["demo", "--leads", "300"])
     assert result.exit_code == 0, result.output
-    assert "funnel: 300 leads" in result.stdout
+    assert "funnel (reached): 300 leads" in result.stdout
     assert "pipeline new_business" in result.stdout and "win rate" in result.stdout
     again = cli.invoke(app, ["demo", "--leads", "300"])
     assert (
@@ -113,3 +113,46 @@ def test_json_logs_for_machines(cli: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0
     logs = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert logs and logs[0]["event"] == "ingest.batch" and logs[0]["events"] == 1
+
+
+def test_funnel_and_pipeline_options(cli: CliRunner, tmp_path: Path) -> None:
+    lines = [
+        '{"type": "ad_viewed", "lead_id": "A", "occurred_at": "2026-01-01T10:00:00Z", "channel": "social", "campaign": "c1"}',
+        '{"type": "demo_requested", "lead_id": "A", "occurred_at": "2026-01-02T10:00:00Z"}',
+        '{"type": "newsletter_signed_up", "lead_id": "A", "occurred_at": "2026-01-03T10:00:00Z"}',
+        '{"type": "lead_qualified", "lead_id": "A", "occurred_at": "2026-01-04T10:00:00Z", "by": "x"}',
+        '{"type": "deal_opened", "deal_id": "D", "lead_id": "A", "occurred_at": "2026-01-05T10:00:00Z", "amount": "100", "owner": "ana"}',
+        '{"type": "negotiation_started", "deal_id": "D", "occurred_at": "2026-01-07T10:00:00Z"}',
+        '{"type": "deal_won", "deal_id": "D", "occurred_at": "2026-02-10T10:00:00Z"}',
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert cli.invoke(app, ["ingest", str(path)]).exit_code == 0
+
+    def funnel(*args: str) -> list[int]:
+        out = orjson.loads(cli.invoke(app, ["funnel", "--format", "json", *args]).stdout)
+        return [s["leads"] for s in out["steps"]]
+
+    assert funnel() == [1, 1, 1, 1, 1, 1, 1]
+    assert funnel("--mode", "ordered") == [1, 1, 0, 0, 0, 0, 0]
+    assert funnel("--as-of", "2026-01-03") == [1, 1, 1, 1, 0, 0, 0]
+    assert funnel("--exclude", "deal_lost") == [1, 1, 1, 1, 1, 1, 1]
+    refused = cli.invoke(app, ["funnel", "--exclude", "lead_qualified"])
+    assert refused.exit_code == 1 and "also an exclusion" in refused.stderr
+    out = orjson.loads(cli.invoke(app, ["funnel", "--format", "json", "--breakdown", "campaign", "--cohort", "week"]).stdout)
+    assert list(out["breakdowns"]["campaign"]) == ["c1"] and list(out["cohorts"]) == ["2026-W01"]
+    assert out["time_to_convert"][-1]["median_days"] == 40.0  # ad on 1 Jan -> won on 10 Feb
+
+    pipeline = orjson.loads(cli.invoke(app, ["pipeline", "--format", "json", "--as-of", "2026-01-31T00:00:00Z"]).stdout)
+    assert [s["open_deals"] for s in pipeline["stages"]] == [0, 0, 0, 1]
+    assert pipeline["stale"][0]["deal_id"] == "D"  # 24 days idle in negotiation, limit 14
+    moved = orjson.loads(cli.invoke(app, ["pipeline", "--changes", "2026-01-06", "2026-02-28", "--format", "json"]).stdout)
+    assert (moved["open_at_start"]["amount"], moved["won"]["amount"], moved["open_at_end"]["deals"]) == ("100.00", "100.00", 0)
+    deals = orjson.loads(cli.invoke(app, ["pipeline", "--deals", "--format", "json"]).stdout)
+    assert [s["stage"] for s in deals[0]["stays"]] == ["prospecting", "negotiation", "closed_won"]
+    table = cli.invoke(app, ["pipeline", "--changes", "2026-01-06", "2026-02-28"])
+    assert "open at end" in table.stdout
+    bad = cli.invoke(app, ["pipeline", "--as-of", "soon"])
+    assert bad.exit_code == 1 and bad.stderr.count("\n") == 1 and "not a date or time" in bad.stderr
+    bad_mode = cli.invoke(app, ["funnel", "--window", "-3"])
+    assert bad_mode.exit_code == 1 and "conversion_window_days" in bad_mode.stderr

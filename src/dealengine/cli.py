@@ -6,6 +6,7 @@ import getpass
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,12 +20,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from dealengine import demo as demo_history
+from dealengine.domain.definitions import FunnelMode
 from dealengine.domain.errors import DealEngineError
+from dealengine.domain.events import parse_moment
 from dealengine.engine import Engine
 from dealengine.ingest.jsonl import IngestReport, ingest_jsonl, ingest_lines
 from dealengine.logs import configure
-from dealengine.projections.funnel import FunnelBreakdown, FunnelView
-from dealengine.projections.pipeline import PipelineBreakdown, PipelineView, money
+from dealengine.projections.funnel import FunnelView
+from dealengine.projections.pipeline import PipelineView
+from dealengine.render import show_changes, show_funnel, show_pipeline, show_stage_times
 from dealengine.settings import Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -112,8 +116,8 @@ def demo(
         f"recorded {report.events} events from {report.recorded} interactions "
         f"({report.duplicates} already recorded)"
     )
-    _show_funnel(funnel)
-    _show_pipeline(pipeline)
+    show_funnel(out, funnel)
+    show_pipeline(out, pipeline)
 
 
 @app.command()
@@ -166,18 +170,65 @@ def ingest(
         raise typer.Exit(1)
 
 
-@app.command()
-def funnel(fmt: FormatOption = Format.table) -> None:
-    """Leads at each funnel step, conversion and drop-off, overall and by first-touch channel."""
-    view = using_engine(Engine.funnel)
-    emit_json(view.model_dump(mode="json")) if fmt is Format.json else _show_funnel(view)
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", help="only what occurred by then: 2026-03-31 (end of day UTC), a time"),
+]
+
+
+def moment(text: str) -> datetime:
+    try:
+        return parse_moment(text)
+    except ValueError as e:
+        raise DealEngineError(str(e)) from None
+
+
+def maybe_moment(text: str | None) -> datetime | None:
+    return None if text is None else moment(text)
 
 
 @app.command()
-def pipeline(fmt: FormatOption = Format.table) -> None:
-    """Open deals per stage with amounts and weighted forecast; won, lost, win rate; per owner."""
-    view = using_engine(Engine.pipeline)
-    emit_json(view.model_dump(mode="json")) if fmt is Format.json else _show_pipeline(view)
+def funnel(
+    as_of: AsOfOption = None,
+    mode: Annotated[FunnelMode | None, typer.Option(help="reached, ordered or strict")] = None,
+    window: Annotated[float | None, typer.Option(help="conversion window, days")] = None,
+    attribution: Annotated[str | None, typer.Option(help="first_touch or last_touch")] = None,
+    breakdown: Annotated[list[str] | None, typer.Option(help="an event field to group by")] = None,
+    cohort: Annotated[str | None, typer.Option(help="week or month")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="an event type dropping a lead")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Leads per funnel step, conversion, drop-off; by channel, field, cohort; time to convert."""
+    overrides = {"mode": mode, "conversion_window_days": window, "attribution": attribution,
+                 "breakdowns": breakdown, "cohort": cohort, "exclusions": exclude}  # fmt: skip
+    view = using_engine(lambda e: e.funnel(as_of=maybe_moment(as_of), **overrides))
+    emit_json(view.model_dump(mode="json")) if fmt is Format.json else show_funnel(out, view)
+
+
+@app.command()
+def pipeline(
+    as_of: AsOfOption = None,
+    changes: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="FROM TO: how the open pipeline moved between two dates"),
+    ] = None,
+    deals: Annotated[bool, typer.Option("--deals", help="every deal's time in each stage")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Open deals per stage, weighted forecast, time in stage, win rates, velocity, stale deals."""
+    if changes is not None:
+        start, end = changes
+        moved = using_engine(lambda e: e.pipeline_changes(moment(start), moment(end)))
+        emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(out, moved)
+    elif deals:
+        times = using_engine(lambda e: e.stage_times(as_of=maybe_moment(as_of)))
+        if fmt is Format.json:
+            emit_json([d.model_dump(mode="json") for d in times])
+        else:
+            show_stage_times(out, times)
+    else:
+        view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of)))
+        emit_json(view.model_dump(mode="json")) if fmt is Format.json else show_pipeline(out, view)
 
 
 @app.command()
@@ -216,96 +267,6 @@ def history(
 
 def _time(value: Any) -> str:
     return str(value.strftime("%Y-%m-%d %H:%M:%S"))
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _show_funnel(view: FunnelView) -> None:
-    table = Table(
-        "step",
-        "leads",
-        "from previous",
-        "from first",
-        "drop-off",
-        title=f"funnel: {view.leads} leads",
-        title_justify="left",
-    )
-    for s in view.steps:
-        table.add_row(
-            s.name,
-            str(s.leads),
-            _pct(s.conversion_from_previous),
-            _pct(s.conversion_from_first),
-            str(s.drop_off),
-        )
-    out.print(table)
-    by_channel = Table(
-        "channel",
-        *(s.name for s in view.steps),
-        "overall",
-        title="leads by first-touch channel",
-        title_justify="left",
-    )
-    for channel, breakdown in view.by_channel.items():
-        by_channel.add_row(
-            channel, *(str(s.leads) for s in breakdown.steps), _pct(_overall(breakdown))
-        )
-    out.print(by_channel)
-
-
-def _overall(breakdown: FunnelBreakdown) -> float | None:
-    return breakdown.steps[-1].conversion_from_first if breakdown.steps else None
-
-
-def _show_pipeline(view: PipelineView) -> None:
-    table = Table(
-        "stage",
-        "probability",
-        "open deals",
-        f"amount ({view.currency})",
-        "weighted",
-        title=f"pipeline {view.name}",
-        title_justify="left",
-    )
-    for s in view.stages:
-        table.add_row(
-            s.name,
-            f"{s.probability:.0%}",
-            str(s.open_deals),
-            money(s.amount),
-            money(s.weighted_amount),
-        )
-    table.add_row("won", "", str(view.won.deals), money(view.won.amount), "", style="green")
-    table.add_row("lost", "", str(view.lost.deals), money(view.lost.amount), "", style="red")
-    out.print(table)
-    out.print(f"win rate: {_pct(view.win_rate)}")
-    owners = Table(
-        "owner",
-        "open deals",
-        "open amount",
-        "weighted",
-        "won",
-        "lost",
-        "win rate",
-        title="by owner",
-        title_justify="left",
-    )
-    for owner, b in view.by_owner.items():
-        owners.add_row(owner, *_owner_row(b))
-    out.print(owners)
-
-
-def _owner_row(b: PipelineBreakdown) -> list[str]:
-    return [
-        str(sum(s.open_deals for s in b.stages)),
-        money(sum((s.amount for s in b.stages), start=b.won.amount * 0)),
-        money(sum((s.weighted_amount for s in b.stages), start=b.won.amount * 0)),
-        f"{b.won.deals} ({money(b.won.amount)})",
-        str(b.lost.deals),
-        _pct(b.win_rate),
-    ]
 
 
 @contextmanager

@@ -1,0 +1,146 @@
+"""Rich tables for the views: what `dealengine funnel` and `pipeline` show to people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from rich.console import Console
+from rich.table import Table
+
+from dealengine.projections.funnel import FunnelBreakdown, FunnelView
+from dealengine.projections.pipeline import (
+    DealStageTimes,
+    PipelineBreakdown,
+    PipelineChanges,
+    PipelineView,
+    money,
+)
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _table(title: str, *columns: str) -> Table:
+    return Table(*columns, title=title, title_justify="left")
+
+
+def show_funnel(out: Console, view: FunnelView) -> None:
+    window = f", {view.conversion_window_days:g}-day window" if view.conversion_window_days else ""
+    as_of = f", as of {view.as_of:%Y-%m-%d %H:%M}" if view.as_of else ""
+    excluded = f", {view.excluded_leads} excluded" if view.excluded_leads else ""
+    table = _table(
+        f"funnel ({view.mode}{window}{as_of}): {view.leads} leads{excluded}",
+        "step", "leads", "from previous", "from first", "drop-off",
+    )  # fmt: skip
+    for s in view.steps:
+        table.add_row(s.name, str(s.leads), pct(s.conversion_from_previous),
+                      pct(s.conversion_from_first), str(s.drop_off))  # fmt: skip
+    out.print(table)
+    out.print(_grouped("leads by channel", view.steps, view.by_channel))
+    for field, groups in view.breakdowns.items():
+        out.print(_grouped(f"leads by {field}", view.steps, groups))
+    out.print(_grouped("cohorts by entry period", view.steps, view.cohorts))
+    times = _table("time to convert (days)", "from", "to", "leads", "median", "mean", "p90")
+    for t in view.time_to_convert:
+        times.add_row(t.from_step, t.to_step, str(t.leads), days(t.median_days),
+                      days(t.mean_days), days(t.p90_days))  # fmt: skip
+    out.print(times)
+
+
+def _grouped(title: str, steps: Iterable[object], groups: dict[str, FunnelBreakdown]) -> Table:
+    table = _table(title, "", *(s.name for s in steps), "overall")  # type: ignore[attr-defined]
+    for group, breakdown in groups.items():
+        overall = breakdown.steps[-1].conversion_from_first if breakdown.steps else None
+        table.add_row(group, *(str(s.leads) for s in breakdown.steps), pct(overall))
+    return table
+
+
+def show_pipeline(out: Console, view: PipelineView) -> None:
+    as_of = f" as of {view.as_of:%Y-%m-%d %H:%M}" if view.as_of else ""
+    table = _table(
+        f"pipeline {view.name}{as_of}",
+        "stage", "probability", "open deals", f"amount ({view.currency})", "weighted",
+        "median days in stage", "mean age (days)",
+    )  # fmt: skip
+    for s in view.stages:
+        table.add_row(s.name, f"{s.probability:.0%}", str(s.open_deals), money(s.amount),
+                      money(s.weighted_amount), days(s.median_days_in_stage),
+                      days(s.mean_age_days))  # fmt: skip
+    table.add_row("won", "", str(view.won.deals), money(view.won.amount), style="green")
+    table.add_row("lost", "", str(view.lost.deals), money(view.lost.amount), style="red")
+    out.print(table)
+    size = money(view.average_deal_size) if view.average_deal_size is not None else "-"
+    velocity = money(view.velocity_per_day) if view.velocity_per_day is not None else "-"
+    out.print(
+        f"win rate {pct(view.win_rate)} by count, {pct(view.win_rate_by_amount)} by amount; "
+        f"average won deal {size}; cycle (days) won {days(view.cycle['won'].median_days)}, "
+        f"lost {days(view.cycle['lost'].median_days)} (median); velocity {velocity} a day"
+    )
+    forecast = _table("forecast", "category", "deals", "amount", "weighted")
+    for category, f in view.forecast.items():
+        forecast.add_row(category, str(f.deals), money(f.amount), money(f.weighted_amount))
+    out.print(forecast)
+    months = _table("open deals by expected close month", "month", "deals", "amount", "weighted")
+    for month, f in view.forecast_by_close_month.items():
+        months.add_row(month, str(f.deals), money(f.amount), money(f.weighted_amount))
+    out.print(months)
+    if view.stale:
+        stale = _table("stale deals", "deal", "stage", "owner", "amount", "days idle", "limit")
+        for deal in view.stale:
+            stale.add_row(deal.deal_id, deal.stage, deal.owner, money(deal.amount),
+                          days(deal.days_without_event), days(deal.limit_days))  # fmt: skip
+        out.print(stale)
+    if view.lost_reasons:
+        out.print("lost reasons: " + ", ".join(f"{r} {n}" for r, n in view.lost_reasons.items()))
+    owners = _table("by owner", "owner", "open deals", "open amount", "weighted", "won", "lost",
+                    "win rate")  # fmt: skip
+    for owner, b in view.by_owner.items():
+        owners.add_row(owner, *_owner_row(b))
+    out.print(owners)
+
+
+def _owner_row(b: PipelineBreakdown) -> list[str]:
+    return [
+        str(sum(s.open_deals for s in b.stages)),
+        money(sum((s.amount for s in b.stages), Decimal(0))),
+        money(sum((s.weighted_amount for s in b.stages), Decimal(0))),
+        f"{b.won.deals} ({money(b.won.amount)})",
+        str(b.lost.deals),
+        pct(b.win_rate),
+    ]
+
+
+def show_changes(out: Console, w: PipelineChanges) -> None:
+    table = _table(
+        f"pipeline changes {w.start:%Y-%m-%d %H:%M} -> {w.end:%Y-%m-%d %H:%M}",
+        "", "deals", "amount",
+    )  # fmt: skip
+    rows = [
+        ("open at start", w.open_at_start, ""), ("new", w.new, "+"), ("reopened", w.reopened, "+"),
+        ("amount up", w.amount_up, "+"), ("amount down", w.amount_down, "-"),
+        ("won", w.won, "-"), ("lost", w.lost, "-"), ("open at end", w.open_at_end, "="),
+    ]  # fmt: skip
+    for label, m, sign in rows:
+        table.add_row(label, str(m.deals), f"{sign}{money(m.amount)}")
+    table.add_row("advanced (count only)", str(w.advanced.deals), money(w.advanced.amount))
+    table.add_row("moved back (count only)", str(w.moved_back.deals), money(w.moved_back.amount))
+    out.print(table)
+
+
+def show_stage_times(out: Console, deals: list[DealStageTimes]) -> None:
+    table = _table("time in stage (days: latest / cumulative)", "deal", "now in", "amount",
+                   "stages")  # fmt: skip
+    for d in deals:
+        stays = ", ".join(
+            f"{s.stage} {s.latest_days:.1f}/{s.cumulative_days:.1f}"
+            + (f" x{s.entries}" if s.entries > 1 else "")
+            for s in d.by_stage
+        )
+        table.add_row(d.deal_id, d.stage, money(d.amount), stays)
+    out.print(table)
