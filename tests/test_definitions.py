@@ -27,26 +27,26 @@ def test_the_defaults_load_from_the_one_projections_folder() -> None:
     [
         (
             lambda t: t.replace("probability = 0.50", "probability = 1.5"),
-            "stages.2.probability",
+            "pipelines.0.stages.2.probability",
             "less than or equal",
         ),
         (
             lambda t: t.replace('proposal_sent = "proposal"', 'proposal_sent = "limbo"'),
-            "events.proposal_sent",
+            "pipelines.0.events.proposal_sent",
             "unknown stage 'limbo'",
         ),
         (
             lambda t: t.replace('initial_stage = "prospecting"', 'initial_stage = "closed_won"'),
-            "initial_stage",
+            "pipelines.0.initial_stage",
             "not an open",
         ),
         (
             lambda t: t.replace('backward = "with_reason"', 'backward = "sometimes"'),
-            "moves.backward",
+            "pipelines.0.moves.backward",
             "Input should",
         ),
-        (lambda t: t + "\nsurprise = 1\n", "moves.surprise", "Extra inputs"),
-        (lambda t: t.replace("[[stages]]", "[[stages", 1), "-", "not valid TOML"),
+        (lambda t: t + "\nsurprise = 1\n", "pipelines.1.events.surprise", "valid string"),
+        (lambda t: t.replace("[[pipelines.stages]]", "[[pipelines.stages", 1), "-", "not valid TOML"),
     ],
 )
 def test_a_bad_pipeline_names_file_key_and_reason(

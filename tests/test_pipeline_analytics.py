@@ -157,3 +157,31 @@ def test_advanced_moved_back_and_reopened(memory_engine: Engine) -> None:
     assert (w.advanced.deals, w.reopened.deals, w.reopened.amount) == (1, 1, Decimal(100))
     back = memory_engine.pipeline_changes(moment(6), moment(8))
     assert back.moved_back.deals == 1 and back.advanced.deals == 0
+
+
+def test_several_pipelines_each_with_its_own_stages_and_reports(memory_engine: Engine) -> None:
+    e = memory_engine
+    open_deal(e, "D-1", 1, "1000", "ana", None)  # new business, the default pipeline
+    e.record("deal_opened", "R-1", at(2), amount="400", owner="bruno", pipeline="renewals")
+    e.record("deal_opened", "R-2", at(2), amount="600", owner="bruno", pipeline="renewals")
+    e.record("negotiation_started", "R-1", at(3))
+    e.record("deal_won", "R-1", at(4))
+    e.record("deal_lost", "R-2", at(5), reason="churned to competitor")
+    assert (e.deal("R-1").pipeline, e.deal("R-1").stage) == ("renewals", "renewed")
+    renewals = e.pipeline(as_of=moment(30), pipeline_name="renewals")
+    assert [s.name for s in renewals.stages] == ["renewal_due", "in_negotiation"]
+    assert (renewals.won.deals, renewals.won.amount, renewals.lost.deals) == (1, Decimal(400), 1)
+    assert renewals.lost_reasons == {"churned to competitor": 1}
+    business = e.pipeline(as_of=moment(30))
+    assert (business.name, sum(s.open_deals for s in business.stages), business.won.deals) == ("new_business", 1, 0)
+    with pytest.raises(Exception, match="unknown pipeline 'upsell'"):
+        e.pipeline(pipeline_name="upsell")
+    from dealengine import InvalidEvent
+
+    with pytest.raises(InvalidEvent, match="field 'pipeline': unknown 'upsell'"):
+        e.record("deal_opened", "U-1", at(6), amount="1", owner="x", pipeline="upsell")
+    # a renewal has its own rules: in_negotiation cannot go back to renewal_due without a reason
+    e.record("deal_opened", "R-3", at(6), amount="100", owner="x", pipeline="renewals")
+    e.record("negotiation_started", "R-3", at(7))
+    e.record("deal_stage_changed", "R-3", at(8), to_stage="renewal_due", reason="customer paused")
+    assert e.deal("R-3").stage == "renewal_due"

@@ -213,21 +213,24 @@ def pipeline(
         typer.Option(help="FROM TO: how the open pipeline moved between two dates"),
     ] = None,
     deals: Annotated[bool, typer.Option("--deals", help="every deal's time in each stage")] = False,
+    name: Annotated[str | None, typer.Option("--pipeline", help="default: the first")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Open deals per stage, weighted forecast, time in stage, win rates, velocity, stale deals."""
     if changes is not None:
         start, end = changes
-        moved = using_engine(lambda e: e.pipeline_changes(moment(start), moment(end)))
+        moved = using_engine(
+            lambda e: e.pipeline_changes(moment(start), moment(end), pipeline_name=name)
+        )
         emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(out, moved)
     elif deals:
-        times = using_engine(lambda e: e.stage_times(as_of=maybe_moment(as_of)))
+        times = using_engine(lambda e: e.stage_times(as_of=maybe_moment(as_of), pipeline_name=name))
         if fmt is Format.json:
             emit_json([d.model_dump(mode="json") for d in times])
         else:
             show_stage_times(out, times)
     else:
-        view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of)))
+        view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=name))
         emit_json(view.model_dump(mode="json")) if fmt is Format.json else show_pipeline(out, view)
 
 

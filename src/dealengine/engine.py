@@ -26,8 +26,9 @@ from dealengine.domain.deal import (
 from dealengine.domain.definitions import (
     FunnelDefinition,
     PipelineDefinition,
+    Pipelines,
     load_funnel,
-    load_pipeline,
+    load_pipelines,
 )
 from dealengine.domain.errors import (
     ConcurrencyConflict,
@@ -78,16 +79,19 @@ class Engine:
         self,
         settings: Settings | None = None,
         *,
-        pipeline: PipelineDefinition | None = None,
+        pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings or Settings()
-        self.pipeline_definition = pipeline or load_pipeline()
+        if isinstance(pipeline, PipelineDefinition):
+            pipeline = Pipelines(pipelines=[pipeline])
+        self.pipelines = pipeline or load_pipelines()
+        self.pipeline_definition = self.pipelines.default
         self.funnel_definition = funnel or load_funnel()
         self.clock = clock
         self.store = Store(self.settings)
-        self._evolve_deal = deal_evolver(self.pipeline_definition)
+        self._evolve_deal = deal_evolver(self.pipelines)
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
 
     @classmethod
@@ -232,12 +236,12 @@ class Engine:
             lead = state(originator_id("lead", lead_id)) if lead_id else None
             deal = state(originator_id("deal", deal_id))
             return decide_opening(
-                self.pipeline_definition, _as(Lead, lead), _as(Deal, deal), cmd, now
+                self.pipelines, _as(Lead, lead), _as(Deal, deal), cmd, now
             )
         if cmd.event_class.aggregate == "lead":
             return decide_lead(_as(Lead, state(originator_id("lead", cmd.target))), cmd, now)
         deal = _as(Deal, state(originator_id("deal", cmd.target)))
-        return decide_deal(self.pipeline_definition, deal, cmd, now)
+        return decide_deal(self.pipelines, deal, cmd, now)
 
     def _apply(self, state: State, event: DomainEvent) -> Lead | Deal:
         if event.aggregate == "lead":
@@ -284,10 +288,12 @@ class Engine:
         """The whole event stream in recorded order, as the folds see it."""
         return decode(self.store.stream(gt))
 
-    def views(self, *, as_of: datetime | None = None) -> tuple[FunnelView, PipelineView]:
+    def views(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> tuple[FunnelView, PipelineView]:
         """Funnel and pipeline, rebuilt together in one pass over the stream."""
         funnel = FunnelProjection(self.funnel_definition)
-        pipeline = PipelineProjection(self.pipeline_definition)
+        pipeline = self._pipeline_projection(pipeline_name)
         funnel_state, pipeline_state = self._fold([funnel, pipeline], as_of)
         return funnel.report(funnel_state, as_of), pipeline.report(
             pipeline_state, as_of, self.clock()
@@ -302,21 +308,27 @@ class Engine:
         funnel = FunnelProjection(self._funnel_definition(overrides))
         return funnel.report(self._fold([funnel], as_of)[0], as_of)
 
-    def pipeline(self, *, as_of: datetime | None = None) -> PipelineView:
-        """The pipeline from the events that occurred by `as_of` (default: all of them)."""
-        pipeline = PipelineProjection(self.pipeline_definition)
+    def pipeline(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> PipelineView:
+        """A pipeline (default: the first) from the events that occurred by `as_of`."""
+        pipeline = self._pipeline_projection(pipeline_name)
         return pipeline.report(self._fold([pipeline], as_of)[0], as_of, self.clock())
 
-    def stage_times(self, *, as_of: datetime | None = None) -> list[DealStageTimes]:
+    def stage_times(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> list[DealStageTimes]:
         """Every deal's stays in each stage: entered, left, latest and cumulative days."""
-        pipeline = PipelineProjection(self.pipeline_definition)
+        pipeline = self._pipeline_projection(pipeline_name)
         return pipeline.stage_times(self._fold([pipeline], as_of)[0], as_of or self.clock())
 
-    def pipeline_changes(self, start: datetime, end: datetime) -> PipelineChanges:
+    def pipeline_changes(
+        self, start: datetime, end: datetime, *, pipeline_name: str | None = None
+    ) -> PipelineChanges:
         """How the open pipeline moved between two dates (one pass: two as-of folds)."""
         if end < start:
             raise DealEngineError(f"--changes: {format_time(end)} is before {format_time(start)}")
-        pipeline = PipelineProjection(self.pipeline_definition)
+        pipeline = self._pipeline_projection(pipeline_name)
         before, after = pipeline.initial(), pipeline.initial()
         first, last = format_time(start), format_time(end)
         for event in self.events():
@@ -325,7 +337,14 @@ class Engine:
                 pipeline.apply(after, event)
                 if at <= first:
                     pipeline.apply(before, event)
-        return changes(self.pipeline_definition, before, after, start, end)
+        return changes(pipeline.definition, before, after, start, end)
+
+    def _pipeline_projection(self, name: str | None) -> PipelineProjection:
+        if name is not None and name not in self.pipelines.by_name:
+            known = ", ".join(self.pipelines.by_name)
+            raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
+        definition = self.pipelines[name] if name else self.pipelines.default
+        return PipelineProjection(definition, default=definition is self.pipelines.default)
 
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         """One pass over the stream for every fold; as of a time, the events that occurred

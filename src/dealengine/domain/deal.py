@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from dealengine.domain.definitions import PipelineDefinition
+from dealengine.domain.definitions import PipelineDefinition, Pipelines
 from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownAggregate
 from dealengine.domain.events import (
     DealOpened,
@@ -34,6 +34,7 @@ class Deal(NamedTuple):
     amount: Decimal
     currency: str
     owner: str
+    pipeline: str
     lead_id: str | None = None
     expected_close_on: date | None = None
     closed_from: str | None = None  # the open stage the deal was in when it closed
@@ -53,11 +54,12 @@ def stage_after(defn: PipelineDefinition, stage: str, event_type: str, to_stage:
     return defn.events.get(event_type, stage)
 
 
-def deal_evolver(defn: PipelineDefinition) -> Callable[[Deal | None, DomainEvent], Deal]:
-    """`evolve(deal, event)` for this pipeline: the only way a deal's state changes."""
+def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], Deal]:
+    """`evolve(deal, event)` under these pipelines: the only way a deal's state changes."""
 
     def evolve(deal: Deal | None, event: DomainEvent) -> Deal:
         if isinstance(event, DealOpened):
+            defn = pipelines[event.pipeline or pipelines.default.name]
             return Deal(
                 id=event.originator_id.partition(":")[2],
                 version=event.originator_version,
@@ -65,11 +67,13 @@ def deal_evolver(defn: PipelineDefinition) -> Callable[[Deal | None, DomainEvent
                 amount=event.amount,
                 currency=event.currency,
                 owner=event.owner,
+                pipeline=defn.name,
                 lead_id=event.lead_id,
                 expected_close_on=event.expected_close_on,
                 idempotency_keys=_keys(frozenset(), event),
             )
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
+        defn = pipelines[deal.pipeline]
         fields = event.__dict__  # not getattr(): a missing pydantic attribute is slow to miss
         stage = stage_after(defn, deal.stage, event.event_type, fields.get("to_stage"))
         amount = fields.get("amount", deal.amount)
@@ -94,7 +98,7 @@ def _keys(keys: frozenset[str], event: DomainEvent) -> frozenset[str]:
 
 
 def decide_deal(
-    defn: PipelineDefinition, deal: Deal | None, cmd: Interaction, now: datetime
+    pipelines: Pipelines, deal: Deal | None, cmd: Interaction, now: datetime
 ) -> list[DomainEvent]:
     """The events recording `cmd` on an existing deal, or a domain error; never both."""
     assert cmd.event_type not in OPENING_TYPES, "openings are decided by decide_opening"
@@ -103,6 +107,7 @@ def decide_deal(
     if is_duplicate(deal, cmd):
         return []
     fields = dict(cmd.fields)
+    defn = pipelines[deal.pipeline]
     refusal = _refusal(defn, deal, cmd.event_type, fields)
     if refusal:
         raise IllegalTransition(deal.name, deal.stage, _attempt(cmd.event_type, fields), refusal)
@@ -174,7 +179,7 @@ def opening_ids(cmd: Interaction) -> tuple[str, str | None]:
 
 
 def decide_opening(
-    defn: PipelineDefinition, lead: Lead | None, deal: Deal | None, cmd: Interaction, now: datetime
+    pipelines: Pipelines, lead: Lead | None, deal: Deal | None, cmd: Interaction, now: datetime
 ) -> list[DomainEvent]:
     """Open a deal, converting its lead: both events, linked both ways, or a domain error."""
     deal_id, lead_id = opening_ids(cmd)
@@ -187,6 +192,13 @@ def decide_opening(
             raise UnknownAggregate(f"lead {lead_id}")
         check_convertible(lead, deal_id)
     fields = {k: v for k, v in cmd.fields.items() if k not in ("deal_id", "lead_id")}
+    name = fields.setdefault("pipeline", pipelines.default.name)
+    if name not in pipelines.by_name:
+        known = ", ".join(pipelines.by_name)
+        raise InvalidEvent(
+            f"{cmd.event_type}: field 'pipeline': unknown pipeline {name!r} ({known})"
+        )
+    defn = pipelines[name]
     currency = fields.setdefault("currency", defn.currency)
     if currency != defn.currency:
         raise InvalidEvent(

@@ -129,6 +129,30 @@ class PipelineDefinition(Definition):
         return stage in (self.won_stage, self.lost_stage)
 
 
+class Pipelines(Definition):
+    """Every pipeline a deal can belong to (projections/pipeline.toml); the first is the default."""
+
+    pipelines: list[PipelineDefinition] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [p.name for p in self.pipelines]
+        if len(set(names)) != len(names):
+            raise KeyedError("pipelines", f"pipeline names repeat: {names}")
+        return self
+
+    @cached_property
+    def by_name(self) -> dict[str, PipelineDefinition]:
+        return {p.name: p for p in self.pipelines}
+
+    @property
+    def default(self) -> PipelineDefinition:
+        return self.pipelines[0]
+
+    def __getitem__(self, name: str) -> PipelineDefinition:
+        return self.by_name[name]
+
+
 class FunnelStep(Definition):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     events: list[str] = Field(min_length=1)
@@ -205,13 +229,19 @@ def load(model: type[T], path: Path) -> T:
         err = e.errors()[0]
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, KeyedError):
-            raise InvalidDefinition(str(path), cause.key, cause.reason) from e
+            where = ".".join(str(p) for p in (*err["loc"], cause.key))
+            raise InvalidDefinition(str(path), where, cause.reason) from e
         key = ".".join(str(p) for p in err["loc"]) or "-"
         raise InvalidDefinition(str(path), key, err["msg"]) from e
 
 
+def load_pipelines(path: Path | None = None) -> Pipelines:
+    return load(Pipelines, path or definitions_dir() / "pipeline.toml")
+
+
 def load_pipeline(path: Path | None = None) -> PipelineDefinition:
-    return load(PipelineDefinition, path or definitions_dir() / "pipeline.toml")
+    """The default (first) pipeline."""
+    return load_pipelines(path).default
 
 
 def load_funnel(path: Path | None = None) -> FunnelDefinition:

@@ -168,6 +168,7 @@ class DealOpened(DealEvent):
     currency: Currency
     owner: Text
     expected_close_on: date | None = None
+    pipeline: Identifier | None = None  # None in events stored before pipelines: the default
 
 
 class DiscoveryCompleted(DealEvent):

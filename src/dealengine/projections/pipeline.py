@@ -135,8 +135,11 @@ class DealFacts:
 
 
 class PipelineProjection:
-    def __init__(self, definition: PipelineDefinition) -> None:
+    """The view of one pipeline: it keeps the deals opened in it and ignores the others."""
+
+    def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
         self.definition = definition
+        self.default = default  # deals opened before pipelines existed belong to the default
 
     def initial(self) -> dict[str, DealFacts]:
         return {}
@@ -148,12 +151,17 @@ class PipelineProjection:
         data, d = event.data, self.definition
         at = data["occurred_at"]
         if event.type == "deal_opened":
+            pipeline = data.get("pipeline")
+            if pipeline != d.name and (pipeline is not None or not self.default):
+                return
             view[stream] = DealFacts(
                 d.initial_stage, data["amount"], data["owner"], at, at,
                 data.get("expected_close_on"), [Stay(d.initial_stage, at)],
             )  # fmt: skip
             return
-        deal = view[stream]
+        deal = view.get(stream)
+        if deal is None:
+            return  # a deal of another pipeline
         stage = stage_after(d, deal.stage, event.type, data.get("to_stage"))
         if stage != deal.stage:
             deal.stays[-1].left = at
