@@ -178,7 +178,7 @@ def test_several_pipelines_each_with_its_own_stages_and_reports(memory_engine: E
         e.pipeline(pipeline_name="upsell")
     from dealengine import InvalidEvent
 
-    with pytest.raises(InvalidEvent, match="field 'pipeline': unknown 'upsell'"):
+    with pytest.raises(InvalidEvent, match="field 'pipeline': unknown pipeline 'upsell'"):
         e.record("deal_opened", "U-1", at(6), amount="1", owner="x", pipeline="upsell")
     # a renewal has its own rules: in_negotiation cannot go back to renewal_due without a reason
     e.record("deal_opened", "R-3", at(6), amount="100", owner="x", pipeline="renewals")
