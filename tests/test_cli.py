@@ -139,15 +139,29 @@ def test_funnel_and_pipeline_options(cli: CliRunner, tmp_path: Path) -> None:
     assert funnel("--exclude", "deal_lost") == [1, 1, 1, 1, 1, 1, 1]
     refused = cli.invoke(app, ["funnel", "--exclude", "lead_qualified"])
     assert refused.exit_code == 1 and "also an exclusion" in refused.stderr
-    out = orjson.loads(cli.invoke(app, ["funnel", "--format", "json", "--breakdown", "campaign", "--cohort", "week"]).stdout)
+    out = orjson.loads(
+        cli.invoke(
+            app, ["funnel", "--format", "json", "--breakdown", "campaign", "--cohort", "week"]
+        ).stdout
+    )
     assert list(out["breakdowns"]["campaign"]) == ["c1"] and list(out["cohorts"]) == ["2026-W01"]
     assert out["time_to_convert"][-1]["median_days"] == 40.0  # ad on 1 Jan -> won on 10 Feb
 
-    pipeline = orjson.loads(cli.invoke(app, ["pipeline", "--format", "json", "--as-of", "2026-01-31T00:00:00Z"]).stdout)
+    pipeline = orjson.loads(
+        cli.invoke(app, ["pipeline", "--format", "json", "--as-of", "2026-01-31T00:00:00Z"]).stdout
+    )
     assert [s["open_deals"] for s in pipeline["stages"]] == [0, 0, 0, 1]
     assert pipeline["stale"][0]["deal_id"] == "D"  # 24 days idle in negotiation, limit 14
-    moved = orjson.loads(cli.invoke(app, ["pipeline", "--changes", "2026-01-06", "2026-02-28", "--format", "json"]).stdout)
-    assert (moved["open_at_start"]["amount"], moved["won"]["amount"], moved["open_at_end"]["deals"]) == ("100.00", "100.00", 0)
+    moved = orjson.loads(
+        cli.invoke(
+            app, ["pipeline", "--changes", "2026-01-06", "2026-02-28", "--format", "json"]
+        ).stdout
+    )
+    assert (
+        moved["open_at_start"]["amount"],
+        moved["won"]["amount"],
+        moved["open_at_end"]["deals"],
+    ) == ("100.00", "100.00", 0)
     deals = orjson.loads(cli.invoke(app, ["pipeline", "--deals", "--format", "json"]).stdout)
     assert [s["stage"] for s in deals[0]["stays"]] == ["prospecting", "negotiation", "closed_won"]
     table = cli.invoke(app, ["pipeline", "--changes", "2026-01-06", "2026-02-28"])

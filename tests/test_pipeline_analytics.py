@@ -20,7 +20,9 @@ def moment(day: int) -> datetime:
     return datetime(2026, 4, day, 10, tzinfo=UTC)
 
 
-def open_deal(engine: Engine, deal: str, day: int, amount: str, owner: str, close: str | None) -> None:
+def open_deal(
+    engine: Engine, deal: str, day: int, amount: str, owner: str, close: str | None
+) -> None:
     lead = f"L-{deal}"
     engine.record("site_visited", lead, "2026-03-01T10:00:00Z", channel="web")
     engine.record("lead_qualified", lead, "2026-03-02T10:00:00Z", by="sdr")
@@ -63,7 +65,10 @@ def test_stage_totals_time_in_stage_and_ages(history: Engine) -> None:
     assert (stages["prospecting"].open_deals, stages["prospecting"].amount) == (1, Decimal(500))
     assert stages["prospecting"].weighted_amount == Decimal("50.0")
     # every deal left prospecting after 2 days; D-4 has been there 20 days
-    assert (stages["prospecting"].median_days_in_stage, stages["prospecting"].mean_age_days) == (2.0, 20.0)
+    assert (stages["prospecting"].median_days_in_stage, stages["prospecting"].mean_age_days) == (
+        2.0,
+        20.0,
+    )
     # D-1 spent 3 + 2 = 5 days in discovery, 2 + 5 = 7 in proposal; D-2 8 in proposal
     assert stages["discovery"].median_days_in_stage == 5.0
     assert (stages["discovery"].open_deals, stages["discovery"].mean_age_days) == (0, None)
@@ -76,7 +81,11 @@ def test_stage_totals_time_in_stage_and_ages(history: Engine) -> None:
 def test_cycle_win_rates_size_velocity_and_lost_reasons(history: Engine) -> None:
     view = history.pipeline(as_of=moment(30))
     assert (view.won.deals, view.won.amount, view.lost.deals, view.lost.amount) == (
-        1, Decimal(1500), 2, Decimal(2800))
+        1,
+        Decimal(1500),
+        2,
+        Decimal(2800),
+    )
     assert view.win_rate == pytest.approx(1 / 3)
     assert view.win_rate_by_amount == pytest.approx(1500 / 4300)
     assert view.average_deal_size == Decimal(1500)
@@ -85,7 +94,11 @@ def test_cycle_win_rates_size_velocity_and_lost_reasons(history: Engine) -> None
     # 2 open deals x 1/3 x 1500 / 19 days
     assert float(view.velocity_per_day or 0) == pytest.approx(2 * (1 / 3) * 1500 / 19)
     assert view.lost_reasons == {"no budget": 1, "chose competitor": 1}
-    assert {o: b.win_rate for o, b in view.by_owner.items()} == {"ana": 1.0, "bruno": 0.0, "chen": 0.0}
+    assert {o: b.win_rate for o, b in view.by_owner.items()} == {
+        "ana": 1.0,
+        "bruno": 0.0,
+        "chen": 0.0,
+    }
 
 
 def test_forecast_categories_close_months_and_stale_deals(history: Engine) -> None:
@@ -100,7 +113,9 @@ def test_forecast_categories_close_months_and_stale_deals(history: Engine) -> No
     }
     months = {m: (f.deals, f.amount) for m, f in view.forecast_by_close_month.items()}
     assert months == {"2026-06": (1, Decimal(3000)), "none": (1, Decimal(500))}
-    assert [(s.deal_id, s.days_without_event, s.limit_days) for s in view.stale] == [("D-3", 23.0, 14.0)]
+    assert [(s.deal_id, s.days_without_event, s.limit_days) for s in view.stale] == [
+        ("D-3", 23.0, 14.0)
+    ]
     assert history.pipeline(as_of=moment(20)).stale == []  # D-3 idle 13 days on the 20th
 
 
@@ -114,16 +129,28 @@ def test_a_deal_returning_to_a_stage_keeps_latest_and_cumulative_time(history: E
         "negotiation": (1, 5.0, 5.0),
         "closed_won": (1, 10.0, 10.0),
     }
-    stays = [(s.stage, s.entered_at.day, s.left_at.day if s.left_at else None) for s in times["D-1"].stays]
-    assert stays[:4] == [("prospecting", 1, 3), ("discovery", 3, 6), ("proposal", 6, 8), ("discovery", 8, 10)]
+    stays = [
+        (s.stage, s.entered_at.day, s.left_at.day if s.left_at else None)
+        for s in times["D-1"].stays
+    ]
+    assert stays[:4] == [
+        ("prospecting", 1, 3),
+        ("discovery", 3, 6),
+        ("proposal", 6, 8),
+        ("discovery", 8, 10),
+    ]
 
 
 def test_the_past_pipeline_has_no_horizon(history: Engine) -> None:
     view = history.pipeline(as_of=moment(9))
     stages = {s.name: (s.open_deals, s.amount) for s in view.stages}
     # on the 9th: D-1 back in discovery at 1200, D-2 in proposal, D-3 in negotiation; D-5 lost
-    assert stages == {"prospecting": (0, 0), "discovery": (1, Decimal(1200)),
-                      "proposal": (1, Decimal(2000)), "negotiation": (1, Decimal(3000))}
+    assert stages == {
+        "prospecting": (0, 0),
+        "discovery": (1, Decimal(1200)),
+        "proposal": (1, Decimal(2000)),
+        "negotiation": (1, Decimal(3000)),
+    }
     assert (view.won.deals, view.lost.deals) == (0, 1)
 
 
@@ -133,17 +160,31 @@ def test_changes_between_two_dates_add_up(history: Engine) -> None:
     # won: D-1 (its 1000 open on the 4th); lost: D-2 2000 and D-5 800; open at the end: 3500
     assert (w.open_at_start.deals, w.open_at_start.amount) == (3, Decimal(3800))
     assert (w.new.deals, w.new.amount) == (2, Decimal(3500))
-    assert (w.won.deals, w.won.amount, w.lost.deals, w.lost.amount) == (1, Decimal(1000), 2, Decimal(2800))
+    assert (w.won.deals, w.won.amount, w.lost.deals, w.lost.amount) == (
+        1,
+        Decimal(1000),
+        2,
+        Decimal(2800),
+    )
     assert (w.open_at_end.deals, w.open_at_end.amount) == (2, Decimal(3500))
     short = history.pipeline_changes(moment(4), moment(9))
     # D-1 went up 200 (proposal at 1200) and is back in discovery: not advanced; D-3 new
     assert (short.amount_up.deals, short.amount_up.amount) == (1, Decimal(200))
     assert (short.new.amount, short.lost.amount, short.open_at_end.amount) == (
-        Decimal(3000), Decimal(800), Decimal(6200))
+        Decimal(3000),
+        Decimal(800),
+        Decimal(6200),
+    )
     for move in (w, short):
-        assert (move.open_at_start.amount + move.new.amount + move.reopened.amount
-                + move.amount_up.amount - move.amount_down.amount - move.won.amount
-                - move.lost.amount) == move.open_at_end.amount
+        assert (
+            move.open_at_start.amount
+            + move.new.amount
+            + move.reopened.amount
+            + move.amount_up.amount
+            - move.amount_down.amount
+            - move.won.amount
+            - move.lost.amount
+        ) == move.open_at_end.amount
 
 
 def test_advanced_moved_back_and_reopened(memory_engine: Engine) -> None:
@@ -173,7 +214,11 @@ def test_several_pipelines_each_with_its_own_stages_and_reports(memory_engine: E
     assert (renewals.won.deals, renewals.won.amount, renewals.lost.deals) == (1, Decimal(400), 1)
     assert renewals.lost_reasons == {"churned to competitor": 1}
     business = e.pipeline(as_of=moment(30))
-    assert (business.name, sum(s.open_deals for s in business.stages), business.won.deals) == ("new_business", 1, 0)
+    assert (business.name, sum(s.open_deals for s in business.stages), business.won.deals) == (
+        "new_business",
+        1,
+        0,
+    )
     with pytest.raises(Exception, match="unknown pipeline 'upsell'"):
         e.pipeline(pipeline_name="upsell")
     from dealengine import InvalidEvent

@@ -4,6 +4,7 @@ ordered counts never exceed reached counts."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -36,26 +37,43 @@ def test_as_of_equals_a_rebuild_over_the_events_that_occurred_by_then(
     lines = generate(size, seed)
     moment = START + timedelta(days=days, hours=seed % 24)
     bound = format_time(moment)
-    with Engine.in_memory(clock=lambda: NOW) as everything, Engine.in_memory(clock=lambda: NOW) as past:
+    with (
+        Engine.in_memory(clock=lambda: NOW) as everything,
+        Engine.in_memory(clock=lambda: NOW) as past,
+    ):
         ingest(everything, lines)
-        ingest(past, [ln for ln in lines if format_time(datetime.fromisoformat(str(ln["occurred_at"]))) <= bound])
+        ingest(
+            past,
+            [
+                ln
+                for ln in lines
+                if format_time(datetime.fromisoformat(str(ln["occurred_at"]))) <= bound
+            ],
+        )
         for mode in ("reached", "ordered", "strict"):
-            assert everything.funnel(as_of=moment, mode=mode).model_dump(exclude={"as_of"}) == past.funnel(
-                as_of=moment, mode=mode).model_dump(exclude={"as_of"})
+            assert everything.funnel(as_of=moment, mode=mode).model_dump(
+                exclude={"as_of"}
+            ) == past.funnel(as_of=moment, mode=mode).model_dump(exclude={"as_of"})
         assert everything.pipeline(as_of=moment) == past.pipeline(as_of=moment)
 
 
 @common
 @given(seed=st.integers(0, 10_000), size=st.integers(20, 150), window=st.integers(1, 120))
-def test_reached_never_rises_and_ordered_never_exceeds_reached(seed: int, size: int, window: int) -> None:
+def test_reached_never_rises_and_ordered_never_exceeds_reached(
+    seed: int, size: int, window: int
+) -> None:
     with Engine.in_memory() as engine:
         ingest(engine, generate(size, seed))
         reached = leads(engine.funnel())
-        assert all(a >= b for a, b in zip(reached, reached[1:], strict=False))
+        assert all(a >= b for a, b in itertools.pairwise(reached))
         for mode in ("ordered", "strict"):
             counted = leads(engine.funnel(mode=mode, conversion_window_days=window))
-            assert all(o <= r for o, r in zip(counted, reached, strict=True)), (mode, counted, reached)
-            assert all(a >= b for a, b in zip(counted, counted[1:], strict=False))
+            assert all(o <= r for o, r in zip(counted, reached, strict=True)), (
+                mode,
+                counted,
+                reached,
+            )
+            assert all(a >= b for a, b in itertools.pairwise(counted))
         strict = leads(engine.funnel(mode="strict", conversion_window_days=window))
         ordered = leads(engine.funnel(mode="ordered", conversion_window_days=window))
         assert all(s <= o for s, o in zip(strict, ordered, strict=True))
