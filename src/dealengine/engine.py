@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, NamedTuple, TypeVar, cast
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.utils import Environment
 from pydantic import ValidationError
 
 from dealengine.domain.deal import (
@@ -49,7 +50,16 @@ from dealengine.projections.pipeline import (
 )
 from dealengine.projections.stream import Fold, StreamEvent, decode, fold_all, fold_rows
 from dealengine.settings import Settings
-from dealengine.store.application import Store
+from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.views.materialised import (
+    FunnelAdapter,
+    Lag,
+    MaterialisedView,
+    PipelineAdapter,
+    ProjectionName,
+)
+from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
+from dealengine.views.worker import Owner
 
 State = Lead | Deal | None
 T = TypeVar("T")
@@ -92,6 +102,8 @@ class Engine:
         self.clock = clock
         self.store = Store(self.settings)
         self._evolve_deal = deal_evolver(self.pipelines)
+        self._views: dict[str, MaterialisedView] = {}
+        self._view_tables: ViewTables | None = None
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
 
     @classmethod
@@ -100,6 +112,8 @@ class Engine:
         return cls(Settings(db=":memory:", database_url=None), **kwargs)
 
     def close(self) -> None:
+        if self._view_tables is not None:
+            self._view_tables.datastore.close()  # type: ignore[attr-defined]
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -235,9 +249,7 @@ class Engine:
             deal_id, lead_id = opening_ids(cmd)
             lead = state(originator_id("lead", lead_id)) if lead_id else None
             deal = state(originator_id("deal", deal_id))
-            return decide_opening(
-                self.pipelines, _as(Lead, lead), _as(Deal, deal), cmd, now
-            )
+            return decide_opening(self.pipelines, _as(Lead, lead), _as(Deal, deal), cmd, now)
         if cmd.event_class.aggregate == "lead":
             return decide_lead(_as(Lead, state(originator_id("lead", cmd.target))), cmd, now)
         deal = _as(Deal, state(originator_id("deal", cmd.target)))
@@ -364,6 +376,67 @@ class Engine:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or next(iter(given))
             raise InvalidDefinition("funnel (this call)", key, err["msg"]) from e
+
+    # --- materialised views ----------------------------------------------------------------
+
+    def view(self, name: ProjectionName) -> MaterialisedView:
+        """The materialised `funnel` or `pipeline` view (tables beside the store)."""
+        if name not in self._views:
+            if self._view_tables is None:
+                env = Environment("DealEngineViews", views_env(self.settings, self.store.env))
+                with tables_lock(self.settings.database_url):
+                    factory = InfrastructureFactory.construct(env)
+                    recorder_class = (
+                        PostgresViewRecorder if self.settings.database_url else SQLiteViewRecorder
+                    )
+                    self._view_tables = cast(
+                        ViewTables,
+                        factory.tracking_recorder(recorder_class),
+                    )
+            adapter: FunnelAdapter | PipelineAdapter = (
+                FunnelAdapter(FunnelProjection(self.funnel_definition))
+                if name == "funnel"
+                else PipelineAdapter(
+                    [
+                        PipelineProjection(p, default=p is self.pipelines.default)
+                        for p in self.pipelines.pipelines
+                    ]
+                )
+            )
+            tables = self._view_tables
+            self._views[name] = MaterialisedView(name, adapter, tables, self.store)
+        return self._views[name]
+
+    def live_funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
+        """The funnel from its materialised view (brought up to date first, unless a worker
+        owns it); the Lag says how far behind the stream it is."""
+        view = self.view("funnel")
+        if catch_up:
+            self._catch_up(view)
+        funnel, lag = view.read()
+        return cast(FunnelView, funnel), lag
+
+    def live_pipeline(
+        self, *, pipeline_name: str | None = None, catch_up: bool = True
+    ) -> tuple[PipelineView, Lag]:
+        view = self.view("pipeline")
+        if catch_up:
+            self._catch_up(view)
+        pipelines, lag = view.read()
+        name = self._pipeline_projection(pipeline_name).definition.name
+        return cast(dict[str, PipelineView], pipelines)[name], lag
+
+    def _catch_up(self, view: MaterialisedView) -> None:
+        """On SQLite, catch up now. On PostgreSQL only when no worker owns the view."""
+        if not self.settings.database_url:
+            view.catch_up()
+            return
+        owner = Owner(self.settings.database_url, self.store.recorder.datastore.schema)  # type: ignore[union-attr]
+        try:
+            if owner.try_take(view.name):
+                view.catch_up()
+        finally:
+            owner.close()
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

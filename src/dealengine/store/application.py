@@ -104,13 +104,28 @@ def tables_lock(database_url: str | None) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (TABLES_LOCK,))
 
 
+def views_env(settings: Settings, store: dict[str, str]) -> dict[str, str]:
+    """eventsourcing's environment for the views: a SQLite file beside the store, or the
+    store's own PostgreSQL schema."""
+    env = dict(store)
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+        name = env["SQLITE_DBNAME"]
+        env["SQLITE_DBNAME"] = (
+            name.replace("?mode=memory", "-views?mode=memory")
+            if "mode=memory" in name
+            else name + ".views"
+        )
+    return env
+
+
 class Store:
     """The application plus the two reads the engine needs: one stream, and the whole log."""
 
     def __init__(self, settings: Settings) -> None:
-        env = store_env(settings)
+        self.settings = settings
+        self.env = store_env(settings)
         with tables_lock(settings.database_url):
-            self.app = DealEngineApplication(env=env)
+            self.app = DealEngineApplication(env=self.env)
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
 
     def events(self, stream_id: str, version: int | None = None) -> list[Any]:

@@ -1,0 +1,1 @@
+"""Materialised views: the funnel and pipeline folds kept in tables, updated incrementally."""

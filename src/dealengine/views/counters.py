@@ -1,0 +1,183 @@
+"""What one lead or one deal adds to a view's counters, and the view read back from counters.
+
+A materialised view keeps each entity's fold state and the sum of every entity's counters.
+When a batch of events changes some entities, the view subtracts their old counters and adds
+their new ones; a query reads only the counters (a few hundred rows however long the history).
+The counters hold what sums: counts and amounts. Medians and ages need the stream
+(`dealengine funnel --full`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from dealengine.domain.definitions import FORECAST_CATEGORIES
+from dealengine.projections.funnel import (
+    FunnelBreakdown,
+    FunnelProjection,
+    FunnelState,
+    FunnelView,
+    _entry,
+    _period,
+    _value,
+)
+from dealengine.projections.pipeline import (
+    ClosedView,
+    CycleView,
+    DealFacts,
+    ForecastView,
+    PipelineBreakdown,
+    PipelineProjection,
+    PipelineView,
+    StageView,
+)
+
+Key = tuple[str, ...]
+Amounts = tuple[int, Decimal, Decimal]  # deals, amount, weighted amount
+ZERO = Decimal(0)
+
+
+def funnel_counters(fold: FunnelProjection, view: FunnelState, lead: str) -> dict[Key, int]:
+    """The counters lead `lead` adds to the funnel: one per step it counts at, per group."""
+    earliest = view.earliest.get(lead)
+    if earliest is None:
+        return {}
+    path = fold.path(earliest, view.sequence.get(lead, []))
+    if path is None:
+        return {}
+    if fold._excluded(path, view.excluded.get(lead, ())):
+        return {("excluded",): 1}
+    cohort = _period(_entry(path), fold.definition.cohort)
+    groups = [(name, _value(view.touches[name], lead)) for name in fold.fields]
+    counters: dict[Key, int] = {}
+    for k in range(path.furthest + 1):
+        step = str(k)
+        counters["step", step] = 1
+        counters["cohort", cohort, step] = 1
+        for name, value in groups:
+            counters["group", name, value, step] = 1
+    return counters
+
+
+def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) -> FunnelView:
+    """The funnel view from summed counters (what sums; no times to convert)."""
+    n = fold.steps
+    overall = [counters.get(("step", str(k)), 0) for k in range(n)]
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0] * n))
+    cohorts: dict[str, list[int]] = defaultdict(lambda: [0] * n)
+    for key, count in counters.items():
+        if key[0] == "group":
+            groups[key[1]][key[2]][int(key[3])] += count
+        elif key[0] == "cohort":
+            cohorts[key[1]][int(key[2])] += count
+
+    def breakdown(by: Mapping[str, list[int]]) -> dict[str, FunnelBreakdown]:
+        return {g: FunnelBreakdown(steps=fold._steps(by[g])) for g in sorted(by) if by[g][0]}
+
+    d = fold.definition
+    return FunnelView(
+        mode=d.mode,
+        conversion_window_days=None if d.mode == "reached" else d.conversion_window_days,
+        as_of=None,
+        leads=overall[0] if n else 0,
+        excluded_leads=counters.get(("excluded",), 0),
+        steps=fold._steps(overall),
+        by_channel=breakdown(groups["channel"]),
+        breakdowns={f: breakdown(groups[f]) for f in fold.fields if f != "channel"},
+        cohorts=breakdown(cohorts),
+        time_to_convert=[],
+    )
+
+
+def pipeline_counters(fold: PipelineProjection, deal: DealFacts) -> dict[Key, Amounts]:
+    """The counters a deal adds to its pipeline: by stage, owner, forecast, close month."""
+    d = fold.definition
+    amount = Decimal(deal.amount)
+    one: Amounts = (1, amount, amount * Decimal(str(d.probability[deal.stage])))
+    counters: dict[Key, Amounts] = {
+        ("stage", deal.stage): one,
+        ("owner", deal.owner, deal.stage): one,
+        ("forecast", d.forecast_category(deal.stage)): one,
+    }
+    if not d.is_closed(deal.stage):
+        counters["close_month", (deal.expected_close_on or "none")[:7]] = one
+    elif deal.stage == d.lost_stage:
+        counters["lost_reason", deal.lost_reason or "unknown"] = one
+    return counters
+
+
+def pipeline_from_counters(
+    fold: PipelineProjection, counters: Mapping[Key, Amounts]
+) -> PipelineView:
+    """The pipeline view from summed counters (what sums; no days in stage, cycle or ages)."""
+    d = fold.definition
+    none: Amounts = (0, ZERO, ZERO)
+    owners: dict[str, dict[str, Amounts]] = defaultdict(dict)
+    months: dict[str, Amounts] = {}
+    reasons: dict[str, int] = {}
+    for key, value in counters.items():
+        if key[0] == "owner" and value[0]:
+            owners[key[1]][key[2]] = value
+        elif key[0] == "close_month" and value[0]:
+            months[key[1]] = value
+        elif key[0] == "lost_reason" and value[0]:
+            reasons[key[1]] = value[0]
+
+    def summary(by_stage: Mapping[str, Amounts]) -> PipelineBreakdown:
+        won, lost = by_stage.get(d.won_stage, none), by_stage.get(d.lost_stage, none)
+        stages = [by_stage.get(s, none) for s in d.open_stages]
+        return PipelineBreakdown(
+            stages=[
+                StageView(
+                    name=s,
+                    probability=d.probability[s],
+                    open_deals=v[0],
+                    amount=v[1],
+                    weighted_amount=v[2],
+                )
+                for s, v in zip(d.open_stages, stages, strict=True)
+            ],  # fmt: skip
+            won=ClosedView(deals=won[0], amount=won[1]),
+            lost=ClosedView(deals=lost[0], amount=lost[1]),
+            win_rate=won[0] / (won[0] + lost[0]) if won[0] + lost[0] else None,
+        )
+
+    overall = summary({key[1]: v for key, v in counters.items() if key[0] == "stage"})
+    won_amount, lost_amount = overall.won.amount, overall.lost.amount
+    return PipelineView(
+        name=d.name,
+        currency=d.currency,
+        as_of=None,
+        **dict(overall),
+        win_rate_by_amount=(
+            float(won_amount / (won_amount + lost_amount)) if won_amount + lost_amount else None
+        ),
+        average_deal_size=won_amount / overall.won.deals if overall.won.deals else None,
+        cycle={
+            k: CycleView(deals=v.deals, median_days=None, mean_days=None)
+            for k, v in (("won", overall.won), ("lost", overall.lost))
+        },  # fmt: skip
+        velocity_per_day=None,
+        lost_reasons=dict(sorted(reasons.items(), key=lambda r: (-r[1], r[0]))),
+        forecast={c: _forecast(counters.get(("forecast", c), none)) for c in FORECAST_CATEGORIES},
+        forecast_by_close_month={m: _forecast(months[m]) for m in sorted(months)},
+        stale=[],
+        by_owner={o: summary(owners[o]) for o in sorted(owners)},
+    )
+
+
+def _forecast(value: Amounts) -> ForecastView:
+    return ForecastView(deals=value[0], amount=value[1], weighted_amount=value[2])
+
+
+def add_counts(total: dict[Key, int], items: Iterable[tuple[Key, int]], sign: int) -> None:
+    for key, n in items:
+        total[key] = total.get(key, 0) + sign * n
+
+
+def add_amounts(total: dict[Key, Amounts], items: Iterable[tuple[Key, Amounts]], sign: int) -> None:
+    for key, (n, amount, weighted) in items:
+        old = total.get(key, (0, ZERO, ZERO))
+        total[key] = (old[0] + sign * n, old[1] + sign * amount, old[2] + sign * weighted)

@@ -1,0 +1,335 @@
+"""Materialised funnel and pipeline views: the in-memory folds, applied batch by batch.
+
+For each batch of new events: load the fold state of the leads or deals they touch, take
+their counters away, apply the events with the SAME fold the in-memory views use, add their
+new counters, and write states, counters and the position in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import islice
+from typing import Any, Literal, Protocol
+
+import orjson
+import structlog
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from dealengine.domain.errors import DealEngineError
+from dealengine.projections.funnel import FunnelProjection, FunnelState, FunnelView
+from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView, Stay
+from dealengine.projections.stream import StreamEvent, decode
+from dealengine.views.counters import (
+    ZERO,
+    Amounts,
+    Key,
+    add_amounts,
+    add_counts,
+    funnel_counters,
+    funnel_from_counters,
+    pipeline_counters,
+    pipeline_from_counters,
+)
+from dealengine.views.tables import Counter, ViewTables
+
+log = structlog.get_logger("dealengine.views")
+
+ProjectionName = Literal["funnel", "pipeline"]
+PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
+BATCH = 5000
+SEP = "\x1f"
+
+
+class OutOfDate(DealEngineError):
+    """The definition changed since the view was built: mixing old and new rules is refused."""
+
+
+class Source(Protocol):
+    """Where events come from: the engine's store."""
+
+    def stream(
+        self, gt: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, str, str, bytes]]: ...
+
+    def position(self) -> int: ...
+
+
+def digest(definition: Any) -> str:
+    return hashlib.sha256(orjson.dumps(definition.model_dump(mode="json"))).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    view: str
+    position: int  # the last event the view has applied
+    head: int  # the last event in the store
+
+    @property
+    def behind(self) -> int:
+        """Events recorded but not yet in the view (an upper bound: ids may have gaps)."""
+        return max(0, self.head - self.position)
+
+
+class Adapter(Protocol):
+    """What a projection needs to be materialised: its entities and its counters."""
+
+    definition_digest: str
+
+    def process(
+        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
+    ) -> tuple[dict[str, str], dict[str, Counter]]: ...
+
+    def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> Any: ...
+
+
+class FunnelAdapter:
+    """Entities: `L:<lead>` (the lead's fold state) and `D:<deal stream>` (its lead)."""
+
+    def __init__(self, fold: FunnelProjection) -> None:
+        self.fold = fold
+        self.definition_digest = digest(fold.definition)
+
+    def process(
+        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
+    ) -> tuple[dict[str, str], dict[str, Counter]]:
+        fold, state = self.fold, self.fold.initial()
+        deals = {e.stream for e in events if e.stream[0] == "d"}
+        stored = tables.entities(view, (f"D:{d}" for d in deals))
+        state.lead_of_deal.update((k[2:], orjson.loads(v)) for k, v in stored.items())
+        leads = {e.stream[5:] for e in events if e.stream[0] == "l"}
+        leads |= set(state.lead_of_deal.values())
+        leads |= {
+            e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")
+        }
+        for entity, value in tables.entities(view, (f"L:{lead}" for lead in leads)).items():
+            _load_lead(state, entity[2:], orjson.loads(value))
+        counts: dict[Key, int] = {}
+        for lead in leads:
+            add_counts(counts, funnel_counters(fold, state, lead).items(), -1)
+        known_deals = set(state.lead_of_deal)
+        for event in events:
+            fold.apply(state, event)
+        for lead in leads:
+            add_counts(counts, funnel_counters(fold, state, lead).items(), +1)
+        entities = {
+            f"L:{lead}": _dump_lead(state, lead) for lead in leads if lead in state.earliest
+        }
+        entities.update(
+            (f"D:{d}", orjson.dumps(lead).decode())
+            for d, lead in state.lead_of_deal.items()
+            if d not in known_deals
+        )
+        totals = tables.counter_rows(view, (SEP.join(k) for k in counts))
+        changed: dict[str, Counter] = {}
+        for key, delta in counts.items():
+            name = SEP.join(key)
+            if delta:
+                n = totals.get(name, (0, None, None))[0] + delta
+                changed[name] = (n, None, None)
+        return entities, changed
+
+    def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> FunnelView:
+        return funnel_from_counters(self.fold, {tuple(k.split(SEP)): n for k, n, _, _ in rows})
+
+
+class PipelineAdapter:
+    """Entities: one per deal stream, its fold state; counters keyed by pipeline."""
+
+    def __init__(self, folds: Sequence[PipelineProjection]) -> None:
+        self.folds = {f.definition.name: f for f in folds}
+        self.definition_digest = digest_all(f.definition for f in folds)
+
+    def process(
+        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
+    ) -> tuple[dict[str, str], dict[str, Counter]]:
+        states: dict[str, dict[str, DealFacts]] = {name: {} for name in self.folds}
+        deals = {e.stream for e in events if e.stream[0] == "d"}
+        for stream, value in tables.entities(view, deals).items():
+            pipeline, facts = _load_deal(orjson.loads(value))
+            states[pipeline][stream] = facts
+        amounts: dict[Key, Amounts] = {}
+        for name, fold in self.folds.items():
+            for facts in states[name].values():
+                add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), -1)
+        for event in events:
+            if event.stream[0] == "d":
+                for name, fold in self.folds.items():
+                    fold.apply(states[name], event)
+        entities: dict[str, str] = {}
+        for name, fold in self.folds.items():
+            for stream, facts in states[name].items():
+                if stream in deals:
+                    add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), +1)
+                    entities[stream] = _dump_deal(name, facts)
+        totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
+        changed: dict[str, Counter] = {}
+        for key, (n, amount, weighted) in amounts.items():
+            name = SEP.join(key)
+            if n or amount or weighted:
+                old_n, old_amount, old_weighted = totals.get(name, (0, "0", "0"))
+                changed[name] = (old_n + n, str(Decimal(old_amount or 0) + amount),
+                                 str(Decimal(old_weighted or 0) + weighted))  # fmt: skip
+        return entities, changed
+
+    def read(
+        self, rows: Iterable[tuple[str, int, str | None, str | None]]
+    ) -> dict[str, PipelineView]:
+        by_pipeline: dict[str, dict[Key, Amounts]] = {name: {} for name in self.folds}
+        for key, n, amount, weighted in rows:
+            pipeline, *rest = key.split(SEP)
+            if pipeline in by_pipeline:
+                by_pipeline[pipeline][tuple(rest)] = (
+                    n,
+                    Decimal(amount or 0),
+                    Decimal(weighted or 0),
+                )
+        return {
+            name: pipeline_from_counters(self.folds[name], by_pipeline[name]) for name in self.folds
+        }
+
+
+def digest_all(definitions: Iterable[Any]) -> str:
+    return hashlib.sha256("".join(digest(d) for d in definitions).encode()).hexdigest()[:16]
+
+
+def _keyed(pipeline: str, counters: dict[Key, Amounts]) -> Iterator[tuple[Key, Amounts]]:
+    return (((pipeline, *key), value) for key, value in counters.items())
+
+
+class MaterialisedView:
+    """One projection's view: catch up, rebuild into a new generation, read, report the lag."""
+
+    def __init__(
+        self, name: ProjectionName, adapter: Adapter, tables: ViewTables, source: Source
+    ) -> None:
+        self.name, self.adapter, self.tables, self.source = name, adapter, tables, source
+
+    def active(self) -> str | None:
+        found = self.tables.active(self.name)
+        if found is None:
+            return None
+        view, stored_digest = found
+        if stored_digest != self.adapter.definition_digest:
+            raise OutOfDate(
+                f"the {self.name} definition changed since its view was built "
+                f"({stored_digest} -> {self.adapter.definition_digest}): "
+                f"run `dealengine rebuild {self.name}`"
+            )
+        return view
+
+    def lag(self) -> Lag:
+        view = self.active() or f"{self.name}#0"
+        position = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        return Lag(view, position, self.source.position())
+
+    def catch_up(
+        self,
+        progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Apply every event recorded since the view's position; build it first if missing."""
+        view = self.active()
+        if view is None:
+            return self.rebuild(progress)
+        return self._run(view, progress, stop)
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Replay from position 0 into a fresh generation, then switch to it atomically."""
+        found = self.tables.active(self.name)
+        generation = int(found[0].rpartition("#")[2]) + 1 if found else 1
+        view = f"{self.name}#{generation}"
+        for stale in self.tables.generations(self.name):
+            if found is None or stale != found[0]:
+                self.tables.drop(stale)  # an earlier rebuild that did not finish
+        applied = self._run(view, progress)
+        self.tables.activate(self.name, view, self.adapter.definition_digest)
+        log.info("view.switched", projection=self.name, view=view, events=applied)
+        return applied
+
+    def read(self) -> tuple[Any, Lag]:
+        view, rows = self.tables.counters(self.name)
+        if view is None:
+            raise DealEngineError(f"no {self.name} view yet: run `dealengine rebuild {self.name}`")
+        self.active()  # refuses a view built under another definition
+        position = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        return self.adapter.read(rows), Lag(view, position, self.source.position())
+
+    def _run(
+        self,
+        view: str,
+        progress: Callable[[int], None] | None,
+        stop: Callable[[], bool] = lambda: False,
+        batch: int = BATCH,
+    ) -> int:
+        """Apply batches until the end of the stream (or `stop()`, between batches)."""
+        start = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        applied = 0
+        events = decode(self.source.stream(start))
+        while not stop() and (chunk := list(islice(events, batch))):
+            began = time.perf_counter()
+            entities, counters = self.adapter.process(self.tables, view, chunk)
+            position = chunk[-1].position
+            try:
+                self.tables.write(view, entities, counters, Tracking(view, position))
+            except IntegrityError:  # another process applied these events first: carry on after it
+                log.info("view.overtaken", projection=self.name, view=view, position=position)
+                return applied + self._run(view, progress, stop, batch)
+            applied += len(chunk)
+            if progress:
+                progress(len(chunk))
+            log.info("view.batch", projection=self.name, view=view, position=position,
+                     events=len(chunk), seconds=round(time.perf_counter() - began, 3))  # fmt: skip
+        return applied
+
+
+# --- entity states as JSON ----------------------------------------------------------------------
+
+
+def _load_lead(state: FunnelState, lead: str, data: dict[str, Any]) -> None:
+    state.earliest[lead] = data["e"]
+    if data.get("s"):
+        state.sequence[lead] = [tuple(x) for x in data["s"]]
+    if data.get("x"):
+        state.excluded[lead] = data["x"]
+    for name, touch in data.get("t", {}).items():
+        if name in state.touches:
+            state.touches[name][lead] = (touch[0], touch[1])
+
+
+def _dump_lead(state: FunnelState, lead: str) -> str:
+    data: dict[str, Any] = {"e": state.earliest[lead]}
+    if lead in state.sequence:
+        data["s"] = state.sequence[lead]
+    if lead in state.excluded:
+        data["x"] = state.excluded[lead]
+    data["t"] = {n: t[lead] for n, t in state.touches.items() if lead in t}
+    return orjson.dumps(data).decode()
+
+
+def _load_deal(data: dict[str, Any]) -> tuple[str, DealFacts]:
+    stays = [Stay(*s) for s in data.pop("stays")]
+    pipeline = data.pop("pipeline")
+    return pipeline, DealFacts(**data, stays=stays)
+
+
+def _dump_deal(pipeline: str, facts: DealFacts) -> str:
+    data = {
+        "pipeline": pipeline,
+        "stage": facts.stage,
+        "amount": facts.amount,
+        "owner": facts.owner,
+        "opened_at": facts.opened_at,
+        "last_at": facts.last_at,
+        "expected_close_on": facts.expected_close_on,
+        "stays": [[s.stage, s.entered, s.left] for s in facts.stays],
+        "closed_at": facts.closed_at,
+        "lost_reason": facts.lost_reason,
+    }
+    return orjson.dumps(data).decode()
+
+
+__all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]

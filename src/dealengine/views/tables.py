@@ -1,0 +1,192 @@
+"""Where materialised views live: eventsourcing tracking recorders with three tables of ours.
+
+Each view generation (`funnel#3`) has its entity states, its counters and a tracking row (the
+library's, under the generation's name) written in ONE transaction per batch: an event is
+applied exactly once. `dealengine_views` points each projection at its active generation;
+switching it is one UPDATE, so a query (one SELECT joining the pointer) sees the old view or
+the new one, never a mix. SQL is written once: `?` placeholders become `%s` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+Counter = tuple[int, str | None, str | None]  # n, amount, weighted (decimal strings)
+Row = tuple[str, int, str | None, str | None]  # counter key, n, amount, weighted
+CHUNK = 500
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS {p}dealengine_views (projection TEXT PRIMARY KEY, "
+    "active TEXT NOT NULL, digest TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {p}dealengine_view_entities (view TEXT NOT NULL, "
+    "entity TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (view, entity))",
+    "CREATE TABLE IF NOT EXISTS {p}dealengine_view_counters (view TEXT NOT NULL, "
+    "key TEXT NOT NULL, n BIGINT NOT NULL, amount TEXT, weighted TEXT, PRIMARY KEY (view, key))",
+)
+
+
+class ViewTables:
+    """The view tables' reads and writes, for both the SQLite and the PostgreSQL recorder."""
+
+    marker = "?"
+
+    def _prefix(self) -> str:
+        return ""
+
+    def _tx(self, *, commit: bool) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined, no-any-return]
+
+    def _sql(self, statement: str) -> str:
+        statement = statement.replace("{p}", self._prefix())
+        return statement.replace("?", self.marker) if self.marker != "?" else statement
+
+    def create_view_tables(self) -> None:
+        with self._tx(commit=True) as c:
+            for statement in TABLES:
+                c.execute(self._sql(statement))
+
+    def active(self, projection: str) -> tuple[str, str] | None:
+        """(generation, definition digest) of the projection's active view, if any."""
+        with self._tx(commit=False) as c:
+            c.execute(self._sql("SELECT active, digest FROM {p}dealengine_views WHERE projection = ?"),
+                      (projection,))  # fmt: skip
+            row = c.fetchone()
+        return (row["active"], row["digest"]) if row else None
+
+    def entities(self, view: str, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(keys)
+        found: dict[str, str] = {}
+        with self._tx(commit=False) as c:
+            for i in range(0, len(keys), CHUNK):
+                chunk = keys[i : i + CHUNK]
+                c.execute(
+                    self._sql(
+                        "SELECT entity, state FROM {p}dealengine_view_entities WHERE view = ? "
+                        f"AND entity IN ({','.join('?' * len(chunk))})"
+                    ),
+                    (view, *chunk),
+                )
+                found.update((r["entity"], r["state"]) for r in c.fetchall())
+        return found
+
+    def counters(self, projection: str) -> tuple[str | None, list[Row]]:
+        """The active generation of `projection` and all its counters, in one read."""
+        with self._tx(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT v.active AS view, c.key AS key, c.n AS n, c.amount AS amount, "
+                    "c.weighted AS weighted FROM {p}dealengine_views v LEFT JOIN "
+                    "{p}dealengine_view_counters c ON c.view = v.active WHERE v.projection = ?"
+                ),
+                (projection,),
+            )
+            rows = c.fetchall()
+        if not rows:
+            return None, []
+        return rows[0]["view"], [
+            (r["key"], r["n"], r["amount"], r["weighted"]) for r in rows if r["key"] is not None
+        ]
+
+    def write(
+        self,
+        view: str,
+        entities: Mapping[str, str],
+        counters: Mapping[str, Counter],
+        tracking: Tracking,
+    ) -> None:
+        """A batch's entity states and counter totals, and its position, in one transaction."""
+        with self._tx(commit=True) as c:
+            c.executemany(
+                self._sql(
+                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) VALUES (?, ?, ?) "
+                    "ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
+                ),
+                [(view, k, v) for k, v in entities.items()],
+            )
+            c.executemany(
+                self._sql(
+                    "INSERT INTO {p}dealengine_view_counters (view, key, n, amount, weighted) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET n = excluded.n, "
+                    "amount = excluded.amount, weighted = excluded.weighted"
+                ),
+                [(view, k, *v) for k, v in counters.items()],
+            )
+            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
+    def counter_rows(self, view: str, keys: Iterable[str]) -> dict[str, Counter]:
+        keys = list(keys)
+        found: dict[str, Counter] = {}
+        with self._tx(commit=False) as c:
+            for i in range(0, len(keys), CHUNK):
+                chunk = keys[i : i + CHUNK]
+                c.execute(
+                    self._sql(
+                        "SELECT key, n, amount, weighted FROM {p}dealengine_view_counters "
+                        f"WHERE view = ? AND key IN ({','.join('?' * len(chunk))})"
+                    ),
+                    (view, *chunk),
+                )
+                found.update((r["key"], (r["n"], r["amount"], r["weighted"])) for r in c.fetchall())
+        return found
+
+    def activate(self, projection: str, view: str, digest: str) -> str | None:
+        """Point `projection` at `view` and drop the generation it replaces, atomically."""
+        with self._tx(commit=True) as c:
+            c.execute(self._sql("SELECT active FROM {p}dealengine_views WHERE projection = ?"),
+                      (projection,))  # fmt: skip
+            row = c.fetchone()
+            old = row["active"] if row else None
+            c.execute(
+                self._sql(
+                    "INSERT INTO {p}dealengine_views (projection, active, digest) VALUES (?, ?, ?) "
+                    "ON CONFLICT (projection) DO UPDATE SET active = excluded.active, "
+                    "digest = excluded.digest"
+                ),
+                (projection, view, digest),
+            )
+            if old and old != view:
+                self._drop(c, old)
+        return old
+
+    def drop(self, view: str) -> None:
+        with self._tx(commit=True) as c:
+            self._drop(c, view)
+
+    def _drop(self, c: Any, view: str) -> None:
+        for table in ("dealengine_view_entities", "dealengine_view_counters"):
+            c.execute(self._sql(f"DELETE FROM {{p}}{table} WHERE view = ?"), (view,))
+
+    def generations(self, projection: str) -> Iterator[str]:
+        """Views of `projection` that have rows (the active one and any unfinished rebuild)."""
+        with self._tx(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT DISTINCT view FROM {p}dealengine_view_counters WHERE view LIKE ?"
+                ),
+                (f"{projection}#%",),
+            )
+            rows = c.fetchall()
+        return (r["view"] for r in rows)
+
+
+class SQLiteViewRecorder(ViewTables, SQLiteTrackingRecorder):
+    def create_table(self) -> None:
+        super().create_table()
+        self.create_view_tables()
+
+
+class PostgresViewRecorder(ViewTables, PostgresTrackingRecorder):
+    marker = "%s"
+
+    def _prefix(self) -> str:
+        return f'"{self.datastore.schema}".'
+
+    def create_table(self) -> None:
+        super().create_table()
+        self.create_view_tables()
