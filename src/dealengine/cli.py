@@ -30,6 +30,7 @@ from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import PipelineView
 from dealengine.render import show_changes, show_funnel, show_pipeline, show_stage_times
 from dealengine.settings import Settings
+from dealengine.views.materialised import PROJECTIONS, Lag, ProjectionName
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -170,6 +171,9 @@ def ingest(
         raise typer.Exit(1)
 
 
+FullOption = Annotated[
+    bool, typer.Option("--full", help="fold the whole stream: every metric, not only the view's")
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option("--as-of", help="only what occurred by then: 2026-03-31 (end of day UTC), a time"),
@@ -196,13 +200,21 @@ def funnel(
     breakdown: Annotated[list[str] | None, typer.Option(help="an event field to group by")] = None,
     cohort: Annotated[str | None, typer.Option(help="week or month")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="an event type dropping a lead")] = None,
+    full: FullOption = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Leads per funnel step, conversion, drop-off; by channel, field, cohort; time to convert."""
+    """Leads per funnel step, conversion, drop-off; by channel, field, cohort; time to convert.
+
+    Without options it reads the materialised view; any option (or --full) folds the stream.
+    """
     overrides = {"mode": mode, "conversion_window_days": window, "attribution": attribution,
                  "breakdowns": breakdown, "cohort": cohort, "exclusions": exclude}  # fmt: skip
-    view = using_engine(lambda e: e.funnel(as_of=maybe_moment(as_of), **overrides))
-    emit_json(view.model_dump(mode="json")) if fmt is Format.json else show_funnel(out, view)
+    lag = None
+    if full or as_of or any(v is not None for v in overrides.values()):
+        view = using_engine(lambda e: e.funnel(as_of=maybe_moment(as_of), **overrides))
+    else:
+        view, lag = using_engine(lambda e: e.live_funnel())
+    _emit(view, lag, fmt, show_funnel)
 
 
 @app.command()
@@ -213,6 +225,7 @@ def pipeline(
         typer.Option(help="FROM TO: how the open pipeline moved between two dates"),
     ] = None,
     deals: Annotated[bool, typer.Option("--deals", help="every deal's time in each stage")] = False,
+    full: FullOption = False,
     name: Annotated[str | None, typer.Option("--pipeline", help="default: the first")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -229,9 +242,77 @@ def pipeline(
             emit_json([d.model_dump(mode="json") for d in times])
         else:
             show_stage_times(out, times)
-    else:
+    elif full or as_of:
         view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=name))
-        emit_json(view.model_dump(mode="json")) if fmt is Format.json else show_pipeline(out, view)
+        _emit(view, None, fmt, show_pipeline)
+    else:
+        live, lag = using_engine(lambda e: e.live_pipeline(pipeline_name=name))
+        _emit(live, lag, fmt, show_pipeline)
+
+
+def _emit(view: Any, lag: Lag | None, fmt: Format, show: Callable[[Console, Any], None]) -> None:
+    """A view as JSON or tables; from a materialised view, say which and how far behind."""
+    if fmt is Format.json:
+        data = view.model_dump(mode="json")
+        if lag is not None:
+            data["view"] = {"name": lag.view, "position": lag.position, "behind": lag.behind}
+        emit_json(data)
+        return
+    show(out, view)
+    if lag is not None:
+        err.print(
+            f"from view {lag.view} at event {lag.position} ({lag.behind} behind the store); "
+            "--full for times to convert, days in stage, cycle, velocity and stale deals"
+        )
+
+
+@app.command()
+def rebuild(
+    projection: Annotated[str, typer.Argument(help="funnel, pipeline or all")] = "all",
+) -> None:
+    """Replay the store into fresh views while the old ones keep answering, then switch."""
+    names = _projections(projection)
+
+    def act(e: Engine) -> list[tuple[str, int]]:
+        done: list[tuple[str, int]] = []
+        for name in names:
+            with _progress(e.store.position(), f"rebuilding {name}", bytes_=False) as advance:
+                done.append((name, e.view(name).rebuild(advance)))
+        return done
+
+    for name, events in using_engine(act):
+        err.print(f"{name}: rebuilt from {events} events and switched")
+
+
+@app.command()
+def project(
+    projection: Annotated[str, typer.Argument(help="funnel, pipeline or all")] = "all",
+    follow: Annotated[bool, typer.Option(help="keep following the store (PostgreSQL)")] = False,
+) -> None:
+    """Bring the materialised views up to date; with --follow, run as a projection worker
+    until SIGINT/SIGTERM: one owner per view across machines (PostgreSQL advisory locks)."""
+    names = _projections(projection)
+
+    def act(e: Engine) -> None:
+        if not follow:
+            for name in names:
+                err.print(f"{name}: {e.view(name).catch_up()} events applied")
+            return
+        if not e.settings.database_url:
+            raise DealEngineError(
+                "--follow needs PostgreSQL: on SQLite the views catch up before each query"
+            )
+        e.follow(names)
+
+    using_engine(act)
+
+
+def _projections(text: str) -> list[ProjectionName]:
+    if text == "all":
+        return list(PROJECTIONS)
+    if text not in PROJECTIONS:
+        raise typer.BadParameter(f"{text!r}: expected funnel, pipeline or all")
+    return [text]
 
 
 @app.command()
@@ -286,3 +367,7 @@ def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callab
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,8 @@ def show_funnel(out: Console, view: FunnelView) -> None:
     for field, groups in view.breakdowns.items():
         out.print(_grouped(f"leads by {field}", view.steps, groups))
     out.print(_grouped("cohorts by entry period", view.steps, view.cohorts))
+    if not view.time_to_convert:
+        return
     times = _table("time to convert (days)", "from", "to", "leads", "median", "mean", "p90")
     for t in view.time_to_convert:
         times.add_row(t.from_step, t.to_step, str(t.leads), days(t.median_days),

@@ -138,7 +138,7 @@ def pipeline_from_counters(
                     weighted_amount=v[2],
                 )
                 for s, v in zip(d.open_stages, stages, strict=True)
-            ],  # fmt: skip
+            ],
             won=ClosedView(deals=won[0], amount=won[1]),
             lost=ClosedView(deals=lost[0], amount=lost[1]),
             win_rate=won[0] / (won[0] + lost[0]) if won[0] + lost[0] else None,
@@ -158,7 +158,7 @@ def pipeline_from_counters(
         cycle={
             k: CycleView(deals=v.deals, median_days=None, mean_days=None)
             for k, v in (("won", overall.won), ("lost", overall.lost))
-        },  # fmt: skip
+        },
         velocity_per_day=None,
         lost_reasons=dict(sorted(reasons.items(), key=lambda r: (-r[1], r[0]))),
         forecast={c: _forecast(counters.get(("forecast", c), none)) for c in FORECAST_CATEGORIES},

@@ -8,6 +8,7 @@ new counters, and write states, counters and the position in one transaction.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ log = structlog.get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
-BATCH = 5000
+BATCH = int(os.environ.get("DEALENGINE_VIEW_BATCH", "5000"))  # events per transaction
 SEP = "\x1f"
 
 
@@ -171,8 +172,11 @@ class PipelineAdapter:
             name = SEP.join(key)
             if n or amount or weighted:
                 old_n, old_amount, old_weighted = totals.get(name, (0, "0", "0"))
-                changed[name] = (old_n + n, str(Decimal(old_amount or 0) + amount),
-                                 str(Decimal(old_weighted or 0) + weighted))  # fmt: skip
+                changed[name] = (
+                    old_n + n,
+                    str(Decimal(old_amount or 0) + amount),
+                    str(Decimal(old_weighted or 0) + weighted),
+                )
         return entities, changed
 
     def read(
@@ -231,24 +235,39 @@ class MaterialisedView:
         progress: Callable[[int], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
     ) -> int:
-        """Apply every event recorded since the view's position; build it first if missing."""
+        """Apply every event recorded since the view's position. With no view yet, build one
+        (resuming a build that was interrupted: its rows and position were written together)."""
         view = self.active()
-        if view is None:
-            return self.rebuild(progress)
-        return self._run(view, progress, stop)
+        if view is not None:
+            return self._run(view, progress, stop)
+        unfinished = sorted(self.tables.generations(self.name))
+        return self._build(unfinished[-1] if unfinished else self._new_generation(), progress, stop)
 
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Replay from position 0 into a fresh generation, then switch to it atomically."""
+    def rebuild(
+        self,
+        progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Replay from position 0 into a fresh generation while the active one keeps answering,
+        then switch to it atomically."""
         found = self.tables.active(self.name)
-        generation = int(found[0].rpartition("#")[2]) + 1 if found else 1
-        view = f"{self.name}#{generation}"
         for stale in self.tables.generations(self.name):
             if found is None or stale != found[0]:
                 self.tables.drop(stale)  # an earlier rebuild that did not finish
-        applied = self._run(view, progress)
-        self.tables.activate(self.name, view, self.adapter.definition_digest)
-        log.info("view.switched", projection=self.name, view=view, events=applied)
+        return self._build(self._new_generation(), progress, stop)
+
+    def _build(
+        self, view: str, progress: Callable[[int], None] | None, stop: Callable[[], bool]
+    ) -> int:
+        applied = self._run(view, progress, stop)
+        if not stop():
+            self.tables.activate(self.name, view, self.adapter.definition_digest)
+            log.info("view.switched", projection=self.name, view=view, events=applied)
         return applied
+
+    def _new_generation(self) -> str:
+        """A generation name never used before (its tracking row must start empty)."""
+        return f"{self.name}#{time.time_ns() // 1000:x}"
 
     def read(self) -> tuple[Any, Lag]:
         view, rows = self.tables.counters(self.name)
@@ -281,8 +300,14 @@ class MaterialisedView:
             applied += len(chunk)
             if progress:
                 progress(len(chunk))
-            log.info("view.batch", projection=self.name, view=view, position=position,
-                     events=len(chunk), seconds=round(time.perf_counter() - began, 3))  # fmt: skip
+            log.info(
+                "view.batch",
+                projection=self.name,
+                view=view,
+                position=position,
+                events=len(chunk),
+                seconds=round(time.perf_counter() - began, 3),
+            )
         return applied
 
 

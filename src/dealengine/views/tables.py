@@ -54,8 +54,10 @@ class ViewTables:
     def active(self, projection: str) -> tuple[str, str] | None:
         """(generation, definition digest) of the projection's active view, if any."""
         with self._tx(commit=False) as c:
-            c.execute(self._sql("SELECT active, digest FROM {p}dealengine_views WHERE projection = ?"),
-                      (projection,))  # fmt: skip
+            c.execute(
+                self._sql("SELECT active, digest FROM {p}dealengine_views WHERE projection = ?"),
+                (projection,),
+            )
             row = c.fetchone()
         return (row["active"], row["digest"]) if row else None
 
@@ -104,8 +106,9 @@ class ViewTables:
         with self._tx(commit=True) as c:
             c.executemany(
                 self._sql(
-                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) VALUES (?, ?, ?) "
-                    "ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
+                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
+                    "VALUES (?, ?, ?) ON CONFLICT (view, entity) "
+                    "DO UPDATE SET state = excluded.state"
                 ),
                 [(view, k, v) for k, v in entities.items()],
             )
@@ -138,8 +141,10 @@ class ViewTables:
     def activate(self, projection: str, view: str, digest: str) -> str | None:
         """Point `projection` at `view` and drop the generation it replaces, atomically."""
         with self._tx(commit=True) as c:
-            c.execute(self._sql("SELECT active FROM {p}dealengine_views WHERE projection = ?"),
-                      (projection,))  # fmt: skip
+            c.execute(
+                self._sql("SELECT active FROM {p}dealengine_views WHERE projection = ?"),
+                (projection,),
+            )
             row = c.fetchone()
             old = row["active"] if row else None
             c.execute(
