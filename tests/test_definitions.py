@@ -45,7 +45,7 @@ def test_the_defaults_load_from_the_one_projections_folder() -> None:
             "pipelines.0.moves.backward",
             "Input should",
         ),
-        (lambda t: t + "\nsurprise = 1\n", "pipelines.1.events.surprise", "valid string"),
+        (lambda t: t + "\nsurprise = 1\n", "pipelines.2.events.surprise", "valid string"),
         (lambda t: t.replace("[[pipelines.stages]]", "[[pipelines.stages", 1), "-", "not valid TOML"),
     ],
 )

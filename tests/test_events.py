@@ -125,6 +125,8 @@ def test_every_event_type_round_trips_through_the_store(engine: Engine, clock: C
         "owner": "ana",
         "expected_close_on": date(2026, 6, 30),
         "pipeline": "new_business",  # the default, recorded explicitly
+        "segment": None,
+        "lead_type": None,
     }
     assert deal_events["deal_reopened"].payload() == {
         "reason": "budget approved",

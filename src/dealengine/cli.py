@@ -25,6 +25,7 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import parse_moment
 from dealengine.engine import Engine
 from dealengine.ingest.jsonl import IngestReport, ingest_jsonl, ingest_lines
+from dealengine.ingest.mapping import ingest_csv, load_mapping
 from dealengine.logs import configure
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import PipelineView
@@ -123,7 +124,10 @@ def demo(
 
 @app.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(help="JSONL: one interaction per line")],
+    file: Annotated[Path, typer.Argument(help="JSONL (an interaction a line) or CSV (--mapping)")],
+    mapping: Annotated[
+        Path | None, typer.Option(help="a TOML mapping: how each CSV row becomes events")
+    ] = None,
     strict: Annotated[
         bool, typer.Option(help="stop at the first bad line; store nothing from the file")
     ] = False,
@@ -135,10 +139,13 @@ def ingest(
     """Record the interactions in FILE, in file order; bad lines are reported and skipped."""
 
     def act(e: Engine) -> IngestReport:
+        who = actor or getpass.getuser()
+        if mapping is not None:
+            rules = load_mapping(mapping)
+            with _progress(_rows(file), f"ingesting {file.name}", bytes_=False) as advance:
+                return ingest_csv(e, file, rules, actor=who, strict=strict, progress=advance)
         with _progress(file.stat().st_size, f"ingesting {file.name}") as advance:
-            return ingest_jsonl(
-                e, file, actor=actor or getpass.getuser(), strict=strict, progress=advance
-            )
+            return ingest_jsonl(e, file, actor=who, strict=strict, progress=advance)
 
     report = using_engine(act)
     if fmt is Format.json:
@@ -159,7 +166,7 @@ def ingest(
             "nothing stored (--strict)"
             if strict and report.rejected
             else (
-                f"{report.recorded} recorded ({report.events} events), "
+                f"{report.recorded} interactions recorded ({report.events} events), "
                 f"{report.duplicates} already recorded"
             )
         )
@@ -351,6 +358,11 @@ def history(
 
 def _time(value: Any) -> str:
     return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _rows(path: Path) -> int:
+    with path.open("rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
 
 
 @contextmanager

@@ -59,7 +59,7 @@ from dealengine.views.materialised import (
     ProjectionName,
 )
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
-from dealengine.views.worker import Owner
+from dealengine.views.worker import Owner, follow, stop_on_signals
 
 State = Lead | Deal | None
 T = TypeVar("T")
@@ -425,6 +425,18 @@ class Engine:
         pipelines, lag = view.read()
         name = self._pipeline_projection(pipeline_name).definition.name
         return cast(dict[str, PipelineView], pipelines)[name], lag
+
+    def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
+        """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (see views/worker.py)."""
+        assert self.settings.database_url, "follow needs PostgreSQL"
+        schema = self.store.recorder.datastore.schema  # type: ignore[union-attr]
+        owner = Owner(self.settings.database_url, schema)
+        channel = self.store.recorder.channel_name  # type: ignore[union-attr]
+        try:
+            with stop_on_signals() as stopping:
+                follow([self.view(n) for n in names], owner, channel, stopping, poll)
+        finally:
+            owner.close()
 
     def _catch_up(self, view: MaterialisedView) -> None:
         """On SQLite, catch up now. On PostgreSQL only when no worker owns the view."""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from dealengine.domain.definitions import PipelineDefinition, Pipelines
 from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownAggregate
 from dealengine.domain.events import (
+    CHAIN_HASH,
     DealOpened,
     DomainEvent,
     LeadConverted,
@@ -39,6 +40,7 @@ class Deal(NamedTuple):
     expected_close_on: date | None = None
     closed_from: str | None = None  # the open stage the deal was in when it closed
     idempotency_keys: frozenset[str] = frozenset()
+    head: str | None = None  # the hash of the stream's last event (domain/chain.py)
 
     @property
     def name(self) -> str:
@@ -71,6 +73,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
                 lead_id=event.lead_id,
                 expected_close_on=event.expected_close_on,
                 idempotency_keys=_keys(frozenset(), event),
+                head=event.chain_hash(),
             )
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
         defn = pipelines[deal.pipeline]
@@ -88,6 +91,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
             amount=amount,
             closed_from=closed_from,
             idempotency_keys=_keys(deal.idempotency_keys, event),
+            head=fields.get(CHAIN_HASH) or event.chain_hash(),
         )
 
     return evolve
@@ -115,7 +119,8 @@ def decide_deal(
         fields.setdefault("to_stage", deal.closed_from or defn.initial_stage)
     if cmd.event_type in ("proposal_sent", "deal_won"):
         fields.setdefault("amount", deal.amount)
-    return [build(cmd.event_class, ("deal", deal.id), deal.version + 1, cmd, now, **fields)]
+    version = deal.version + 1
+    return [build(cmd.event_class, ("deal", deal.id), version, cmd, now, deal.head, **fields)]
 
 
 def _attempt(event_type: str, fields: dict[str, Any]) -> str:
@@ -210,6 +215,14 @@ def decide_opening(
     ]
     if lead is not None:
         events.append(
-            build(LeadConverted, ("lead", lead.id), lead.version + 1, cmd, now, deal_id=deal_id)
+            build(
+                LeadConverted,
+                ("lead", lead.id),
+                lead.version + 1,
+                cmd,
+                now,
+                lead.head,
+                deal_id=deal_id,
+            )
         )
     return events

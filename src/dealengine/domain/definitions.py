@@ -226,7 +226,7 @@ def load(model: type[T], path: Path) -> T:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        err = max(e.errors(), key=lambda x: len(x["loc"]))  # in a union, the deepest is meant
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, KeyedError):
             where = ".".join(str(p) for p in (*err["loc"], cause.key))

@@ -22,6 +22,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from dealengine.domain.chain import event_hash, topic_of
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -73,7 +75,13 @@ ENVELOPE_FIELDS = (
     "actor",
     "source",
     "idempotency_key",
+    "prev_hash",
 )
+STORED_OUTSIDE_JSON = {"originator_id", "originator_version"}  # the store's own columns
+# Where an event keeps its stored JSON and its hash once known: keys of its instance __dict__,
+# beside the fields (pydantic ignores keys that are not fields there, in equality too).
+# functools.cached_property would do the same, but takes a lock on each first use in 3.11.
+STORED_JSON, CHAIN_HASH = "_stored_json", "_chain_hash"
 
 
 class DomainEvent(BaseModel):
@@ -92,6 +100,32 @@ class DomainEvent(BaseModel):
     actor: Text
     source: Text
     idempotency_key: Text | None = None
+    prev_hash: str | None = None  # hash of the stream's previous event (domain/chain.py)
+
+    def stored_json(self) -> bytes:
+        """The JSON the store holds for this event, serialized once: by `build` for a new event
+        (its hash needs it at decide time, the mapper reuses it), or the bytes read from the
+        store for a stored one (so its hash is the hash of what is stored)."""
+        cached: bytes | None = self.__dict__.get(STORED_JSON)
+        if cached is None:
+            serializer = type(self).__pydantic_serializer__
+            cached = serializer.to_json(self, exclude=STORED_OUTSIDE_JSON)
+            self.__dict__[STORED_JSON] = cached
+        return cached
+
+    def remember_stored_json(self, state: bytes) -> None:
+        """Keep the stored JSON of an event read back from the store."""
+        self.__dict__[STORED_JSON] = state
+
+    def chain_hash(self) -> str:
+        """This event's hash in its stream's chain (the next event's `prev_hash`)."""
+        cached: str | None = self.__dict__.get(CHAIN_HASH)
+        if cached is None:
+            topic = topic_of(type(self))
+            state = self.stored_json()
+            cached = event_hash(self.originator_id, self.originator_version, topic, state)
+            self.__dict__[CHAIN_HASH] = cached
+        return cached
 
     @classmethod
     def payload_fields(cls) -> list[str]:
@@ -169,6 +203,8 @@ class DealOpened(DealEvent):
     owner: Text
     expected_close_on: date | None = None
     pipeline: Identifier | None = None  # None in events stored before pipelines: the default
+    segment: Text | None = None  # the customer's business segment, as the source names it
+    lead_type: Text | None = None
 
 
 class DiscoveryCompleted(DealEvent):
@@ -235,6 +271,30 @@ DEAL_EVENTS: tuple[type[DealEvent], ...] = (
     DealReopened,
 )
 EVENT_TYPES: dict[str, type[DomainEvent]] = {c.event_type: c for c in LEAD_EVENTS + DEAL_EVENTS}
+
+
+# --- corrections (not interactions: recorded by Engine.void, never ingested) -----------------
+
+
+class EventVoided(DomainEvent):
+    """A correction: the event `voided_event_id` of the same stream is taken as never having
+    happened. Nothing is rewritten: both stay in the stream, and the state, the as-of replays
+    and the views leave the voided event out (dealengine.audit.replay has the rule)."""
+
+    event_type: ClassVar[str] = "event_voided"
+    voided_event_id: UUID
+    reason: Text
+
+
+class LeadEventVoided(EventVoided):
+    aggregate: ClassVar[AggregateKind] = "lead"
+
+
+class DealEventVoided(EventVoided):
+    aggregate: ClassVar[AggregateKind] = "deal"
+
+
+VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
 
 # Interactions that may be a lead's first event (they create the lead when it is new).
 LEAD_TOUCHES = frozenset(

@@ -9,8 +9,15 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
+from dealengine.domain.chain import event_hash, topic_of
 from dealengine.domain.errors import InvalidEvent, UnknownEventType
-from dealengine.domain.events import EVENT_TYPES, DomainEvent
+from dealengine.domain.events import (
+    CHAIN_HASH,
+    EVENT_TYPES,
+    STORED_JSON,
+    STORED_OUTSIDE_JSON,
+    DomainEvent,
+)
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -93,12 +100,16 @@ def build(
     version: int,
     cmd: Interaction,
     recorded_at: datetime,
+    prev_hash: str | None = None,
+    /,
     **payload: Any,
 ) -> E:
-    """Build and validate one event of `cls` as the next in the stream `kind:id`."""
+    """Build and validate one event of `cls` as the next in the stream `kind:id`, chained to
+    the stream's last event by `prev_hash` (its hash: the state's `head`)."""
     kind, user_id = kind_id
+    stream = f"{kind}:{user_id}"
     payload.update(
-        originator_id=f"{kind}:{user_id}",
+        originator_id=stream,
         originator_version=version,
         id=new_event_id(),
         occurred_at=cmd.occurred_at,
@@ -106,8 +117,15 @@ def build(
         actor=cmd.actor,
         source=cmd.source,
         idempotency_key=cmd.idempotency_key,
+        prev_hash=prev_hash,
     )
     try:
-        return cls.__pydantic_validator__.validate_python(payload)  # type: ignore[no-any-return]
+        event: E = cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as e:
         raise InvalidEvent(f"{cls.event_type}: {describe(e)}") from e
+    # Serialized once, here: the hash needs the stored bytes now, the mapper reuses them.
+    state = cls.__pydantic_serializer__.to_json(event, exclude=STORED_OUTSIDE_JSON)
+    cache = event.__dict__
+    cache[STORED_JSON] = state
+    cache[CHAIN_HASH] = event_hash(stream, version, topic_of(cls), state)
+    return event

@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple, cast
 
 from dealengine.domain.errors import IllegalTransition, UnknownAggregate
 from dealengine.domain.events import (
+    CHAIN_HASH,
     LEAD_TOUCHES,
     DomainEvent,
     LeadConverted,
@@ -24,6 +25,7 @@ class Lead(NamedTuple):
     status: LeadStatus = "open"
     deal_id: str | None = None
     idempotency_keys: frozenset[str] = frozenset()
+    head: str | None = None  # the hash of the stream's last event (domain/chain.py)
 
     @property
     def name(self) -> str:
@@ -45,7 +47,8 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
             status = "disqualified"
         case "lead_converted":
             status, deal_id = "converted", cast(LeadConverted, event).deal_id
-    return Lead(lead.id, event.originator_version, status, deal_id, keys)
+    head = event.__dict__.get(CHAIN_HASH) or event.chain_hash()
+    return Lead(lead.id, event.originator_version, status, deal_id, keys, head)
 
 
 def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:
@@ -79,7 +82,8 @@ def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[Doma
         refusal = None if cmd.event_type in LEAD_TOUCHES else _refusal(lead, cmd.event_type)
         if refusal:
             raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
-    return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, **cmd.fields)]
+    head = lead.head if lead is not None else None
+    return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, head, **cmd.fields)]
 
 
 def _refusal(lead: Lead, event_type: str) -> str | None:

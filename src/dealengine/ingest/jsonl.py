@@ -24,7 +24,7 @@ from dealengine.engine import Engine
 
 log = structlog.get_logger("dealengine.ingest")
 
-RawLine = bytes | dict[str, Any]
+RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
 ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
 BATCH_LINES = 2000
 
@@ -50,8 +50,10 @@ class IngestReport:
         return not self.rejected
 
 
-def parse_line(text: str | bytes | dict[str, Any], source: str, actor: str) -> Interaction:
+def parse_line(text: str | RawLine, source: str, actor: str) -> Interaction:
     """One JSONL line (or a decoded one) as a command, or InvalidEvent naming what is wrong."""
+    if isinstance(text, InvalidEvent):
+        raise text
     if isinstance(text, dict):
         return interaction_from(text, source, actor)
     try:
@@ -145,8 +147,11 @@ def _parse_all(
     stop: bool,
 ) -> list[tuple[int, Interaction]]:
     parsed = []
+    last = None
     for number, raw in numbered:
-        report.lines += 1
+        if number != last:  # a CSV row can map to several interactions
+            report.lines += 1
+            last = number
         try:
             parsed.append((number, parse_line(raw, source, actor)))
         except DealEngineError as e:

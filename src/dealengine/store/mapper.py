@@ -13,11 +13,8 @@ import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
-from pydantic_core import SchemaSerializer
 
-from dealengine.domain.events import DomainEvent
-
-_IDS = {"originator_id", "originator_version"}
+from dealengine.domain.events import STORED_JSON, DomainEvent
 
 
 class OrjsonTranscoder(Transcoder):
@@ -33,16 +30,11 @@ def topic_of(cls: type[DomainEvent]) -> str:
     return get_topic(cls)
 
 
-@cache
-def _serializer(cls: type[DomainEvent]) -> SchemaSerializer:
-    return cls.__pydantic_serializer__
-
-
 class PydanticMapper(Mapper[str]):
     def to_stored_event(self, domain_event: DomainEventProtocol[str]) -> StoredEvent:
         event = cast(DomainEvent, domain_event)
         cls = type(event)
-        state = _serializer(cls).to_json(event, exclude=_IDS)
+        state = event.__dict__.get(STORED_JSON) or event.stored_json()  # serialized by build()
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -69,4 +61,6 @@ class PydanticMapper(Mapper[str]):
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version
         cls: type[DomainEvent] = resolve_topic(stored_event.topic)
-        return cls.model_validate(data)
+        event = cls.model_validate(data)
+        event.remember_stored_json(state)  # its hash is the hash of what is stored
+        return event
