@@ -377,6 +377,26 @@ def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callab
         yield lambda n: bar.advance(task, n)
 
 
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
+    as_of: AsOfOption = None,
+    changes: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="FROM TO of the waterfall (default: the 90 days to --as-of)"),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report (charts and their tables; works offline)."""
+    from dealengine.report import render_report
+
+    def act(e: Engine) -> int:
+        moved = (moment(changes[0]), moment(changes[1])) if changes else None
+        return output.write_text(render_report(e, maybe_moment(as_of), moved), encoding="utf-8")
+
+    written = using_engine(act)
+    err.print(f"wrote {output} ({written / 1e6:.1f} MB)")
+
+
 def main() -> None:
     app()
 
