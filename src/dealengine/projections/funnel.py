@@ -19,6 +19,7 @@ from functools import partial
 from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
+from dealengine.domain.events import EVENT_TYPES
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
@@ -97,6 +98,12 @@ class FunnelProjection:
         self.exclusions = frozenset(definition.exclusions)
         self.first_touch = definition.attribution == "first_touch"
         self.fields = tuple(dict.fromkeys(("channel", *definition.breakdowns)))
+        # the event types that can carry a breakdown field: the others skip that loop
+        self.touch_types = frozenset(
+            name
+            for name, cls in EVENT_TYPES.items()
+            if any(f in cls.model_fields for f in self.fields)
+        )
 
     def initial(self) -> FunnelState:
         state = FunnelState()
@@ -124,8 +131,10 @@ class FunnelProjection:
                 times[step] = at
             if self.keep_sequence:
                 view.sequence.setdefault(lead, []).append((at, step))
-        if event.type in self.exclusions:
+        if self.exclusions and event.type in self.exclusions:
             view.excluded.setdefault(lead, []).append(at)
+        if event.type not in self.touch_types:
+            return
         for name in self.fields:
             value = data.get(name)
             if value is not None:
