@@ -30,6 +30,10 @@ LABELS = {
     ("ingest-batched", "dealengine"): "ingest_jsonl (2,000 lines per transaction)",
     ("ingest-batched", "d"): "(d) app.save of pre-built events, 2,000 per save",
     ("ingest-one", "dealengine"): "execute_batch([command]) per line",
+    ("whatif", "rebuild"): "engine.views() (one full rebuild)",
+    ("whatif", "pipeline-rules"): "what_ifs: baseline + 3 pipeline-rule scenarios",
+    ("whatif", "examples"): "what_ifs: baseline + 3 examples (funnel rule, channel, probabilities)",
+    ("whatif", "own-streams"): "what_ifs: baseline + 3 scenarios with their own streams",
 }
 TITLES = {
     "rebuild": "Full rebuild of funnel + pipeline",
@@ -38,6 +42,8 @@ TITLES = {
     "load-deal": "Loading one deal (a won deal with the longest history)",
     "view-catch-up": "Materialised views: catching up from position 0 (funnel + pipeline)",
     "view-query": "Querying the materialised funnel + pipeline (vs DuckDB recomputing them)",
+    "whatif": "What-if: the baseline and 3 scenarios in one read (vs one full rebuild)",
+    "verify": "Verifying every hash chain (dealengine verify)",
 }
 
 
@@ -65,6 +71,7 @@ RATIOS: dict[str, list[tuple[str, Match]]] = {
         ("vs (c)", lambda r, c: c.case == "c" and c.backend == r.backend),
     ],
     "ingest-batched": [("vs (d)", lambda r, c: c.case == "d" and c.backend == r.backend)],
+    "whatif": [("vs rebuild", lambda r, c: c.case == "rebuild" and c.backend == r.backend)],
 }
 
 

@@ -212,3 +212,21 @@ def test_a_projection_killed_at_random_points_resumes_exactly_once(
         subprocess.run(args, env=env, check=True)
         with Engine(store) as engine:
             assert_view_equals_rebuild(engine)
+
+
+def test_a_correction_rebuilds_the_view_without_the_voided_event(memory_engine: Engine) -> None:
+    e = memory_engine
+    e.record("site_visited", "L-1", "2026-03-01T10:00:00Z", channel="web")
+    e.record("lead_qualified", "L-1", "2026-03-02T10:00:00Z", by="sdr")
+    e.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="100", owner="ana")
+    mistake = e.record(
+        "deal_amount_changed", "D-1", "2026-03-04T10:00:00Z", amount="900", reason="typo"
+    ).events[0]
+    before, first = e.live_pipeline()
+    assert before.stages[0].amount == 900
+    e.void("D-1", str(mistake.id), reason="typed 900 for 100")
+    after, lag = e.live_pipeline()
+    assert after.stages[0].amount == 100 and lag.view != first.view and lag.behind == 0
+    assert counts_of_pipeline(after) == counts_of_pipeline(e.pipeline())
+    e.record("proposal_sent", "D-1", "2026-03-05T10:00:00Z")  # and incremental again afterwards
+    assert_view_equals_rebuild(e)

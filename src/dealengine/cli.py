@@ -322,38 +322,161 @@ def _projections(text: str) -> list[ProjectionName]:
     return [text]
 
 
+# --- audit: history, corrections, tamper evidence, audit reports ---------------------------
+
+
+class HistoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    json = "json"
+    csv = "csv"
+
+
 @app.command()
 def history(
     id: Annotated[str, typer.Argument(help="a lead or deal id (or lead:ID / deal:ID)")],
+    as_of: AsOfOption = None,
+    known_at: Annotated[
+        str | None,
+        typer.Option("--known-at", help="only what had been recorded by then (same forms)"),
+    ] = None,
+    version: Annotated[int | None, typer.Option(min=0, help="only the first N events")] = None,
+    fmt: Annotated[
+        HistoryFormat, typer.Option("--format", help="table, json or csv")
+    ] = HistoryFormat.table,
+) -> None:
+    """Every event of one lead or deal in order, and the stage (amount; a lead: status) after it."""
+    from dealengine.audit.replay import state_fields
+    from dealengine.audit.report import fields_text, history_csv, history_json
+
+    bounds: dict[str, Any] = {"as_of": as_of, "known_at": known_at, "version": version}
+    entries = using_engine(lambda e: e.timeline(id, **bounds))
+    if fmt is HistoryFormat.json:
+        emit_json(history_json(entries))
+        return
+    if fmt is HistoryFormat.csv:
+        sys.stdout.write(history_csv(entries))
+        return
+    given = [f"{k.replace('_', ' ')} {v}" for k, v in bounds.items() if v is not None]
+    table = Table(
+        "v", "occurred at", "recorded at", "actor", "source", "type", "fields", "after",
+        title=" ".join([f"history of {id}", *given]),
+    )  # fmt: skip
+    for entry in entries:
+        ev = entry.event
+        state = " ".join(str(v) for v in state_fields(entry.after).values())
+        kind = ev.event_type + (f" (voided by v{entry.voided_by})" if entry.voided_by else "")
+        table.add_row(
+            str(ev.originator_version), _time(ev.occurred_at), _time(ev.recorded_at), ev.actor,
+            ev.source, kind, fields_text(entry), state,
+            style="strike dim" if entry.voided_by else None,
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def void(
+    id: Annotated[str, typer.Argument(help="the lead or deal (or lead:ID / deal:ID)")],
+    event_id: Annotated[str, typer.Argument(help="the event's id, or vN: its version")],
+    reason: Annotated[str, typer.Option(help="why the event is a mistake")],
+    actor: Annotated[str | None, typer.Option(help="who voids it (default: your user)")] = None,
+) -> None:
+    """Void a mistaken event: a new event_voided event; nothing is rewritten."""
+    who = actor or getpass.getuser()
+    recorded = using_engine(lambda e: e.void(id, event_id, reason=reason, actor=who, source="cli"))
+    for ev in recorded.events:
+        err.print(f"recorded {ev.originator_id} v{ev.originator_version}: event_voided")
+
+
+@app.command()
+def verify(
+    seal: Annotated[
+        str | None, typer.Option(help="a seal printed by `dealengine seal`: compare with it")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="the seal's manifest (seal --manifest): name each stream")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Every event of one lead or deal, in order."""
-    events = using_engine(lambda e: e.history(id))
+    """Recompute every hash chain; report each event modified, removed, inserted or reordered.
+
+    Exit status 1 on any finding. With --seal, also events removed from the end of a stream
+    and whole streams deleted since the seal was taken."""
+
+    def act(e: Engine) -> Any:
+        with _progress(e.store.count(), "verifying", bytes_=False) as advance:
+            return e.verify(seal=seal, manifest=manifest, progress=advance)
+
+    report = using_engine(act)
     if fmt is Format.json:
-        emit_json([{"type": ev.event_type, **ev.model_dump(mode="json")} for ev in events])
-        return
-    table = Table(
-        "v",
-        "occurred at",
-        "recorded at",
-        "actor",
-        "source",
-        "type",
-        "fields",
-        title=f"history of {id}",
-    )
-    for ev in events:
-        fields = ", ".join(f"{k}={v}" for k, v in ev.payload().items() if v is not None)
-        table.add_row(
-            str(ev.originator_version),
-            _time(ev.occurred_at),
-            _time(ev.recorded_at),
-            ev.actor,
-            ev.source,
-            ev.event_type,
-            fields,
+        emit_json(report.as_json())
+    else:
+        for finding in report.findings:
+            out.print(str(finding), highlight=False, markup=False)
+        against = f" against {report.seal}" if report.seal else ""
+        verdict = "intact" if report.ok else f"{len(report.findings)} findings"
+        err.print(
+            f"verified {report.events} events in {report.streams} streams{against}: {verdict}",
+            highlight=False,
         )
-    out.print(table)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def seal(
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="also write the per-stream manifest here (lets verify name streams)"),
+    ] = None,
+) -> None:
+    """Print a digest over every stream's head hash and event count: keep it outside the system.
+
+    The chains are checked on the way; findings are reported (exit status 1), the seal is
+    printed all the same."""
+
+    def act(e: Engine) -> Any:
+        with _progress(e.store.count(), "sealing", bytes_=False) as advance:
+            return e.seal(manifest=manifest, progress=advance)
+
+    report = using_engine(act)
+    for finding in report.findings:
+        err.print(f"warning: {finding}", highlight=False, markup=False)
+    sys.stdout.write(f"{report.sealed}\n")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    id: Annotated[str, typer.Argument(help="a deal id")],
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", help="html, json or csv")
+    ] = ReportFormat.html,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="the file to write (default: stdout)")
+    ] = None,
+) -> None:
+    """One self-contained audit report of a deal: timeline, stage durations, amount changes,
+    who did what, corrections, integrity."""
+    from dealengine.audit.report import build_report, report_csv, report_html
+
+    report = using_engine(lambda e: build_report(e, id.removeprefix("deal:")))
+    if fmt is ReportFormat.json:
+        text = orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode()
+        text += "\n"
+    else:
+        text = report_csv(report) if fmt is ReportFormat.csv else report_html(report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        run(lambda: output.write_text(text, encoding="utf-8"))
+        err.print(f"wrote {output}", highlight=False)
 
 
 def _time(value: Any) -> str:
@@ -395,6 +518,31 @@ def report(
 
     written = using_engine(act)
     err.print(f"wrote {output} ({written / 1e6:.1f} MB)")
+
+
+@app.command()
+def whatif(
+    scenarios: Annotated[
+        list[Path], typer.Argument(help="scenario TOML files (see projections/scenarios)")
+    ],
+    as_of: AsOfOption = None,
+    name: Annotated[str | None, typer.Option("--pipeline", help="default: the first")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Re-project the recorded events under other rules: the baseline and every scenario side by
+    side, folded in one read of the store, which is opened read-only (nothing is written)."""
+    from dealengine.whatif.render import show_what_if, what_if_json
+    from dealengine.whatif.result import WhatIf
+
+    def act() -> WhatIf:
+        with Engine(Settings(read_only=True)) as e:
+            return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
+
+    result = run(act)
+    if fmt is Format.json:
+        emit_json(what_if_json(result))
+    else:
+        show_what_if(out, result)
 
 
 def main() -> None:

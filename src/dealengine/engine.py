@@ -9,13 +9,16 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from functools import reduce
-from typing import Any, NamedTuple, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 from pydantic import ValidationError
 
+from dealengine.audit.corrections import decide_void
+from dealengine.audit.replay import Moment, TimelineEntry, replay, select, timeline
+from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
 from dealengine.domain.deal import (
     OPENING_TYPES,
     Deal,
@@ -48,7 +51,14 @@ from dealengine.projections.pipeline import (
     PipelineView,
     changes,
 )
-from dealengine.projections.stream import Fold, StreamEvent, decode, fold_all, fold_rows
+from dealengine.projections.stream import (
+    Fold,
+    StreamEvent,
+    corrected,
+    decode,
+    fold_all,
+    fold_rows,
+)
 from dealengine.settings import Settings
 from dealengine.store.application import Store, tables_lock, views_env
 from dealengine.views.materialised import (
@@ -60,6 +70,10 @@ from dealengine.views.materialised import (
 )
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
 from dealengine.views.worker import Owner, follow, stop_on_signals
+
+if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
+    from dealengine.whatif.result import WhatIf
+    from dealengine.whatif.run import ScenarioLike
 
 State = Lead | Deal | None
 T = TypeVar("T")
@@ -239,7 +253,7 @@ class Engine:
         if missing:
             events = self.store.events_of(missing)
             for stream in missing:
-                self._cache[stream] = reduce(self._apply, events.get(stream, ()), cast(State, None))
+                self._cache[stream] = replay(events.get(stream, []), self._apply)
         return set(missing)
 
     def _decide(
@@ -268,37 +282,158 @@ class Engine:
     def _load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
         events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))
-        return reduce(self._apply, events, cast(State, None))
+        return replay(list(events), self._apply)  # voided events left out (audit/replay.py)
 
     # --- reading -------------------------------------------------------------------------------
 
-    def lead(self, lead_id: str) -> Lead:
-        """The lead as the store holds it now."""
-        lead = self._load(originator_id("lead", lead_id))
-        if lead is None:
-            raise UnknownAggregate(f"lead {lead_id}")
-        return _as(Lead, lead)
+    def lead(
+        self,
+        lead_id: str,
+        *,
+        as_of: Moment = None,
+        known_at: Moment = None,
+        version: int | None = None,
+    ) -> Lead:
+        """The lead now, or as of a time (what had happened by then, by occurred_at), as known
+        at a time (what was recorded by then), or at a version (dealengine.audit.replay)."""
+        return _as(Lead, self._state("lead", lead_id, as_of, known_at, version))
 
-    def deal(self, deal_id: str) -> Deal:
-        """The deal as the store holds it now."""
-        deal = self._load(originator_id("deal", deal_id))
-        if deal is None:
-            raise UnknownAggregate(f"deal {deal_id}")
-        return _as(Deal, deal)
+    def deal(
+        self,
+        deal_id: str,
+        *,
+        as_of: Moment = None,
+        known_at: Moment = None,
+        version: int | None = None,
+    ) -> Deal:
+        """The deal now, or as of / known at a time, or at a version (like `lead`)."""
+        return _as(Deal, self._state("deal", deal_id, as_of, known_at, version))
 
-    def history(self, id: str) -> list[DomainEvent]:
-        """Every event of one lead or deal, in order. `id` may be `lead:ID` or `deal:ID`."""
+    def _state(
+        self, kind: str, id: str, as_of: Moment, known_at: Moment, version: int | None
+    ) -> Lead | Deal:
+        stream = f"{kind}:{id}"
+        if as_of is None and known_at is None and version is None:
+            state = self._load(stream)
+        else:
+            events = select(
+                self.store.events(stream), as_of=as_of, known_at=known_at, version=version
+            )
+            state = replay(events, self._apply)
+        if state is None:
+            bounds = [f"{k} {v}" for k, v in (("as of", as_of), ("known at", known_at),
+                      ("version", version)) if v is not None]  # fmt: skip
+            raise UnknownAggregate(" ".join([kind, id, *bounds]))
+        return state
+
+    def history(
+        self,
+        id: str,
+        *,
+        as_of: Moment = None,
+        known_at: Moment = None,
+        version: int | None = None,
+    ) -> list[DomainEvent]:
+        """Every event of one lead or deal, in order (`id` may be `lead:ID` or `deal:ID`); the
+        ones that count as of / known at a time, or up to a version, when given."""
+        events = cast(list[DomainEvent], self.store.events(self._which(id)))
+        return select(events, as_of=as_of, known_at=known_at, version=version)
+
+    def _which(self, id: str) -> str:
+        """The stream `id` names: `lead:ID`, `deal:ID`, or whichever of the two exists."""
         candidates = [id] if id.startswith(("lead:", "deal:")) else [f"lead:{id}", f"deal:{id}"]
         found = [c for c in candidates if self.store.exists(c)]
         if not found:
             raise UnknownAggregate(f"lead or deal {id}")
         if len(found) > 1:
             raise DealEngineError(f"{id} is both a lead and a deal: ask for lead:{id} or deal:{id}")
-        return cast(list[DomainEvent], self.store.events(found[0]))
+        return found[0]
+
+    # --- audit: timelines, corrections, tamper evidence -------------------------------------
+
+    def timeline(
+        self,
+        id: str,
+        *,
+        as_of: Moment = None,
+        known_at: Moment = None,
+        version: int | None = None,
+    ) -> list[TimelineEntry]:
+        """`history` with the state after each event and which correction voids it."""
+        events = self.history(id, as_of=as_of, known_at=known_at, version=version)
+        return timeline(events, self._apply)
+
+    def void(
+        self,
+        id: str,
+        event_id: str,
+        *,
+        reason: str,
+        actor: str = "api",
+        source: str = "api",
+        idempotency_key: str | None = None,
+    ) -> Recorded:
+        """Void the event `event_id` of lead or deal `id` with an `event_voided` event (the rule,
+        and what is refused: dealengine.audit.corrections). Nothing is rewritten."""
+        stream = self._which(id)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            events = cast(list[DomainEvent], self.store.events(stream))
+            void = decide_void(
+                self.pipelines, self._apply, stream, events, event_id, reason=reason,
+                actor=actor, source=source, idempotency_key=idempotency_key, now=self.clock(),
+            )  # fmt: skip
+            if void is None:
+                return Recorded([])
+            try:
+                self.store.append([void])
+            except IntegrityError:  # another writer appended first: re-read, re-decide
+                time.sleep(random.uniform(0, 0.01 * attempt))
+                continue
+            self._cache[stream] = replay([*events, void], self._apply)
+            return Recorded([void])
+        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+    def verify(
+        self,
+        *,
+        seal: str | None = None,
+        manifest: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Recompute every stream's hash chain, streaming the store; with a `seal` (and its
+        `manifest`), also compare the streams with it (dealengine.audit.verify)."""
+        sealed = Seal.parse(seal) if seal else None
+        if manifest is not None and sealed is None:
+            raise DealEngineError("a manifest is checked against its seal: give the seal too")
+        summaries = read_manifest(manifest, sealed) if manifest and sealed else None
+        return verify(
+            self.store.by_stream(),
+            self.store.position(),
+            seal=sealed,
+            manifest=summaries,
+            progress=progress,
+        )
+
+    def seal(
+        self, *, manifest: Path | None = None, progress: Callable[[int], None] | None = None
+    ) -> VerifyReport:
+        """The store's seal at its current position (`report.sealed`; keep it outside the
+        system), checking every chain on the way; with `manifest`, also write the seal's
+        per-stream manifest there."""
+        position = self.store.position()
+        if manifest is None:
+            return verify(self.store.by_stream(), position, progress=progress)
+        with ManifestWriter(manifest) as write:
+            report = verify(self.store.by_stream(), position, progress=progress, on_summary=write)
+            assert report.sealed is not None
+            write.close(report.sealed)
+        return report
 
     def events(self, gt: int = 0) -> Iterator[StreamEvent]:
-        """The whole event stream in recorded order, as the folds see it."""
-        return decode(self.store.stream(gt))
+        """The whole event stream in recorded order, as the folds see it: without voided
+        events and without the `event_voided` events themselves."""
+        stop = self.store.position()
+        return corrected(decode(self.store.stream(gt, stop)), self.store.voided_ids(stop))
 
     def views(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
@@ -362,7 +497,8 @@ class Engine:
         """One pass over the stream for every fold; as of a time, the events that occurred
         after it are skipped (the same folds, fed less)."""
         if as_of is None:
-            return fold_rows(self.store.stream(), folds)
+            stop = self.store.position()  # the voids and the stream read at the same point
+            return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop))
         bound = format_time(as_of)
         return fold_all((e for e in self.events() if e.data["occurred_at"] <= bound), folds)
 
@@ -449,6 +585,35 @@ class Engine:
                 view.catch_up()
         finally:
             owner.close()
+
+    # --- what-if ---------------------------------------------------------------------------
+
+    def what_if(
+        self,
+        scenario: ScenarioLike,
+        *,
+        as_of: datetime | None = None,
+        pipeline_name: str | None = None,
+    ) -> WhatIf:
+        """The views under a scenario (a TOML file, a `Scenario`, or a mapping of its keys)
+        beside the baseline, from one read of the store; nothing is written. See
+        `what_ifs` and projections/scenarios/README.md."""
+        return self.what_ifs([scenario], as_of=as_of, pipeline_name=pipeline_name)
+
+    def what_ifs(
+        self,
+        scenarios: Sequence[ScenarioLike],
+        *,
+        as_of: datetime | None = None,
+        pipeline_name: str | None = None,
+    ) -> WhatIf:
+        """The baseline (as of `as_of`, pipeline `pipeline_name`, like `views`) and every
+        scenario, folded in the same pass over the stream (dealengine.whatif)."""
+        from dealengine.whatif.run import run_what_if
+
+        return run_what_if(
+            self, scenarios, self._fold, as_of=as_of, pipeline_name=pipeline_name
+        )
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

@@ -21,5 +21,8 @@ class Settings(BaseSettings):
     """SQLite file (or `:memory:`); used when no database_url is set."""
     database_url: str | None = None
     """`postgresql://user:password@host:port/dbname[?schema=name]`: use PostgreSQL instead."""
+    read_only: bool = False
+    """Open the store for reading only (`dealengine whatif`): no table is created, SQLite opens
+    the file read-only and PostgreSQL sessions are read-only."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

@@ -38,6 +38,10 @@ class IllegalTransition(DealEngineError):
         super().__init__(f"{aggregate} is in {current!r}: {attempted} refused: {reason}")
 
 
+class UnknownEvent(DealEngineError):
+    """A correction names an event that its lead or deal does not have."""
+
+
 class UnknownAggregate(DealEngineError):
     """A command names a lead or deal that was never recorded."""
 

@@ -32,6 +32,9 @@ class _Fields(NamedTuple):
     idempotency_key: str | None
 
 
+InteractionFields = _Fields  # what build() reads of a command (corrections make their own)
+
+
 class Interaction(_Fields):
     """Record `event_type` on the lead or deal `target`; `fields` are the type's own fields.
 
@@ -98,7 +101,7 @@ def build(
     cls: type[E],
     kind_id: tuple[str, str],
     version: int,
-    cmd: Interaction,
+    cmd: InteractionFields,
     recorded_at: datetime,
     prev_hash: str | None = None,
     /,

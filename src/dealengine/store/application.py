@@ -11,16 +11,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qs, unquote, urlparse, urlunparse
+from urllib.parse import parse_qs, quote, unquote, urlparse, urlunparse
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import get_topic
 
 from dealengine.domain.errors import DealEngineError
 from dealengine.settings import Settings
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
-from dealengine.store.recorders import PostgresStreamingRecorder, Row, SQLiteStreamingRecorder
+from dealengine.store.recorders import (
+    PostgresStreamingRecorder,
+    Row,
+    SQLiteStreamingRecorder,
+    StreamRow,
+)
 
 TABLES_LOCK = 0x6465616C  # "deal": the advisory lock key for creating dealengine's tables
 
@@ -35,7 +41,7 @@ def store_env(settings: Settings) -> dict[str, str]:
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
         "ORIGINATOR_ID_TYPE": "text",
-        "CREATE_TABLE": "y",
+        "CREATE_TABLE": "n" if settings.read_only else "y",
     }
     if settings.database_url:
         env.update(postgres_env(settings.database_url))
@@ -43,6 +49,8 @@ def store_env(settings: Settings) -> dict[str, str]:
         return env
     if settings.db == ":memory:":
         db_name = f"file:dealengine-{uuid.uuid4().hex}?mode=memory&cache=shared"
+    elif settings.read_only:
+        db_name = read_only_uri(settings.db)
     else:
         path = Path(settings.db).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +64,27 @@ def store_env(settings: Settings) -> dict[str, str]:
         }
     )
     return env
+
+
+def read_only_uri(db: str) -> str:
+    """The SQLite URI that opens an existing store file for reading only."""
+    path = Path(db).expanduser()
+    if not path.is_file():
+        raise DealEngineError(f"no store at {path}")
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
+
+
+def read_only_sessions(datastore: PostgresDatastore) -> None:
+    """Make each PostgreSQL session the datastore hands out read-only before it is used."""
+    checkout = datastore.get_connection
+
+    @contextmanager
+    def read_only() -> Iterator[Any]:
+        with checkout() as conn:
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            yield conn
+
+    datastore.get_connection = read_only  # type: ignore[method-assign]
 
 
 def postgres_env(url: str) -> dict[str, str]:
@@ -127,6 +156,8 @@ class Store:
         with tables_lock(settings.database_url):
             self.app = DealEngineApplication(env=self.env)
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
+        if settings.read_only and isinstance(self.recorder, PostgresStreamingRecorder):
+            read_only_sessions(self.recorder.datastore)
 
     def events(self, stream_id: str, version: int | None = None) -> list[Any]:
         """The validated events of one stream, oldest first (up to `version`)."""
@@ -153,6 +184,19 @@ class Store:
 
     def position(self) -> int:
         return self.app.recorder.max_notification_id() or 0
+
+    # --- for audits (dealengine.audit) ---
+
+    def voided_ids(self, stop: int | None = None) -> set[str]:
+        """Ids of the events voided by an `event_voided` event (up to position `stop`)."""
+        return self.recorder.voided_ids(stop)
+
+    def by_stream(self) -> Iterator[StreamRow]:
+        """Every stored row, by stream then version, streamed: (id, version, topic, state, pos)."""
+        return self.recorder.by_stream()
+
+    def count(self) -> int:
+        return self.recorder.count()
 
     def close(self) -> None:
         self.app.close()

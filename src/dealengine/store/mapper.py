@@ -62,5 +62,6 @@ class PydanticMapper(Mapper[str]):
         data["originator_version"] = stored_event.originator_version
         cls: type[DomainEvent] = resolve_topic(stored_event.topic)
         event = cls.model_validate(data)
-        event.remember_stored_json(state)  # its hash is the hash of what is stored
+        stored = state if isinstance(state, bytes) else str(state).encode()  # (tampered type)
+        event.remember_stored_json(stored)  # its hash is the hash of what is stored
         return event

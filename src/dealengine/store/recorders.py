@@ -3,6 +3,10 @@
 `stream(gt)` yields `(notification_id, originator_id, topic, state)` rows straight from one
 database cursor inside one read transaction, so a rebuild sees one consistent snapshot and
 builds no Notification object per row.
+
+For audits: `by_stream()` yields every stored event in stream order (originator id in code point
+order, then version) through a streaming cursor, for verification in constant memory; a
+partial index holds only the `event_voided` rows, so `voided_ids()` is one small indexed read.
 """
 
 from __future__ import annotations
@@ -10,18 +14,71 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+from dealengine.domain.chain import topic_of
+from dealengine.domain.events import VOID_EVENTS
 
 Row = tuple[int, str, str, bytes]
+StreamRow = tuple[str, int, str, bytes, int]  # originator_id, version, topic, state, position
+VOID_TOPICS = tuple(topic_of(cls) for cls in VOID_EVENTS)
+_VOID_TOPICS_SQL = "(" + ", ".join(f"'{t}'" for t in VOID_TOPICS) + ")"  # literals: the index's
+
+
+def _voided(states: Iterator[bytes]) -> set[str]:
+    return {str(orjson.loads(state)["voided_event_id"]) for state in states}
 FETCH = 5000
 CHUNK = 500  # ids per query when reading many streams at once
 
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        table = self.events_table_name
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE INDEX IF NOT EXISTS {table}_voids ON {table} (topic) "
+            f"WHERE topic IN {_VOID_TOPICS_SQL}",
+        ]
+
+    def voided_ids(self, stop: int | None = None) -> set[str]:
+        """The ids of the voided events (up to position `stop`): one read of the voids' index."""
+        sql = f"SELECT state FROM {self.events_table_name} WHERE topic IN {_VOID_TOPICS_SQL}"
+        params: list[int] = []
+        if stop is not None:
+            sql += " AND rowid <= ?"
+            params.append(stop)
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(sql, params)
+            return _voided(state for (state,) in cursor.fetchall())
+
+    def count(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT COUNT(*) FROM {self.events_table_name}")
+            return int(cursor.fetchone()[0])
+
+    def by_stream(self) -> Iterator[StreamRow]:
+        """Every stored event by stream (id in code point order: SQLite's binary collation),
+        then version, from one cursor in one read transaction."""
+        sql = (
+            "SELECT originator_id, originator_version, topic, state, rowid "
+            f"FROM {self.events_table_name} ORDER BY originator_id, originator_version"
+        )
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(FETCH):
+                yield from rows
+
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
     ) -> Sequence[int] | None:
@@ -73,6 +130,63 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
 
 
 class PostgresStreamingRecorder(PostgresApplicationRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sql_create_statements.append(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id) WHERE topic IN ({})")
+            .format(
+                Identifier(f"{self.events_table_name}_voids_idx"),
+                Identifier(self.datastore.schema),
+                Identifier(self.events_table_name),
+                SQL(", ").join(Literal(t) for t in VOID_TOPICS),
+            )
+        )
+
+    def _table(self) -> Composed:
+        return SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+
+    def voided_ids(self, stop: int | None = None) -> set[str]:
+        """The ids of the voided events (up to position `stop`): one read of the voids' index."""
+        topics = SQL(", ").join(Literal(t) for t in VOID_TOPICS)
+        sql = SQL("SELECT state FROM {} WHERE topic IN ({})").format(self._table(), topics)
+        params: list[int] = []
+        if stop is not None:
+            sql += SQL(" AND notification_id <= %s")
+            params.append(stop)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql, params)
+            return _voided(bytes(state) for (state,) in cur)
+
+    def count(self) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(SQL("SELECT COUNT(*) FROM {}").format(self._table()))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+    def by_stream(self) -> Iterator[StreamRow]:
+        """Every stored event by stream (id in code point order: COLLATE "C", which sorts
+        unless the database's own collation is already C), then version, through a
+        server-side cursor in one read-only transaction."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor(name="dealengine_by_stream", row_factory=tuple_row) as cursor,
+        ):
+            collation = conn.cursor(row_factory=tuple_row).execute("SHOW lc_collate").fetchone()
+            plain = collation is not None and collation[0] in ("C", "POSIX")
+            order = SQL("originator_id") if plain else SQL('originator_id COLLATE "C"')
+            cursor.itersize = FETCH
+            cursor.execute(
+                SQL(
+                    "SELECT originator_id, originator_version, topic, state, notification_id "
+                    "FROM {} ORDER BY {}, originator_version"
+                ).format(self._table(), order)
+            )
+            for oid, version, topic, state, position in cursor:
+                yield oid, version, topic, bytes(state), position
+
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
         sql = SQL(

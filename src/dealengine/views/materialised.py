@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelState, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView, Stay
-from dealengine.projections.stream import StreamEvent, decode
+from dealengine.projections.stream import VOIDED, StreamEvent, decode
 from dealengine.views.counters import (
     ZERO,
     Amounts,
@@ -49,8 +49,14 @@ class OutOfDate(DealEngineError):
     """The definition changed since the view was built: mixing old and new rules is refused."""
 
 
+class NewCorrection(Exception):
+    """An event_voided the view has not applied: it must be rebuilt without the voided event."""
+
+
 class Source(Protocol):
     """Where events come from: the engine's store."""
+
+    def voided_ids(self, stop: int | None = None) -> set[str]: ...
 
     def stream(
         self, gt: int = 0, stop: int | None = None
@@ -236,12 +242,18 @@ class MaterialisedView:
         stop: Callable[[], bool] = lambda: False,
     ) -> int:
         """Apply every event recorded since the view's position. With no view yet, build one
-        (resuming a build that was interrupted: its rows and position were written together)."""
+        (resuming a build that was interrupted: its rows and position were written together).
+        A correction (event_voided) cannot be subtracted from counters: it rebuilds the view."""
         view = self.active()
-        if view is not None:
-            return self._run(view, progress, stop)
-        unfinished = sorted(self.tables.generations(self.name))
-        return self._build(unfinished[-1] if unfinished else self._new_generation(), progress, stop)
+        try:
+            if view is not None:
+                return self._run(view, progress, stop, skip=set())
+            unfinished = sorted(self.tables.generations(self.name))
+            if unfinished:
+                return self._build(unfinished[-1], progress, stop, self._skip_at_build())
+        except NewCorrection:
+            log.info("view.correction", projection=self.name)
+        return self.rebuild(progress, stop)
 
     def rebuild(
         self,
@@ -249,17 +261,29 @@ class MaterialisedView:
         stop: Callable[[], bool] = lambda: False,
     ) -> int:
         """Replay from position 0 into a fresh generation while the active one keeps answering,
-        then switch to it atomically."""
-        found = self.tables.active(self.name)
-        for stale in self.tables.generations(self.name):
-            if found is None or stale != found[0]:
-                self.tables.drop(stale)  # an earlier rebuild that did not finish
-        return self._build(self._new_generation(), progress, stop)
+        then switch to it atomically. Voided events are left out, as in every other view."""
+        for _ in range(3):
+            found = self.tables.active(self.name)
+            for stale in self.tables.generations(self.name):
+                if found is None or stale != found[0]:
+                    self.tables.drop(stale)  # an earlier rebuild that did not finish
+            try:
+                return self._build(self._new_generation(), progress, stop, self._skip_at_build())
+            except NewCorrection:  # a correction landed during the rebuild: once more
+                continue
+        raise DealEngineError(f"the {self.name} view: corrections keep arriving during rebuilds")
+
+    def _skip_at_build(self) -> set[str]:
+        return self.source.voided_ids(None)
 
     def _build(
-        self, view: str, progress: Callable[[int], None] | None, stop: Callable[[], bool]
+        self,
+        view: str,
+        progress: Callable[[int], None] | None,
+        stop: Callable[[], bool],
+        skip: set[str],
     ) -> int:
-        applied = self._run(view, progress, stop)
+        applied = self._run(view, progress, stop, skip=skip)
         if not stop():
             self.tables.activate(self.name, view, self.adapter.definition_digest)
             log.info("view.switched", projection=self.name, view=view, events=applied)
@@ -283,20 +307,24 @@ class MaterialisedView:
         progress: Callable[[int], None] | None,
         stop: Callable[[], bool] = lambda: False,
         batch: int = BATCH,
+        *,
+        skip: set[str],
     ) -> int:
-        """Apply batches until the end of the stream (or `stop()`, between batches)."""
+        """Apply batches until the end of the stream (or `stop()`, between batches), leaving
+        out the events voided in `skip`; a void of anything else raises NewCorrection."""
         start = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
         applied = 0
-        events = decode(self.source.stream(start))
+        events = _marked(decode(self.source.stream(start)), skip)
         while not stop() and (chunk := list(islice(events, batch))):
             began = time.perf_counter()
-            entities, counters = self.adapter.process(self.tables, view, chunk)
-            position = chunk[-1].position
+            kept = [event for event, keep in chunk if keep]
+            entities, counters = self.adapter.process(self.tables, view, kept) if kept else ({}, {})
+            position = chunk[-1][0].position  # skipped events count as read
             try:
                 self.tables.write(view, entities, counters, Tracking(view, position))
             except IntegrityError:  # another process applied these events first: carry on after it
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
-                return applied + self._run(view, progress, stop, batch)
+                return applied + self._run(view, progress, stop, batch, skip=skip)
             applied += len(chunk)
             if progress:
                 progress(len(chunk))
@@ -309,6 +337,17 @@ class MaterialisedView:
                 seconds=round(time.perf_counter() - began, 3),
             )
         return applied
+
+
+def _marked(events: Iterator[StreamEvent], skip: set[str]) -> Iterator[tuple[StreamEvent, bool]]:
+    """Each event, and whether the view applies it (not voided, not a void already applied)."""
+    for event in events:
+        if event.type == VOIDED:
+            if event.data["voided_event_id"] not in skip:
+                raise NewCorrection(event.data["voided_event_id"])
+            yield event, False
+        else:
+            yield event, not skip or event.data["id"] not in skip
 
 
 # --- entity states as JSON ----------------------------------------------------------------------

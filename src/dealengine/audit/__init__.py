@@ -1,0 +1,1 @@
+"""Audit: replay any lead or deal at any moment, corrections, tamper evidence, reports."""
