@@ -62,20 +62,27 @@ class ViewTables:
         return (row["active"], row["digest"]) if row else None
 
     def entities(self, view: str, keys: Iterable[str]) -> dict[str, str]:
+        rows = self._rows_of(view, keys, "entity, state", "dealengine_view_entities", "entity")
+        return {r["entity"]: r["state"] for r in rows}
+
+    def _rows_of(
+        self, view: str, keys: Iterable[str], columns: str, table: str, key: str
+    ) -> list[Any]:
+        """The rows of `view` whose `key` is one of `keys` (read in chunks of ids)."""
         keys = list(keys)
-        found: dict[str, str] = {}
+        rows: list[Any] = []
         with self._tx(commit=False) as c:
             for i in range(0, len(keys), CHUNK):
                 chunk = keys[i : i + CHUNK]
+                marks = ",".join("?" * len(chunk))
                 c.execute(
                     self._sql(
-                        "SELECT entity, state FROM {p}dealengine_view_entities WHERE view = ? "
-                        f"AND entity IN ({','.join('?' * len(chunk))})"
+                        f"SELECT {columns} FROM {{p}}{table} WHERE view = ? AND {key} IN ({marks})"
                     ),
                     (view, *chunk),
                 )
-                found.update((r["entity"], r["state"]) for r in c.fetchall())
-        return found
+                rows.extend(c.fetchall())
+        return rows
 
     def counters(self, projection: str) -> tuple[str | None, list[Row]]:
         """The active generation of `projection` and all its counters, in one read."""
@@ -123,20 +130,10 @@ class ViewTables:
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
     def counter_rows(self, view: str, keys: Iterable[str]) -> dict[str, Counter]:
-        keys = list(keys)
-        found: dict[str, Counter] = {}
-        with self._tx(commit=False) as c:
-            for i in range(0, len(keys), CHUNK):
-                chunk = keys[i : i + CHUNK]
-                c.execute(
-                    self._sql(
-                        "SELECT key, n, amount, weighted FROM {p}dealengine_view_counters "
-                        f"WHERE view = ? AND key IN ({','.join('?' * len(chunk))})"
-                    ),
-                    (view, *chunk),
-                )
-                found.update((r["key"], (r["n"], r["amount"], r["weighted"])) for r in c.fetchall())
-        return found
+        rows = self._rows_of(
+            view, keys, "key, n, amount, weighted", "dealengine_view_counters", "key"
+        )
+        return {r["key"]: (r["n"], r["amount"], r["weighted"]) for r in rows}
 
     def activate(self, projection: str, view: str, digest: str) -> str | None:
         """Point `projection` at `view` and drop the generation it replaces, atomically."""
