@@ -501,3 +501,22 @@ def test_shared_folds_give_the_views_of_their_own_definitions(engine: Engine) ->
     )
     assert r["week"].funnel == engine.funnel(cohort="week", conversion_window_days=3)
     assert r["ordered"].funnel == engine.funnel(mode="ordered", conversion_window_days=3)
+
+
+def test_the_garbage_collector_is_back_on_after_a_run(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from dealengine.projections.funnel import FunnelProjection
+
+    engine.what_if({"name": "s", "funnel": {"mode": "ordered"}})
+    assert gc.isenabled()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a report failed")
+
+    monkeypatch.setattr(FunnelProjection, "report", broken)
+    with pytest.raises(RuntimeError):
+        engine.what_if({"name": "s"})
+    assert gc.isenabled()

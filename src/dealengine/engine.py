@@ -54,6 +54,7 @@ from dealengine.projections.pipeline import (
 from dealengine.projections.stream import (
     Fold,
     StreamEvent,
+    collector_paused,
     corrected,
     decode,
     fold_all,
@@ -496,11 +497,12 @@ class Engine:
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         """One pass over the stream for every fold; as of a time, the events that occurred
         after it are skipped (the same folds, fed less)."""
-        if as_of is None:
-            stop = self.store.position()  # the voids and the stream read at the same point
-            return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop))
-        bound = format_time(as_of)
-        return fold_all((e for e in self.events() if e.data["occurred_at"] <= bound), folds)
+        with collector_paused():
+            if as_of is None:
+                stop = self.store.position()  # the voids and the stream read at the same point
+                return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop))
+            bound = format_time(as_of)
+            return fold_all((e for e in self.events() if e.data["occurred_at"] <= bound), folds)
 
     def _funnel_definition(self, overrides: dict[str, Any]) -> FunnelDefinition:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -517,6 +519,8 @@ class Engine:
 
     def view(self, name: ProjectionName) -> MaterialisedView:
         """The materialised `funnel` or `pipeline` view (tables beside the store)."""
+        if self.settings.read_only:
+            raise DealEngineError("the store is open read-only: no materialised views (use --full)")
         if name not in self._views:
             if self._view_tables is None:
                 env = Environment("DealEngineViews", views_env(self.settings, self.store.env))

@@ -8,7 +8,9 @@ the engine passes the voided ids (`skip_ids`), read with one indexed query.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
@@ -49,6 +51,20 @@ def decode(rows: Iterable[Row]) -> Iterator[StreamEvent]:
 
 def _unknown(position: int, stream: str, topic: str) -> str:
     raise ValueError(f"event {position} of {stream} has an unknown topic {topic!r}")
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a fold builds its (long-lived) state: its
+    generation scans over millions of new dicts cost about a third of a large rebuild. The
+    folds make no reference cycles; collection resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def fold_all(events: Iterable[StreamEvent], folds: Sequence[Fold[Any]]) -> list[Any]:

@@ -30,7 +30,7 @@ from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import format_time
 from dealengine.projections.funnel import UNKNOWN, FunnelProjection, FunnelState, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
-from dealengine.projections.stream import Fold, StreamEvent
+from dealengine.projections.stream import Fold, StreamEvent, collector_paused
 from dealengine.whatif.hypothetical import hypothetical_events
 from dealengine.whatif.result import ScenarioResult, Views, WhatIf, diff
 from dealengine.whatif.scenario import Resolved, Scenario, load_scenario, resolve, validated
@@ -521,16 +521,16 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    folds = [lane.folds() for lane in lanes]
-    folded = fold_pass([f for lane_folds in folds for f in lane_folds], None)
-    for lane, lane_folds in zip(lanes, folds, strict=True):
-        lane.views(folded[: len(lane_folds)])
-        folded = folded[len(lane_folds) :]
-    for lane in lanes:
-        lane.finish()
-
-    reports: dict[Hashable, FunnelView | PipelineView] = {}
-    views = [_views(job, reports, now) for job in jobs]
+    with collector_paused():
+        folds = [lane.folds() for lane in lanes]
+        folded = fold_pass([f for lane_folds in folds for f in lane_folds], None)
+        for lane, lane_folds in zip(lanes, folds, strict=True):
+            lane.views(folded[: len(lane_folds)])
+            folded = folded[len(lane_folds) :]
+        for lane in lanes:
+            lane.finish()
+        reports: dict[Hashable, FunnelView | PipelineView] = {}
+        views = [_views(job, reports, now) for job in jobs]
     base = views[0]
     results = {}
     for job, scenario_views in zip(jobs[1:], views[1:], strict=True):
