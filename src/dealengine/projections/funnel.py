@@ -155,7 +155,8 @@ class FunnelProjection:
             path = self.path(earliest, view.sequence.get(lead, []))
             if path is None:
                 continue
-            if self._excluded(path, view.excluded.get(lead, ())):
+            excluded_at = view.excluded.get(lead)
+            if excluded_at and self._excluded(path, excluded_at):
                 excluded += 1
                 continue
             paths[lead] = path
@@ -262,11 +263,14 @@ class FunnelProjection:
         pairs = [(k, k + 1) for k in range(self.steps - 1)]
         if self.steps > 2:
             pairs.append((0, self.steps - 1))
-        paths = list(paths)
-        return [
-            conversion_time(names[a], names[b], [_days_between(p, a, b) for p in paths])
-            for a, b in pairs
-        ]
+        days: list[list[float | None]] = [[] for _ in pairs]
+        for path in paths:
+            seconds = [_seconds(t) if t is not None else None for t in path.times]  # parse once
+            for i, (a, b) in enumerate(pairs):
+                start, end = seconds[a], seconds[b]
+                if path.furthest >= b and start is not None and end is not None:
+                    days[i].append((end - start) / 86400)
+        return [conversion_time(names[a], names[b], days[i]) for i, (a, b) in enumerate(pairs)]
 
 
 def conversion_time(from_step: str, to_step: str, days: list[float | None]) -> ConversionTime:
@@ -298,11 +302,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _days_between(path: LeadPath, a: int, b: int) -> float | None:
-    if path.furthest < b or path.times[a] is None or path.times[b] is None:
-        return None
-    delta = _parse(path.times[b]) - _parse(path.times[a])  # type: ignore[arg-type]
-    return delta.total_seconds() / 86400
+def _seconds(at: str) -> float:
+    return _parse(at).timestamp()
 
 
 def _entry(path: LeadPath) -> str:
