@@ -22,11 +22,9 @@ from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_man
 from dealengine.domain.deal import (
     OPENING_TYPES,
     Deal,
-    deal_evolver,
-    decide_deal,
-    decide_opening,
     opening_ids,
 )
+from dealengine.domain.decider import decide, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
     PipelineDefinition,
@@ -42,7 +40,7 @@ from dealengine.domain.errors import (
 )
 from dealengine.domain.events import DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
-from dealengine.domain.lead import Lead, decide_lead, evolve_lead
+from dealengine.domain.lead import Lead
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import (
     DealStageTimes,
@@ -116,7 +114,7 @@ class Engine:
         self.funnel_definition = funnel or load_funnel()
         self.clock = clock
         self.store = Store(self.settings)
-        self._evolve_deal = deal_evolver(self.pipelines)
+        self._apply = evolver(self.pipelines)
         self._views: dict[str, MaterialisedView] = {}
         self._view_tables: ViewTables | None = None
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
@@ -260,20 +258,7 @@ class Engine:
     def _decide(
         self, cmd: Interaction, state: Callable[[str], State], now: datetime
     ) -> list[DomainEvent]:
-        if cmd.event_type in OPENING_TYPES:
-            deal_id, lead_id = opening_ids(cmd)
-            lead = state(originator_id("lead", lead_id)) if lead_id else None
-            deal = state(originator_id("deal", deal_id))
-            return decide_opening(self.pipelines, _as(Lead, lead), _as(Deal, deal), cmd, now)
-        if cmd.event_class.aggregate == "lead":
-            return decide_lead(_as(Lead, state(originator_id("lead", cmd.target))), cmd, now)
-        deal = _as(Deal, state(originator_id("deal", cmd.target)))
-        return decide_deal(self.pipelines, deal, cmd, now)
-
-    def _apply(self, state: State, event: DomainEvent) -> Lead | Deal:
-        if event.aggregate == "lead":
-            return evolve_lead(state, event)  # type: ignore[arg-type]  # a lead stream: Lead | None
-        return self._evolve_deal(state, event)  # type: ignore[arg-type]  # a deal stream
+        return decide(self.pipelines, cmd, state, now)
 
     def _cached(self, stream: str) -> State:
         if stream not in self._cache:

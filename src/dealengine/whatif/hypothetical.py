@@ -1,8 +1,8 @@
 """Hypothetical events: decided by the real stage rules, seen by one scenario's folds only.
 
 Each event (inline `[[events]]`, then the lines of `events_file`, in order) is parsed as an
-ingest line and decided by the domain's own `decide_lead`, `decide_deal` and
-`decide_opening`, under the scenario's pipelines, against the state the recorded history
+ingest line and decided by the engine's own routing of the domain rules (domain/decider.py),
+under the scenario's pipelines, against the state the recorded history
 gives (read with `engine.lead()` / `engine.deal()`: reads only) and the hypothetical events
 before it. A refusal is the error the engine would raise, its message prefixed with the
 scenario file and line. Nothing is stored: the decided events become stream events (their JSON
@@ -12,26 +12,20 @@ exactly as the store would hold it), appended after the real stream of their sce
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
 from dealengine.domain.deal import (
-    OPENING_TYPES,
     Deal,
-    deal_evolver,
-    decide_deal,
-    decide_opening,
-    opening_ids,
 )
+from dealengine.domain.decider import decide, evolver
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
-from dealengine.domain.events import DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
-from dealengine.domain.lead import Lead, decide_lead, evolve_lead
+from dealengine.domain.lead import Lead
 from dealengine.ingest.jsonl import interaction_from, parse_line
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
@@ -56,7 +50,7 @@ def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
             states[stream] = _recorded(engine, stream, plan.pipelines)
         return states[stream]
 
-    evolve_deal = deal_evolver(plan.pipelines)
+    evolve = evolver(plan.pipelines)
     now = engine.clock()
     decided: list[StreamEvent] = []
     for where, cmd in commands:
@@ -68,28 +62,10 @@ def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
         for event in events:
             stream = event.originator_id
             before = state(stream)
-            states[stream] = (
-                evolve_lead(before, event)  # type: ignore[arg-type]  # a lead stream
-                if event.aggregate == "lead"
-                else evolve_deal(before, event)  # type: ignore[arg-type]  # a deal stream
-            )
+            states[stream] = evolve(before, event)
             data = orjson.loads(event.stored_json())
             decided.append(StreamEvent(-1 - len(decided), stream, event.event_type, data))
     return decided
-
-
-def decide(
-    pipelines: Pipelines, cmd: Interaction, state: Callable[[str], State], now: datetime
-) -> list[DomainEvent]:
-    """The events recording `cmd` (as Engine._decide, under the scenario's pipelines)."""
-    if cmd.event_type in OPENING_TYPES:
-        deal_id, lead_id = opening_ids(cmd)
-        lead = state(originator_id("lead", lead_id)) if lead_id else None
-        deal = state(originator_id("deal", deal_id))
-        return decide_opening(pipelines, _lead(lead), _deal(deal), cmd, now)
-    if cmd.event_class.aggregate == "lead":
-        return decide_lead(_lead(state(originator_id("lead", cmd.target))), cmd, now)
-    return decide_deal(pipelines, _deal(state(originator_id("deal", cmd.target))), cmd, now)
 
 
 def _recorded(engine: Engine, stream: str, pipelines: Pipelines) -> State:
@@ -109,14 +85,6 @@ def _recorded(engine: Engine, stream: str, pipelines: Pipelines) -> State:
             f"which the scenario's {where} does not have"
         )
     return deal
-
-
-def _lead(state: State) -> Lead | None:
-    return state if isinstance(state, Lead) or state is None else None
-
-
-def _deal(state: State) -> Deal | None:
-    return state if isinstance(state, Deal) or state is None else None
 
 
 def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
