@@ -260,11 +260,6 @@ class Engine:
     ) -> list[DomainEvent]:
         return decide(self.pipelines, cmd, state, now)
 
-    def _cached(self, stream: str) -> State:
-        if stream not in self._cache:
-            self._cache[stream] = self._load(stream)
-        return self._cache[stream]
-
     def _load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
         events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +19,9 @@ from dealengine.projections.pipeline import Money, PipelineView
 class Views(BaseModel):
     funnel: FunnelView
     pipeline: PipelineView
+
+
+C = TypeVar("C", "CountChange", "AmountChange", "RateChange")
 
 
 class CountChange(BaseModel):
@@ -83,39 +87,25 @@ class WhatIf(BaseModel):
 
 
 def count_change(baseline: int | None, scenario: int | None) -> CountChange:
-    if baseline is None or scenario is None:
-        return CountChange(baseline=baseline, scenario=scenario, change=None, relative=None)
-    change = scenario - baseline
-    return CountChange(
-        baseline=baseline,
-        scenario=scenario,
-        change=change,
-        relative=change / baseline if baseline else None,
-    )
+    return _change(CountChange, baseline, scenario)
 
 
 def amount_change(baseline: Decimal | None, scenario: Decimal | None) -> AmountChange:
-    if baseline is None or scenario is None:
-        return AmountChange(baseline=baseline, scenario=scenario, change=None, relative=None)
-    change = scenario - baseline
-    return AmountChange(
-        baseline=baseline,
-        scenario=scenario,
-        change=change,
-        relative=float(change / baseline) if baseline else None,
-    )
+    return _change(AmountChange, baseline, scenario)
 
 
 def rate_change(baseline: float | None, scenario: float | None) -> RateChange:
+    return _change(RateChange, baseline, scenario)
+
+
+def _change(model: type[C], baseline: Any, scenario: Any) -> C:
+    """Baseline, scenario, their difference and the difference relative to the baseline
+    (None where a side is missing, or relative to a zero baseline)."""
     if baseline is None or scenario is None:
-        return RateChange(baseline=baseline, scenario=scenario, change=None, relative=None)
+        return model(baseline=baseline, scenario=scenario, change=None, relative=None)
     change = scenario - baseline
-    return RateChange(
-        baseline=baseline,
-        scenario=scenario,
-        change=change,
-        relative=change / baseline if baseline else None,
-    )
+    relative = float(change / baseline) if baseline else None
+    return model(baseline=baseline, scenario=scenario, change=change, relative=relative)
 
 
 Row = tuple[int, Decimal, Decimal | None]  # deals, amount, weighted amount
