@@ -55,7 +55,6 @@ from dealengine.projections.stream import (
     collector_paused,
     corrected,
     decode,
-    fold_all,
     fold_rows,
 )
 from dealengine.settings import Settings
@@ -477,12 +476,10 @@ class Engine:
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         """One pass over the stream for every fold; as of a time, the events that occurred
         after it are skipped (the same folds, fed less)."""
+        bound = None if as_of is None else format_time(as_of)
+        stop = self.store.position()  # the voids and the stream read at the same point
         with collector_paused():
-            if as_of is None:
-                stop = self.store.position()  # the voids and the stream read at the same point
-                return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop))
-            bound = format_time(as_of)
-            return fold_all((e for e in self.events() if e.data["occurred_at"] <= bound), folds)
+            return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop), bound)
 
     def _funnel_definition(self, overrides: dict[str, Any]) -> FunnelDefinition:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -595,9 +592,7 @@ class Engine:
         scenario, folded in the same pass over the stream (dealengine.whatif)."""
         from dealengine.whatif.run import run_what_if
 
-        return run_what_if(
-            self, scenarios, self._fold, as_of=as_of, pipeline_name=pipeline_name
-        )
+        return run_what_if(self, scenarios, self._fold, as_of=as_of, pipeline_name=pipeline_name)
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

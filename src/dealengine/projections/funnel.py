@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -98,11 +99,20 @@ class FunnelProjection:
         self.exclusions = frozenset(definition.exclusions)
         self.first_touch = definition.attribution == "first_touch"
         self.fields = tuple(dict.fromkeys(("channel", *definition.breakdowns)))
-        # the event types that can carry a breakdown field: the others skip that loop
-        self.touch_types = frozenset(
-            name
+        # per event type: its step (or None), whether it is excluded, the touch fields it has
+        self.plan: dict[str, tuple[int | None, bool, tuple[str, ...]]] = {
+            name: (
+                self.step_of.get(name),
+                name in self.exclusions,
+                tuple(f for f in self.fields if f in cls.model_fields),
+            )
             for name, cls in EVENT_TYPES.items()
-            if any(f in cls.model_fields for f in self.fields)
+        }
+        # what the pass hands this fold: deal_opened links a deal to its lead
+        self.event_types = frozenset(
+            name
+            for name, (step, excluded, touch) in self.plan.items()
+            if step is not None or excluded or touch or name == "deal_opened"
         )
 
     def initial(self) -> FunnelState:
@@ -111,9 +121,9 @@ class FunnelProjection:
         return state
 
     def apply(self, view: FunnelState, event: StreamEvent) -> None:
-        stream, data = event.stream, event.data
+        _, stream, event_type, data = event
         if stream[0] == "d":
-            if event.type == "deal_opened" and data.get("lead_id"):
+            if event_type == "deal_opened" and data.get("lead_id"):
                 view.lead_of_deal[stream] = data["lead_id"]
             lead = view.lead_of_deal.get(stream)
             if lead is None:
@@ -121,21 +131,21 @@ class FunnelProjection:
         else:
             lead = stream[5:]
         at = data["occurred_at"]  # fixed-width UTC: string order is time order
-        step = self.step_of.get(event.type)
+        step, excluded, touch = self.plan[event_type]
         if step is not None:
             times = view.earliest.get(lead)
             if times is None:
                 times = view.earliest[lead] = [None] * self.steps
-            seen = times[step]
-            if seen is None or at < seen:
                 times[step] = at
+            else:
+                seen = times[step]
+                if seen is None or at < seen:
+                    times[step] = at
             if self.keep_sequence:
                 view.sequence.setdefault(lead, []).append((at, step))
-        if self.exclusions and event.type in self.exclusions:
+        if excluded:
             view.excluded.setdefault(lead, []).append(at)
-        if event.type not in self.touch_types:
-            return
-        for name in self.fields:
+        for name in touch:
             value = data.get(name)
             if value is not None:
                 touches = view.touches[name]
@@ -148,42 +158,78 @@ class FunnelProjection:
     # --- the report: modes, windows, exclusions, breakdowns, cohorts, time to convert ---------
 
     def report(self, view: FunnelState, as_of: datetime | None = None) -> FunnelView:
-        d = self.definition
-        paths: dict[str, LeadPath] = {}
+        """One pass over the leads: each lead's path, counted once per combination of its
+        furthest step, cohort and group values; a lead counts at every step up to its
+        furthest. The combinations (a few hundred) are then summed per group."""
+        d, n = self.definition, self.steps
+        converted: list[tuple[int, list[str | None]]] = []  # paths past step 1
         excluded = 0
+        combinations: dict[tuple[Any, ...], int] = {}  # (furthest, cohort, *values) -> leads
+        touches = [view.touches[name] for name in self.fields]
+        period = _period_memo(d.cohort)
+        sequence, excluded_at = view.sequence, view.excluded
+        ordered = self.keep_sequence
         for lead, earliest in view.earliest.items():
-            path = self.path(earliest, view.sequence.get(lead, []))
-            if path is None:
-                continue
-            excluded_at = view.excluded.get(lead)
-            if excluded_at and self._excluded(path, excluded_at):
+            if ordered:
+                path = self._ordered_path(sorted(sequence.get(lead, ())))
+                if path is None:
+                    continue
+                k, times = path.furthest, path.times
+            else:  # reached: the furthest step with a time
+                k, times = n - 1, earliest
+                while k >= 0 and times[k] is None:
+                    k -= 1
+                if k < 0:
+                    continue
+            if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
                 excluded += 1
                 continue
-            paths[lead] = path
-        overall = self._counts(paths.values())
+            if k:
+                converted.append((k, times))
+            entry = times[0] or min(t for t in times if t is not None)
+            key = (k, period(entry), *[_value(by_lead, lead) for by_lead in touches])
+            combinations[key] = combinations.get(key, 0) + 1
+        overall = [0] * n
+        cohorts: dict[str, list[int]] = defaultdict(lambda: [0] * n)
+        groups: list[dict[str, list[int]]] = [defaultdict(lambda: [0] * n) for _ in touches]
+        for (step, cohort, *values), leads in combinations.items():
+            overall[step] += leads
+            cohorts[cohort][step] += leads
+            for by, value in zip(groups, values, strict=True):
+                by[value][step] += leads
         breakdowns = {
-            name: self._grouped(paths, partial(_value, view.touches[name])) for name in self.fields
+            name: self._breakdown(by) for name, by in zip(self.fields, groups, strict=True)
         }
-        cohorts = self._grouped(paths, lambda lead: _period(_entry(paths[lead]), d.cohort))
+        reached = _at_least(overall)
         return FunnelView(
             mode=d.mode,
             conversion_window_days=None if d.mode == "reached" else d.conversion_window_days,
             as_of=as_of,
-            leads=overall[0] if self.steps else 0,
+            leads=reached[0] if n else 0,
             excluded_leads=excluded,
-            steps=self._steps(overall),
+            steps=self._steps(reached),
             by_channel=breakdowns["channel"],
             breakdowns={k: v for k, v in breakdowns.items() if k != "channel"},
-            cohorts=dict(sorted(cohorts.items())),
-            time_to_convert=self._conversion_times(paths.values()),
+            cohorts=self._breakdown(cohorts),
+            time_to_convert=self._conversion_times(converted),
         )
 
-    def path(self, earliest: list[str | None], sequence: list[tuple[str, int]]) -> LeadPath | None:
+    def _breakdown(self, furthest: dict[str, list[int]]) -> dict[str, FunnelBreakdown]:
+        """Per group: from how many leads stopped at each step to how many reached it."""
+        return {
+            g: FunnelBreakdown(steps=self._steps(_at_least(furthest[g]))) for g in sorted(furthest)
+        }
+
+    def path(
+        self, earliest: list[str | None], sequence: Iterable[tuple[str, int]]
+    ) -> LeadPath | None:
         """The lead's counted path under the definition's mode (None: never entered)."""
-        if self.definition.mode == "reached":
-            reached = [k for k, t in enumerate(earliest) if t is not None]
-            return LeadPath(max(reached), list(earliest)) if reached else None
-        return self._ordered_path(sorted(sequence))
+        if self.keep_sequence:
+            return self._ordered_path(sorted(sequence))
+        for k in range(len(earliest) - 1, -1, -1):
+            if earliest[k] is not None:
+                return LeadPath(k, list(earliest))
+        return None
 
     def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
         """The furthest path over all entries (each step-1 event starts one), steps in order,
@@ -219,29 +265,14 @@ class FunnelProjection:
                 best = LeadPath(k, times)
         return best
 
-    def _excluded(self, path: LeadPath, excluded_at: Iterable[str]) -> bool:
-        entry = _entry(path)
+    def _excluded(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
+        """Whether the lead with this path has an excluded event after its entry (in the
+        ordered modes: inside the conversion window of its entry)."""
+        entry = _entry(times)
         end = None
         if self.definition.mode != "reached":
             end = _format(_parse(entry) + timedelta(days=self.definition.conversion_window_days))
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
-
-    def _counts(self, paths: Iterable[LeadPath]) -> list[int]:
-        counts = [0] * self.steps
-        for path in paths:
-            for k in range(path.furthest + 1):
-                counts[k] += 1
-        return counts
-
-    def _grouped(
-        self, paths: dict[str, LeadPath], key: Callable[[str], str]
-    ) -> dict[str, FunnelBreakdown]:
-        groups: dict[str, list[LeadPath]] = defaultdict(list)
-        for lead, path in paths.items():
-            groups[key(lead)].append(path)
-        return {
-            g: FunnelBreakdown(steps=self._steps(self._counts(groups[g]))) for g in sorted(groups)
-        }
 
     def _steps(self, counts: list[int]) -> list[FunnelStepView]:
         steps = []
@@ -258,18 +289,22 @@ class FunnelProjection:
             )
         return steps
 
-    def _conversion_times(self, paths: Iterable[LeadPath]) -> list[ConversionTime]:
-        names = self.definition.names
-        pairs = [(k, k + 1) for k in range(self.steps - 1)]
-        if self.steps > 2:
-            pairs.append((0, self.steps - 1))
-        days: list[list[float | None]] = [[] for _ in pairs]
-        for path in paths:
-            seconds = [_seconds(t) if t is not None else None for t in path.times]  # parse once
-            for i, (a, b) in enumerate(pairs):
-                start, end = seconds[a], seconds[b]
-                if path.furthest >= b and start is not None and end is not None:
-                    days[i].append((end - start) / 86400)
+    def _conversion_times(
+        self, paths: Iterable[tuple[int, list[str | None]]]
+    ) -> list[ConversionTime]:
+        """Over the paths (furthest step, times) of the leads past step 1."""
+        names, n = self.definition.names, self.steps
+        days: list[list[float]] = [[] for _ in range(n)]  # k: step k to k+1; n-1: first to last
+        parse = datetime.fromisoformat
+        for k, times in paths:
+            seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
+            for a in range(k):
+                start, end = seconds[a], seconds[a + 1]
+                if start is not None and end is not None:
+                    days[a].append((end - start) / 86400)
+            if k == n - 1 and n > 2 and seconds[0] is not None and seconds[k] is not None:
+                days[n - 1].append((seconds[k] - seconds[0]) / 86400)
+        pairs = [(k, k + 1) for k in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
         return [conversion_time(names[a], names[b], days[i]) for i, (a, b) in enumerate(pairs)]
 
 
@@ -279,7 +314,7 @@ def conversion_time(from_step: str, to_step: str, days: list[float | None]) -> C
     edges = HISTOGRAM_DAYS
     buckets = [0] * len(edges)
     for v in values:
-        buckets[max(i for i, e in enumerate(edges) if v >= e)] += 1
+        buckets[bisect_right(edges, v) - 1] += 1
     labels = [f"{a}-{b}d" for a, b in itertools.pairwise(edges)] + [f"{edges[-1]}d+"]
     return ConversionTime(
         from_step=from_step,
@@ -306,9 +341,34 @@ def _seconds(at: str) -> float:
     return _parse(at).timestamp()
 
 
-def _entry(path: LeadPath) -> str:
+def _entry(times: list[str | None]) -> str:
     """When the lead entered: its step-1 time, or its earliest step when it skipped step 1."""
-    return path.times[0] or min(t for t in path.times if t is not None)
+    return times[0] or min(t for t in times if t is not None)
+
+
+def _at_least(furthest: list[int]) -> list[int]:
+    """From the number of leads whose furthest step is k to the number that reached step k."""
+    reached, total = [0] * len(furthest), 0
+    for k in range(len(furthest) - 1, -1, -1):
+        total += furthest[k]
+        reached[k] = total
+    return reached
+
+
+def _period_memo(cohort: str) -> Callable[[str], str]:
+    """`_period` for one cohort kind, remembered per day (the period depends on the date only)."""
+    if cohort == "month":
+        return lambda at: at[:7]
+    periods: dict[str, str] = {}
+
+    def period(at: str) -> str:
+        day = at[:10]
+        found = periods.get(day)
+        if found is None:
+            found = periods[day] = _period(at, cohort)
+        return found
+
+    return period
 
 
 def _period(at: str, cohort: str) -> str:

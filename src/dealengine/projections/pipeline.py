@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from pydantic import BaseModel, field_serializer
 
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
+from dealengine.domain.events import DEAL_EVENTS
 from dealengine.projections.stream import StreamEvent
 
 CENT = Decimal("0.01")
+DEAL_EVENT_TYPES = frozenset(cls.event_type for cls in DEAL_EVENTS)
 DAY = 86400.0
 
 
@@ -134,23 +136,34 @@ class DealFacts:
     lost_reason: str | None = None
 
 
+class Derived(NamedTuple):
+    """What a report derives from a deal's facts, once (see `PipelineProjection._derive`)."""
+
+    stream: str
+    facts: DealFacts
+    amount: Decimal
+    spent: dict[str, float]  # stage -> days, over the stays the deal left
+    age: float | None  # days in its current stage; None when closed
+
+
 class PipelineProjection:
     """The view of one pipeline: it keeps the deals opened in it and ignores the others."""
 
     def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
+        self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
 
     def initial(self) -> dict[str, DealFacts]:
         return {}
 
     def apply(self, view: dict[str, DealFacts], event: StreamEvent) -> None:
-        stream = event.stream
+        _, stream, event_type, data = event
         if stream[0] != "d":
             return
-        data, d = event.data, self.definition
+        d = self.definition
         at = data["occurred_at"]
-        if event.type == "deal_opened":
+        if event_type == "deal_opened":
             pipeline = data.get("pipeline")
             if pipeline != d.name and (pipeline is not None or not self.default):
                 return
@@ -162,7 +175,7 @@ class PipelineProjection:
         deal = view.get(stream)
         if deal is None:
             return  # a deal of another pipeline
-        stage = stage_after(d, deal.stage, event.type, data.get("to_stage"))
+        stage = stage_after(d, deal.stage, event_type, data.get("to_stage"))
         if stage != deal.stage:
             deal.stays[-1].left = at
             deal.stays.append(Stay(stage, at))
@@ -186,12 +199,12 @@ class PipelineProjection:
         """The pipeline as of `as_of` (ages and staleness measured at `as_of`, else `now`)."""
         d = self.definition
         moment = as_of or now or datetime.now(UTC)
-        deals = list(view.items())
-        summary = self._summarise(deals, moment)
-        won = [f for _, f in deals if f.stage == d.won_stage]
-        lost = [f for _, f in deals if f.stage == d.lost_stage]
-        won_amount = sum((Decimal(f.amount) for f in won), Decimal(0))
-        lost_amount = sum((Decimal(f.amount) for f in lost), Decimal(0))
+        deals = [self._derive(stream, facts, moment) for stream, facts in view.items()]
+        summary = self._summarise(deals)
+        won = [x for x in deals if x.facts.stage == d.won_stage]
+        lost = [x for x in deals if x.facts.stage == d.lost_stage]
+        won_amount = sum((x.amount for x in won), Decimal(0))
+        lost_amount = sum((x.amount for x in lost), Decimal(0))
         cycle = {"won": _cycle(won), "lost": _cycle(lost)}
         average = won_amount / len(won) if won else None
         open_deals = sum(s.open_deals for s in summary.stages)
@@ -199,9 +212,10 @@ class PipelineProjection:
         if average is not None and summary.win_rate is not None and cycle["won"].mean_days:
             days = Decimal(str(cycle["won"].mean_days))
             velocity = open_deals * Decimal(str(summary.win_rate)) * average / days
-        by_owner: dict[str, list[tuple[str, DealFacts]]] = defaultdict(list)
-        for deal_id, facts in deals:
-            by_owner[facts.owner].append((deal_id, facts))
+        by_owner: dict[str, list[Derived]] = defaultdict(list)
+        for x in deals:
+            by_owner[x.facts.owner].append(x)
+        reasons = Counter(x.facts.lost_reason or "unknown" for x in lost)
         return PipelineView(
             name=d.name,
             currency=d.currency,
@@ -211,12 +225,25 @@ class PipelineProjection:
             average_deal_size=average,
             cycle=cycle,
             velocity_per_day=velocity,
-            lost_reasons=dict(Counter(f.lost_reason or "unknown" for f in lost).most_common()),
+            lost_reasons=dict(reasons.most_common()),
             forecast=self._forecast(deals),
             forecast_by_close_month=self._by_close_month(deals),
             stale=self._stale(deals, moment),
-            by_owner={o: self._summarise(by_owner[o], moment) for o in sorted(by_owner)},
+            by_owner={o: self._summarise(by_owner[o]) for o in sorted(by_owner)},
         )
+
+    def _derive(self, stream: str, facts: DealFacts, now: datetime) -> Derived:
+        """What the report needs of a deal, computed once: its amount, the days it spent in
+        each stage it left, and its age in its stage when it is open."""
+        spent: dict[str, float] = {}
+        for stay in facts.stays:
+            if stay.left is not None:
+                days = _days(_parse(stay.entered), _parse(stay.left))
+                spent[stay.stage] = spent.get(stay.stage, 0.0) + days
+        age = None
+        if not self.definition.is_closed(facts.stage):
+            age = _days(_parse(facts.stays[-1].entered), now)
+        return Derived(stream, facts, Decimal(facts.amount), spent, age)
 
     def stage_times(self, view: dict[str, DealFacts], now: datetime) -> list[DealStageTimes]:
         """For every deal: when it entered and left each stage; latest and cumulative days."""
@@ -242,23 +269,20 @@ class PipelineProjection:
             )
         return report
 
-    def _summarise(self, deals: list[tuple[str, DealFacts]], now: datetime) -> PipelineBreakdown:
+    def _summarise(self, deals: list[Derived]) -> PipelineBreakdown:
         d = self.definition
         count: dict[str, int] = defaultdict(int)
         total: dict[str, Decimal] = defaultdict(Decimal)
         ages: dict[str, list[float]] = defaultdict(list)
         done: dict[str, list[float]] = defaultdict(list)  # cumulative days of left stays
-        for _, facts in deals:
-            count[facts.stage] += 1
-            total[facts.stage] += Decimal(facts.amount)
-            spent: dict[str, float] = defaultdict(float)
-            for stay in facts.stays:
-                if stay.left is not None:
-                    spent[stay.stage] += _days(_parse(stay.entered), _parse(stay.left))
-            for stage, days in spent.items():
-                done[stage].append(days)
-            if not d.is_closed(facts.stage):
-                ages[facts.stage].append(_days(_parse(facts.stays[-1].entered), now))
+        for x in deals:
+            stage = x.facts.stage
+            count[stage] += 1
+            total[stage] += x.amount
+            for left, days in x.spent.items():
+                done[left].append(days)
+            if x.age is not None:
+                ages[stage].append(x.age)
         won, lost = count[d.won_stage], count[d.lost_stage]
         return PipelineBreakdown(
             stages=[
@@ -279,43 +303,43 @@ class PipelineProjection:
             win_rate=won / (won + lost) if won + lost else None,
         )
 
-    def _forecast(self, deals: list[tuple[str, DealFacts]]) -> dict[str, ForecastView]:
+    def _forecast(self, deals: list[Derived]) -> dict[str, ForecastView]:
         d = self.definition
-        groups: dict[str, list[DealFacts]] = {c: [] for c in FORECAST_CATEGORIES}
-        for _, facts in deals:
-            groups[d.forecast_category(facts.stage)].append(facts)
+        groups: dict[str, list[Derived]] = {c: [] for c in FORECAST_CATEGORIES}
+        for x in deals:
+            groups[d.forecast_category(x.facts.stage)].append(x)
         return {c: self._totals(groups[c]) for c in FORECAST_CATEGORIES}
 
-    def _by_close_month(self, deals: list[tuple[str, DealFacts]]) -> dict[str, ForecastView]:
-        groups: dict[str, list[DealFacts]] = defaultdict(list)
-        for _, facts in deals:
-            if not self.definition.is_closed(facts.stage):
-                groups[(facts.expected_close_on or "none")[:7]].append(facts)
+    def _by_close_month(self, deals: list[Derived]) -> dict[str, ForecastView]:
+        groups: dict[str, list[Derived]] = defaultdict(list)
+        for x in deals:
+            if x.age is not None:  # open
+                groups[(x.facts.expected_close_on or "none")[:7]].append(x)
         return {month: self._totals(groups[month]) for month in sorted(groups)}
 
-    def _totals(self, deals: Iterable[DealFacts]) -> ForecastView:
-        p = self.definition.probability
-        deals = list(deals)
+    def _totals(self, deals: list[Derived]) -> ForecastView:
+        p = {s: Decimal(str(v)) for s, v in self.definition.probability.items()}
         return ForecastView(
             deals=len(deals),
-            amount=sum((Decimal(f.amount) for f in deals), Decimal(0)),
-            weighted_amount=sum(
-                (Decimal(f.amount) * Decimal(str(p[f.stage])) for f in deals), Decimal(0)
-            ),
+            amount=sum((x.amount for x in deals), Decimal(0)),
+            weighted_amount=sum((x.amount * p[x.facts.stage] for x in deals), Decimal(0)),
         )
 
-    def _stale(self, deals: list[tuple[str, DealFacts]], now: datetime) -> list[StaleDeal]:
+    def _stale(self, deals: list[Derived], now: datetime) -> list[StaleDeal]:
         stale = []
-        for stream, facts in deals:
+        for x in deals:
+            facts = x.facts
             limit = self.definition.stage[facts.stage].stale_after_days
+            if limit is None:
+                continue
             idle = _days(_parse(facts.last_at), now)
-            if limit is not None and idle > limit:
+            if idle > limit:
                 stale.append(
                     StaleDeal(
-                        deal_id=stream.partition(":")[2],
+                        deal_id=x.stream.partition(":")[2],
                         stage=facts.stage,
                         owner=facts.owner,
-                        amount=Decimal(facts.amount),
+                        amount=x.amount,
                         days_without_event=idle,
                         limit_days=limit,
                     )
@@ -323,8 +347,12 @@ class PipelineProjection:
         return sorted(stale, key=lambda s: -s.days_without_event)
 
 
-def _cycle(deals: list[DealFacts]) -> CycleView:
-    days = [_days(_parse(f.opened_at), _parse(f.closed_at)) for f in deals if f.closed_at]
+def _cycle(deals: list[Derived]) -> CycleView:
+    days = [
+        _days(_parse(x.facts.opened_at), _parse(x.facts.closed_at))
+        for x in deals
+        if x.facts.closed_at
+    ]
     return CycleView(
         deals=len(days),
         median_days=statistics.median(days) if days else None,

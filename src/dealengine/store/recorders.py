@@ -32,6 +32,8 @@ _VOID_TOPICS_SQL = "(" + ", ".join(f"'{t}'" for t in VOID_TOPICS) + ")"  # liter
 
 def _voided(states: Iterator[bytes]) -> set[str]:
     return {str(orjson.loads(state)["voided_event_id"]) for state in states}
+
+
 FETCH = 5000
 CHUNK = 500  # ids per query when reading many streams at once
 
@@ -133,8 +135,9 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.append(
-            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id) WHERE topic IN ({})")
-            .format(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id) WHERE topic IN ({})"
+            ).format(
                 Identifier(f"{self.events_table_name}_voids_idx"),
                 Identifier(self.datastore.schema),
                 Identifier(self.events_table_name),

@@ -47,9 +47,9 @@ def funnel_counters(fold: FunnelProjection, view: FunnelState, lead: str) -> dic
     path = fold.path(earliest, view.sequence.get(lead, []))
     if path is None:
         return {}
-    if fold._excluded(path, view.excluded.get(lead, ())):
+    if fold._excluded(path.times, view.excluded.get(lead, ())):
         return {("excluded",): 1}
-    cohort = _period(_entry(path), fold.definition.cohort)
+    cohort = _period(_entry(path.times), fold.definition.cohort)
     groups = [(name, _value(view.touches[name], lead)) for name in fold.fields]
     counters: dict[Key, int] = {}
     for k in range(path.furthest + 1):
