@@ -12,7 +12,7 @@ import itertools
 import statistics
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -302,13 +302,14 @@ class FunnelProjection:
                 start, end = seconds[a], seconds[a + 1]
                 if start is not None and end is not None:
                     days[a].append((end - start) / 86400)
-            if k == n - 1 and n > 2 and seconds[0] is not None and seconds[k] is not None:
-                days[n - 1].append((seconds[k] - seconds[0]) / 86400)
+            first, last = seconds[0], seconds[k]
+            if k == n - 1 and n > 2 and first is not None and last is not None:
+                days[n - 1].append((last - first) / 86400)
         pairs = [(k, k + 1) for k in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
         return [conversion_time(names[a], names[b], days[i]) for i, (a, b) in enumerate(pairs)]
 
 
-def conversion_time(from_step: str, to_step: str, days: list[float | None]) -> ConversionTime:
+def conversion_time(from_step: str, to_step: str, days: Sequence[float | None]) -> ConversionTime:
     """Median, mean, p90 and a histogram of the durations that exist and are not negative."""
     values = sorted(d for d in days if d is not None and d >= 0)
     edges = HISTOGRAM_DAYS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import orjson
 
@@ -60,7 +60,7 @@ def decode(rows: Iterable[Row]) -> Iterator[StreamEvent]:
         yield new(StreamEvent, (position, stream, event_type, loads(state)))
 
 
-def _unknown(position: int, stream: str, topic: str) -> str:
+def _unknown(position: int, stream: str, topic: str) -> NoReturn:
     raise ValueError(f"event {position} of {stream} has an unknown topic {topic!r}")
 
 
@@ -123,12 +123,13 @@ def fold_rows(
             if types is None or event_type in types
         ]
         table[topic] = (event_type, [] if skip_ids and event_type == VOIDED else pairs)
-    loads, new, unknown = orjson.loads, tuple.__new__, (None, None)
+    loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
-        event_type, pairs = table.get(topic, unknown)
+        entry = table.get(topic)
+        if entry is None:
+            _unknown(position, stream, topic)
+        event_type, pairs = entry
         if not pairs:
-            if event_type is None:
-                _unknown(position, stream, topic)
             continue
         data = loads(state)
         if (bound is not None and data["occurred_at"] > bound) or (
