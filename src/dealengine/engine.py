@@ -5,7 +5,9 @@ The one place where the store, the stage rules and the projections are wired tog
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -41,7 +43,8 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
-from dealengine.projections.funnel import FunnelProjection, FunnelView
+from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
+from dealengine.projections.partitioned import funnel_pass
 from dealengine.projections.pipeline import (
     DealStageTimes,
     PipelineChanges,
@@ -59,6 +62,7 @@ from dealengine.projections.stream import (
 )
 from dealengine.settings import Settings
 from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.store.recorders import Partition, Row
 from dealengine.views.materialised import (
     FunnelAdapter,
     Lag,
@@ -77,6 +81,8 @@ State = Lead | Deal | None
 T = TypeVar("T")
 MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
+PARALLEL_FROM = 50_000  # events: below, a rebuild stays in one process (forking costs ~10 ms)
+MAX_PROCESSES = 4
 
 
 def utc_now() -> datetime:
@@ -421,10 +427,8 @@ class Engine:
         """Funnel and pipeline, rebuilt together in one pass over the stream."""
         funnel = FunnelProjection(self.funnel_definition)
         pipeline = self._pipeline_projection(pipeline_name)
-        funnel_state, pipeline_state = self._fold([funnel, pipeline], as_of)
-        return funnel.report(funnel_state, as_of), pipeline.report(
-            pipeline_state, as_of, self.clock()
-        )
+        totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
+        return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
 
     def funnel(self, *, as_of: datetime | None = None, **overrides: Any) -> FunnelView:
         """The funnel from the events that occurred by `as_of` (default: all of them).
@@ -433,7 +437,7 @@ class Engine:
         conversion_window_days, attribution, breakdowns, cohort, exclusions, steps.
         """
         funnel = FunnelProjection(self._funnel_definition(overrides))
-        return funnel.report(self._fold([funnel], as_of)[0], as_of)
+        return funnel.assemble(self._funnel_pass(funnel, None, as_of)[0], as_of)
 
     def pipeline(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
@@ -472,6 +476,47 @@ class Engine:
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
         return PipelineProjection(definition, default=definition is self.pipelines.default)
+
+    def _funnel_pass(
+        self, funnel: FunnelProjection, pipeline: PipelineProjection | None, as_of: datetime | None
+    ) -> tuple[list[FunnelTotals], Any]:
+        """The funnel's totals (and the pipeline's state, with a pipeline) from one pass,
+        split over processes by lead when the store is large (`Settings.rebuild_processes`)."""
+        stop = self.store.position()
+        processes = self._rebuild_processes(stop)
+        if processes == 1:
+            folds: list[Fold[Any]] = [funnel] if pipeline is None else [funnel, pipeline]
+            states = self._fold(folds, as_of)
+            return [funnel.summarise(states[0])], None if pipeline is None else states[1]
+        settings = self.settings.model_copy(update={"read_only": True})
+
+        def rows_in_child(part: Partition) -> Iterator[Row]:
+            store = Store(settings)  # its own connection: never the parent's
+            try:
+                yield from store.stream(0, stop, part)
+            finally:
+                store.close()
+
+        return funnel_pass(
+            lambda part: self.store.stream(0, stop, part),
+            rows_in_child,
+            funnel,
+            pipeline,
+            processes,
+            self.store.voided_ids(stop),
+            None if as_of is None else format_time(as_of),
+        )
+
+    def _rebuild_processes(self, events: int) -> int:
+        if self.settings.db == ":memory:" and not self.settings.database_url:
+            return 1  # a child process cannot open this process's memory
+        if sys.platform != "linux":
+            return 1  # fork is what makes a child cheap
+        if self.settings.rebuild_processes is not None:
+            return self.settings.rebuild_processes
+        if events < PARALLEL_FROM:
+            return 1
+        return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
 
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         """One pass over the stream for every fold; as of a time, the events that occurred

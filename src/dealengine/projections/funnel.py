@@ -24,6 +24,16 @@ from dealengine.domain.events import EVENT_TYPES
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
+LEAD = "lead:"  # a lead's stream id is LEAD + its id
+
+
+def in_partition(stream: str, partition: tuple[int, int]) -> bool:
+    """Whether a stream is in partition i of n: its id's last character, modulo n (what the
+    recorders' `stream(part=...)` selects in SQL)."""
+    i, n = partition
+    return ord(stream[-1]) % n == i
+
+
 HISTOGRAM_DAYS = (0, 1, 3, 7, 14, 30, 60, 90)
 
 
@@ -90,9 +100,25 @@ class LeadPath:
     times: list[str | None]
 
 
+@dataclass(slots=True)
+class FunnelTotals:
+    """What a set of leads adds to the funnel report; the totals of disjoint sets of leads
+    add up (a rebuild split over processes sums them)."""
+
+    combinations: dict[tuple[Any, ...], int]  # (furthest step, cohort, *group values) -> leads
+    days: list[list[float]]  # [k]: days from step k to k+1; [steps-1]: first to last step
+    excluded: int
+
+
 class FunnelProjection:
-    def __init__(self, definition: FunnelDefinition) -> None:
+    def __init__(
+        self, definition: FunnelDefinition, partition: tuple[int, int] | None = None
+    ) -> None:
+        """`partition=(i, n)`: this fold counts the leads of partition i of n only (those
+        whose stream id's last character has a code point equal to i modulo n: see
+        `in_partition`); it is given their events and the events of every deal."""
         self.definition = definition
+        self.partition = partition
         self.step_of = definition.step_of_event
         self.steps = len(definition.steps)
         self.keep_sequence = definition.mode != "reached"
@@ -124,7 +150,9 @@ class FunnelProjection:
         _, stream, event_type, data = event
         if stream[0] == "d":
             if event_type == "deal_opened" and data.get("lead_id"):
-                view.lead_of_deal[stream] = data["lead_id"]
+                lead = data["lead_id"]
+                if self.partition is None or in_partition(LEAD + lead, self.partition):
+                    view.lead_of_deal[stream] = lead
             lead = view.lead_of_deal.get(stream)
             if lead is None:
                 return
@@ -158,17 +186,19 @@ class FunnelProjection:
     # --- the report: modes, windows, exclusions, breakdowns, cohorts, time to convert ---------
 
     def report(self, view: FunnelState, as_of: datetime | None = None) -> FunnelView:
+        return self.assemble([self.summarise(view)], as_of)
+
+    def summarise(self, view: FunnelState) -> FunnelTotals:
         """One pass over the leads: each lead's path, counted once per combination of its
-        furthest step, cohort and group values; a lead counts at every step up to its
-        furthest. The combinations (a few hundred) are then summed per group."""
+        furthest step, cohort and group values, and its times between steps."""
         d, n = self.definition, self.steps
-        converted: list[tuple[int, list[str | None]]] = []  # paths past step 1
-        excluded = 0
-        combinations: dict[tuple[Any, ...], int] = {}  # (furthest, cohort, *values) -> leads
+        totals = FunnelTotals({}, [[] for _ in range(n)], 0)
+        combinations, days = totals.combinations, totals.days
         touches = [view.touches[name] for name in self.fields]
         period = _period_memo(d.cohort)
         sequence, excluded_at = view.sequence, view.excluded
         ordered = self.keep_sequence
+        parse = datetime.fromisoformat
         for lead, earliest in view.earliest.items():
             if ordered:
                 path = self._ordered_path(sorted(sequence.get(lead, ())))
@@ -182,25 +212,46 @@ class FunnelProjection:
                 if k < 0:
                     continue
             if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
-                excluded += 1
+                totals.excluded += 1
                 continue
-            if k:
-                converted.append((k, times))
             entry = times[0] or min(t for t in times if t is not None)
             key = (k, period(entry), *[_value(by_lead, lead) for by_lead in touches])
             combinations[key] = combinations.get(key, 0) + 1
+            if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
+                seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
+                for a in range(k):
+                    start, end = seconds[a], seconds[a + 1]
+                    if start is not None and end is not None:
+                        days[a].append((end - start) / 86400)
+                first, last = seconds[0], seconds[k]
+                if k == n - 1 and n > 2 and first is not None and last is not None:
+                    days[n - 1].append((last - first) / 86400)
+        return totals
+
+    def assemble(self, parts: Iterable[FunnelTotals], as_of: datetime | None = None) -> FunnelView:
+        """The funnel view from the totals of disjoint sets of leads: a lead counts at every
+        step up to its furthest; the combinations (a few hundred) are summed per group."""
+        d, n = self.definition, self.steps
         overall = [0] * n
         cohorts: dict[str, list[int]] = defaultdict(lambda: [0] * n)
-        groups: list[dict[str, list[int]]] = [defaultdict(lambda: [0] * n) for _ in touches]
-        for (step, cohort, *values), leads in combinations.items():
-            overall[step] += leads
-            cohorts[cohort][step] += leads
-            for by, value in zip(groups, values, strict=True):
-                by[value][step] += leads
+        groups: list[dict[str, list[int]]] = [defaultdict(lambda: [0] * n) for _ in self.fields]
+        days: list[list[float]] = [[] for _ in range(n)]
+        excluded = 0
+        for part in parts:
+            excluded += part.excluded
+            for (step, cohort, *values), leads in part.combinations.items():
+                overall[step] += leads
+                cohorts[cohort][step] += leads
+                for by, value in zip(groups, values, strict=True):
+                    by[value][step] += leads
+            for mine, theirs in zip(days, part.days, strict=True):
+                mine.extend(theirs)
         breakdowns = {
             name: self._breakdown(by) for name, by in zip(self.fields, groups, strict=True)
         }
         reached = _at_least(overall)
+        names = d.names
+        pairs = [(k, k + 1) for k in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
         return FunnelView(
             mode=d.mode,
             conversion_window_days=None if d.mode == "reached" else d.conversion_window_days,
@@ -211,7 +262,10 @@ class FunnelProjection:
             by_channel=breakdowns["channel"],
             breakdowns={k: v for k, v in breakdowns.items() if k != "channel"},
             cohorts=self._breakdown(cohorts),
-            time_to_convert=self._conversion_times(converted),
+            time_to_convert=[
+                conversion_time(names[a], names[b], days[a if b == a + 1 else n - 1])
+                for a, b in pairs
+            ],
         )
 
     def _breakdown(self, furthest: dict[str, list[int]]) -> dict[str, FunnelBreakdown]:
@@ -288,25 +342,6 @@ class FunnelProjection:
                 )
             )
         return steps
-
-    def _conversion_times(
-        self, paths: Iterable[tuple[int, list[str | None]]]
-    ) -> list[ConversionTime]:
-        """Over the paths (furthest step, times) of the leads past step 1."""
-        names, n = self.definition.names, self.steps
-        days: list[list[float]] = [[] for _ in range(n)]  # k: step k to k+1; n-1: first to last
-        parse = datetime.fromisoformat
-        for k, times in paths:
-            seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
-            for a in range(k):
-                start, end = seconds[a], seconds[a + 1]
-                if start is not None and end is not None:
-                    days[a].append((end - start) / 86400)
-            first, last = seconds[0], seconds[k]
-            if k == n - 1 and n > 2 and first is not None and last is not None:
-                days[n - 1].append((last - first) / 86400)
-        pairs = [(k, k + 1) for k in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
-        return [conversion_time(names[a], names[b], days[i]) for i, (a, b) in enumerate(pairs)]
 
 
 def conversion_time(from_step: str, to_step: str, days: Sequence[float | None]) -> ConversionTime:

@@ -22,6 +22,7 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.settings import Settings
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
 from dealengine.store.recorders import (
+    Partition,
     PostgresStreamingRecorder,
     Row,
     SQLiteStreamingRecorder,
@@ -179,8 +180,10 @@ class Store:
     def exists(self, stream_id: str) -> bool:
         return bool(self.app.recorder.select_events(stream_id, limit=1))
 
-    def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
-        return self.recorder.stream(gt, stop)
+    def stream(
+        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+    ) -> Iterator[Row]:
+        return self.recorder.stream(gt, stop, part)
 
     def position(self) -> int:
         return self.app.recorder.max_notification_id() or 0

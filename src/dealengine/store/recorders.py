@@ -25,6 +25,7 @@ from dealengine.domain.chain import topic_of
 from dealengine.domain.events import VOID_EVENTS
 
 Row = tuple[int, str, str, bytes]
+Partition = tuple[int, int]  # (i, n): partition i of n
 StreamRow = tuple[str, int, str, bytes, int]  # originator_id, version, topic, state, position
 VOID_TOPICS = tuple(topic_of(cls) for cls in VOID_EVENTS)
 _VOID_TOPICS_SQL = "(" + ", ".join(f"'{t}'" for t in VOID_TOPICS) + ")"  # literals: the index's
@@ -115,13 +116,23 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
                 found.extend(StoredEvent(*row) for row in cursor.fetchall())
         return found
 
-    def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
+    def stream(
+        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+    ) -> Iterator[Row]:
+        """The log after `gt` (up to `stop`); with `part=(i, n)`, every deal's events and the
+        events of the leads in partition i of n (`projections.funnel.in_partition`)."""
         table = self.events_table_name
         sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
         params: list[int] = [gt]
         if stop is not None:
             sql += " AND rowid <= ?"
             params.append(stop)
+        if part is not None:
+            sql += (
+                " AND (substr(originator_id, 1, 5) = 'deal:'"
+                " OR unicode(substr(originator_id, -1)) % ? = ?)"
+            )
+            params += [part[1], part[0]]
         sql += " ORDER BY rowid"
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
@@ -200,7 +211,10 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             cursor.execute(sql, (list(ids),))
             return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
 
-    def stream(self, gt: int = 0, stop: int | None = None) -> Iterator[Row]:
+    def stream(
+        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+    ) -> Iterator[Row]:
+        """As the SQLite recorder's `stream` (PostgreSQL's ascii() is the code point)."""
         sql = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {}.{}"
             " WHERE notification_id > %s"
@@ -209,6 +223,12 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")
             params.append(stop)
+        if part is not None:
+            sql += SQL(  # %% is the modulo operator
+                " AND (left(originator_id, 5) = 'deal:'"
+                " OR ascii(right(originator_id, 1)) %% %s = %s)"
+            )
+            params += [part[1], part[0]]
         sql += SQL(" ORDER BY notification_id")
         with (
             self.datastore.get_connection() as conn,

@@ -1,0 +1,107 @@
+"""A rebuild of the funnel split over processes, each folding a partition of the leads.
+
+The funnel's state is per lead, so the leads can be folded apart: process i of n reads the
+events of the leads in partition i (selected in SQL, by the last character of the stream id)
+and the events of every deal (a deal counts for the lead it was opened from), folds them with
+the same `FunnelProjection`, and sends back the totals of its leads (`FunnelTotals`: a few
+hundred counters and the days between steps), which add up. The pipeline, a small part of the
+stream, is folded whole in this process, beside partition 0.
+
+Processes are forked (Linux), so a child starts with the definitions and the voided ids in
+memory; it opens its own read of the store (`rows_in_child`), never this process's connections.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Callable, Collection, Iterable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from dealengine.domain.definitions import FunnelDefinition
+from dealengine.domain.errors import DealEngineError
+from dealengine.projections.funnel import FunnelProjection, FunnelTotals
+from dealengine.projections.stream import Fold, collector_paused, fold_rows
+from dealengine.store.recorders import Partition, Row
+
+Rows = Callable[[Partition], Iterable[Row]]
+
+
+def funnel_pass(
+    rows: Rows,
+    rows_in_child: Rows,
+    funnel: FunnelProjection,
+    pipeline: Fold[Any] | None,
+    processes: int,
+    skip_ids: Collection[str],
+    bound: str | None,
+) -> tuple[list[FunnelTotals], Any]:
+    """The funnel's totals from `processes` partitions (one per process), and the pipeline's
+    state (None without a pipeline), folded with `fold_rows(..., skip_ids, bound)`."""
+    context = multiprocessing.get_context("fork")
+    children: list[tuple[Any, Connection]] = []
+    done = False
+    try:
+        for i in range(1, processes):
+            reader, writer = context.Pipe(duplex=False)
+            args = (writer, rows_in_child, funnel.definition, (i, processes), skip_ids, bound)
+            child = context.Process(
+                target=_child, args=args, name=f"dealengine-rebuild-{i}", daemon=True
+            )
+            child.start()
+            writer.close()  # the child holds the only writer: its death ends the reader
+            children.append((child, reader))
+        mine = FunnelProjection(funnel.definition, (0, processes))
+        folds: list[Fold[Any]] = [mine] if pipeline is None else [mine, pipeline]
+        with collector_paused():
+            states = fold_rows(rows((0, processes)), folds, skip_ids, bound)
+            totals = [mine.summarise(states[0])]
+        for child, reader in children:
+            try:
+                status, value = reader.recv()
+            except EOFError:
+                child.join()
+                raise DealEngineError(
+                    f"rebuild process {child.name} ended without its totals "
+                    f"(exit code {child.exitcode})"
+                ) from None
+            if status == "error":
+                raise value
+            totals.append(value)
+        done = True
+        return totals, None if pipeline is None else states[1]
+    finally:
+        for child, reader in children:
+            reader.close()
+            child.join(timeout=10 if done else 0)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
+def _child(
+    conn: Connection,
+    rows: Rows,
+    definition: FunnelDefinition,
+    part: Partition,
+    skip_ids: Collection[str],
+    bound: str | None,
+) -> None:
+    try:
+        fold = FunnelProjection(definition, part)
+        with collector_paused():
+            state = fold_rows(rows(part), [fold], skip_ids, bound)[0]
+            result: tuple[str, Any] = ("ok", fold.summarise(state))
+    except BaseException as e:  # sent to the parent, which raises it
+        result = ("error", e if _picklable(e) else DealEngineError(f"{type(e).__name__}: {e}"))
+    conn.send(result)
+    conn.close()
+
+
+def _picklable(e: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(e))
+    except Exception:
+        return False
+    return True
