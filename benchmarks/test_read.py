@@ -26,19 +26,28 @@ def rounds(size: int) -> int | None:
     return None if size < 100_000 else ROUNDS
 
 
+@pytest.mark.parametrize("processes", [None, 1])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("size", SIZES)
-def test_rebuild(benchmark: BenchmarkFixture, store: Engine, size: int, backend: str) -> None:
-    measure(
-        benchmark,
-        store.views,
-        group="rebuild",
-        case="dealengine",
-        backend=backend,
-        size=size,
-        events=history(size).events,
-        rounds=rounds(size),
-    )
+def test_rebuild(
+    benchmark: BenchmarkFixture, store: Engine, size: int, backend: str, processes: int | None
+) -> None:
+    """As configured by default (split over the cores from 50,000 events), and in one process."""
+    settings = store.settings
+    store.settings = settings.model_copy(update={"rebuild_processes": processes})
+    try:
+        measure(
+            benchmark,
+            store.views,
+            group="rebuild",
+            case="dealengine" if processes is None else "one-process",
+            backend=backend,
+            size=size,
+            events=history(size).events,
+            rounds=rounds(size),
+        )
+    finally:
+        store.settings = settings
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -122,7 +131,8 @@ def test_load_one_deal(
 WORK = """
 import json, sys
 from dealengine import Engine, Settings
-with Engine(Settings(db=sys.argv[1], database_url=None)) as engine:
+# in one process: the whole state in one place (split, each process holds its part)
+with Engine(Settings(db=sys.argv[1], database_url=None, rebuild_processes=1)) as engine:
     if sys.argv[2] == "rebuild":
         funnel, pipeline = engine.views()
         open_deals = sum(s.open_deals for s in pipeline.stages)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import EVENT_TYPES
+from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
@@ -294,26 +294,27 @@ class FunnelProjection:
             timedelta(days=s.within_days) if s.within_days is not None else None for s in d.steps
         ]
         best: LeadPath | None = None
+        strict = d.mode == "strict"
         for i, (entry_at, step) in enumerate(events):
             if step != 0:
                 continue
-            entry = _parse(entry_at)
+            # the limits as fixed-width times: the events are compared as strings
+            end = format_time(_parse(entry_at) + window)
             times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
-            k, last = 0, entry
+            k, next_by = 0, _limit(entry_at, step_windows, 1)
             for at, s in events[i + 1 :]:
-                t = _parse(at)
-                if t - entry > window:
+                if at > end:
                     break
                 if s == k + 1:
-                    limit = step_windows[s]
-                    if limit is not None and t - last > limit:
-                        if d.mode == "strict":
+                    if next_by is not None and at > next_by:
+                        if strict:
                             break
                         continue
-                    k, last, times[s] = s, t, at
+                    k, times[s] = s, at
                     if k == self.steps - 1:
                         break
-                elif d.mode == "strict" and s != k:
+                    next_by = _limit(at, step_windows, k + 1)
+                elif strict and s != k:
                     break  # an event of another step in between ends a strict attempt
             if best is None or k > best.furthest:
                 best = LeadPath(k, times)
@@ -325,7 +326,9 @@ class FunnelProjection:
         entry = _entry(times)
         end = None
         if self.definition.mode != "reached":
-            end = _format(_parse(entry) + timedelta(days=self.definition.conversion_window_days))
+            end = format_time(
+                _parse(entry) + timedelta(days=self.definition.conversion_window_days)
+            )
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
 
     def _steps(self, counts: list[int]) -> list[FunnelStepView]:
@@ -423,8 +426,10 @@ def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
 
-def _format(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _limit(at: str, step_windows: list[timedelta | None], step: int) -> str | None:
+    """By when (a fixed-width time) step `step` must follow a step reached `at`, if limited."""
+    limit = step_windows[step] if step < len(step_windows) else None
+    return None if limit is None else format_time(_parse(at) + limit)
 
 
 def _ratio(part: int, whole: int) -> float | None:
