@@ -17,15 +17,61 @@ import multiprocessing
 import pickle
 from collections.abc import Callable, Collection, Iterable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
-from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals
 from dealengine.projections.stream import Fold, collector_paused, fold_rows
 from dealengine.store.recorders import Partition, Row
 
 Rows = Callable[[Partition], Iterable[Row]]
+T = TypeVar("T")
+
+
+def split_pass(
+    rows: Rows, rows_in_child: Rows, processes: int, work: Callable[[Partition, Iterable[Row]], T]
+) -> list[T]:
+    """`work(part, rows)` for each partition `(i, processes)`: partition 0 in this process,
+    the others in forked children (reading `rows_in_child`), which send their result back
+    (pickled). The results, in partition order."""
+    context = multiprocessing.get_context("fork")
+    children: list[tuple[Any, Connection]] = []
+    done = False
+    try:
+        for i in range(1, processes):
+            reader, writer = context.Pipe(duplex=False)
+            child = context.Process(
+                target=_child,
+                args=(writer, rows_in_child, (i, processes), work),
+                name=f"dealengine-rebuild-{i}",
+                daemon=True,
+            )
+            child.start()
+            writer.close()  # the child holds the only writer: its death ends the reader
+            children.append((child, reader))
+        part = (0, processes)
+        results = [work(part, rows(part))]
+        for child, reader in children:
+            try:
+                status, value = reader.recv()
+            except EOFError:
+                child.join()
+                raise DealEngineError(
+                    f"rebuild process {child.name} ended without its result "
+                    f"(exit code {child.exitcode})"
+                ) from None
+            if status == "error":
+                raise value
+            results.append(value)
+        done = True
+        return results
+    finally:
+        for child, reader in children:
+            reader.close()
+            child.join(timeout=10 if done else 0)
+            if child.is_alive():
+                child.kill()
+                child.join()
 
 
 def funnel_pass(
@@ -39,60 +85,27 @@ def funnel_pass(
 ) -> tuple[list[FunnelTotals], Any]:
     """The funnel's totals from `processes` partitions (one per process), and the pipeline's
     state (None without a pipeline), folded with `fold_rows(..., skip_ids, bound)`."""
-    context = multiprocessing.get_context("fork")
-    children: list[tuple[Any, Connection]] = []
-    done = False
-    try:
-        for i in range(1, processes):
-            reader, writer = context.Pipe(duplex=False)
-            args = (writer, rows_in_child, funnel.definition, (i, processes), skip_ids, bound)
-            child = context.Process(
-                target=_child, args=args, name=f"dealengine-rebuild-{i}", daemon=True
-            )
-            child.start()
-            writer.close()  # the child holds the only writer: its death ends the reader
-            children.append((child, reader))
-        mine = FunnelProjection(funnel.definition, (0, processes))
-        folds: list[Fold[Any]] = [mine] if pipeline is None else [mine, pipeline]
+    pipeline_state: list[Any] = []
+
+    def work(part: Partition, rows: Iterable[Row]) -> FunnelTotals:
+        mine = FunnelProjection(funnel.definition, part)
+        folds: list[Fold[Any]] = [mine]
+        if pipeline is not None and part[0] == 0:  # the pipeline: whole, beside partition 0
+            folds.append(pipeline)
         with collector_paused():
-            states = fold_rows(rows((0, processes)), folds, skip_ids, bound)
-            totals = [mine.summarise(states[0])]
-        for child, reader in children:
-            try:
-                status, value = reader.recv()
-            except EOFError:
-                child.join()
-                raise DealEngineError(
-                    f"rebuild process {child.name} ended without its totals "
-                    f"(exit code {child.exitcode})"
-                ) from None
-            if status == "error":
-                raise value
-            totals.append(value)
-        done = True
-        return totals, None if pipeline is None else states[1]
-    finally:
-        for child, reader in children:
-            reader.close()
-            child.join(timeout=10 if done else 0)
-            if child.is_alive():
-                child.kill()
-                child.join()
+            states = fold_rows(rows, folds, skip_ids, bound)
+            pipeline_state.extend(states[1:])
+            return mine.summarise(states[0])
+
+    totals = split_pass(rows, rows_in_child, processes, work)
+    return totals, pipeline_state[0] if pipeline_state else None
 
 
 def _child(
-    conn: Connection,
-    rows: Rows,
-    definition: FunnelDefinition,
-    part: Partition,
-    skip_ids: Collection[str],
-    bound: str | None,
+    conn: Connection, rows: Rows, part: Partition, work: Callable[[Partition, Iterable[Row]], T]
 ) -> None:
     try:
-        fold = FunnelProjection(definition, part)
-        with collector_paused():
-            state = fold_rows(rows(part), [fold], skip_ids, bound)[0]
-            result: tuple[str, Any] = ("ok", fold.summarise(state))
+        result: tuple[str, Any] = ("ok", work(part, rows(part)))
     except BaseException as e:  # sent to the parent, which raises it
         result = ("error", e if _picklable(e) else DealEngineError(f"{type(e).__name__}: {e}"))
     conn.send(result)
