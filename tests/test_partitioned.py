@@ -17,6 +17,7 @@ from dealengine import Engine, Settings
 from dealengine.demo import generate, write_jsonl
 from dealengine.ingest.jsonl import ingest_jsonl
 from dealengine.projections.funnel import in_partition
+from tests.conftest import Clock
 from tests.test_views import reference_funnel
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -120,3 +121,33 @@ def test_an_error_in_a_child_process_reaches_the_caller(tmp_path: Path) -> None:
         pytest.raises(ValueError, match="unknown topic 'nowhere:Bogus'"),
     ):
         engine.views()
+
+
+def test_what_if_over_processes_equals_one_process(settings: Settings, clock: Clock) -> None:
+    """Every example scenario, hypothetical events (of a lead in another partition than 0),
+    a lead selection with an as-of: the same result split over 2 and 3 processes, and the
+    store, opened read-only, unchanged."""
+    from tests.test_whatif_store import EXAMPLES, HYPOTHETICAL, checksum, ingest
+
+    scenarios: list[Any] = [
+        *EXAMPLES,
+        HYPOTHETICAL,
+        {
+            "name": "paid, past",
+            "as_of": "2026-04-01",
+            "filter": {"only": {"channels": ["paid_search"]}},
+        },
+        {"name": "ordered", "funnel": {"mode": "strict", "conversion_window_days": 20}},
+    ]
+    with Engine(settings, clock=clock) as writer:
+        ingest(writer, generate(600, 7))
+    before = checksum(settings)
+    read_only = settings.model_copy(update={"read_only": True})
+    with Engine(read_only.model_copy(update={"rebuild_processes": 1}), clock=clock) as one:
+        single = one.what_ifs(scenarios).model_dump(mode="json")
+    assert not in_partition("lead:L-NEW", (0, 2))
+    for processes in (2, 3):
+        split = Engine(read_only.model_copy(update={"rebuild_processes": processes}), clock=clock)
+        with split:
+            assert split.what_ifs(scenarios).model_dump(mode="json") == single
+    assert checksum(settings) == before

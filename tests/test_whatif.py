@@ -470,9 +470,10 @@ def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
             {"pipelines": {"new_business": {"stages": {"proposal": {
                 "probability": 0.9, "forecast": "commit", "stale_after_days": 1}}}}},
             {"pipelines": {"new_business": {"moves": {"skip": False}}}},
+            {"funnel": {"mode": "ordered"}},  # its state keeps the sequences besides
+            {"funnel": {"mode": "strict", "conversion_window_days": 3}},
         ]  # fmt: skip
         other: list[dict[str, Any]] = [
-            {"funnel": {"mode": "ordered"}},
             {"funnel": {"exclusions": ["lead_disqualified"]}},
             {"funnel": {"attribution": "last_touch"}},
             {"funnel": {"breakdowns": []}},
@@ -485,7 +486,10 @@ def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
             p_same = pipeline_fold_key(pipeline, True) == pipeline_fold_key(base_pipeline, True)
             assert (f_same and p_same) == (overrides in same), overrides
             if f_same:
-                assert folded(FunnelProjection(funnel)) == folded(FunnelProjection(base_funnel))
+                state = folded(FunnelProjection(funnel))
+                assert bool(state.sequence) == (funnel.mode != "reached")
+                state.sequence = {}  # what only the ordered modes keep
+                assert state == folded(FunnelProjection(base_funnel))
             if p_same:
                 assert folded(PipelineProjection(pipeline)) == folded(
                     PipelineProjection(base_pipeline)
@@ -501,6 +505,7 @@ def test_shared_folds_give_the_views_of_their_own_definitions(engine: Engine) ->
     )
     assert r["week"].funnel == engine.funnel(cohort="week", conversion_window_days=3)
     assert r["ordered"].funnel == engine.funnel(mode="ordered", conversion_window_days=3)
+    assert r.baseline.funnel == engine.funnel()  # from the state the ordered fold kept
 
 
 def test_the_garbage_collector_is_back_on_after_a_run(
@@ -516,7 +521,7 @@ def test_the_garbage_collector_is_back_on_after_a_run(
     def broken(*_: object) -> None:
         raise RuntimeError("a report failed")
 
-    monkeypatch.setattr(FunnelProjection, "report", broken)
+    monkeypatch.setattr(FunnelProjection, "summarise", broken)
     with pytest.raises(RuntimeError):
         engine.what_if({"name": "s"})
     assert gc.isenabled()

@@ -9,7 +9,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
@@ -44,7 +44,7 @@ from dealengine.domain.events import DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
-from dealengine.projections.partitioned import funnel_pass
+from dealengine.projections.partitioned import split_pass
 from dealengine.projections.pipeline import (
     DealStageTimes,
     PipelineChanges,
@@ -54,6 +54,7 @@ from dealengine.projections.pipeline import (
 )
 from dealengine.projections.stream import (
     Fold,
+    FoldPass,
     StreamEvent,
     collector_paused,
     corrected,
@@ -482,13 +483,31 @@ class Engine:
     ) -> tuple[list[FunnelTotals], Any]:
         """The funnel's totals (and the pipeline's state, with a pipeline) from one pass,
         split over processes by lead when the store is large (`Settings.rebuild_processes`)."""
+        pipeline_state: list[Any] = []
+
+        def work(part: Partition | None, fold_pass: FoldPass) -> FunnelTotals:
+            mine = FunnelProjection(funnel.definition, part)
+            folds: list[Fold[Any]] = [mine]
+            if pipeline is not None and (part is None or part[0] == 0):  # whole, in this process
+                folds.append(pipeline)
+            states = fold_pass(folds, as_of)
+            pipeline_state.extend(states[1:])
+            with collector_paused():
+                return mine.summarise(states[0])
+
+        totals = self._over_partitions(work)
+        return totals, pipeline_state[0] if pipeline_state else None
+
+    def _over_partitions(self, work: Callable[[Partition | None, FoldPass], T]) -> list[T]:
+        """`work(part, fold_pass)` for each partition of the leads, where `fold_pass(folds,
+        as_of)` is `_fold` over that partition's events: in one process, [work(None, _fold)];
+        on a large store, one partition per process (projections/partitioned.py)."""
         stop = self.store.position()
         processes = self._rebuild_processes(stop)
         if processes == 1:
-            folds: list[Fold[Any]] = [funnel] if pipeline is None else [funnel, pipeline]
-            states = self._fold(folds, as_of)
-            return [funnel.summarise(states[0])], None if pipeline is None else states[1]
+            return [work(None, self._fold)]
         settings = self.settings.model_copy(update={"read_only": True})
+        skip_ids = self.store.voided_ids(stop)
 
         def rows_in_child(part: Partition) -> Iterator[Row]:
             store = Store(settings)  # its own connection: never the parent's
@@ -497,14 +516,16 @@ class Engine:
             finally:
                 store.close()
 
-        return funnel_pass(
-            lambda part: self.store.stream(0, stop, part),
-            rows_in_child,
-            funnel,
-            pipeline,
-            processes,
-            self.store.voided_ids(stop),
-            None if as_of is None else format_time(as_of),
+        def in_part(part: Partition, rows: Iterable[Row]) -> T:
+            def fold_pass(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
+                bound = None if as_of is None else format_time(as_of)
+                with collector_paused():
+                    return fold_rows(rows, folds, skip_ids, bound)
+
+            return work(part, fold_pass)
+
+        return split_pass(
+            lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part
         )
 
     def _rebuild_processes(self, events: int) -> int:
@@ -637,7 +658,9 @@ class Engine:
         scenario, folded in the same pass over the stream (dealengine.whatif)."""
         from dealengine.whatif.run import run_what_if
 
-        return run_what_if(self, scenarios, self._fold, as_of=as_of, pipeline_name=pipeline_name)
+        return run_what_if(
+            self, scenarios, self._over_partitions, as_of=as_of, pipeline_name=pipeline_name
+        )
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

@@ -1,11 +1,12 @@
-"""A rebuild of the funnel split over processes, each folding a partition of the leads.
+"""A pass over the stream split over processes, each taking a partition of the leads.
 
 The funnel's state is per lead, so the leads can be folded apart: process i of n reads the
-events of the leads in partition i (selected in SQL, by the last character of the stream id)
-and the events of every deal (a deal counts for the lead it was opened from), folds them with
-the same `FunnelProjection`, and sends back the totals of its leads (`FunnelTotals`: a few
-hundred counters and the days between steps), which add up. The pipeline, a small part of the
-stream, is folded whole in this process, beside partition 0.
+events of the leads in partition i (selected in SQL by the last character of the stream id:
+`projections.funnel.in_partition`) and the events of every deal (a deal counts for the lead it
+was opened from), folds them with the same `FunnelProjection` (told its partition), and sends
+back what its leads add to the reports (`FunnelTotals`: a few hundred counters and the days
+between steps), which add up. The pipeline, a small part of the stream, is folded whole in
+this process, beside partition 0. The engine's rebuild and the what-if pass both use it.
 
 Processes are forked (Linux), so a child starts with the definitions and the voided ids in
 memory; it opens its own read of the store (`rows_in_child`), never this process's connections.
@@ -15,13 +16,11 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from dealengine.domain.errors import DealEngineError
-from dealengine.projections.funnel import FunnelProjection, FunnelTotals
-from dealengine.projections.stream import Fold, collector_paused, fold_rows
 from dealengine.store.recorders import Partition, Row
 
 Rows = Callable[[Partition], Iterable[Row]]
@@ -72,33 +71,6 @@ def split_pass(
             if child.is_alive():
                 child.kill()
                 child.join()
-
-
-def funnel_pass(
-    rows: Rows,
-    rows_in_child: Rows,
-    funnel: FunnelProjection,
-    pipeline: Fold[Any] | None,
-    processes: int,
-    skip_ids: Collection[str],
-    bound: str | None,
-) -> tuple[list[FunnelTotals], Any]:
-    """The funnel's totals from `processes` partitions (one per process), and the pipeline's
-    state (None without a pipeline), folded with `fold_rows(..., skip_ids, bound)`."""
-    pipeline_state: list[Any] = []
-
-    def work(part: Partition, rows: Iterable[Row]) -> FunnelTotals:
-        mine = FunnelProjection(funnel.definition, part)
-        folds: list[Fold[Any]] = [mine]
-        if pipeline is not None and part[0] == 0:  # the pipeline: whole, beside partition 0
-            folds.append(pipeline)
-        with collector_paused():
-            states = fold_rows(rows, folds, skip_ids, bound)
-            pipeline_state.extend(states[1:])
-            return mine.summarise(states[0])
-
-    totals = split_pass(rows, rows_in_child, processes, work)
-    return totals, pipeline_state[0] if pipeline_state else None
 
 
 def _child(

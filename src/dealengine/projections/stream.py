@@ -9,8 +9,9 @@ the engine passes the voided ids (`skip_ids`), read with one indexed query.
 from __future__ import annotations
 
 import gc
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import orjson
@@ -44,6 +45,10 @@ class Fold(Protocol[V]):
     def initial(self) -> V: ...
 
     def apply(self, view: V, event: StreamEvent) -> None: ...
+
+
+FoldPass = Callable[[Sequence[Fold[Any]], datetime | None], list[Any]]
+"""A pass over the stream: the folds' views from the events that occurred by a time."""
 
 
 def event_types_of(fold: Fold[Any]) -> Collection[str] | None:

@@ -28,9 +28,17 @@ from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import format_time
-from dealengine.projections.funnel import UNKNOWN, FunnelProjection, FunnelState, FunnelView
+from dealengine.projections.funnel import (
+    UNKNOWN,
+    FunnelProjection,
+    FunnelState,
+    FunnelTotals,
+    FunnelView,
+    in_partition,
+)
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
-from dealengine.projections.stream import Fold, StreamEvent, collector_paused
+from dealengine.projections.stream import Fold, FoldPass, StreamEvent, collector_paused
+from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
 from dealengine.whatif.result import ScenarioResult, Views, WhatIf, diff
 from dealengine.whatif.scenario import Resolved, Scenario, load_scenario, resolve, validated
@@ -40,7 +48,12 @@ if TYPE_CHECKING:
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Apply = Callable[[Any, StreamEvent], None]  # a fold's apply(view, event); a lane's feed
-FoldPass = Callable[[Sequence["Fold[Any]"], datetime | None], list[Any]]
+Keep = Callable[[str | None], bool]
+# `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
+# Engine._over_partitions), the results in partition order
+OverPartitions = Callable[
+    [Callable[[Partition | None, FoldPass], "PartResult"]], list["PartResult"]
+]
 
 
 class Feeder:
@@ -60,14 +73,14 @@ PipelineState = dict[str, DealFacts]
 
 
 def funnel_fold_key(d: FunnelDefinition) -> Hashable:
-    """Two funnel definitions with the same key fold the same events into the same state:
-    `FunnelProjection.apply` reads the steps' events, whether the mode keeps each lead's
-    sequence, the exclusions, the attribution and the touch fields. The window, the step
-    windows, the mode among the ordered ones, the cohort period and the step names are read only
-    by `report()` (tests/test_whatif.py checks this on generated histories)."""
+    """Two funnel definitions with the same key fold the same events into the same state,
+    but for the leads' sequences, which only the ordered modes keep (`apply` adds them to the
+    state it builds otherwise): `FunnelProjection.apply` reads the steps' events, the
+    exclusions, the attribution and the touch fields. The mode, the window, the step windows,
+    the cohort period and the step names are read only by the reports (tests/test_whatif.py
+    checks this on generated histories)."""
     return (
         tuple(tuple(s.events) for s in d.steps),
-        d.mode != "reached",
         tuple(sorted(d.exclusions)),
         d.attribution,
         tuple(dict.fromkeys(("channel", *d.breakdowns))),
@@ -102,7 +115,9 @@ class Lane:
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
         key = funnel_fold_key(fold.definition)
-        if key not in self.funnels:
+        held = self.funnels.get(key)
+        if held is None or (fold.keep_sequence and not held[0].keep_sequence):
+            # a fold that keeps the sequences (ordered modes) serves the reached mode too
             self.funnels[key] = (fold, fold.initial())
         return key
 
@@ -141,8 +156,8 @@ class Lane:
         for key, (pipeline, _) in list(self.pipelines.items()):
             self.pipelines[key] = (pipeline, next(states))
 
-    def finish(self) -> None:
-        """Called after the last recorded event."""
+    def finish(self, part: Partition | None = None) -> None:
+        """Called after the last recorded event (of the leads in `part`)."""
 
 
 @dataclass(eq=False)
@@ -170,10 +185,11 @@ class ScenarioLane(Lane):
     def views(self, folded: Sequence[Any]) -> None:
         """The states are this lane's own (fed by `finish`'s and the feeder's calls)."""
 
-    def finish(self) -> None:
+    def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
-        for event in self.hypothetical:
-            self._feed(None, event)
+        for event in self.hypothetical:  # a lead's events go to its partition only
+            if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
+                self._feed(None, event)
         self._flush()
 
 
@@ -371,11 +387,9 @@ def _selection_key(plan: Resolved | None) -> str:
     return orjson.dumps(rules).decode()
 
 
-def _selected(
-    plan: Resolved, funnel: FunnelState, pipeline: PipelineState
-) -> tuple[FunnelState, PipelineState]:
-    """The states restricted to the leads whose attributed channel / campaign is selected (the
-    touch the funnel's attribution gives, `unknown` when none), and to their deals."""
+def _keep_rule(plan: Resolved, touches: dict[str, dict[str, tuple[str, str]]]) -> Keep:
+    """Whether a lead is selected: its attributed channel / campaign (the touch the funnel's
+    attribution gives, `unknown` when none, and for a deal without a lead) passes the filter."""
     f = plan.scenario.filter
     rules = [
         (name, set(only) if only is not None else None, set(out or ()))
@@ -385,7 +399,6 @@ def _selected(
         )
         if only is not None or out
     ]
-    touches = funnel.touches
     decided: dict[str | None, bool] = {}
 
     def keep(lead: str | None) -> bool:
@@ -401,15 +414,18 @@ def _selected(
             decided[lead] = kept
         return kept
 
-    selected = FunnelState(
+    return keep
+
+
+def _selected_funnel(funnel: FunnelState, keep: Keep) -> FunnelState:
+    """The funnel state restricted to the selected leads."""
+    return FunnelState(
         earliest={k: v for k, v in funnel.earliest.items() if keep(k)},
         sequence={k: v for k, v in funnel.sequence.items() if keep(k)},
         excluded={k: v for k, v in funnel.excluded.items() if keep(k)},
-        touches={n: {k: v for k, v in t.items() if keep(k)} for n, t in touches.items()},
+        touches={n: {k: v for k, v in t.items() if keep(k)} for n, t in funnel.touches.items()},
         lead_of_deal={d: k for d, k in funnel.lead_of_deal.items() if keep(k)},
     )
-    lead_of = funnel.lead_of_deal
-    return selected, {d: facts for d, facts in pipeline.items() if keep(lead_of.get(d))}
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -446,15 +462,18 @@ def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) 
 def run_what_if(
     engine: Engine,
     scenarios: Sequence[ScenarioLike],
-    fold_pass: FoldPass,
+    over_partitions: OverPartitions,
     *,
     as_of: datetime | None = None,
     pipeline_name: str | None = None,
 ) -> WhatIf:
     """The baseline and every scenario, from one read of the store (see the module doc).
 
-    `fold_pass(folds, None)` is the engine's own pass over its stream (`Engine._fold`: the
-    events the views see, corrections honoured), given every lane's folds at once."""
+    `over_partitions` runs the pass in each partition of the leads (one per process on a
+    large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
+    over that partition's events (the events the views see, corrections honoured), given every
+    lane's folds at once. The funnel reports sum the partitions' totals; the pipelines are
+    folded whole in this process."""
     plans = [plan_of(engine, item, n, as_of) for n, item in enumerate(scenarios, start=1)]
     seen: dict[str, str] = {}
     for plan in plans:
@@ -521,16 +540,30 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
+    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass))
+    decisions: dict[Hashable, dict[str, bool]] = {}
+    for part in parts:
+        for key, decided in part.deals.items():
+            decisions.setdefault(key, {}).update(decided)
+    reports: dict[Hashable, FunnelView | PipelineView] = {}
+    views = []
     with collector_paused():
-        folds = [lane.folds() for lane in lanes]
-        folded = fold_pass([f for lane_folds in folds for f in lane_folds], None)
-        for lane, lane_folds in zip(lanes, folds, strict=True):
-            lane.views(folded[: len(lane_folds)])
-            folded = folded[len(lane_folds) :]
-        for lane in lanes:
-            lane.finish()
-        reports: dict[Hashable, FunnelView | PipelineView] = {}
-        views = [_views(job, reports, now) for job in jobs]
+        for job in jobs:
+            funnel_key = _funnel_report_key(job)
+            if funnel_key not in reports:
+                totals = [part.funnels[funnel_key] for part in parts]
+                reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
+            pipeline_key = _pipeline_report_key(job)
+            if pipeline_key not in reports:
+                state = job.lane.pipelines[job.pipeline_key][1]  # folded beside partition 0
+                if job.plan is not None and _selection_key(job.plan):
+                    decided = decisions[_funnel_state_key(job)]
+                    leadless = _keep_rule(job.plan, {})(None)
+                    state = {d: f for d, f in state.items() if decided.get(d, leadless)}
+                reports[pipeline_key] = job.pipeline.report(state, job.as_of, now)
+            funnel, pipeline = reports[funnel_key], reports[pipeline_key]
+            assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
+            views.append(Views(funnel=funnel, pipeline=pipeline))
     base = views[0]
     results = {}
     for job, scenario_views in zip(jobs[1:], views[1:], strict=True):
@@ -547,27 +580,62 @@ def run_what_if(
     return WhatIf(baseline=base, scenarios=results)
 
 
-def _views(job: Job, reports: dict[Hashable, FunnelView | PipelineView], now: datetime) -> Views:
-    """The job's funnel and pipeline reports, each computed once per distinct input."""
-    lane = job.lane
+@dataclass(slots=True)
+class PartResult:
+    """What one partition of the leads gives the what-if: per funnel report, its totals; per
+    selected lead state, whether each of its leads' deals is kept."""
+
+    funnels: dict[Hashable, FunnelTotals]
+    deals: dict[Hashable, dict[str, bool]]
+
+
+def _fold_part(
+    lanes: list[Lane], jobs: list[Job], part: Partition | None, fold_pass: FoldPass
+) -> PartResult:
+    """Fold every lane over the events of partition `part` (None: all of them) and sum what
+    its leads give each distinct funnel report."""
+    for lane in lanes:
+        for fold, _ in lane.funnels.values():
+            fold.partition = part
+    with collector_paused():
+        folds = [lane.folds() for lane in lanes]
+        folded = fold_pass([f for lane_folds in folds for f in lane_folds], None)
+        for lane, lane_folds in zip(lanes, folds, strict=True):
+            lane.views(folded[: len(lane_folds)])
+            folded = folded[len(lane_folds) :]
+        for lane in lanes:
+            lane.finish(part)
+        result = PartResult({}, {})
+        for job in jobs:
+            funnel_key = _funnel_report_key(job)
+            state_key = _funnel_state_key(job)
+            selects = job.plan is not None and bool(_selection_key(job.plan))
+            if funnel_key in result.funnels and (not selects or state_key in result.deals):
+                continue  # computed for an earlier job
+            state = job.lane.funnels[job.funnel_key][1]
+            if job.plan is not None and selects:
+                keep = _keep_rule(job.plan, state.touches)
+                result.deals[state_key] = {d: keep(k) for d, k in state.lead_of_deal.items()}
+                state = _selected_funnel(state, keep)
+            result.funnels[funnel_key] = job.funnel.summarise(state)
+        return result
+
+
+def _funnel_state_key(job: Job) -> Hashable:
+    """The funnel state a job's reports select leads from."""
+    return (id(job.lane), job.funnel_key, _selection_key(job.plan))
+
+
+def _funnel_report_key(job: Job) -> Hashable:
+    at = format_time(job.as_of) if job.as_of else None
+    definition = job.funnel.definition.model_dump_json()
+    return ("funnel", *_funnel_state_key(job), definition, at)  # type: ignore[misc]
+
+
+def _pipeline_report_key(job: Job) -> Hashable:
     selection = _selection_key(job.plan)
     at = format_time(job.as_of) if job.as_of else None
-    funnel_key: Hashable = (
-        "funnel", id(lane), job.funnel_key, job.funnel.definition.model_dump_json(), selection, at
-    )  # fmt: skip
-    pipeline_key: Hashable = (
-        "pipeline", id(lane), job.pipeline_key, job.pipeline.definition.model_dump_json(),
+    return (
+        "pipeline", id(job.lane), job.pipeline_key, job.pipeline.definition.model_dump_json(),
         selection, job.funnel_key if selection else None, at,
     )  # fmt: skip
-    if funnel_key not in reports or pipeline_key not in reports:
-        funnel_state = lane.funnels[job.funnel_key][1]
-        pipeline_state = lane.pipelines[job.pipeline_key][1]
-        if job.plan is not None and selection:
-            funnel_state, pipeline_state = _selected(job.plan, funnel_state, pipeline_state)
-        if funnel_key not in reports:
-            reports[funnel_key] = job.funnel.report(funnel_state, job.as_of)
-        if pipeline_key not in reports:
-            reports[pipeline_key] = job.pipeline.report(pipeline_state, job.as_of, now)
-    funnel, pipeline = reports[funnel_key], reports[pipeline_key]
-    assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
-    return Views(funnel=funnel, pipeline=pipeline)
