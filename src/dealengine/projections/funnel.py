@@ -188,9 +188,12 @@ class FunnelProjection:
     def report(self, view: FunnelState, as_of: datetime | None = None) -> FunnelView:
         return self.assemble([self.summarise(view)], as_of)
 
-    def summarise(self, view: FunnelState) -> FunnelTotals:
-        """One pass over the leads: each lead's path, counted once per combination of its
-        furthest step, cohort and group values, and its times between steps."""
+    def summarise(
+        self, view: FunnelState, keep: Callable[[str], bool] | None = None
+    ) -> FunnelTotals:
+        """One pass over the leads (those `keep` keeps): each lead's path, counted once per
+        combination of its furthest step, cohort and group values, and its times between
+        steps."""
         d, n = self.definition, self.steps
         totals = FunnelTotals({}, [[] for _ in range(n)], 0)
         combinations, days = totals.combinations, totals.days
@@ -200,6 +203,8 @@ class FunnelProjection:
         ordered = self.keep_sequence
         parse = datetime.fromisoformat
         for lead, earliest in view.earliest.items():
+            if keep is not None and not keep(lead):
+                continue
             if ordered:
                 path = self._ordered_path(sorted(sequence.get(lead, ())))
                 if path is None:
@@ -215,7 +220,8 @@ class FunnelProjection:
                 totals.excluded += 1
                 continue
             entry = times[0] or min(t for t in times if t is not None)
-            key = (k, period(entry), *[_value(by_lead, lead) for by_lead in touches])
+            values = [t[1] if (t := by_lead.get(lead)) else UNKNOWN for by_lead in touches]
+            key = (k, period(entry), *values)
             combinations[key] = combinations.get(key, 0) + 1
             if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
                 seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
@@ -298,11 +304,12 @@ class FunnelProjection:
         for i, (entry_at, step) in enumerate(events):
             if step != 0:
                 continue
-            # the limits as fixed-width times: the events are compared as strings
-            end = format_time(_parse(entry_at) + window)
             times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
-            k, next_by = 0, _limit(entry_at, step_windows, 1)
-            for at, s in events[i + 1 :]:
+            k, later = 0, events[i + 1 :]
+            if later:  # the limits as fixed-width times: the events are compared as strings
+                end = format_time(_parse(entry_at) + window)
+                next_by = _limit(entry_at, step_windows, 1)
+            for at, s in later:
                 if at > end:
                     break
                 if s == k + 1:

@@ -194,12 +194,18 @@ class PipelineProjection:
     # --- reports ------------------------------------------------------------------------------
 
     def report(
-        self, view: dict[str, DealFacts], as_of: datetime | None = None, now: datetime | None = None
+        self,
+        view: dict[str, DealFacts],
+        as_of: datetime | None = None,
+        now: datetime | None = None,
+        derived: list[Derived] | None = None,
     ) -> PipelineView:
-        """The pipeline as of `as_of` (ages and staleness measured at `as_of`, else `now`)."""
+        """The pipeline as of `as_of` (ages and staleness measured at `as_of`, else `now`).
+        `derived`: `derive(view, as_of or now)` when already computed (by a fold of the same
+        key: it reads only which stages are closed)."""
         d = self.definition
         moment = as_of or now or datetime.now(UTC)
-        deals = [self._derive(stream, facts, moment) for stream, facts in view.items()]
+        deals = self.derive(view, moment) if derived is None else derived
         summary = self._summarise(deals)
         won = [x for x in deals if x.facts.stage == d.won_stage]
         lost = [x for x in deals if x.facts.stage == d.lost_stage]
@@ -231,6 +237,10 @@ class PipelineProjection:
             stale=self._stale(deals, moment),
             by_owner={o: self._summarise(by_owner[o]) for o in sorted(by_owner)},
         )
+
+    def derive(self, view: dict[str, DealFacts], moment: datetime) -> list[Derived]:
+        """What the report needs of each deal, at `moment`."""
+        return [self._derive(stream, facts, moment) for stream, facts in view.items()]
 
     def _derive(self, stream: str, facts: DealFacts, now: datetime) -> Derived:
         """What the report needs of a deal, computed once: its amount, the days it spent in

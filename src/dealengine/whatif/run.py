@@ -36,7 +36,7 @@ from dealengine.projections.funnel import (
     FunnelView,
     in_partition,
 )
-from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
+from dealengine.projections.pipeline import DealFacts, Derived, PipelineProjection, PipelineView
 from dealengine.projections.stream import Fold, FoldPass, StreamEvent, collector_paused
 from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Apply = Callable[[Any, StreamEvent], None]  # a fold's apply(view, event); a lane's feed
-Keep = Callable[[str | None], bool]
+Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
 # `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
 # Engine._over_partitions), the results in partition order
 OverPartitions = Callable[
@@ -417,17 +417,6 @@ def _keep_rule(plan: Resolved, touches: dict[str, dict[str, tuple[str, str]]]) -
     return keep
 
 
-def _selected_funnel(funnel: FunnelState, keep: Keep) -> FunnelState:
-    """The funnel state restricted to the selected leads."""
-    return FunnelState(
-        earliest={k: v for k, v in funnel.earliest.items() if keep(k)},
-        sequence={k: v for k, v in funnel.sequence.items() if keep(k)},
-        excluded={k: v for k, v in funnel.excluded.items() if keep(k)},
-        touches={n: {k: v for k, v in t.items() if keep(k)} for n, t in funnel.touches.items()},
-        lead_of_deal={d: k for d, k in funnel.lead_of_deal.items() if keep(k)},
-    )
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -546,6 +535,7 @@ def run_what_if(
         for key, decided in part.deals.items():
             decisions.setdefault(key, {}).update(decided)
     reports: dict[Hashable, FunnelView | PipelineView] = {}
+    derived: dict[Hashable, list[Derived]] = {}
     views = []
     with collector_paused():
         for job in jobs:
@@ -556,11 +546,18 @@ def run_what_if(
             pipeline_key = _pipeline_report_key(job)
             if pipeline_key not in reports:
                 state = job.lane.pipelines[job.pipeline_key][1]  # folded beside partition 0
-                if job.plan is not None and _selection_key(job.plan):
+                selection = _selection_key(job.plan)
+                if job.plan is not None and selection:
                     decided = decisions[_funnel_state_key(job)]
                     leadless = _keep_rule(job.plan, {})(None)
                     state = {d: f for d, f in state.items() if decided.get(d, leadless)}
-                reports[pipeline_key] = job.pipeline.report(state, job.as_of, now)
+                moment = job.as_of or now
+                derived_key = (id(job.lane), job.pipeline_key, selection, job.funnel_key, moment)
+                if derived_key not in derived:  # shared by the reports of one state
+                    derived[derived_key] = job.pipeline.derive(state, moment)
+                reports[pipeline_key] = job.pipeline.report(
+                    state, job.as_of, now, derived[derived_key]
+                )
             funnel, pipeline = reports[funnel_key], reports[pipeline_key]
             assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
             views.append(Views(funnel=funnel, pipeline=pipeline))
@@ -613,11 +610,11 @@ def _fold_part(
             if funnel_key in result.funnels and (not selects or state_key in result.deals):
                 continue  # computed for an earlier job
             state = job.lane.funnels[job.funnel_key][1]
+            keep = None
             if job.plan is not None and selects:
                 keep = _keep_rule(job.plan, state.touches)
                 result.deals[state_key] = {d: keep(k) for d, k in state.lead_of_deal.items()}
-                state = _selected_funnel(state, keep)
-            result.funnels[funnel_key] = job.funnel.summarise(state)
+            result.funnels[funnel_key] = job.funnel.summarise(state, keep)
         return result
 
 
