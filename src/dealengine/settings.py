@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     """Open the store for reading only (`dealengine whatif`): no table is created, SQLite opens
     the file read-only and PostgreSQL sessions are read-only."""
     rebuild_processes: int | None = Field(default=None, ge=1)
-    """Processes a full rebuild of the funnel is split over (Linux; a store file or
-    PostgreSQL). Default: one per available core, up to 4, once the store holds 50,000 events;
-    1: always in this process."""
+    """Processes a pass over the whole stream (a rebuild, an as-of view, a what-if) is split
+    over, by lead (Linux; a store file or PostgreSQL). Default: one per available core, up to
+    4, once the store holds 50,000 events, unless this process runs other threads (a fork
+    would copy their locks); 1: always in this process."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
