@@ -46,7 +46,11 @@ def test_the_defaults_load_from_the_one_projections_folder() -> None:
             "Input should",
         ),
         (lambda t: t + "\nsurprise = 1\n", "pipelines.2.events.surprise", "valid string"),
-        (lambda t: t.replace("[[pipelines.stages]]", "[[pipelines.stages", 1), "-", "not valid TOML"),
+        (
+            lambda t: t.replace("[[pipelines.stages]]", "[[pipelines.stages", 1),
+            "-",
+            "not valid TOML",
+        ),
     ],
 )
 def test_a_bad_pipeline_names_file_key_and_reason(

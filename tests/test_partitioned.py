@@ -151,3 +151,30 @@ def test_what_if_over_processes_equals_one_process(settings: Settings, clock: Cl
         with split:
             assert split.what_ifs(scenarios).model_dump(mode="json") == single
     assert checksum(settings) == before
+
+
+def test_when_a_pass_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    import dealengine.engine as module
+
+    cores = min(len(os.sched_getaffinity(0)), 4)
+    file = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    with Engine(file) as engine:
+        assert engine._rebuild_processes(49_999) == 1  # small
+        assert engine._rebuild_processes(50_000) == cores
+        monkeypatch.setattr(module, "PARALLEL_FROM", 10)
+        assert engine._rebuild_processes(10) == cores
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        try:
+            assert engine._rebuild_processes(10) == 1  # a threaded host is not forked
+        finally:
+            stop.set()
+            other.join()
+    with Engine(file.model_copy(update={"rebuild_processes": 3})) as engine:
+        assert engine._rebuild_processes(1) == 3  # asked for
+    with Engine.in_memory() as engine:
+        assert engine._rebuild_processes(10**6) == 1  # a child cannot read this memory

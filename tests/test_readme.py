@@ -17,7 +17,9 @@ def test_the_embedding_example_runs() -> None:
     with contextlib.redirect_stdout(printed):
         exec(compile(example.group(1), "README.md", "exec"), {})
     lines = printed.getvalue().splitlines()
-    assert lines[0].startswith("deal D-1 is in 'proposal': discovery_completed refused: a backward move")
+    assert lines[0].startswith(
+        "deal D-1 is in 'proposal': discovery_completed refused: a backward move"
+    )
     assert lines[1] == "1 6000.0"
 
 
