@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -108,8 +109,7 @@ class DomainEvent(BaseModel):
         store for a stored one (so its hash is the hash of what is stored)."""
         cached: bytes | None = self.__dict__.get(STORED_JSON)
         if cached is None:
-            serializer = type(self).__pydantic_serializer__
-            cached = serializer.to_json(self, exclude=STORED_OUTSIDE_JSON)
+            cached = dump_stored_json(self)
             self.__dict__[STORED_JSON] = cached
         return cached
 
@@ -134,6 +134,38 @@ class DomainEvent(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.payload_fields()}
+
+
+@cache
+def _time_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
+    """The fields of `cls` stored with `format_time` (its UtcDatetime fields)."""
+    return tuple(
+        name
+        for name, info in cls.model_fields.items()
+        if any(getattr(m, "func", None) is format_time for m in info.metadata)
+    )
+
+
+def _decimal_as_text(value: object) -> str:
+    if type(value) is Decimal:
+        return str(value)
+    raise TypeError  # orjson reports it; dump_stored_json falls back to pydantic
+
+
+def dump_stored_json(event: DomainEvent) -> bytes:
+    """The stored JSON of a validated event: byte for byte what pydantic's serializer writes
+    (`to_json(event, exclude=STORED_OUTSIDE_JSON)`: fields in order, times by `format_time`,
+    decimals as strings, UUIDs and dates in ISO form), written by orjson from the event's
+    fields, about three times faster. A value orjson cannot write goes through pydantic, so
+    what fails fails as before (tests/test_events.py compares the two)."""
+    data = event.__dict__.copy()
+    del data["originator_id"], data["originator_version"]  # STORED_OUTSIDE_JSON
+    for name in _time_fields(type(event)):
+        data[name] = format_time(data[name])
+    try:
+        return orjson.dumps(data, default=_decimal_as_text)
+    except orjson.JSONEncodeError:
+        return type(event).__pydantic_serializer__.to_json(event, exclude=STORED_OUTSIDE_JSON)
 
 
 class LeadEvent(DomainEvent):
