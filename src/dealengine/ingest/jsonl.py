@@ -21,6 +21,7 @@ from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEvent
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
 from dealengine.engine import Engine
+from dealengine.projections.stream import collector_paused
 
 log = structlog.get_logger("dealengine.ingest")
 
@@ -134,7 +135,12 @@ def ingest_lines(
         _ingest_strict(engine, numbered, source, actor, report)
     else:
         for batch in _batches(numbered, batch_lines):
-            _ingest_batch(engine, batch, source, actor, report)
+            # A batch's commands, events and states make no reference cycles: freed by their
+            # counts, they cost the cyclic collector only its scans (a fifth of the time of a
+            # batched ingest, mostly full collections over everything the process holds).
+            # Paused for one batch at a time, so it still runs between batches.
+            with collector_paused():
+                _ingest_batch(engine, batch, source, actor, report)
     return report
 
 
