@@ -206,7 +206,7 @@ def test_money_is_decimal_never_float(memory_engine: Engine) -> None:
 def test_the_fast_time_format_equals_strftime() -> None:
     from datetime import timedelta, timezone
 
-    from dealengine.domain.events import TIME_FORMAT, format_time
+    from dealengine.domain.events import TIME_FORMAT, format_time, format_utc
 
     for value in (
         datetime(2026, 3, 1, 7, 0, tzinfo=UTC),
@@ -214,6 +214,9 @@ def test_the_fast_time_format_equals_strftime() -> None:
         datetime(1999, 12, 31, 0, 0, 0, 1, tzinfo=timezone(timedelta(hours=14))),
     ):
         assert format_time(value) == value.astimezone(UTC).strftime(TIME_FORMAT)
+        assert format_utc(value) == value.astimezone(UTC).strftime(TIME_FORMAT)
+    # fixed width before year 1000 too (strftime's %Y does not pad there, isoformat does)
+    assert format_utc(datetime(5, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0005-01-02T03:04:05.000000Z"
 
 
 def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clock) -> None:
