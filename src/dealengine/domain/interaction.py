@@ -61,8 +61,8 @@ class Interaction(_Fields):
             raise InvalidEvent(
                 f"field '{event_class.aggregate}_id': expected a non-empty id, got {target!r}"
             )
-        return super().__new__(
-            cls, event_type, target, occurred_at, fields or {}, actor, source, idempotency_key
+        return tuple.__new__(  # what the named tuple's own __new__ does, one call less
+            cls, (event_type, target, occurred_at, fields or {}, actor, source, idempotency_key)
         )
 
     @property

@@ -73,7 +73,7 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
         raise InvalidEvent("field 'type': missing")
     if event_type not in EVENT_TYPES:
         raise UnknownEventType(event_type, sorted(EVENT_TYPES))
-    id_field = f"{EVENT_TYPES[event_type].aggregate}_id"
+    id_field, envelope = _ENVELOPE[event_type]
     target = obj.get(id_field)
     if target is None:
         raise InvalidEvent(f"field '{id_field}': missing")
@@ -87,12 +87,17 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
         )
     elif not isinstance(key, str) or not key.strip():
         raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
-    fields = obj.copy()
-    for envelope_key in (*ENVELOPE_KEYS, id_field):
-        fields.pop(envelope_key, None)
+    fields = {name: value for name, value in obj.items() if name not in envelope}
     return Interaction(
         event_type, target, obj.get("occurred_at"), fields, obj.get("actor", actor), source, key
     )
+
+
+# Per event type: the name of its target's field, and the keys of a line that are not fields.
+_ENVELOPE = {
+    name: (f"{cls.aggregate}_id", frozenset((*ENVELOPE_KEYS, f"{cls.aggregate}_id")))
+    for name, cls in EVENT_TYPES.items()
+}
 
 
 def numbered_lines(
