@@ -206,7 +206,7 @@ def test_money_is_decimal_never_float(memory_engine: Engine) -> None:
 def test_the_fast_time_format_equals_strftime() -> None:
     from datetime import timedelta, timezone
 
-    from dealengine.domain.events import TIME_FORMAT, format_time
+    from dealengine.domain.events import TIME_FORMAT, format_time, format_utc
 
     for value in (
         datetime(2026, 3, 1, 7, 0, tzinfo=UTC),
@@ -214,3 +214,39 @@ def test_the_fast_time_format_equals_strftime() -> None:
         datetime(1999, 12, 31, 0, 0, 0, 1, tzinfo=timezone(timedelta(hours=14))),
     ):
         assert format_time(value) == value.astimezone(UTC).strftime(TIME_FORMAT)
+        assert format_utc(value) == value.astimezone(UTC).strftime(TIME_FORMAT)
+    # fixed width before year 1000 too (strftime's %Y does not pad there, isoformat does)
+    assert format_utc(datetime(5, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0005-01-02T03:04:05.000000Z"
+
+
+def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clock) -> None:
+    """dump_stored_json (orjson) writes what pydantic's serializer writes, byte for byte."""
+    from uuid import uuid4
+
+    from dealengine.domain.events import (
+        STORED_OUTSIDE_JSON,
+        VOID_EVENTS,
+        dump_stored_json,
+    )
+
+    recorded = record_script(memory_engine, clock)
+    odd = {"channel": "c\u00e9", "campaign": 'q"\\\u2028\x01\x7f\U0001f389 </x>'}
+    events: list[DomainEvent] = [
+        *recorded,
+        type(recorded[0]).model_validate(recorded[0].model_dump() | odd),
+    ]
+    for amount in ("1E+3", "0.00", "1e-7", "123456789012345678901234567890.123", 12.5):
+        opened = next(e for e in recorded if e.event_type == "deal_opened")
+        events.append(type(opened).model_validate(opened.model_dump() | {"amount": amount}))
+    for cls in VOID_EVENTS:
+        events.append(
+            cls.model_validate(
+                recorded[0].model_dump(include=set(DomainEvent.model_fields))
+                | {"voided_event_id": uuid4(), "reason": "typo"}
+            )
+        )
+    assert {type(e) for e in events} >= {*EVENT_TYPES.values(), *VOID_EVENTS}
+    for event in events:
+        fresh = type(event).model_validate(event.model_dump())  # no stored JSON remembered
+        expected = type(event).__pydantic_serializer__.to_json(fresh, exclude=STORED_OUTSIDE_JSON)
+        assert dump_stored_json(fresh) == expected

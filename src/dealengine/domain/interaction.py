@@ -15,8 +15,8 @@ from dealengine.domain.events import (
     CHAIN_HASH,
     EVENT_TYPES,
     STORED_JSON,
-    STORED_OUTSIDE_JSON,
     DomainEvent,
+    dump_stored_json,
 )
 
 E = TypeVar("E", bound=DomainEvent)
@@ -61,8 +61,8 @@ class Interaction(_Fields):
             raise InvalidEvent(
                 f"field '{event_class.aggregate}_id': expected a non-empty id, got {target!r}"
             )
-        return super().__new__(
-            cls, event_type, target, occurred_at, fields or {}, actor, source, idempotency_key
+        return tuple.__new__(  # what the named tuple's own __new__ does, one call less
+            cls, (event_type, target, occurred_at, fields or {}, actor, source, idempotency_key)
         )
 
     @property
@@ -127,7 +127,7 @@ def build(
     except ValidationError as e:
         raise InvalidEvent(f"{cls.event_type}: {describe(e)}") from e
     # Serialized once, here: the hash needs the stored bytes now, the mapper reuses them.
-    state = cls.__pydantic_serializer__.to_json(event, exclude=STORED_OUTSIDE_JSON)
+    state = dump_stored_json(event)
     cache = event.__dict__
     cache[STORED_JSON] = state
     cache[CHAIN_HASH] = event_hash(stream, version, topic_of(cls), state)

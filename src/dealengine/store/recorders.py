@@ -18,7 +18,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg.rows import tuple_row
+from psycopg import Cursor
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
@@ -154,6 +155,41 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
                 Identifier(self.events_table_name),
                 SQL(", ").join(Literal(t) for t in VOID_TOPICS),
             )
+        )
+
+        # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
+        self.insert_arrays_statement = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id"
+        ).format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name),
+            Identifier(self.datastore.originator_id_type),
+        )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
+        """The parent's insert (table lock, NOTIFY for the followers, one INSERT ... RETURNING
+        notification_id), with the events sent as four arrays of plain types.
+
+        The parent sends one array of a composite type, which psycopg dumps in pure Python
+        (about half the time of a batched ingest); arrays of text, bigint and bytea are dumped
+        by psycopg's C code. unnest() of several arrays yields their rows in order, so the
+        notification ids come back in the order of `stored_events`, as before.
+        """
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_arrays_statement,
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+                [s.topic for s in stored_events],
+                [s.state for s in stored_events],
+            ),
+            prepare=True,
         )
 
     def _table(self) -> Composed:
