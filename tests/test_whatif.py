@@ -521,7 +521,7 @@ def test_the_garbage_collector_is_back_on_after_a_run(
     def broken(*_: object) -> None:
         raise RuntimeError("a report failed")
 
-    monkeypatch.setattr(FunnelProjection, "summarise", broken)
+    monkeypatch.setattr(FunnelProjection, "summarise_each", broken)
     with pytest.raises(RuntimeError):
         engine.what_if({"name": "s"})
     assert gc.isenabled()

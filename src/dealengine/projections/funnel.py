@@ -25,6 +25,7 @@ from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
 LEAD = "lead:"  # a lead's stream id is LEAD + its id
+Keep = Callable[[str], bool]  # whether a lead is selected
 
 
 def in_partition(stream: str, partition: tuple[int, int]) -> bool:
@@ -188,23 +189,30 @@ class FunnelProjection:
     def report(self, view: FunnelState, as_of: datetime | None = None) -> FunnelView:
         return self.assemble([self.summarise(view)], as_of)
 
-    def summarise(
-        self, view: FunnelState, keep: Callable[[str], bool] | None = None
-    ) -> FunnelTotals:
+    def summarise(self, view: FunnelState, keep: Keep | None = None) -> FunnelTotals:
         """One pass over the leads (those `keep` keeps): each lead's path, counted once per
         combination of its furthest step, cohort and group values, and its times between
         steps."""
+        return self.summarise_each(view, [keep])[0]
+
+    def summarise_each(self, view: FunnelState, keeps: Sequence[Keep | None]) -> list[FunnelTotals]:
+        """`[summarise(view, keep) for keep in keeps]` in one pass: a lead's path is worked
+        out once for every selection that keeps it."""
         d, n = self.definition, self.steps
-        totals = FunnelTotals({}, [[] for _ in range(n)], 0)
-        combinations, days = totals.combinations, totals.days
+        every = [FunnelTotals({}, [[] for _ in range(n)], 0) for _ in keeps]
+        selective = any(keep is not None for keep in keeps)
+        pairs = list(zip(every, keeps, strict=True))
         touches = [view.touches[name] for name in self.fields]
         period = _period_memo(d.cohort)
         sequence, excluded_at = view.sequence, view.excluded
         ordered = self.keep_sequence
         parse = datetime.fromisoformat
+        takers = every
         for lead, earliest in view.earliest.items():
-            if keep is not None and not keep(lead):
-                continue
+            if selective:
+                takers = [t for t, keep in pairs if keep is None or keep(lead)]
+                if not takers:
+                    continue
             if ordered:
                 path = self._ordered_path(sorted(sequence.get(lead, ())))
                 if path is None:
@@ -217,22 +225,28 @@ class FunnelProjection:
                 if k < 0:
                     continue
             if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
-                totals.excluded += 1
+                for totals in takers:
+                    totals.excluded += 1
                 continue
             entry = times[0] or min(t for t in times if t is not None)
             values = [t[1] if (t := by_lead.get(lead)) else UNKNOWN for by_lead in touches]
             key = (k, period(entry), *values)
-            combinations[key] = combinations.get(key, 0) + 1
+            for totals in takers:
+                totals.combinations[key] = totals.combinations.get(key, 0) + 1
             if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
                 seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
+                spans = []
                 for a in range(k):
                     start, end = seconds[a], seconds[a + 1]
                     if start is not None and end is not None:
-                        days[a].append((end - start) / 86400)
+                        spans.append((a, (end - start) / 86400))
                 first, last = seconds[0], seconds[k]
                 if k == n - 1 and n > 2 and first is not None and last is not None:
-                    days[n - 1].append((last - first) / 86400)
-        return totals
+                    spans.append((n - 1, (last - first) / 86400))
+                for totals in takers:
+                    for a, span in spans:
+                        totals.days[a].append(span)
+        return every
 
     def assemble(self, parts: Iterable[FunnelTotals], as_of: datetime | None = None) -> FunnelView:
         """The funnel view from the totals of disjoint sets of leads: a lead counts at every

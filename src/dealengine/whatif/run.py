@@ -603,18 +603,27 @@ def _fold_part(
         for lane in lanes:
             lane.finish(part)
         result = PartResult({}, {})
+        # the reports of one state and definition, each with its selection of leads (or none),
+        # summed in one pass over the leads
+        groups: dict[Hashable, dict[Hashable, Keep | None]] = {}
         for job in jobs:
             funnel_key = _funnel_report_key(job)
-            state_key = _funnel_state_key(job)
-            selects = job.plan is not None and bool(_selection_key(job.plan))
-            if funnel_key in result.funnels and (not selects or state_key in result.deals):
-                continue  # computed for an earlier job
-            state = job.lane.funnels[job.funnel_key][1]
+            group = groups.setdefault(_funnel_report_key(job, selection=False), {})
+            if funnel_key in group:
+                continue
             keep = None
-            if job.plan is not None and selects:
+            if job.plan is not None and _selection_key(job.plan):
+                state = job.lane.funnels[job.funnel_key][1]
                 keep = _keep_rule(job.plan, state.touches)
-                result.deals[state_key] = {d: keep(k) for d, k in state.lead_of_deal.items()}
-            result.funnels[funnel_key] = job.funnel.summarise(state, keep)
+                decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
+                result.deals[_funnel_state_key(job)] = decided
+            group[funnel_key] = keep
+        by_key = {_funnel_report_key(job, selection=False): job for job in jobs}
+        for group_key, keeps in groups.items():
+            job = by_key[group_key]
+            state = job.lane.funnels[job.funnel_key][1]
+            every = job.funnel.summarise_each(state, list(keeps.values()))
+            result.funnels.update(zip(keeps, every, strict=True))
         return result
 
 
@@ -623,10 +632,13 @@ def _funnel_state_key(job: Job) -> Hashable:
     return (id(job.lane), job.funnel_key, _selection_key(job.plan))
 
 
-def _funnel_report_key(job: Job) -> Hashable:
+def _funnel_report_key(job: Job, selection: bool = True) -> Hashable:
+    """What a funnel report depends on: the state, the leads selected, the definition, the
+    as-of (`selection=False`: all but the selection)."""
     at = format_time(job.as_of) if job.as_of else None
     definition = job.funnel.definition.model_dump_json()
-    return ("funnel", *_funnel_state_key(job), definition, at)  # type: ignore[misc]
+    chosen = _selection_key(job.plan) if selection else None
+    return ("funnel", id(job.lane), job.funnel_key, chosen, definition, at)
 
 
 def _pipeline_report_key(job: Job) -> Hashable:
