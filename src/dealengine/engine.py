@@ -255,7 +255,7 @@ class Engine:
                 work[stream] = evolve[type(event)](cast(State, prior), event)
                 changed.add(stream)
             pending.extend(events)
-            outcomes.append(Recorded(events))
+            outcomes.append(tuple.__new__(Recorded, (events,)))  # Recorded(events), one call less
         return outcomes, pending, work
 
     def _prefetch(self, commands: Sequence[Interaction]) -> set[str]:
@@ -272,8 +272,9 @@ class Engine:
         missing = sorted(wanted - self._cache.keys())
         if missing:
             events = self.store.events_of(missing)
-            for stream in missing:
-                self._cache[stream] = replay(events.get(stream, []), self._apply)
+            self._cache.update(dict.fromkeys(missing))  # no events: None (what replay gives)
+            for stream, found in events.items():
+                self._cache[stream] = replay(found, self._apply)
         return set(missing)
 
     def _load(self, stream: str, version: int | None = None) -> State:
