@@ -250,3 +250,15 @@ def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clo
         fresh = type(event).model_validate(event.model_dump())  # no stored JSON remembered
         expected = type(event).__pydantic_serializer__.to_json(fresh, exclude=STORED_OUTSIDE_JSON)
         assert dump_stored_json(fresh) == expected
+
+
+def test_the_batch_mapper_equals_the_mapper(memory_engine: Engine, clock: Clock) -> None:
+    """to_stored_events (the write path's batch) makes what to_stored_event makes, per event."""
+    from dealengine.store.mapper import PydanticMapper
+
+    recorded = record_script(memory_engine, clock)
+    mapper = memory_engine.store.app.mapper
+    assert isinstance(mapper, PydanticMapper)
+    batch = mapper.to_stored_events(recorded)
+    assert batch == [mapper.to_stored_event(e) for e in recorded]
+    assert [vars(s) for s in batch] == [vars(mapper.to_stored_event(e)) for e in recorded]

@@ -27,7 +27,7 @@ from dealengine.domain.deal import (
     Deal,
     opening_ids,
 )
-from dealengine.domain.decider import decide, evolver
+from dealengine.domain.decider import Evolvers, decide, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
     PipelineDefinition,
@@ -41,7 +41,7 @@ from dealengine.domain.errors import (
     InvalidDefinition,
     UnknownAggregate,
 )
-from dealengine.domain.events import DomainEvent, format_time, originator_id
+from dealengine.domain.events import EVENT_TYPES, DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
@@ -83,6 +83,7 @@ State = Lead | Deal | None
 T = TypeVar("T")
 MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
+_MISSING: Any = object()  # not in a dict (None is a state: no events)
 PARALLEL_FROM = 50_000  # events: below, a rebuild stays in one process (forking costs ~10 ms)
 MAX_PROCESSES = 4
 
@@ -122,6 +123,7 @@ class Engine:
         self.clock = clock
         self.store = Store(self.settings)
         self._apply = evolver(self.pipelines)
+        self._evolve = Evolvers(self.pipelines)  # the same, by event class (the write path)
         self._views: dict[str, MaterialisedView] = {}
         self._view_tables: ViewTables | None = None
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
@@ -207,65 +209,73 @@ class Engine:
         fresh: set[str] = set()  # read from the store during this call
         changed: set[str] = set()  # have pending events in this batch
         used: list[str] = []
+        cache = self._cache
+        load = self._load
 
         def state(stream: str) -> State:
             used.append(stream)
-            if stream not in work:
-                if stream not in self._cache:
-                    self._cache[stream] = self._load(stream)
+            current = work.get(stream, _MISSING)
+            if current is _MISSING:
+                current = cache.get(stream, _MISSING)
+                if current is _MISSING:
+                    current = cache[stream] = load(stream)
                     fresh.add(stream)
-                work[stream] = self._cache[stream]
-            return work[stream]
+                work[stream] = current
+            return cast(State, current)
 
         fresh.update(self._prefetch(commands))
         outcomes: list[Outcome] = []
         pending: list[DomainEvent] = []
         now = self.clock()
+        pipelines = self.pipelines
+        evolve = self._evolve  # by event class: one call per event, not two
         for cmd in commands:
             used.clear()
             try:
                 try:
-                    events = self._decide(cmd, state, now)
+                    events = decide(pipelines, cmd, state, now)
                 except DealEngineError:
                     doubtful = {s for s in used if s not in fresh and s not in changed}
                     if not doubtful:
                         raise
                     for stream in doubtful:
                         work.pop(stream, None)
-                        self._cache.pop(stream, None)
-                    events = self._decide(cmd, state, now)
+                        cache.pop(stream, None)
+                    events = decide(pipelines, cmd, state, now)
             except DealEngineError as e:
                 outcomes.append(e)
                 if strict:
                     break
                 continue
             for event in events:
-                work[event.originator_id] = self._apply(state(event.originator_id), event)
-                changed.add(event.originator_id)
+                stream = event.originator_id
+                prior = work.get(stream, _MISSING)  # decide() read it: no second state() call
+                if prior is _MISSING:
+                    prior = state(stream)
+                work[stream] = evolve[type(event)](cast(State, prior), event)
+                changed.add(stream)
             pending.extend(events)
-            outcomes.append(Recorded(events))
+            outcomes.append(tuple.__new__(Recorded, (events,)))  # Recorded(events), one call less
         return outcomes, pending, work
 
     def _prefetch(self, commands: Sequence[Interaction]) -> set[str]:
         """Read the states of the streams the commands name that are not cached, in one go."""
         wanted: set[str] = set()
+        add = wanted.add
         for cmd in commands:
-            if cmd.event_type in OPENING_TYPES:
+            event_type = cmd.event_type
+            if event_type in OPENING_TYPES:
                 deal_id, lead_id = opening_ids_or_none(cmd)
                 wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
-            else:
-                wanted.add(originator_id(cmd.event_class.aggregate, cmd.target))
+            else:  # originator_id(kind, target), as decide() names it
+                add(f"{EVENT_TYPES[event_type].aggregate}:{cmd.target}")
         missing = sorted(wanted - self._cache.keys())
         if missing:
             events = self.store.events_of(missing)
-            for stream in missing:
-                self._cache[stream] = replay(events.get(stream, []), self._apply)
+            self._cache.update(dict.fromkeys(missing))  # no events: None (what replay gives)
+            for stream, found in events.items():
+                self._cache[stream] = replay(found, self._apply)
         return set(missing)
-
-    def _decide(
-        self, cmd: Interaction, state: Callable[[str], State], now: datetime
-    ) -> list[DomainEvent]:
-        return decide(self.pipelines, cmd, state, now)
 
     def _load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""

@@ -85,13 +85,26 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
             if defn.is_closed(stage) and not defn.is_closed(deal.stage)
             else deal.closed_from
         )
-        return deal._replace(
-            version=event.originator_version,
-            stage=stage,
-            amount=amount,
-            closed_from=closed_from,
-            idempotency_keys=_keys(deal.idempotency_keys, event),
-            head=fields.get(CHAIN_HASH) or event.chain_hash(),
+        key = fields["idempotency_key"]
+        keys = deal.idempotency_keys if key is None else deal.idempotency_keys | {key}
+        # tuple.__new__ in Deal's field order: what deal._replace(...) makes, at a fifth of
+        # the cost (this runs once per deal event)
+        return tuple.__new__(
+            Deal,
+            (
+                deal.id,
+                fields["originator_version"],
+                stage,
+                amount,
+                deal.currency,
+                deal.owner,
+                deal.pipeline,
+                deal.lead_id,
+                deal.expected_close_on,
+                closed_from,
+                keys,
+                fields.get(CHAIN_HASH) or event.chain_hash(),
+            ),
         )
 
     return evolve

@@ -16,29 +16,31 @@ from dealengine.domain.deal import (
     opening_ids,
 )
 from dealengine.domain.definitions import Pipelines
-from dealengine.domain.events import DomainEvent, originator_id
+from dealengine.domain.events import EVENT_TYPES, DomainEvent
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead, decide_lead, evolve_lead
 
 State = Lead | Deal | None
+Evolve = Callable[[State, DomainEvent], Lead | Deal]
 
 
 def decide(
     pipelines: Pipelines, cmd: Interaction, state: Callable[[str], State], now: datetime
 ) -> list[DomainEvent]:
     """The events recording `cmd`, or the domain error refusing it."""
-    if cmd.event_type in OPENING_TYPES:
+    event_type = cmd.event_type
+    if event_type in OPENING_TYPES:
         deal_id, lead_id = opening_ids(cmd)
-        lead = state(originator_id("lead", lead_id)) if lead_id else None
-        deal = state(originator_id("deal", deal_id))
+        lead = state(f"lead:{lead_id}") if lead_id else None  # events.originator_id's form
+        deal = state(f"deal:{deal_id}")
         return decide_opening(pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now)
-    if cmd.event_class.aggregate == "lead":
-        return decide_lead(cast(Lead | None, state(originator_id("lead", cmd.target))), cmd, now)
-    deal = cast(Deal | None, state(originator_id("deal", cmd.target)))
+    if EVENT_TYPES[event_type].aggregate == "lead":
+        return decide_lead(cast(Lead | None, state(f"lead:{cmd.target}")), cmd, now)
+    deal = cast(Deal | None, state(f"deal:{cmd.target}"))
     return decide_deal(pipelines, deal, cmd, now)
 
 
-def evolver(pipelines: Pipelines) -> Callable[[State, DomainEvent], Lead | Deal]:
+def evolver(pipelines: Pipelines) -> Evolve:
     """`evolve(state, event)` for any stream: a lead's or a deal's."""
     evolve_deal = deal_evolver(pipelines)
 
@@ -48,3 +50,19 @@ def evolver(pipelines: Pipelines) -> Callable[[State, DomainEvent], Lead | Deal]
         return evolve_deal(cast(Deal | None, state), event)
 
     return evolve
+
+
+class Evolvers(dict[type[DomainEvent], Evolve]):
+    """The evolve of each event class (`evolvers[type(event)](state, event)`): what `evolver`
+    does, without its routing call. A class not listed gets `evolver`'s routing."""
+
+    def __init__(self, pipelines: Pipelines) -> None:
+        evolve_deal = cast(Evolve, deal_evolver(pipelines))
+        super().__init__(
+            (cls, cast(Evolve, evolve_lead) if cls.aggregate == "lead" else evolve_deal)
+            for cls in EVENT_TYPES.values()
+        )
+        self.default = evolver(pipelines)
+
+    def __missing__(self, cls: type[DomainEvent]) -> Evolve:
+        return self.default

@@ -111,17 +111,16 @@ def build(
     the stream's last event by `prev_hash` (its hash: the state's `head`)."""
     kind, user_id = kind_id
     stream = f"{kind}:{user_id}"
-    payload.update(
-        originator_id=stream,
-        originator_version=version,
-        id=new_event_id(),
-        occurred_at=cmd.occurred_at,
-        recorded_at=recorded_at,
-        actor=cmd.actor,
-        source=cmd.source,
-        idempotency_key=cmd.idempotency_key,
-        prev_hash=prev_hash,
-    )
+    # set one by one, in this order: cheaper than update() with a keyword dict
+    payload["originator_id"] = stream
+    payload["originator_version"] = version
+    payload["id"] = new_event_id()
+    payload["occurred_at"] = cmd.occurred_at
+    payload["recorded_at"] = recorded_at
+    payload["actor"] = cmd.actor
+    payload["source"] = cmd.source
+    payload["idempotency_key"] = cmd.idempotency_key
+    payload["prev_hash"] = prev_hash
     try:
         event: E = cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as e:

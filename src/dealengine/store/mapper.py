@@ -46,6 +46,27 @@ class PydanticMapper(Mapper[str]):
             state=state,
         )
 
+    def to_stored_events(self, events: list[DomainEvent]) -> list[StoredEvent]:
+        """`to_stored_event` of each event, for a batch: without a compressor or a cipher the
+        stored state is the JSON `build()` wrote, and each StoredEvent is made with its fields
+        set directly (what its frozen dataclass `__init__` does, at a third of the cost)."""
+        if self.compressor or self.cipher:
+            return [self.to_stored_event(event) for event in events]
+        stored_events: list[StoredEvent] = []
+        append = stored_events.append
+        new = object.__new__
+        for event in events:
+            fields = event.__dict__
+            stored = new(StoredEvent)
+            stored.__dict__.update(
+                originator_id=fields["originator_id"],
+                originator_version=fields["originator_version"],
+                topic=topic_of(type(event)),
+                state=fields.get(STORED_JSON) or event.stored_json(),
+            )
+            append(stored)
+        return stored_events
+
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[str]:
         state = stored_event.state
         try:
