@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -546,8 +545,8 @@ class Engine:
             return 1  # fork is what makes a child cheap
         if self.settings.rebuild_processes is not None:
             return self.settings.rebuild_processes
-        if events < PARALLEL_FROM or threading.active_count() > 1:
-            return 1  # small, or a threaded host: forking it could copy a lock another holds
+        if events < PARALLEL_FROM:
+            return 1
         return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
 
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:

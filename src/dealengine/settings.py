@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     rebuild_processes: int | None = Field(default=None, ge=1)
     """Processes a pass over the whole stream (a rebuild, an as-of view, a what-if) is split
     over, by lead (Linux; a store file or PostgreSQL). Default: one per available core, up to
-    4, once the store holds 50,000 events, unless this process runs other threads (a fork
-    would copy their locks); 1: always in this process."""
+    4, once the store holds 50,000 events; 1: always in this process. A child is forked: it
+    opens its own connection and touches none of this process's connections or threads (a
+    PostgreSQL pool runs threads here)."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
