@@ -26,7 +26,7 @@ from dealengine.domain.deal import (
     Deal,
     opening_ids,
 )
-from dealengine.domain.decider import Evolvers, decide, evolver
+from dealengine.domain.decider import decide, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
     PipelineDefinition,
@@ -122,7 +122,6 @@ class Engine:
         self.clock = clock
         self.store = Store(self.settings)
         self._apply = evolver(self.pipelines)
-        self._evolve = Evolvers(self.pipelines)  # the same, by event class (the write path)
         self._views: dict[str, MaterialisedView] = {}
         self._view_tables: ViewTables | None = None
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
@@ -227,7 +226,7 @@ class Engine:
         pending: list[DomainEvent] = []
         now = self.clock()
         pipelines = self.pipelines
-        evolve = self._evolve  # by event class: one call per event, not two
+        evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
         for cmd in commands:
             used.clear()
             try:
@@ -512,12 +511,12 @@ class Engine:
         """`work(part, fold_pass)` for each partition of the leads, where `fold_pass(folds,
         as_of)` is `_fold` over that partition's events: in one process, [work(None, _fold)];
         on a large store, one partition per process (projections/partitioned.py)."""
-        stop = self.store.position()
+        stop = self.store.position()  # the voids and the stream read at the same point
+        skip_ids = self.store.voided_ids(stop)
         processes = self._rebuild_processes(stop)
         if processes == 1:
-            return [work(None, self._fold)]
+            return [work(None, _fold_pass(self.store.stream(0, stop), skip_ids))]
         settings = self.settings.model_copy(update={"read_only": True})
-        skip_ids = self.store.voided_ids(stop)
 
         def rows_in_child(part: Partition) -> Iterator[Row]:
             store = Store(settings)  # its own connection: never the parent's
@@ -527,12 +526,7 @@ class Engine:
                 store.close()
 
         def in_part(part: Partition, rows: Iterable[Row]) -> T:
-            def fold_pass(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
-                bound = None if as_of is None else format_time(as_of)
-                with collector_paused():
-                    return fold_rows(rows, folds, skip_ids, bound)
-
-            return work(part, fold_pass)
+            return work(part, _fold_pass(rows, skip_ids))
 
         return split_pass(
             lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part
@@ -550,12 +544,9 @@ class Engine:
         return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
 
     def _fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
-        """One pass over the stream for every fold; as of a time, the events that occurred
-        after it are skipped (the same folds, fed less)."""
-        bound = None if as_of is None else format_time(as_of)
+        """One pass over the stream for every fold (see `_fold_pass`)."""
         stop = self.store.position()  # the voids and the stream read at the same point
-        with collector_paused():
-            return fold_rows(self.store.stream(0, stop), folds, self.store.voided_ids(stop), bound)
+        return _fold_pass(self.store.stream(0, stop), self.store.voided_ids(stop))(folds, as_of)
 
     def _funnel_definition(self, overrides: dict[str, Any]) -> FunnelDefinition:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -671,6 +662,18 @@ class Engine:
         return run_what_if(
             self, scenarios, self._over_partitions, as_of=as_of, pipeline_name=pipeline_name
         )
+
+
+def _fold_pass(rows: Iterable[Row], skip_ids: set[str]) -> FoldPass:
+    """The pass over `rows` for any folds: the voided events left out; as of a time, the
+    events that occurred after it skipped too (the same folds, fed less)."""
+
+    def fold_pass(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
+        bound = None if as_of is None else format_time(as_of)
+        with collector_paused():
+            return fold_rows(rows, folds, skip_ids, bound)
+
+    return fold_pass
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

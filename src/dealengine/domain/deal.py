@@ -18,6 +18,7 @@ from dealengine.domain.events import (
     DealOpened,
     DomainEvent,
     LeadConverted,
+    with_key,
 )
 from dealengine.domain.interaction import Interaction, build
 from dealengine.domain.lead import Lead, check_convertible, is_duplicate
@@ -72,7 +73,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
                 pipeline=defn.name,
                 lead_id=event.lead_id,
                 expected_close_on=event.expected_close_on,
-                idempotency_keys=_keys(frozenset(), event),
+                idempotency_keys=with_key(frozenset(), event.idempotency_key),
                 head=event.chain_hash(),
             )
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
@@ -85,8 +86,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
             if defn.is_closed(stage) and not defn.is_closed(deal.stage)
             else deal.closed_from
         )
-        key = fields["idempotency_key"]
-        keys = deal.idempotency_keys if key is None else deal.idempotency_keys | {key}
+        keys = with_key(deal.idempotency_keys, fields["idempotency_key"])
         # tuple.__new__ in Deal's field order: what deal._replace(...) makes, at a fifth of
         # the cost (this runs once per deal event)
         return tuple.__new__(
@@ -108,10 +108,6 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
         )
 
     return evolve
-
-
-def _keys(keys: frozenset[str], event: DomainEvent) -> frozenset[str]:
-    return keys | {event.idempotency_key} if event.idempotency_key is not None else keys
 
 
 def decide_deal(

@@ -40,29 +40,21 @@ def decide(
     return decide_deal(pipelines, deal, cmd, now)
 
 
-def evolver(pipelines: Pipelines) -> Evolve:
+def evolver(pipelines: Pipelines) -> Evolvers:
     """`evolve(state, event)` for any stream: a lead's or a deal's."""
-    evolve_deal = deal_evolver(pipelines)
-
-    def evolve(state: State, event: DomainEvent) -> Lead | Deal:
-        if event.aggregate == "lead":
-            return evolve_lead(cast(Lead | None, state), event)
-        return evolve_deal(cast(Deal | None, state), event)
-
-    return evolve
+    return Evolvers(pipelines)
 
 
 class Evolvers(dict[type[DomainEvent], Evolve]):
-    """The evolve of each event class (`evolvers[type(event)](state, event)`): what `evolver`
-    does, without its routing call. A class not listed gets `evolver`'s routing."""
+    """The evolve of each event class: `evolvers[type(event)](state, event)` (the write path's
+    form: no routing call), or `evolvers(state, event)`."""
 
     def __init__(self, pipelines: Pipelines) -> None:
-        evolve_deal = cast(Evolve, deal_evolver(pipelines))
-        super().__init__(
-            (cls, cast(Evolve, evolve_lead) if cls.aggregate == "lead" else evolve_deal)
-            for cls in EVENT_TYPES.values()
-        )
-        self.default = evolver(pipelines)
+        self.deal = cast(Evolve, deal_evolver(pipelines))
+        super().__init__((cls, self.__missing__(cls)) for cls in EVENT_TYPES.values())
 
     def __missing__(self, cls: type[DomainEvent]) -> Evolve:
-        return self.default
+        return cast(Evolve, evolve_lead) if cls.aggregate == "lead" else self.deal
+
+    def __call__(self, state: State, event: DomainEvent) -> Lead | Deal:
+        return self[type(event)](state, event)

@@ -50,6 +50,11 @@ def format_utc(value: datetime) -> str:
 format_time = lru_cache(maxsize=4096)(format_utc)
 
 
+def with_key(keys: frozenset[str], key: str | None) -> frozenset[str]:
+    """A lead's or deal's idempotency keys after an event carrying `key` (None: none)."""
+    return keys if key is None else keys | {key}
+
+
 def parse_moment(text: str) -> datetime:
     """A moment given by a person: a date means the end of that day in UTC; a time without an
     offset is UTC. `2026-03-31` -> 2026-03-31T23:59:59.999999Z."""

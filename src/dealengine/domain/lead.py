@@ -11,6 +11,7 @@ from dealengine.domain.events import (
     LEAD_TOUCHES,
     DomainEvent,
     LeadConverted,
+    with_key,
 )
 from dealengine.domain.interaction import Interaction, build
 
@@ -38,10 +39,10 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     key = fields["idempotency_key"]
     if lead is None:
         lead_id, status, deal_id = fields["originator_id"].partition(":")[2], "open", None
-        keys: frozenset[str] = frozenset() if key is None else frozenset((key,))
+        keys = with_key(frozenset(), key)
     else:
         lead_id, status, deal_id = lead.id, lead.status, lead.deal_id
-        keys = lead.idempotency_keys if key is None else lead.idempotency_keys | {key}
+        keys = with_key(lead.idempotency_keys, key)
     match event.event_type:
         case "lead_qualified":
             status = "qualified"

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.events import EVENT_TYPES, format_utc
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
@@ -218,19 +218,15 @@ class FunnelProjection:
                 if path is None:
                     continue
                 k, times = path.furthest, path.times
-            else:  # reached: the furthest step with a time
-                k, times = n - 1, earliest
-                while k >= 0 and times[k] is None:
-                    k -= 1
+            else:  # reached
+                k, times = _furthest(earliest), earliest
                 if k < 0:
                     continue
             if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            entry = times[0] or min(t for t in times if t is not None)
-            values = [t[1] if (t := by_lead.get(lead)) else UNKNOWN for by_lead in touches]
-            key = (k, period(entry), *values)
+            key = (k, period(_entry(times)), *[_value(by_lead, lead) for by_lead in touches])
             for totals in takers:
                 totals.combinations[key] = totals.combinations.get(key, 0) + 1
             if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
@@ -300,10 +296,8 @@ class FunnelProjection:
         """The lead's counted path under the definition's mode (None: never entered)."""
         if self.keep_sequence:
             return self._ordered_path(sorted(sequence))
-        for k in range(len(earliest) - 1, -1, -1):
-            if earliest[k] is not None:
-                return LeadPath(k, list(earliest))
-        return None
+        k = _furthest(earliest)
+        return LeadPath(k, list(earliest)) if k >= 0 else None
 
     def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
         """The furthest path over all entries (each step-1 event starts one), steps in order,
@@ -321,7 +315,7 @@ class FunnelProjection:
             times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
             k, later = 0, events[i + 1 :]
             if later:  # the limits as fixed-width times: the events are compared as strings
-                end = format_time(_parse(entry_at) + window)
+                end = format_utc(_parse(entry_at) + window)
                 next_by = _limit(entry_at, step_windows, 1)
             for at, s in later:
                 if at > end:
@@ -347,9 +341,7 @@ class FunnelProjection:
         entry = _entry(times)
         end = None
         if self.definition.mode != "reached":
-            end = format_time(
-                _parse(entry) + timedelta(days=self.definition.conversion_window_days)
-            )
+            end = format_utc(_parse(entry) + timedelta(days=self.definition.conversion_window_days))
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
 
     def _steps(self, counts: list[int]) -> list[FunnelStepView]:
@@ -397,13 +389,17 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _seconds(at: str) -> float:
-    return _parse(at).timestamp()
-
-
 def _entry(times: list[str | None]) -> str:
     """When the lead entered: its step-1 time, or its earliest step when it skipped step 1."""
     return times[0] or min(t for t in times if t is not None)
+
+
+def _furthest(earliest: list[str | None]) -> int:
+    """In the reached mode: the furthest step the lead has a time for (-1: none)."""
+    k = len(earliest) - 1
+    while k >= 0 and earliest[k] is None:
+        k -= 1
+    return k
 
 
 def _at_least(furthest: list[int]) -> list[int]:
@@ -450,7 +446,7 @@ def _parse(at: str) -> datetime:
 def _limit(at: str, step_windows: list[timedelta | None], step: int) -> str | None:
     """By when (a fixed-width time) step `step` must follow a step reached `at`, if limited."""
     limit = step_windows[step] if step < len(step_windows) else None
-    return None if limit is None else format_time(_parse(at) + limit)
+    return None if limit is None else format_utc(_parse(at) + limit)
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -153,6 +153,7 @@ class PipelineProjection:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
         self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
+        self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
 
     def initial(self) -> dict[str, DealFacts]:
         return {}
@@ -301,7 +302,7 @@ class PipelineProjection:
                     probability=d.probability[s],
                     open_deals=count[s],
                     amount=total[s],
-                    weighted_amount=total[s] * Decimal(str(d.probability[s])),
+                    weighted_amount=total[s] * self.weight[s],
                     median_days_in_stage=statistics.median(done[s]) if done[s] else None,
                     mean_days_in_stage=statistics.fmean(done[s]) if done[s] else None,
                     mean_age_days=statistics.fmean(ages[s]) if ages[s] else None,
@@ -328,11 +329,11 @@ class PipelineProjection:
         return {month: self._totals(groups[month]) for month in sorted(groups)}
 
     def _totals(self, deals: list[Derived]) -> ForecastView:
-        p = {s: Decimal(str(v)) for s, v in self.definition.probability.items()}
+        weight = self.weight
         return ForecastView(
             deals=len(deals),
             amount=sum((x.amount for x in deals), Decimal(0)),
-            weighted_amount=sum((x.amount * p[x.facts.stage] for x in deals), Decimal(0)),
+            weighted_amount=sum((x.amount * weight[x.facts.stage] for x in deals), Decimal(0)),
         )
 
     def _stale(self, deals: list[Derived], now: datetime) -> list[StaleDeal]:

@@ -175,11 +175,8 @@ class Store:
 
     def append(self, events: list[Any]) -> None:
         """Store events in one transaction; IntegrityError if a version is taken."""
-        mapper = self.app.mapper
-        if isinstance(mapper, PydanticMapper):
-            self.recorder.insert_events(mapper.to_stored_events(events))
-        else:
-            self.recorder.insert_events(list(map(mapper.to_stored_event, events)))
+        mapper = cast(PydanticMapper, self.app.mapper)  # store_env's MAPPER_TOPIC
+        self.recorder.insert_events(mapper.to_stored_events(events))
 
     def exists(self, stream_id: str) -> bool:
         return bool(self.app.recorder.select_events(stream_id, limit=1))

@@ -147,26 +147,19 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.append(
-            SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id) WHERE topic IN ({})"
-            ).format(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (notification_id) WHERE topic IN ({})").format(
                 Identifier(f"{self.events_table_name}_voids_idx"),
-                Identifier(self.datastore.schema),
-                Identifier(self.events_table_name),
+                self._table(),
                 SQL(", ").join(Literal(t) for t in VOID_TOPICS),
             )
         )
 
         # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
         self.insert_arrays_statement = SQL(
-            "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+            "INSERT INTO {} (originator_id, originator_version, topic, state)"
             " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[])"
             " RETURNING notification_id"
-        ).format(
-            Identifier(self.datastore.schema),
-            Identifier(self.events_table_name),
-            Identifier(self.datastore.originator_id_type),
-        )
+        ).format(self._table(), Identifier(self.datastore.originator_id_type))
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
@@ -240,9 +233,9 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
         sql = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {}.{}"
+            "SELECT originator_id, originator_version, topic, state FROM {}"
             " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        ).format(self._table())
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
             cursor.execute(sql, (list(ids),))
             return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
@@ -252,9 +245,8 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
     ) -> Iterator[Row]:
         """As the SQLite recorder's `stream` (PostgreSQL's ascii() is the code point)."""
         sql = SQL(
-            "SELECT notification_id, originator_id, topic, state FROM {}.{}"
-            " WHERE notification_id > %s"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+            "SELECT notification_id, originator_id, topic, state FROM {} WHERE notification_id > %s"
+        ).format(self._table())
         params: list[int] = [gt]
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")

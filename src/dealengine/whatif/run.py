@@ -605,11 +605,11 @@ def _fold_part(
         result = PartResult({}, {})
         # the reports of one state and definition, each with its selection of leads (or none),
         # summed in one pass over the leads
-        groups: dict[Hashable, dict[Hashable, Keep | None]] = {}
+        groups: dict[Hashable, tuple[Job, dict[Hashable, Keep | None]]] = {}
         for job in jobs:
             funnel_key = _funnel_report_key(job)
-            group = groups.setdefault(_funnel_report_key(job, selection=False), {})
-            if funnel_key in group:
+            _, keeps = groups.setdefault(_funnel_report_key(job, selection=False), (job, {}))
+            if funnel_key in keeps:
                 continue
             keep = None
             if job.plan is not None and _selection_key(job.plan):
@@ -617,12 +617,10 @@ def _fold_part(
                 keep = _keep_rule(job.plan, state.touches)
                 decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
                 result.deals[_funnel_state_key(job)] = decided
-            group[funnel_key] = keep
-        by_key = {_funnel_report_key(job, selection=False): job for job in jobs}
-        for group_key, keeps in groups.items():
-            job = by_key[group_key]
-            state = job.lane.funnels[job.funnel_key][1]
-            every = job.funnel.summarise_each(state, list(keeps.values()))
+            keeps[funnel_key] = keep
+        for first, keeps in groups.values():
+            state = first.lane.funnels[first.funnel_key][1]
+            every = first.funnel.summarise_each(state, list(keeps.values()))
             result.funnels.update(zip(keeps, every, strict=True))
         return result
 
