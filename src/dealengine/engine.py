@@ -431,15 +431,22 @@ class Engine:
         stop = self.store.position()
         return corrected(decode(self.store.stream(gt, stop)), self.store.voided_ids(stop))
 
+    @collector_paused()
     def views(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> tuple[FunnelView, PipelineView]:
-        """Funnel and pipeline, rebuilt together in one pass over the stream."""
+        """Funnel and pipeline, rebuilt together in one pass over the stream.
+
+        Python's cyclic collector is paused for the whole call, not only for the fold: once it
+        resumes, its next young-generation scan covers every object made while it was paused,
+        and a large fold's states (a second at 1,000,000 events) are alive until the reports
+        are made. They die (by reference counting) when the call returns."""
         funnel = FunnelProjection(self.funnel_definition)
         pipeline = self._pipeline_projection(pipeline_name)
         totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
         return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
 
+    @collector_paused()  # see views()
     def funnel(self, *, as_of: datetime | None = None, **overrides: Any) -> FunnelView:
         """The funnel from the events that occurred by `as_of` (default: all of them).
 
@@ -449,6 +456,7 @@ class Engine:
         funnel = FunnelProjection(self._funnel_definition(overrides))
         return funnel.assemble(self._funnel_pass(funnel, None, as_of)[0], as_of)
 
+    @collector_paused()  # see views()
     def pipeline(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> PipelineView:
@@ -456,6 +464,7 @@ class Engine:
         pipeline = self._pipeline_projection(pipeline_name)
         return pipeline.report(self._fold([pipeline], as_of)[0], as_of, self.clock())
 
+    @collector_paused()  # see views()
     def stage_times(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> list[DealStageTimes]:
@@ -463,6 +472,7 @@ class Engine:
         pipeline = self._pipeline_projection(pipeline_name)
         return pipeline.stage_times(self._fold([pipeline], as_of)[0], as_of or self.clock())
 
+    @collector_paused()  # see views()
     def pipeline_changes(
         self, start: datetime, end: datetime, *, pipeline_name: str | None = None
     ) -> PipelineChanges:
@@ -648,6 +658,7 @@ class Engine:
         `what_ifs` and projections/scenarios/README.md."""
         return self.what_ifs([scenario], as_of=as_of, pipeline_name=pipeline_name)
 
+    @collector_paused()  # see views()
     def what_ifs(
         self,
         scenarios: Sequence[ScenarioLike],
