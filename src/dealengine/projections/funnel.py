@@ -9,12 +9,13 @@ for the lead it was opened from. The rules are written down in docs/funnel-seman
 from __future__ import annotations
 
 import itertools
-import statistics
-from bisect import bisect_right
+import math
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -242,6 +243,9 @@ class FunnelProjection:
                 for totals in takers:
                     for a, span in spans:
                         totals.days[a].append(span)
+        for totals in every:  # sorted where the leads are (in parallel): see conversion_time
+            for days in totals.days:
+                days.sort()
         return every
 
     def assemble(self, parts: Iterable[FunnelTotals], as_of: datetime | None = None) -> FunnelView:
@@ -302,21 +306,17 @@ class FunnelProjection:
     def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
         """The furthest path over all entries (each step-1 event starts one), steps in order,
         each within the conversion window of its entry and its own step window."""
-        d = self.definition
-        window = timedelta(days=d.conversion_window_days)
-        step_windows = [
-            timedelta(days=s.within_days) if s.within_days is not None else None for s in d.steps
-        ]
+        window_end, step_ends = self._window_ends
         best: LeadPath | None = None
-        strict = d.mode == "strict"
+        strict = self.definition.mode == "strict"
         for i, (entry_at, step) in enumerate(events):
             if step != 0:
                 continue
             times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
             k, later = 0, events[i + 1 :]
             if later:  # the limits as fixed-width times: the events are compared as strings
-                end = format_utc(_parse(entry_at) + window)
-                next_by = _limit(entry_at, step_windows, 1)
+                end = window_end(entry_at)
+                next_by = _limit(entry_at, step_ends, 1)
             for at, s in later:
                 if at > end:
                     break
@@ -328,12 +328,20 @@ class FunnelProjection:
                     k, times[s] = s, at
                     if k == self.steps - 1:
                         break
-                    next_by = _limit(at, step_windows, k + 1)
+                    next_by = _limit(at, step_ends, k + 1)
                 elif strict and s != k:
                     break  # an event of another step in between ends a strict attempt
             if best is None or k > best.furthest:
                 best = LeadPath(k, times)
         return best
+
+    @cached_property
+    def _window_ends(self) -> tuple[Later, list[Later | None]]:
+        """For the ordered modes: the end of the conversion window of an entry at a time, and
+        of each step's own window (None: no window of its own)."""
+        d = self.definition
+        steps = [_later(s.within_days) if s.within_days is not None else None for s in d.steps]
+        return _later(d.conversion_window_days), steps
 
     def _excluded(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
         """Whether the lead with this path has an excluded event after its entry (in the
@@ -341,7 +349,7 @@ class FunnelProjection:
         entry = _entry(times)
         end = None
         if self.definition.mode != "reached":
-            end = format_utc(_parse(entry) + timedelta(days=self.definition.conversion_window_days))
+            end = self._window_ends[0](entry)
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
 
     def _steps(self, counts: list[int]) -> list[FunnelStepView]:
@@ -360,25 +368,37 @@ class FunnelProjection:
         return steps
 
 
-def conversion_time(from_step: str, to_step: str, days: Sequence[float | None]) -> ConversionTime:
-    """Median, mean, p90 and a histogram of the durations that exist and are not negative."""
-    values = sorted(d for d in days if d is not None and d >= 0)
+def conversion_time(from_step: str, to_step: str, days: list[float]) -> ConversionTime:
+    """Median, mean, p90 and a histogram of the durations that are not negative.
+
+    `days` is sorted here; when it is a few sorted runs (the parts' totals, each sorted by
+    `summarise_each`), the sort is a linear merge. The histogram's buckets are then counted by
+    bisection, not value by value."""
+    days.sort()
+    values = days[bisect_left(days, 0) :] if days and days[0] < 0 else days
     edges = HISTOGRAM_DAYS
-    buckets = [0] * len(edges)
-    for v in values:
-        buckets[bisect_right(edges, v) - 1] += 1
+    at = [bisect_left(values, edge) for edge in edges] + [len(values)]
     labels = [f"{a}-{b}d" for a, b in itertools.pairwise(edges)] + [f"{edges[-1]}d+"]
     return ConversionTime(
         from_step=from_step,
         to_step=to_step,
         leads=len(values),
-        median_days=statistics.median(values) if values else None,
-        mean_days=statistics.fmean(values) if values else None,
+        median_days=_median(values) if values else None,
+        mean_days=math.fsum(values) / len(values) if values else None,  # statistics.fmean
         p90_days=percentile(values, 0.9) if values else None,
         histogram=[
-            HistogramBucket(label=lb, leads=n) for lb, n in zip(labels, buckets, strict=True)
+            HistogramBucket(label=label, leads=at[k + 1] - at[k]) for k, label in enumerate(labels)
         ],
     )
+
+
+def _median(sorted_values: list[float]) -> float:
+    """statistics.median of values already sorted."""
+    n = len(sorted_values)
+    middle = n // 2
+    if n % 2:
+        return sorted_values[middle]
+    return (sorted_values[middle - 1] + sorted_values[middle]) / 2
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -443,10 +463,31 @@ def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
 
-def _limit(at: str, step_windows: list[timedelta | None], step: int) -> str | None:
+Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
+
+
+def _later(days: float) -> Later:
+    """A fixed-width UTC time `days` later. A whole number of days moves the date only: the
+    new date is remembered per date (a funnel's leads enter on a few hundred dates)."""
+    span = timedelta(days=days)
+    if days != int(days):
+        return lambda at: format_utc(_parse(at) + span)
+    dates: dict[str, str] = {}
+
+    def later(at: str) -> str:
+        day = at[:10]
+        moved = dates.get(day)
+        if moved is None:
+            moved = dates[day] = (date.fromisoformat(day) + span).isoformat()
+        return moved + at[10:]
+
+    return later
+
+
+def _limit(at: str, step_ends: list[Later | None], step: int) -> str | None:
     """By when (a fixed-width time) step `step` must follow a step reached `at`, if limited."""
-    limit = step_windows[step] if step < len(step_windows) else None
-    return None if limit is None else format_utc(_parse(at) + limit)
+    end = step_ends[step] if step < len(step_ends) else None
+    return None if end is None else end(at)
 
 
 def _ratio(part: int, whole: int) -> float | None:

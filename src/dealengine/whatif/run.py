@@ -15,7 +15,7 @@ dict is shared by all lanes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,7 +27,7 @@ import orjson
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
-from dealengine.domain.events import format_time
+from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.funnel import (
     UNKNOWN,
     FunnelProjection,
@@ -36,12 +36,27 @@ from dealengine.projections.funnel import (
     FunnelView,
     in_partition,
 )
-from dealengine.projections.pipeline import DealFacts, Derived, PipelineProjection, PipelineView
+from dealengine.projections.funnel import Keep as LeadKeep
+from dealengine.projections.pipeline import (
+    DEAL_EVENT_TYPES,
+    DealFacts,
+    Derived,
+    PipelineProjection,
+    PipelineView,
+)
 from dealengine.projections.stream import Fold, FoldPass, StreamEvent, collector_paused
 from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
+from dealengine.whatif.overlay import Overlay
 from dealengine.whatif.result import ScenarioResult, Views, WhatIf, diff
-from dealengine.whatif.scenario import Resolved, Scenario, load_scenario, resolve, validated
+from dealengine.whatif.scenario import (
+    Resolved,
+    Scenario,
+    Shift,
+    load_scenario,
+    resolve,
+    validated,
+)
 
 if TYPE_CHECKING:
     from dealengine.engine import Engine
@@ -57,16 +72,33 @@ OverPartitions = Callable[
 
 
 class Feeder:
-    """A fold of no state of its own: hands each event to `apply` (a lane's feed)."""
+    """A fold of no state of its own: hands each event (of `event_types`, or every event) to
+    `apply` (a lane's feed)."""
 
-    def __init__(self, apply: Apply) -> None:
+    def __init__(self, apply: Apply, event_types: frozenset[str] | None = None) -> None:
         self.apply = apply
+        if event_types is not None:
+            self.event_types = event_types
 
     def initial(self) -> None:
         return None
 
 
+class Held:
+    """A fold whose state is made before the pass, so that an overlay can read it during the
+    pass (`fold_rows` takes `initial()`)."""
+
+    def __init__(
+        self, fold: FunnelProjection | PipelineProjection, state: Any, apply: Apply | None = None
+    ) -> None:
+        self.apply, self.event_types, self.state = apply or fold.apply, fold.event_types, state
+
+    def initial(self) -> Any:
+        return self.state
+
+
 PipelineState = dict[str, DealFacts]
+Piece = tuple[FunnelState, Hashable, LeadKeep | None]  # a state; which of its leads: key, rule
 
 
 # --- fold keys: what a fold's `apply` reads of its definition -----------------------------------
@@ -112,6 +144,8 @@ class Lane:
     pipelines: dict[Hashable, tuple[PipelineProjection, PipelineState]] = field(
         default_factory=dict
     )
+    # funnel fold key -> the scenario lanes' overlays on that state, and the leads they changed
+    overlaid: dict[Hashable, tuple[list[Overlay], set[str]]] = field(default_factory=dict)
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
         key = funnel_fold_key(fold.definition)
@@ -127,17 +161,35 @@ class Lane:
             self.pipelines[key] = (fold, fold.initial())
         return key
 
-    def pairs(self) -> list[tuple[Apply, Any]]:
-        folds: list[tuple[Any, Any]] = [*self.funnels.values(), *self.pipelines.values()]
-        return [(fold.apply, view) for fold, view in folds]
+    def fresh(
+        self, pipelines: Collection[Hashable]
+    ) -> list[tuple[FunnelProjection | PipelineProjection, Any]]:
+        """New states for every fold (a pass starts from nothing); the folds to feed: the
+        funnels, and the pipelines of fold keys `pipelines`."""
+        self.funnels = {k: (f, f.initial()) for k, (f, _) in self.funnels.items()}
+        self.pipelines = {k: (f, f.initial()) for k, (f, _) in self.pipelines.items()}
+        chosen = [held for key, held in self.pipelines.items() if key in pipelines]
+        return [*self.funnels.values(), *chosen]
 
-    def folds(self) -> list[Fold[Any]]:
-        """What the pass feeds each recorded event to: this lane's folds themselves when it
-        takes every event, else one fold that checks the as-of first."""
+    def folds(self, pipelines: Collection[Hashable]) -> list[Fold[Any]]:
+        """What the pass feeds each recorded event to: this lane's folds (the pipelines of
+        fold keys `pipelines`) when it takes every event, else one fold that checks the as-of
+        first; either way into fresh states."""
+        self.fresh(pipelines)
+        held: list[Held] = []
+        for key, (funnel, view) in self.funnels.items():
+            apply: Apply = funnel.apply
+            if key in self.overlaid:
+                self.overlaid[key] = ([], set())  # filled by the scenario lanes' `folds()`
+                apply = _watched(apply, *self.overlaid[key])
+            held.append(Held(funnel, view, apply))
+        held += [
+            Held(pipeline, view) for key, (pipeline, view) in self.pipelines.items()
+            if key in pipelines
+        ]  # fmt: skip
         if self.bound is None:
-            funnels: list[Fold[Any]] = [fold for fold, _ in self.funnels.values()]
-            return funnels + [fold for fold, _ in self.pipelines.values()]
-        pairs, bound = self.pairs(), self.bound
+            return list(held)
+        pairs, bound = [(fold.apply, fold.state) for fold in held], self.bound
 
         def feed(_: object, event: StreamEvent) -> None:
             if event.data["occurred_at"] <= bound:
@@ -146,18 +198,25 @@ class Lane:
 
         return [Feeder(feed)]
 
-    def views(self, folded: Sequence[Any]) -> None:
-        """Take the states the pass built for `folds()`, when they were the folds themselves."""
-        if self.bound is not None:
-            return
-        states = iter(folded)
-        for key, (funnel, _) in list(self.funnels.items()):
-            self.funnels[key] = (funnel, next(states))
-        for key, (pipeline, _) in list(self.pipelines.items()):
-            self.pipelines[key] = (pipeline, next(states))
+    def pieces(self, key: Hashable) -> list[Piece]:
+        """What the funnel of fold key `key` counts: here, every lead of its state."""
+        return [(self.funnels[key][1], "", None)]
 
     def finish(self, part: Partition | None = None) -> None:
         """Called after the last recorded event (of the leads in `part`)."""
+
+
+def _watched(apply: Apply, overlays: list[Overlay], changed: set[str]) -> Apply:
+    """A base funnel's `apply` that also hands a lead's recorded event to the overlays that
+    changed the lead (`changed`: every lead any of them changed)."""
+
+    def apply_and_pass(view: FunnelState, event: StreamEvent) -> None:
+        apply(view, event)
+        if event.stream[0] != "d" and event.stream[5:] in changed:
+            for overlay in overlays:
+                overlay.recorded(event)
+
+    return apply_and_pass
 
 
 @dataclass(eq=False)
@@ -169,33 +228,101 @@ class ScenarioLane(Lane):
     `drop`, `scale_amounts`, `shift`, `lost_after_days`, then the as-of. The hypothetical
     events follow the recorded ones through the same steps; then deals still open past their
     limit at the as-of (or now) are lost.
+
+    With a `base` (the plain lane of the same as-of), the lane's funnels are overlays on the
+    base's funnel states (whatif/overlay.py): only the leads the scenario changes are folded
+    again. Its pipelines are its own.
     """
 
     plan: Resolved | None = None
     hypothetical: list[StreamEvent] = field(default_factory=list)
     now: str = ""
-    _feed: Apply | None = None
+    base: Lane | None = None
+    overlays: dict[Hashable, Overlay | None] = field(default_factory=dict)
+    _feed: Callable[[StreamEvent, bool], None] | None = None
     _flush: Callable[[], None] | None = None
 
-    def folds(self) -> list[Fold[Any]]:
-        assert self.plan is not None
-        self._feed, self._flush = _scenario_feed(self.plan, self.pairs(), self.bound, self.now)
-        return [Feeder(self._feed)]
+    def funnel(self, fold: FunnelProjection) -> Hashable:
+        if self.base is None:
+            return super().funnel(fold)
+        key = self.base.funnel(fold)
+        self.overlays[key] = None  # made by `folds()`, on the base's fresh state
+        self.base.overlaid[key] = ([], set())
+        return key
 
-    def views(self, folded: Sequence[Any]) -> None:
-        """The states are this lane's own (fed by `finish`'s and the feeder's calls)."""
+    def folds(self, pipelines: Collection[Hashable]) -> list[Fold[Any]]:
+        """The lane's feeders; call it after the base lane's `folds()`."""
+        assert self.plan is not None
+        held = self.fresh(pipelines)
+        untouched = _untouched(self.plan)
+        if self.base is not None:
+            for key in self.overlays:
+                overlays, changed = self.base.overlaid[key]
+                overlay = Overlay(*self.base.funnels[key], untouched, changed)
+                self.overlays[key] = overlay
+                overlays.append(overlay)
+        overlays = [o for o in self.overlays.values() if o is not None]
+        types: set[str] = {"deal_opened"}  # a deal's pipeline, owner and lead
+        by_type: dict[str, list[tuple[Apply, Any]]] = {}
+        for fold, state in held:
+            for name in fold.event_types:
+                by_type.setdefault(name, []).append((fold.apply, state))
+        types.update(by_type)
+        recorded_as_is = set(by_type)  # the overlays get the leads' events from the base
+        for overlay in overlays:
+            types.update(overlay.types)
+            recorded_as_is.update(overlay.types & DEAL_EVENT_TYPES)
+        if self.plan.scenario.transform.lost_after_days:
+            types.update(DEAL_EVENT_TYPES)  # the stage every deal is in
+
+        def sink(recorded: StreamEvent | None, produced: list[StreamEvent]) -> None:
+            for event in produced:
+                for apply, view in by_type.get(event.type, ()):
+                    apply(view, event)
+            for overlay in overlays:
+                overlay.route(recorded, produced)
+
+        self._feed, self._flush = _scenario_feed(self.plan, sink, self.bound, self.now)
+        feed, bound, sames = self._feed, self.bound, [o.same for o in overlays]
+
+        def as_recorded(_: object, event: StreamEvent) -> None:
+            """An event of a type the scenario never changes (a lead's, with an overlay, comes
+            from the base instead)."""
+            if bound is None or event.data["occurred_at"] <= bound:
+                for apply, view in by_type.get(event.type, ()):
+                    apply(view, event)
+                for same in sames:
+                    same(event)
+
+        return [
+            Feeder(lambda _, event: feed(event, True), frozenset(types - untouched)),
+            Feeder(as_recorded, frozenset(recorded_as_is & untouched)),
+        ]
+
+    def pieces(self, key: Hashable) -> list[Piece]:
+        """With an overlay: the base's leads the scenario left alone, and the changed ones."""
+        overlay = self.overlays.get(key)
+        if overlay is None:
+            return super().pieces(key)
+        return [(overlay.base, ("rest", id(self)), overlay.rest), (overlay.state, "", None)]
 
     def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
         for event in self.hypothetical:  # a lead's events go to its partition only
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
-                self._feed(None, event)
+                self._feed(event, False)
         self._flush()
 
 
+Sink = Callable[[StreamEvent | None, list[StreamEvent]], None]
+"""sink(recorded, produced): the scenario's events in place of a recorded one (None: added)."""
+
+
 def _scenario_feed(
-    plan: Resolved, pairs: list[tuple[Apply, Any]], bound: str | None, now: str
-) -> tuple[Apply, Callable[[], None]]:
+    plan: Resolved, sink: Sink, bound: str | None, now: str
+) -> tuple[Callable[[StreamEvent, bool], None], Callable[[], None]]:
+    """feed(event, recorded) and flush(): the scenario's transforms, handing `sink` what they
+    make of each event, as of `bound`."""
     f, t = plan.scenario.filter, plan.scenario.transform
     pipelines = plan.pipelines
     start = format_time(f.start) if f.start else None
@@ -209,12 +336,7 @@ def _scenario_feed(
     lost = LostAfter(pipelines, t.lost_after_days) if t.lost_after_days else None
     default_pipeline = pipelines.default.name
 
-    def fold(event: StreamEvent) -> None:
-        if bound is None or event.data["occurred_at"] <= bound:
-            for apply, view in pairs:
-                apply(view, event)
-
-    def feed(_: object, event: StreamEvent) -> None:
+    def transformed(event: StreamEvent) -> list[StreamEvent]:
         stream, data = event.stream, event.data
         if stream[0] == "d":
             if event.type == "deal_opened":
@@ -223,12 +345,12 @@ def _scenario_feed(
                 if keep_deal is not None and not keep_deal(data.get("owner"), name):
                     dropped.add(stream)
             if stream in dropped:
-                return
+                return []
         at = data["occurred_at"]
         if (start is not None and at < start) or (end is not None and at > end):
-            return
+            return []
         if event.type in drop:
-            return
+            return []
         if scale is not None and data.get("amount") is not None:
             data = {**data, "amount": str(Decimal(data["amount"]) * scale)}
         for matches, delta in shifts:
@@ -238,18 +360,38 @@ def _scenario_feed(
         if data is not event.data:
             event = StreamEvent(event.position, stream, event.type, data)
         if lost is not None and stream[0] == "d":
-            for e in lost.step(event):
-                fold(e)
-        elif bound is None or data["occurred_at"] <= bound:
-            for apply, view in pairs:
-                apply(view, event)
+            return lost.step(event)
+        return [event]
+
+    def within(events: list[StreamEvent]) -> list[StreamEvent]:
+        if bound is None:
+            return events
+        return [e for e in events if e.data["occurred_at"] <= bound]
+
+    def feed(event: StreamEvent, recorded: bool) -> None:
+        seen = recorded and (bound is None or event.data["occurred_at"] <= bound)
+        sink(event if seen else None, within(transformed(event)))
 
     def flush() -> None:
         if lost is not None:
-            for e in lost.flush(bound or now):
-                fold(e)
+            sink(None, within(lost.flush(bound or now)))
 
     return feed, flush
+
+
+def _untouched(plan: Resolved) -> frozenset[str]:
+    """The event types whose events the scenario's filters and transforms leave as recorded."""
+    f, t = plan.scenario.filter, plan.scenario.transform
+    if f.start or f.end:
+        return frozenset()
+    changed = set(t.drop)
+    if _deal_rule(plan) is not None or t.lost_after_days:
+        changed |= DEAL_EVENT_TYPES
+    if t.scale_amounts is not None:
+        changed |= {name for name, cls in EVENT_TYPES.items() if "amount" in cls.model_fields}
+    for shift in t.shift:
+        changed |= DEAL_EVENT_TYPES if shift.stage is not None else set(_shifted(plan, shift))
+    return frozenset(EVENT_TYPES) - changed
 
 
 def _deal_rule(plan: Resolved) -> Callable[[str | None, str], bool] | None:
@@ -278,12 +420,10 @@ def _shift_rules(plan: Resolved, pipeline_of: dict[str, str]) -> list[tuple[Matc
     """(matches(type, stream, data), by how much) for each `[[transform.shift]]`."""
     rules: list[tuple[Match, timedelta]] = []
     by_name = plan.pipelines.by_name
-    steps = {s.name: s for s in plan.funnel.steps}
     for shift in plan.scenario.transform.shift:
         delta = timedelta(days=shift.days)
         if shift.stage is None:
-            chosen = steps[shift.step].events if shift.step is not None else shift.events or []
-            rules.append((_of_types(frozenset(chosen)), delta))
+            rules.append((_of_types(frozenset(_shifted(plan, shift))), delta))
             continue
 
         def enters(type_: str, stream: str, data: dict[str, Any], stage: str = shift.stage) -> bool:
@@ -297,6 +437,13 @@ def _shift_rules(plan: Resolved, pipeline_of: dict[str, str]) -> list[tuple[Matc
 
         rules.append((enters, delta))
     return rules
+
+
+def _shifted(plan: Resolved, shift: Shift) -> list[str]:
+    """The event types a shift by funnel step or by event type moves."""
+    if shift.step is not None:
+        return next(s.events for s in plan.funnel.steps if s.name == shift.step)
+    return shift.events or []
 
 
 def _of_types(types: frozenset[str]) -> Match:
@@ -505,11 +652,14 @@ def run_what_if(
         if definition is None:
             raise InvalidDefinition(plan.source, "pipelines", f"no pipeline {view!r} to compare")
         if plan.changes_stream:
+            bound = format_time(plan.as_of) if plan.as_of else None
             lane: Lane = ScenarioLane(
-                format_time(plan.as_of) if plan.as_of else None,
+                bound,
                 plan=plan,
                 hypothetical=hypothetical[plan.name],
                 now=format_time(now),
+                # the baseline's funnel states, overlaid, unless leads are selected by touch
+                base=None if plan.selects_leads else plain.get(bound),
             )
             lanes.append(lane)
         else:
@@ -529,35 +679,29 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass))
+    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now))
     decisions: dict[Hashable, dict[str, bool]] = {}
+    reports: dict[Hashable, FunnelView | PipelineView] = {}
     for part in parts:
         for key, decided in part.deals.items():
             decisions.setdefault(key, {}).update(decided)
-    reports: dict[Hashable, FunnelView | PipelineView] = {}
+        reports.update(part.pipelines)
     derived: dict[Hashable, list[Derived]] = {}
     views = []
     with collector_paused():
         for job in jobs:
             funnel_key = _funnel_report_key(job)
             if funnel_key not in reports:
-                totals = [part.funnels[funnel_key] for part in parts]
+                totals = [t for part in parts for t in part.funnels[funnel_key]]
                 reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
             pipeline_key = _pipeline_report_key(job)
-            if pipeline_key not in reports:
-                state = job.lane.pipelines[job.pipeline_key][1]  # folded beside partition 0
-                selection = _selection_key(job.plan)
-                if job.plan is not None and selection:
-                    decided = decisions[_funnel_state_key(job)]
-                    leadless = _keep_rule(job.plan, {})(None)
-                    state = {d: f for d, f in state.items() if decided.get(d, leadless)}
-                moment = job.as_of or now
-                derived_key = (id(job.lane), job.pipeline_key, selection, job.funnel_key, moment)
-                if derived_key not in derived:  # shared by the reports of one state
-                    derived[derived_key] = job.pipeline.derive(state, moment)
-                reports[pipeline_key] = job.pipeline.report(
-                    state, job.as_of, now, derived[derived_key]
-                )
+            if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
+                assert job.plan is not None
+                state = job.lane.pipelines[job.pipeline_key][1]
+                decided = decisions[_funnel_state_key(job)]
+                leadless = _keep_rule(job.plan, {})(None)
+                state = {d: f for d, f in state.items() if decided.get(d, leadless)}
+                reports[pipeline_key] = _pipeline_report(job, state, now, derived)
             funnel, pipeline = reports[funnel_key], reports[pipeline_key]
             assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
             views.append(Views(funnel=funnel, pipeline=pipeline))
@@ -579,49 +723,102 @@ def run_what_if(
 
 @dataclass(slots=True)
 class PartResult:
-    """What one partition of the leads gives the what-if: per funnel report, its totals; per
-    selected lead state, whether each of its leads' deals is kept."""
+    """What one partition of the leads gives the what-if: per funnel report, the totals of its
+    pieces; per selected lead state, whether each of its leads' deals is kept."""
 
-    funnels: dict[Hashable, FunnelTotals]
+    funnels: dict[Hashable, list[FunnelTotals]]
     deals: dict[Hashable, dict[str, bool]]
+    pipelines: dict[Hashable, PipelineView]  # the reports of the pipeline states folded here
+
+
+def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
+    """The jobs whose pipeline report partition `part` makes (the first job of each distinct
+    report), dealt out from the last partition (partition 0, this process, makes the funnel
+    reports after the others); none that selects leads: the parent reports on those once the
+    selections of every partition have met."""
+    first = {_pipeline_report_key(job): job for job in reversed(jobs)}
+    reports = [job for job in first.values() if not _selection_key(job.plan)][::-1]
+    if part is None:
+        return reports
+    i, n = part
+    return [job for k, job in enumerate(reports) if n - 1 - k % n == i]
+
+
+def _pipeline_report(
+    job: Job, state: PipelineState, now: datetime, derived: dict[Hashable, list[Derived]]
+) -> PipelineView:
+    """The job's pipeline report on `state`; the deals' derived facts shared by the reports of
+    one state (`derived`)."""
+    moment = job.as_of or now
+    selection = _selection_key(job.plan)
+    key = (id(job.lane), job.pipeline_key, selection, job.funnel_key if selection else None, moment)
+    if key not in derived:
+        derived[key] = job.pipeline.derive(state, moment)
+    return job.pipeline.report(state, job.as_of, now, derived[key])
 
 
 def _fold_part(
-    lanes: list[Lane], jobs: list[Job], part: Partition | None, fold_pass: FoldPass
+    lanes: list[Lane],
+    jobs: list[Job],
+    part: Partition | None,
+    fold_pass: FoldPass,
+    now: datetime,
 ) -> PartResult:
-    """Fold every lane over the events of partition `part` (None: all of them) and sum what
-    its leads give each distinct funnel report."""
+    """Fold every lane over the events of partition `part` (None: all of them), sum what its
+    leads give each distinct funnel report, and report on the pipeline states homed here."""
     for lane in lanes:
         for fold, _ in lane.funnels.values():
             fold.partition = part
+    reporting = _pipelines_here(jobs, part)
+    here = {(id(job.lane), job.pipeline_key) for job in reporting}
+    if part is None or part[0] == 0:  # the states of selected leads, reported on by the parent
+        here |= {(id(job.lane), job.pipeline_key) for job in jobs if _selection_key(job.plan)}
     with collector_paused():
-        folds = [lane.folds() for lane in lanes]
-        folded = fold_pass([f for lane_folds in folds for f in lane_folds], None)
-        for lane, lane_folds in zip(lanes, folds, strict=True):
-            lane.views(folded[: len(lane_folds)])
-            folded = folded[len(lane_folds) :]
+        # a scenario lane's folds are made after its base's (an overlay reads the base's fresh
+        # states) and fed each event before them (it copies a lead's state before the event)
+        scenario_last = sorted(lanes, key=lambda lane: isinstance(lane, ScenarioLane))
+        made = {
+            id(lane): lane.folds({key for at, key in here if at == id(lane)})
+            for lane in scenario_last
+        }
+        fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
         for lane in lanes:
             lane.finish(part)
-        result = PartResult({}, {})
-        # the reports of one state and definition, each with its selection of leads (or none),
-        # summed in one pass over the leads
-        groups: dict[Hashable, tuple[Job, dict[Hashable, Keep | None]]] = {}
+        result = PartResult({}, {}, {})
+        # the pieces of every report summed by state and definition, each with the leads it
+        # selects (or all), in one pass over the state's leads
+        Group = tuple[int, str]  # a state (its id) and a definition
+        groups: dict[Group, tuple[FunnelProjection, FunnelState, dict[Hashable, Any]]] = {}
+        wanted: dict[Hashable, list[tuple[Group, Hashable]]] = {}
         for job in jobs:
             funnel_key = _funnel_report_key(job)
-            _, keeps = groups.setdefault(_funnel_report_key(job, selection=False), (job, {}))
-            if funnel_key in keeps:
+            if funnel_key in wanted:
                 continue
-            keep = None
             if job.plan is not None and _selection_key(job.plan):
                 state = job.lane.funnels[job.funnel_key][1]
                 keep = _keep_rule(job.plan, state.touches)
                 decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
                 result.deals[_funnel_state_key(job)] = decided
-            keeps[funnel_key] = keep
-        for first, keeps in groups.values():
-            state = first.lane.funnels[first.funnel_key][1]
-            every = first.funnel.summarise_each(state, list(keeps.values()))
-            result.funnels.update(zip(keeps, every, strict=True))
+                pieces: list[Piece] = [(state, _selection_key(job.plan), keep)]
+            else:
+                pieces = job.lane.pieces(job.funnel_key)
+            definition = job.funnel.definition.model_dump_json()
+            wanted[funnel_key] = []
+            for state, chosen, rule in pieces:
+                group = (id(state), definition)
+                keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
+                keeps.setdefault(chosen, rule)
+                wanted[funnel_key].append((group, chosen))
+        summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
+        for at, (funnel, state, keeps) in groups.items():
+            every = funnel.summarise_each(state, list(keeps.values()))
+            for chosen, totals in zip(keeps, every, strict=True):
+                summed[at, chosen] = totals
+        result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
+        derived: dict[Hashable, list[Derived]] = {}
+        for job in reporting:
+            deals = job.lane.pipelines[job.pipeline_key][1]
+            result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
         return result
 
 

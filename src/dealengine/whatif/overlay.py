@@ -1,0 +1,148 @@
+"""A scenario's funnel state as its difference from the baseline's.
+
+Most scenarios that change the stream change few leads: amounts scaled change none (the funnel
+does not read amounts), deals lost after N days change the leads of those deals, a hypothetical
+deal changes one. Folding every lead again for each of them would cost a rebuild per scenario.
+An `Overlay` folds only the leads the scenario changes: until a scenario's event differs from
+the recorded one in what the funnel reads of it (its type, time, lead and touch fields), the
+lead's state is the baseline's; at the first difference the lead's baseline state is copied
+(before the baseline folds that event: the pass feeds scenario lanes first) and from then on
+the lead's scenario events are folded into the copy by the same `FunnelProjection.apply`. The
+scenario's funnel is then the baseline's leads but the changed ones, plus the copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dealengine.projections.funnel import LEAD, FunnelProjection, FunnelState, in_partition
+from dealengine.projections.stream import StreamEvent
+
+
+class Overlay:
+    def __init__(
+        self,
+        fold: FunnelProjection,
+        base: FunnelState,
+        untouched: frozenset[str],
+        changed_by_any: set[str],
+    ) -> None:
+        """`fold` builds `base` (the baseline's state of the same fold key) in the same pass;
+        the scenario leaves events of the `untouched` types as recorded; `changed_by_any` is
+        shared by the overlays on `base`: every lead one of them changed."""
+        self.fold, self.base, self.untouched = fold, base, untouched
+        self.state = fold.initial()  # the changed leads only
+        self.changed: set[str] = set()
+        self.changed_by_any = changed_by_any
+        self.deals_of: dict[str, list[str]] = {}  # lead -> its deals, as recorded
+        self.types = fold.event_types
+
+    def rest(self, lead: str) -> bool:
+        """Whether a lead of the baseline's state counts as it is (the scenario left it alone)."""
+        return lead not in self.changed
+
+    def route(self, recorded: StreamEvent | None, produced: Sequence[StreamEvent]) -> None:
+        """The scenario's events `produced` in place of `recorded` (None: they are its own, like
+        a hypothetical event or a loss): fold them into the changed leads' states, and copy a
+        lead's baseline state first when they change it."""
+        types = self.types
+        if recorded is not None and len(produced) == 1 and self._same(recorded, produced[0]):
+            self.same(produced[0])
+            return
+        leads = [self._recorded_lead(recorded)] if recorded is not None else []
+        leads += [self._lead(e) for e in produced if e.type in types]
+        for lead in leads:
+            if lead is not None and lead not in self.changed:
+                self._copy(lead)
+        if recorded is not None and recorded.type == "deal_opened":
+            self._opened(recorded)
+        for event in produced:
+            if event.type in types:
+                self.fold.apply(self.state, event)
+
+    def recorded(self, event: StreamEvent) -> None:
+        """A lead's recorded event, as the base folds it: folded here too when the lead is
+        changed and the scenario leaves its type alone (else `route` has it)."""
+        if event.type in self.untouched and event.stream[5:] in self.changed:
+            self.fold.apply(self.state, event)
+
+    def same(self, event: StreamEvent) -> None:
+        """A recorded event the scenario leaves as it is (of a type the fold reads): folded
+        only when its lead is changed."""
+        if event.type not in self.types:
+            return
+        if event.stream[0] == "d":
+            if event.type == "deal_opened":
+                self._opened(event)
+            lead = self._lead(event)
+        else:
+            lead = event.stream[5:]
+        if lead in self.changed:
+            self.fold.apply(self.state, event)
+
+    def _same(self, recorded: StreamEvent, event: StreamEvent) -> bool:
+        """Whether the funnel reads the same of both events."""
+        if event is recorded:
+            return True
+        a, b = recorded.data, event.data
+        return (
+            recorded.type == event.type
+            and recorded.stream == event.stream
+            and a["occurred_at"] == b["occurred_at"]
+            and a.get("lead_id") == b.get("lead_id")
+            and all(a.get(name) == b.get(name) for name in self.fold.fields)
+        )
+
+    def _opened_lead(self, event: StreamEvent) -> str | None:
+        """The lead a `deal_opened` links its deal to (in this fold's partition of leads)."""
+        lead: str | None = event.data.get("lead_id")
+        part = self.fold.partition
+        if not lead or (part is not None and not in_partition(LEAD + lead, part)):
+            return None
+        return lead
+
+    def _opened(self, recorded: StreamEvent) -> None:
+        lead = self._opened_lead(recorded)
+        if lead is not None:
+            self.deals_of.setdefault(lead, []).append(recorded.stream)
+
+    def _recorded_lead(self, event: StreamEvent) -> str | None:
+        """The lead a recorded event counts for in the baseline."""
+        if event.type not in self.types:
+            return None
+        if event.stream[0] != "d":
+            return event.stream[len(LEAD) :]
+        if event.type == "deal_opened":
+            return self._opened_lead(event)
+        return self.base.lead_of_deal.get(event.stream)
+
+    def _lead(self, event: StreamEvent) -> str | None:
+        """The lead an event counts for in the scenario: a deal's link is the baseline's until
+        the lead is changed, then the copy's (absent: the scenario did not open it)."""
+        stream = event.stream
+        if stream[0] != "d":
+            return stream[len(LEAD) :]
+        if event.type == "deal_opened":
+            return self._opened_lead(event)
+        lead = self.state.lead_of_deal.get(stream)
+        if lead is not None:
+            return lead
+        lead = self.base.lead_of_deal.get(stream)
+        return None if lead in self.changed else lead
+
+    def _copy(self, lead: str) -> None:
+        """The lead's baseline state so far, as the start of its scenario state."""
+        base, mine = self.base, self.state
+        self.changed.add(lead)
+        self.changed_by_any.add(lead)
+        if (earliest := base.earliest.get(lead)) is not None:
+            mine.earliest[lead] = earliest.copy()
+        if (sequence := base.sequence.get(lead)) is not None:
+            mine.sequence[lead] = sequence.copy()
+        if (excluded := base.excluded.get(lead)) is not None:
+            mine.excluded[lead] = excluded.copy()
+        for name, touches in base.touches.items():
+            if (touch := touches.get(lead)) is not None:
+                mine.touches[name][lead] = touch
+        for deal in self.deals_of.get(lead, ()):
+            mine.lead_of_deal[deal] = lead
