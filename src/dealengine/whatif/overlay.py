@@ -117,18 +117,16 @@ class Overlay:
         return self.base.lead_of_deal.get(event.stream)
 
     def _lead(self, event: StreamEvent) -> str | None:
-        """The lead an event counts for in the scenario: a deal's link is the baseline's until
-        the lead is changed, then the copy's (absent: the scenario did not open it)."""
+        """The lead an event counts for in the scenario: a deal's link is the copy's, else the
+        baseline's (when the lead is changed and the copy has no link, the scenario did not
+        open the deal: the fold finds no link and leaves the event out)."""
         stream = event.stream
         if stream[0] != "d":
             return stream[len(LEAD) :]
         if event.type == "deal_opened":
             return self._opened_lead(event)
         lead = self.state.lead_of_deal.get(stream)
-        if lead is not None:
-            return lead
-        lead = self.base.lead_of_deal.get(stream)
-        return None if lead in self.changed else lead
+        return lead if lead is not None else self.base.lead_of_deal.get(stream)
 
     def _copy(self, lead: str) -> None:
         """The lead's baseline state so far, as the start of its scenario state."""

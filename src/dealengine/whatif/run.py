@@ -11,6 +11,12 @@ build the same state (same fold key: the parts of the definition `apply` reads) 
 and a report is computed once per distinct (state, definition, selection, as-of). Each decoded
 event is handed to every lane; a lane copies an event before changing it (the decoded `data`
 dict is shared by all lanes).
+
+A scenario lane's funnels are overlays on the baseline lane's funnel states when the two share
+an as-of (whatif/overlay.py): only the leads the scenario changes are folded again, and the
+scenario's funnel counts the baseline's other leads as they are. Event types the scenario never
+changes skip its transforms. Over several processes (`over_partitions`), each partition folds
+every lane for its leads, and each pipeline report is made in one of them.
 """
 
 from __future__ import annotations
@@ -602,8 +608,11 @@ def run_what_if(
     *,
     as_of: datetime | None = None,
     pipeline_name: str | None = None,
+    overlays: bool = True,
 ) -> WhatIf:
     """The baseline and every scenario, from one read of the store (see the module doc).
+    `overlays=False`: a scenario's own lane folds every lead again, not only those it changes
+    (the tests compare both).
 
     `over_partitions` runs the pass in each partition of the leads (one per process on a
     large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
@@ -659,7 +668,7 @@ def run_what_if(
                 hypothetical=hypothetical[plan.name],
                 now=format_time(now),
                 # the baseline's funnel states, overlaid, unless leads are selected by touch
-                base=None if plan.selects_leads else plain.get(bound),
+                base=plain.get(bound) if overlays and not plan.selects_leads else None,
             )
             lanes.append(lane)
         else:
