@@ -208,7 +208,9 @@ class FunnelProjection:
         sequence, excluded_at = view.sequence, view.excluded
         ordered = self.keep_sequence
         parse = datetime.fromisoformat
+        last_step = n - 1
         takers = every
+        only = every[0] if len(every) == 1 and not selective else None  # the common case
         for lead, earliest in view.earliest.items():
             if selective:
                 takers = [t for t, keep in pairs if keep is None or keep(lead)]
@@ -219,30 +221,39 @@ class FunnelProjection:
                 if path is None:
                     continue
                 k, times = path.furthest, path.times
-            else:  # reached
-                k, times = _furthest(earliest), earliest
+            else:  # reached: the furthest step with a time (_furthest, inlined)
+                k, times = last_step, earliest
+                while k >= 0 and earliest[k] is None:
+                    k -= 1
                 if k < 0:
                     continue
             if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            key = (k, period(_entry(times)), *[_value(by_lead, lead) for by_lead in touches])
-            for totals in takers:
-                totals.combinations[key] = totals.combinations.get(key, 0) + 1
-            if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
-                seconds = [parse(t).timestamp() if t is not None else None for t in times[: k + 1]]
-                spans = []
-                for a in range(k):
-                    start, end = seconds[a], seconds[a + 1]
-                    if start is not None and end is not None:
-                        spans.append((a, (end - start) / 86400))
-                first, last = seconds[0], seconds[k]
-                if k == n - 1 and n > 2 and first is not None and last is not None:
-                    spans.append((n - 1, (last - first) / 86400))
+            entry = times[0] or _entry(times)
+            key = (k, period(entry), *[t[1] if (t := by.get(lead)) else UNKNOWN for by in touches])
+            if only is not None:
+                combinations = only.combinations
+                combinations[key] = combinations.get(key, 0) + 1
+            else:
                 for totals in takers:
+                    totals.combinations[key] = totals.combinations.get(key, 0) + 1
+            if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
+                spans = []
+                first = previous = parse(entry).timestamp() if times[0] is not None else None
+                for a in range(k):
+                    at = times[a + 1]
+                    current = parse(at).timestamp() if at is not None else None
+                    if previous is not None and current is not None:
+                        spans.append((a, (current - previous) / 86400))
+                    previous = current
+                if k == last_step and n > 2 and first is not None and previous is not None:
+                    spans.append((last_step, (previous - first) / 86400))
+                for totals in takers:
+                    between = totals.days
                     for a, span in spans:
-                        totals.days[a].append(span)
+                        between[a].append(span)
         for totals in every:  # sorted where the leads are (in parallel): see conversion_time
             for days in totals.days:
                 days.sort()
@@ -340,8 +351,8 @@ class FunnelProjection:
         """For the ordered modes: the end of the conversion window of an entry at a time, and
         of each step's own window (None: no window of its own)."""
         d = self.definition
-        steps = [_later(s.within_days) if s.within_days is not None else None for s in d.steps]
-        return _later(d.conversion_window_days), steps
+        steps = [later_by(s.within_days) if s.within_days is not None else None for s in d.steps]
+        return later_by(d.conversion_window_days), steps
 
     def _excluded(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
         """Whether the lead with this path has an excluded event after its entry (in the
@@ -466,7 +477,7 @@ def _parse(at: str) -> datetime:
 Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
 
 
-def _later(days: float) -> Later:
+def later_by(days: float) -> Later:
     """A fixed-width UTC time `days` later. A whole number of days moves the date only: the
     new date is remembered per date (a funnel's leads enter on a few hundred dates)."""
     span = timedelta(days=days)

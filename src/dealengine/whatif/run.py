@@ -35,12 +35,15 @@ from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, 
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.funnel import (
+    LEAD,
     UNKNOWN,
     FunnelProjection,
     FunnelState,
     FunnelTotals,
     FunnelView,
+    Later,
     in_partition,
+    later_by,
 )
 from dealengine.projections.funnel import Keep as LeadKeep
 from dealengine.projections.pipeline import (
@@ -300,10 +303,18 @@ class ScenarioLane(Lane):
                 for same in sames:
                     same(event)
 
-        return [
-            Feeder(lambda _, event: feed(event, True), frozenset(types - untouched)),
-            Feeder(as_recorded, frozenset(recorded_as_is & untouched)),
+        def transform(_: object, event: StreamEvent) -> None:
+            feed(event, True)
+
+        folds: list[tuple[Apply, set[str]]] = [
+            (transform, types - untouched),
+            (as_recorded, recorded_as_is & untouched),
         ]
+        part = overlays[0].fold.partition if overlays else None
+        if part is not None and not held:  # only overlays here: only this partition's deals
+            links = overlays[0].base.lead_of_deal
+            folds = [(_deals_of_leads_in(part, links, apply), t) for apply, t in folds]
+        return [Feeder(apply, frozenset(t)) for apply, t in folds]
 
     def pieces(self, key: Hashable) -> list[Piece]:
         """With an overlay: the base's leads the scenario left alone, and the changed ones."""
@@ -318,6 +329,23 @@ class ScenarioLane(Lane):
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
                 self._feed(event, False)
         self._flush()
+
+
+def _deals_of_leads_in(part: Partition, links: Mapping[str, str], apply: Apply) -> Apply:
+    """`apply` for the leads' events and the events of their deals only (`links`: the base's
+    deal -> lead links, of the leads in partition `part`)."""
+
+    def apply_if_mine(view: object, event: StreamEvent) -> None:
+        if event.stream[0] != "d":
+            apply(view, event)
+        elif event.type == "deal_opened":
+            lead = event.data.get("lead_id")
+            if lead and in_partition(LEAD + lead, part):
+                apply(view, event)
+        elif event.stream in links:
+            apply(view, event)
+
+    return apply_if_mine
 
 
 Sink = Callable[[StreamEvent | None, list[StreamEvent]], None]
@@ -477,6 +505,7 @@ class LostAfter:
         self.pipelines = pipelines
         self.limits = limits
         self.deals: dict[str, Tracked] = {}
+        self.later: dict[float, Later] = {}  # per limit: a time that many days later
 
     def _limit(
         self, defn: PipelineDefinition, stage: str, at: str
@@ -486,7 +515,8 @@ class LostAfter:
         days = self.limits.get(stage) if isinstance(self.limits, dict) else self.limits
         if days is None:
             return None, None
-        return days, format_time(datetime.fromisoformat(at) + timedelta(days=days))
+        later = self.later.get(days) or self.later.setdefault(days, later_by(days))
+        return days, later(at)
 
     def step(self, event: StreamEvent) -> list[StreamEvent]:
         """The events to fold for this one: itself, none, or the loss that came first."""
@@ -747,6 +777,9 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     selections of every partition have met."""
     first = {_pipeline_report_key(job): job for job in reversed(jobs)}
     reports = [job for job in first.values() if not _selection_key(job.plan)][::-1]
+    # the reports of scenario lanes first: the partition that folds a lane's pipeline reads
+    # all its deals, the others only those of their leads
+    reports.sort(key=lambda job: not isinstance(job.lane, ScenarioLane))
     if part is None:
         return reports
     i, n = part
