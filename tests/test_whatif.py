@@ -518,7 +518,7 @@ def test_the_garbage_collector_is_back_on_after_a_run(
     engine.what_if({"name": "s", "funnel": {"mode": "ordered"}})
     assert gc.isenabled()
 
-    def broken(*_: object) -> None:
+    def broken(*_: object, **__: object) -> None:
         raise RuntimeError("a report failed")
 
     monkeypatch.setattr(FunnelProjection, "summarise_each", broken)

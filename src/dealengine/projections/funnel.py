@@ -12,7 +12,7 @@ import itertools
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -111,6 +111,14 @@ class FunnelTotals:
     days: list[list[float]]  # [k]: days from step k to k+1; [steps-1]: first to last step
     excluded: int
 
+    def add(self, other: FunnelTotals) -> None:
+        """Add the totals of a disjoint set of leads."""
+        for key, leads in other.combinations.items():
+            self.combinations[key] = self.combinations.get(key, 0) + leads
+        for mine, theirs in zip(self.days, other.days, strict=True):
+            mine.extend(theirs)
+        self.excluded += other.excluded
+
 
 class FunnelProjection:
     def __init__(
@@ -196,9 +204,16 @@ class FunnelProjection:
         steps."""
         return self.summarise_each(view, [keep])[0]
 
-    def summarise_each(self, view: FunnelState, keeps: Sequence[Keep | None]) -> list[FunnelTotals]:
+    def summarise_each(
+        self,
+        view: FunnelState,
+        keeps: Sequence[Keep | None],
+        *,
+        unsure: Container[str] | None = None,
+    ) -> list[FunnelTotals]:
         """`[summarise(view, keep) for keep in keeps]` in one pass: a lead's path is worked
-        out once for every selection that keeps it."""
+        out once for every selection that keeps it. `unsure`: every keep keeps every lead
+        outside it (they are asked about the leads in it only)."""
         d, n = self.definition, self.steps
         every = [FunnelTotals({}, [[] for _ in range(n)], 0) for _ in keeps]
         selective = any(keep is not None for keep in keeps)
@@ -211,11 +226,16 @@ class FunnelProjection:
         last_step = n - 1
         takers = every
         only = every[0] if len(every) == 1 and not selective else None  # the common case
+        # the leads outside `unsure` count for every selection: summed once, added at the end
+        shared = [FunnelTotals({}, [[] for _ in range(n)], 0)] if unsure is not None else every
         for lead, earliest in view.earliest.items():
             if selective:
-                takers = [t for t, keep in pairs if keep is None or keep(lead)]
-                if not takers:
-                    continue
+                if unsure is not None and lead not in unsure:
+                    takers = shared
+                else:
+                    takers = [t for t, keep in pairs if keep is None or keep(lead)]
+                    if not takers:
+                        continue
             if ordered:
                 path = self._ordered_path(sorted(sequence.get(lead, ())))
                 if path is None:
@@ -254,6 +274,9 @@ class FunnelProjection:
                     between = totals.days
                     for a, span in spans:
                         between[a].append(span)
+        if shared is not every:
+            for totals in every:
+                totals.add(shared[0])
         for totals in every:  # sorted where the leads are (in parallel): see conversion_time
             for days in totals.days:
                 days.sort()

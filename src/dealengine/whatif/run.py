@@ -107,7 +107,9 @@ class Held:
 
 
 PipelineState = dict[str, DealFacts]
-Piece = tuple[FunnelState, Hashable, LeadKeep | None]  # a state; which of its leads: key, rule
+# a state and which of its leads count: a key, a rule (None: all), and None or the leads outside
+# which the rule keeps every lead (it is asked about those only)
+Piece = tuple[FunnelState, Hashable, LeadKeep | None, set[str] | None]
 
 
 # --- fold keys: what a fold's `apply` reads of its definition -----------------------------------
@@ -209,7 +211,7 @@ class Lane:
 
     def pieces(self, key: Hashable) -> list[Piece]:
         """What the funnel of fold key `key` counts: here, every lead of its state."""
-        return [(self.funnels[key][1], "", None)]
+        return [(self.funnels[key][1], "", None, None)]
 
     def finish(self, part: Partition | None = None) -> None:
         """Called after the last recorded event (of the leads in `part`)."""
@@ -321,7 +323,8 @@ class ScenarioLane(Lane):
         overlay = self.overlays.get(key)
         if overlay is None:
             return super().pieces(key)
-        return [(overlay.base, ("rest", id(self)), overlay.rest), (overlay.state, "", None)]
+        base = (overlay.base, ("rest", id(self)), overlay.rest, overlay.changed_by_any)
+        return [base, (overlay.state, "", None, None)]
 
     def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
@@ -777,13 +780,21 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     selections of every partition have met."""
     first = {_pipeline_report_key(job): job for job in reversed(jobs)}
     reports = [job for job in first.values() if not _selection_key(job.plan)][::-1]
-    # the reports of scenario lanes first: the partition that folds a lane's pipeline reads
-    # all its deals, the others only those of their leads
-    reports.sort(key=lambda job: not isinstance(job.lane, ScenarioLane))
+    # the dearest lanes first (the partition that folds a lane's pipeline feeds it all the
+    # deals, the others only those of their leads): those whose transforms change deals' events
+    reports.sort(key=lambda job: -_deal_work(job.lane))
     if part is None:
         return reports
     i, n = part
     return [job for k, job in enumerate(reports) if n - 1 - k % n == i]
+
+
+def _deal_work(lane: Lane) -> int:
+    """How much a lane does per deal event: 2 when its transforms change deals' events, 1 when
+    it has its own stream, else 0."""
+    if not isinstance(lane, ScenarioLane) or lane.plan is None:
+        return 0
+    return 1 if _untouched(lane.plan) >= DEAL_EVENT_TYPES else 2
 
 
 def _pipeline_report(
@@ -841,19 +852,23 @@ def _fold_part(
                 keep = _keep_rule(job.plan, state.touches)
                 decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
                 result.deals[_funnel_state_key(job)] = decided
-                pieces: list[Piece] = [(state, _selection_key(job.plan), keep)]
+                pieces: list[Piece] = [(state, _selection_key(job.plan), keep, None)]
             else:
                 pieces = job.lane.pieces(job.funnel_key)
             definition = job.funnel.definition.model_dump_json()
             wanted[funnel_key] = []
-            for state, chosen, rule in pieces:
+            for state, chosen, rule, unsure in pieces:
                 group = (id(state), definition)
                 keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
-                keeps.setdefault(chosen, rule)
+                keeps.setdefault(chosen, (rule, unsure))
                 wanted[funnel_key].append((group, chosen))
         summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
         for at, (funnel, state, keeps) in groups.items():
-            every = funnel.summarise_each(state, list(keeps.values()))
+            rules = [rule for rule, _ in keeps.values()]
+            # the leads outside which every rule keeps all (when the rules say so, all the same)
+            outside = {id(u): u for rule, u in keeps.values() if rule is not None}
+            common = next(iter(outside.values())) if len(outside) == 1 else None
+            every = funnel.summarise_each(state, rules, unsure=common)
             for chosen, totals in zip(keeps, every, strict=True):
                 summed[at, chosen] = totals
         result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
