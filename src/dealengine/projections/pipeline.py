@@ -154,6 +154,7 @@ class PipelineProjection:
         self.default = default  # deals opened before pipelines existed belong to the default
         self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
+        self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
 
     def initial(self) -> dict[str, DealFacts]:
         return {}
@@ -180,10 +181,10 @@ class PipelineProjection:
         if stage != deal.stage:
             deal.stays[-1].left = at
             deal.stays.append(Stay(stage, at))
-            if d.is_closed(stage):
+            if stage in self.closed:
                 deal.closed_at = at
                 deal.lost_reason = data.get("reason") if stage == d.lost_stage else None
-            elif d.is_closed(deal.stage):
+            elif deal.stage in self.closed:
                 deal.closed_at = deal.lost_reason = None
             deal.stage = stage
         amount = data.get("amount")
@@ -252,7 +253,7 @@ class PipelineProjection:
                 days = _days(_parse(stay.entered), _parse(stay.left))
                 spent[stay.stage] = spent.get(stay.stage, 0.0) + days
         age = None
-        if not self.definition.is_closed(facts.stage):
+        if facts.stage not in self.closed:
             age = _days(_parse(facts.stays[-1].entered), now)
         return Derived(stream, facts, Decimal(facts.amount), spent, age)
 

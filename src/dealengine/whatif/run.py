@@ -573,11 +573,13 @@ def _selection_key(plan: Resolved | None) -> str:
     return orjson.dumps(rules).decode()
 
 
-def _keep_rule(plan: Resolved, touches: dict[str, dict[str, tuple[str, str]]]) -> Keep:
-    """Whether a lead is selected: its attributed channel / campaign (the touch the funnel's
-    attribution gives, `unknown` when none, and for a deal without a lead) passes the filter."""
+Touches = dict[str, dict[str, tuple[str, str]]]  # field -> lead -> (time, value)
+
+
+def _selection_rules(plan: Resolved) -> list[tuple[str, set[str] | None, set[str]]]:
+    """(touch field, only these values or None, not these values) per filtered field."""
     f = plan.scenario.filter
-    rules = [
+    return [
         (name, set(only) if only is not None else None, set(out or ()))
         for name, only, out in (
             ("channel", f.only.channels, f.except_.channels),
@@ -585,6 +587,24 @@ def _keep_rule(plan: Resolved, touches: dict[str, dict[str, tuple[str, str]]]) -
         )
         if only is not None or out
     ]
+
+
+def _rejectable(plan: Resolved, touches: Touches) -> set[str] | None:
+    """The leads `_keep_rule` may leave out (it keeps every other): those whose touch has a
+    value the filter excludes; None (any lead) when it keeps only some values or excludes
+    `unknown` (leads without a touch)."""
+    found: set[str] = set()
+    for name, only, out in _selection_rules(plan):
+        if only is not None or UNKNOWN in out:
+            return None
+        found.update(lead for lead, (_, value) in touches[name].items() if value in out)
+    return found
+
+
+def _keep_rule(plan: Resolved, touches: Touches) -> Keep:
+    """Whether a lead is selected: its attributed channel / campaign (the touch the funnel's
+    attribution gives, `unknown` when none, and for a deal without a lead) passes the filter."""
+    rules = _selection_rules(plan)
     decided: dict[str | None, bool] = {}
 
     def keep(lead: str | None) -> bool:
@@ -852,7 +872,8 @@ def _fold_part(
                 keep = _keep_rule(job.plan, state.touches)
                 decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
                 result.deals[_funnel_state_key(job)] = decided
-                pieces: list[Piece] = [(state, _selection_key(job.plan), keep, None)]
+                rejectable = _rejectable(job.plan, state.touches)
+                pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
             else:
                 pieces = job.lane.pieces(job.funnel_key)
             definition = job.funnel.definition.model_dump_json()
@@ -865,10 +886,11 @@ def _fold_part(
         summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
         for at, (funnel, state, keeps) in groups.items():
             rules = [rule for rule, _ in keeps.values()]
-            # the leads outside which every rule keeps all (when the rules say so, all the same)
-            outside = {id(u): u for rule, u in keeps.values() if rule is not None}
-            common = next(iter(outside.values())) if len(outside) == 1 else None
-            every = funnel.summarise_each(state, rules, unsure=common)
+            # the leads outside which every rule keeps all, when each rule says which
+            asked: set[str] | None = set()
+            for leads in {id(u): u for rule, u in keeps.values() if rule is not None}.values():
+                asked = None if leads is None or asked is None else asked | leads
+            every = funnel.summarise_each(state, rules, unsure=asked)
             for chosen, totals in zip(keeps, every, strict=True):
                 summed[at, chosen] = totals
         result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
