@@ -445,7 +445,7 @@ def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
     from dealengine.ingest.jsonl import interaction_from
     from dealengine.projections.funnel import FunnelProjection
     from dealengine.projections.pipeline import PipelineProjection
-    from dealengine.whatif.run import funnel_fold_key, pipeline_fold_key
+    from dealengine.whatif.lanes import funnel_fold_key, pipeline_fold_key
     from dealengine.whatif.scenario import resolve
 
     with Engine.in_memory() as engine:
