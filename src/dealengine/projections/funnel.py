@@ -224,6 +224,7 @@ class FunnelProjection:
         ordered = self.keep_sequence
         parse = datetime.fromisoformat
         last_step = n - 1
+        later_steps: list[str | None] = [None] * last_step
         takers = every
         only = every[0] if len(every) == 1 and not selective else None  # the common case
         # the leads outside `unsure` count for every selection: summed once, added at the end
@@ -237,10 +238,17 @@ class FunnelProjection:
                     if not takers:
                         continue
             if ordered:
-                path = self._ordered_path(sorted(sequence.get(lead, ())))
-                if path is None:
-                    continue
-                k, times = path.furthest, path.times
+                events = sequence.get(lead, ())
+                if len(events) == 1:  # one step event: a path when it is the first step's
+                    first_at, step = events[0]
+                    if step:
+                        continue
+                    k, times = 0, [first_at, *later_steps]
+                else:
+                    path = self._ordered_path(sorted(events))
+                    if path is None:
+                        continue
+                    k, times = path.furthest, path.times
             else:  # reached: the furthest step with a time (_furthest, inlined)
                 k, times = last_step, earliest
                 while k >= 0 and earliest[k] is None:
@@ -263,8 +271,8 @@ class FunnelProjection:
                 spans = []
                 first = previous = parse(entry).timestamp() if times[0] is not None else None
                 for a in range(k):
-                    at = times[a + 1]
-                    current = parse(at).timestamp() if at is not None else None
+                    reached = times[a + 1]
+                    current = parse(reached).timestamp() if reached is not None else None
                     if previous is not None and current is not None:
                         spans.append((a, (current - previous) / 86400))
                     previous = current

@@ -212,7 +212,7 @@ class ScenarioLane(Lane):
     now: str = ""
     base: Lane | None = None
     overlays: dict[Hashable, Overlay | None] = field(default_factory=dict)
-    _feed: Callable[[StreamEvent, bool], None] | None = None
+    _feed: Apply | None = None  # _feed(None: a recorded event, event); _feed(True, event) adds
     _flush: Callable[[], None] | None = None
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
@@ -248,15 +248,21 @@ class ScenarioLane(Lane):
         if self.plan.scenario.transform.lost_after_days:
             types.update(DEAL_EVENT_TYPES)  # the stage every deal is in
 
+        sames = [o.same for o in overlays]
+
         def sink(recorded: StreamEvent | None, produced: list[StreamEvent]) -> None:
             for event in produced:
                 for apply, view in by_type.get(event.type, ()):
                     apply(view, event)
-            for overlay in overlays:
-                overlay.route(recorded, produced)
+            if len(produced) == 1 and produced[0] is recorded:  # left as it was
+                for same in sames:
+                    same(recorded)
+            else:
+                for overlay in overlays:
+                    overlay.route(recorded, produced)
 
         self._feed, self._flush = _scenario_feed(self.plan, sink, self.bound, self.now)
-        feed, bound, sames = self._feed, self.bound, [o.same for o in overlays]
+        feed, bound = self._feed, self.bound
 
         def as_recorded(_: object, event: StreamEvent) -> None:
             """An event of a type the scenario never changes (a lead's, with an overlay, comes
@@ -267,11 +273,8 @@ class ScenarioLane(Lane):
                 for same in sames:
                     same(event)
 
-        def transform(_: object, event: StreamEvent) -> None:
-            feed(event, True)
-
         folds: list[tuple[Apply, set[str]]] = [
-            (transform, types - untouched),
+            (feed, types - untouched),
             (as_recorded, recorded_as_is & untouched),
         ]
         part = overlays[0].fold.partition if overlays else None
@@ -292,7 +295,7 @@ class ScenarioLane(Lane):
         assert self._feed is not None and self._flush is not None
         for event in self.hypothetical:  # a lead's events go to its partition only
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
-                self._feed(event, False)
+                self._feed(True, event)
         self._flush()
 
 
@@ -319,8 +322,8 @@ Sink = Callable[[StreamEvent | None, list[StreamEvent]], None]
 
 def _scenario_feed(
     plan: Resolved, sink: Sink, bound: str | None, now: str
-) -> tuple[Callable[[StreamEvent, bool], None], Callable[[], None]]:
-    """feed(event, recorded) and flush(): the scenario's transforms, handing `sink` what they
+) -> tuple[Apply, Callable[[], None]]:
+    """feed(added, event) and flush(): the scenario's transforms, handing `sink` what they
     make of each event, as of `bound`."""
     f, t = plan.scenario.filter, plan.scenario.transform
     pipelines = plan.pipelines
@@ -367,9 +370,14 @@ def _scenario_feed(
             return events
         return [e for e in events if e.data["occurred_at"] <= bound]
 
-    def feed(event: StreamEvent, recorded: bool) -> None:
-        seen = recorded and (bound is None or event.data["occurred_at"] <= bound)
-        sink(event if seen else None, within(transformed(event)))
+    def feed(added: object, event: StreamEvent) -> None:
+        """A recorded event (`added` None, as a fold's `apply` is called: the pass hands it
+        over directly) or an added one (`added` true)."""
+        if bound is None:
+            sink(None if added else event, transformed(event))
+        else:
+            seen = not added and event.data["occurred_at"] <= bound
+            sink(event if seen else None, within(transformed(event)))
 
     def flush() -> None:
         if lost is not None:
