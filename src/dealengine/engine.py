@@ -511,8 +511,7 @@ class Engine:
                 folds.append(pipeline)
             states = fold_pass(folds, as_of)
             pipeline_state.extend(states[1:])
-            with collector_paused():
-                return mine.summarise(states[0])
+            return mine.summarise(states[0])
 
         totals = self._over_partitions(work)
         return totals, pipeline_state[0] if pipeline_state else None
@@ -658,7 +657,6 @@ class Engine:
         `what_ifs` and projections/scenarios/README.md."""
         return self.what_ifs([scenario], as_of=as_of, pipeline_name=pipeline_name)
 
-    @collector_paused()  # see views()
     def what_ifs(
         self,
         scenarios: Sequence[ScenarioLike],
@@ -667,7 +665,8 @@ class Engine:
         pipeline_name: str | None = None,
     ) -> WhatIf:
         """The baseline (as of `as_of`, pipeline `pipeline_name`, like `views`) and every
-        scenario, folded in the same pass over the stream (dealengine.whatif)."""
+        scenario, folded in the same pass over the stream (dealengine.whatif; the collector
+        paused there, as in views())."""
         from dealengine.whatif.run import run_what_if
 
         return run_what_if(
@@ -677,12 +676,12 @@ class Engine:
 
 def _fold_pass(rows: Iterable[Row], skip_ids: set[str]) -> FoldPass:
     """The pass over `rows` for any folds: the voided events left out; as of a time, the
-    events that occurred after it skipped too (the same folds, fed less)."""
+    events that occurred after it skipped too (the same folds, fed less). Its callers pause
+    the collector for the whole read (see `Engine.views`)."""
 
     def fold_pass(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         bound = None if as_of is None else format_time(as_of)
-        with collector_paused():
-            return fold_rows(rows, folds, skip_ids, bound)
+        return fold_rows(rows, folds, skip_ids, bound)
 
     return fold_pass
 

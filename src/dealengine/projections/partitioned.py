@@ -5,8 +5,9 @@ events of the leads in partition i (selected in SQL by the last character of the
 `projections.funnel.in_partition`) and the events of every deal (a deal counts for the lead it
 was opened from), folds them with the same `FunnelProjection` (told its partition), and sends
 back what its leads add to the reports (`FunnelTotals`: a few hundred counters and the days
-between steps), which add up. The pipeline, a small part of the stream, is folded whole in
-this process, beside partition 0. The engine's rebuild and the what-if pass both use it.
+between steps), which add up. The rebuild folds the pipeline, a small part of the stream,
+whole in this process, beside partition 0; the what-if makes each pipeline report in one
+partition. The engine's rebuild and the what-if pass both use it.
 
 Processes are forked (Linux), so a child starts with the definitions and the voided ids in
 memory; it opens its own read of the store (`rows_in_child`), never this process's connections.

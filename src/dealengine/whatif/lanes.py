@@ -136,19 +136,18 @@ class Lane:
 
     def fresh(
         self, pipelines: Collection[Hashable]
-    ) -> list[tuple[FunnelProjection | PipelineProjection, Any]]:
-        """New states for every fold (a pass starts from nothing); the folds to feed: the
-        funnels, and the pipelines of fold keys `pipelines`."""
+    ) -> list[tuple[PipelineProjection, PipelineState]]:
+        """New states for every fold (a pass starts from nothing); the pipelines to feed: those
+        of fold keys `pipelines`."""
         self.funnels = {k: (f, f.initial()) for k, (f, _) in self.funnels.items()}
         self.pipelines = {k: (f, f.initial()) for k, (f, _) in self.pipelines.items()}
-        chosen = [held for key, held in self.pipelines.items() if key in pipelines]
-        return [*self.funnels.values(), *chosen]
+        return [held for key, held in self.pipelines.items() if key in pipelines]
 
     def folds(self, pipelines: Collection[Hashable]) -> list[Fold[Any]]:
         """What the pass feeds each recorded event to: this lane's folds (the pipelines of
         fold keys `pipelines`) when it takes every event, else one fold that checks the as-of
         first; either way into fresh states."""
-        self.fresh(pipelines)
+        chosen = self.fresh(pipelines)
         held: list[Held] = []
         for key, (funnel, view) in self.funnels.items():
             apply: Apply = funnel.apply
@@ -156,10 +155,7 @@ class Lane:
                 self.overlaid[key] = ([], set())  # filled by the scenario lanes' `folds()`
                 apply = _watched(apply, *self.overlaid[key])
             held.append(Held(funnel, view, apply))
-        held += [
-            Held(pipeline, view) for key, (pipeline, view) in self.pipelines.items()
-            if key in pipelines
-        ]  # fmt: skip
+        held += [Held(pipeline, view) for pipeline, view in chosen]
         if self.bound is None:
             return list(held)
         pairs, bound = [(fold.apply, fold.state) for fold in held], self.bound
@@ -226,7 +222,11 @@ class ScenarioLane(Lane):
     def folds(self, pipelines: Collection[Hashable]) -> list[Fold[Any]]:
         """The lane's feeders; call it after the base lane's `folds()`."""
         assert self.plan is not None
-        held = self.fresh(pipelines)
+        chosen = self.fresh(pipelines)
+        held: list[tuple[FunnelProjection | PipelineProjection, Any]] = [
+            *self.funnels.values(),  # none with a base: its funnels are overlays
+            *chosen,
+        ]
         untouched = untouched_types(self.plan)
         if self.base is not None:
             for key in self.overlays:
@@ -268,7 +268,7 @@ class ScenarioLane(Lane):
             """An event of a type the scenario never changes (a lead's, with an overlay, comes
             from the base instead)."""
             if bound is None or event.data["occurred_at"] <= bound:
-                for apply, view in by_type.get(event.type, ()):
+                for apply, view in by_type.get(event.type, ()):  # sink(event, [event]), inlined
                     apply(view, event)
                 for same in sames:
                     same(event)

@@ -151,6 +151,7 @@ def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) 
     return resolve(scenario, source, folder, engine.funnel_definition, engine.pipelines, as_of)
 
 
+@collector_paused()
 def run_what_if(
     engine: Engine,
     scenarios: Sequence[ScenarioLike],
@@ -167,8 +168,11 @@ def run_what_if(
     `over_partitions` runs the pass in each partition of the leads (one per process on a
     large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
     over that partition's events (the events the views see, corrections honoured), given every
-    lane's folds at once. The funnel reports sum the partitions' totals; the pipelines are
-    folded whole in this process."""
+    lane's folds at once. The funnel reports sum the partitions' totals; each pipeline report
+    is made in one partition (`_pipelines_here`), those of selected leads here, after the pass.
+
+    The cyclic collector is paused for the whole run: the states die (by reference counting)
+    when it returns, before the collector resumes (see `Engine.views`)."""
     plans = [plan_of(engine, item, n, as_of) for n, item in enumerate(scenarios, start=1)]
     seen: dict[str, str] = {}
     for plan in plans:
@@ -247,23 +251,22 @@ def run_what_if(
         reports.update(part.pipelines)
     derived: dict[Hashable, list[Derived]] = {}
     views = []
-    with collector_paused():
-        for job in jobs:
-            funnel_key = _funnel_report_key(job)
-            if funnel_key not in reports:
-                totals = [t for part in parts for t in part.funnels[funnel_key]]
-                reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
-            pipeline_key = _pipeline_report_key(job)
-            if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
-                assert job.plan is not None
-                state = job.lane.pipelines[job.pipeline_key][1]
-                decided = decisions[_funnel_state_key(job)]
-                leadless = _keep_rule(job.plan, {})(None)
-                state = {d: f for d, f in state.items() if decided.get(d, leadless)}
-                reports[pipeline_key] = _pipeline_report(job, state, now, derived)
-            funnel, pipeline = reports[funnel_key], reports[pipeline_key]
-            assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
-            views.append(Views(funnel=funnel, pipeline=pipeline))
+    for job in jobs:
+        funnel_key = _funnel_report_key(job)
+        if funnel_key not in reports:
+            totals = [t for part in parts for t in part.funnels[funnel_key]]
+            reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
+        pipeline_key = _pipeline_report_key(job)
+        if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
+            assert job.plan is not None
+            state = job.lane.pipelines[job.pipeline_key][1]
+            decided = decisions[_funnel_state_key(job)]
+            leadless = _keep_rule(job.plan, {})(None)
+            state = {d: f for d, f in state.items() if decided.get(d, leadless)}
+            reports[pipeline_key] = _pipeline_report(job, state, now, derived)
+        funnel, pipeline = reports[funnel_key], reports[pipeline_key]
+        assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
+        views.append(Views(funnel=funnel, pipeline=pipeline))
     base = views[0]
     results = {}
     for job, scenario_views in zip(jobs[1:], views[1:], strict=True):
@@ -343,59 +346,57 @@ def _fold_part(
     here = {(id(job.lane), job.pipeline_key) for job in reporting}
     if part is None or part[0] == 0:  # the states of selected leads, reported on by the parent
         here |= {(id(job.lane), job.pipeline_key) for job in jobs if _selection_key(job.plan)}
-    with collector_paused():
-        # a scenario lane's folds are made after its base's (an overlay reads the base's fresh
-        # states) and fed each event before them (it copies a lead's state before the event)
-        scenario_last = sorted(lanes, key=lambda lane: isinstance(lane, ScenarioLane))
-        made = {
-            id(lane): lane.folds({key for at, key in here if at == id(lane)})
-            for lane in scenario_last
-        }
-        fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
-        for lane in lanes:
-            lane.finish(part)
-        result = PartResult({}, {}, {})
-        # the pieces of every report summed by state and definition, each with the leads it
-        # selects (or all), in one pass over the state's leads
-        Group = tuple[int, str]  # a state (its id) and a definition
-        groups: dict[Group, tuple[FunnelProjection, FunnelState, dict[Hashable, Any]]] = {}
-        wanted: dict[Hashable, list[tuple[Group, Hashable]]] = {}
-        for job in jobs:
-            funnel_key = _funnel_report_key(job)
-            if funnel_key in wanted:
-                continue
-            if job.plan is not None and _selection_key(job.plan):
-                state = job.lane.funnels[job.funnel_key][1]
-                keep = _keep_rule(job.plan, state.touches)
-                decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
-                result.deals[_funnel_state_key(job)] = decided
-                rejectable = _rejectable(job.plan, state.touches)
-                pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
-            else:
-                pieces = job.lane.pieces(job.funnel_key)
-            definition = job.funnel.definition.model_dump_json()
-            wanted[funnel_key] = []
-            for state, chosen, rule, unsure in pieces:
-                group = (id(state), definition)
-                keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
-                keeps.setdefault(chosen, (rule, unsure))
-                wanted[funnel_key].append((group, chosen))
-        summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
-        for at, (funnel, state, keeps) in groups.items():
-            rules = [rule for rule, _ in keeps.values()]
-            # the leads outside which every rule keeps all, when each rule says which
-            asked: set[str] | None = set()
-            for leads in {id(u): u for rule, u in keeps.values() if rule is not None}.values():
-                asked = None if leads is None or asked is None else asked | leads
-            every = funnel.summarise_each(state, rules, unsure=asked)
-            for chosen, totals in zip(keeps, every, strict=True):
-                summed[at, chosen] = totals
-        result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
-        derived: dict[Hashable, list[Derived]] = {}
-        for job in reporting:
-            deals = job.lane.pipelines[job.pipeline_key][1]
-            result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
-        return result
+    # a scenario lane's folds are made after its base's (an overlay reads the base's fresh
+    # states) and fed each event before them (it copies a lead's state before the event)
+    scenario_last = sorted(lanes, key=lambda lane: isinstance(lane, ScenarioLane))
+    made = {
+        id(lane): lane.folds({key for at, key in here if at == id(lane)}) for lane in scenario_last
+    }
+    fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
+    for lane in lanes:
+        lane.finish(part)
+    result = PartResult({}, {}, {})
+    # the pieces of every report summed by state and definition, each with the leads it
+    # selects (or all), in one pass over the state's leads
+    Group = tuple[int, str]  # a state (its id) and a definition
+    groups: dict[Group, tuple[FunnelProjection, FunnelState, dict[Hashable, Any]]] = {}
+    wanted: dict[Hashable, list[tuple[Group, Hashable]]] = {}
+    for job in jobs:
+        funnel_key = _funnel_report_key(job)
+        if funnel_key in wanted:
+            continue
+        if job.plan is not None and _selection_key(job.plan):
+            state = job.lane.funnels[job.funnel_key][1]
+            keep = _keep_rule(job.plan, state.touches)
+            decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
+            result.deals[_funnel_state_key(job)] = decided
+            rejectable = _rejectable(job.plan, state.touches)
+            pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
+        else:
+            pieces = job.lane.pieces(job.funnel_key)
+        definition = job.funnel.definition.model_dump_json()
+        wanted[funnel_key] = []
+        for state, chosen, rule, unsure in pieces:
+            group = (id(state), definition)
+            keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
+            keeps.setdefault(chosen, (rule, unsure))
+            wanted[funnel_key].append((group, chosen))
+    summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
+    for at, (funnel, state, keeps) in groups.items():
+        rules = [rule for rule, _ in keeps.values()]
+        # the leads outside which every rule keeps all, when each rule says which
+        asked: set[str] | None = set()
+        for leads in {id(u): u for rule, u in keeps.values() if rule is not None}.values():
+            asked = None if leads is None or asked is None else asked | leads
+        every = funnel.summarise_each(state, rules, unsure=asked)
+        for chosen, totals in zip(keeps, every, strict=True):
+            summed[at, chosen] = totals
+    result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
+    derived: dict[Hashable, list[Derived]] = {}
+    for job in reporting:
+        deals = job.lane.pipelines[job.pipeline_key][1]
+        result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
+    return result
 
 
 def _funnel_state_key(job: Job) -> Hashable:
@@ -403,13 +404,12 @@ def _funnel_state_key(job: Job) -> Hashable:
     return (id(job.lane), job.funnel_key, _selection_key(job.plan))
 
 
-def _funnel_report_key(job: Job, selection: bool = True) -> Hashable:
+def _funnel_report_key(job: Job) -> Hashable:
     """What a funnel report depends on: the state, the leads selected, the definition, the
-    as-of (`selection=False`: all but the selection)."""
+    as-of."""
     at = format_time(job.as_of) if job.as_of else None
     definition = job.funnel.definition.model_dump_json()
-    chosen = _selection_key(job.plan) if selection else None
-    return ("funnel", id(job.lane), job.funnel_key, chosen, definition, at)
+    return ("funnel", id(job.lane), job.funnel_key, _selection_key(job.plan), definition, at)
 
 
 def _pipeline_report_key(job: Job) -> Hashable:
