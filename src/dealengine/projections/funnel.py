@@ -222,6 +222,8 @@ class FunnelProjection:
         period = _period_memo(d.cohort)
         sequence, excluded_at = view.sequence, view.excluded
         ordered = self.keep_sequence
+        window_end, step_ends = self._window_ends  # the ordered modes' windows
+        plain_order = d.mode == "ordered" and not any(step_ends)
         parse = datetime.fromisoformat
         last_step = n - 1
         later_steps: list[str | None] = [None] * last_step
@@ -244,6 +246,32 @@ class FunnelProjection:
                     if step:
                         continue
                     k, times = 0, [first_at, *later_steps]
+                elif plain_order:  # _ordered_path without step windows, inlined
+                    events = sorted(events)
+                    k = -1
+                    for i, (entry_at, step) in enumerate(events):
+                        if step:
+                            continue
+                        end, furthest, cut = window_end(entry_at), 0, False
+                        tried: list[str | None] = [entry_at]
+                        for at, s in itertools.islice(events, i + 1, None):
+                            if at > end:
+                                cut = True
+                                break
+                            if s == furthest + 1:
+                                tried.append(at)
+                                furthest = s
+                                if s == last_step:
+                                    break
+                        if furthest > k:
+                            k, times = furthest, tried
+                        # an attempt not cut by its window goes at least as far as any later
+                        # one: the later entries' events are a part of its own
+                        if k == last_step or not cut:
+                            break
+                    if k < 0:
+                        continue
+                    times += later_steps[len(times) - 1 :]
                 else:
                     path = self._ordered_path(sorted(events))
                     if path is None:

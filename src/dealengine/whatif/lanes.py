@@ -174,6 +174,17 @@ class Lane:
     def finish(self, part: Partition | None = None) -> None:
         """Called after the last recorded event (of the leads in `part`)."""
 
+    def release(self, pipelines: Collection[Hashable] = ()) -> None:
+        """Let go of the states but the pipelines of fold keys `pipelines`, once reported on:
+        freeing a large pass's states takes a while, better spent while the other partitions
+        finish than after."""
+        self.funnels = {k: (f, f.initial()) for k, (f, _) in self.funnels.items()}
+        self.pipelines = {
+            k: held if k in pipelines else (held[0], held[0].initial())
+            for k, held in self.pipelines.items()
+        }
+        self.overlaid = {k: ([], set()) for k in self.overlaid}
+
 
 def _watched(apply: Apply, overlays: list[Overlay], changed: set[str]) -> Apply:
     """A base funnel's `apply` that also hands a lead's recorded event to the overlays that
@@ -297,6 +308,11 @@ class ScenarioLane(Lane):
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
                 self._feed(True, event)
         self._flush()
+
+    def release(self, pipelines: Collection[Hashable] = ()) -> None:
+        super().release(pipelines)
+        self.overlays = dict.fromkeys(self.overlays)
+        self._feed = self._flush = None
 
 
 def _deals_of_leads_in(part: Partition, links: Mapping[str, str], apply: Apply) -> Apply:

@@ -242,14 +242,17 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now))
+    # the deals' facts derived in partition 0 (this process), for the reports made here later
+    derived: dict[Hashable, list[Derived]] = {}
+    parts = over_partitions(
+        lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now, derived)
+    )
     decisions: dict[Hashable, dict[str, bool]] = {}
     reports: dict[Hashable, FunnelView | PipelineView] = {}
     for part in parts:
         for key, decided in part.deals.items():
             decisions.setdefault(key, {}).update(decided)
         reports.update(part.pipelines)
-    derived: dict[Hashable, list[Derived]] = {}
     views = []
     for job in jobs:
         funnel_key = _funnel_report_key(job)
@@ -262,8 +265,7 @@ def run_what_if(
             state = job.lane.pipelines[job.pipeline_key][1]
             decided = decisions[_funnel_state_key(job)]
             leadless = _keep_rule(job.plan, {})(None)
-            state = {d: f for d, f in state.items() if decided.get(d, leadless)}
-            reports[pipeline_key] = _pipeline_report(job, state, now, derived)
+            reports[pipeline_key] = _pipeline_report(job, state, now, derived, (decided, leadless))
         funnel, pipeline = reports[funnel_key], reports[pipeline_key]
         assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
         views.append(Views(funnel=funnel, pipeline=pipeline))
@@ -295,39 +297,97 @@ class PartResult:
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     """The jobs whose pipeline report partition `part` makes (the first job of each distinct
-    report), dealt out from the last partition (partition 0, this process, makes the funnel
-    reports after the others); none that selects leads: the parent reports on those once the
-    selections of every partition have met."""
+    report); none that selects leads: the parent reports on those, in partition 0, once the
+    selections of every partition have met after the pass.
+
+    A partition that reports on a lane's pipeline state folds it over every deal and derives
+    its deals' facts once for all its reports on that state; the others feed the lane only
+    their own leads' deals. The reports are placed one by one, the dearest first, each where
+    the load it leaves is least (`_REPORT_COST`), partition 0 (which also makes the funnel
+    reports at the end) loaded first with the selections' states and losing ties."""
     first = {_pipeline_report_key(job): job for job in reversed(jobs)}
-    reports = [job for job in first.values() if not _selection_key(job.plan)][::-1]
-    # the dearest lanes first (the partition that folds a lane's pipeline feeds it all the
-    # deals, the others only those of their leads): those whose transforms change deals' events
-    reports.sort(key=lambda job: -_deal_work(job.lane))
+    reports = list(first.values())[::-1]
     if part is None:
-        return reports
-    i, n = part
-    return [job for k, job in enumerate(reports) if n - 1 - k % n == i]
+        return [job for job in reports if not _selection_key(job.plan)]
+    n = part[1]
+    load = [0.0] * n
+    states: list[set[Hashable]] = [set() for _ in range(n)]
+    placed: list[list[Job]] = [[] for _ in range(n)]
+
+    def cost(job: Job, i: int) -> float:
+        fold, derive, report, send = _REPORT_COST
+        report += send if i else 0.0
+        if _report_state(job) in states[i]:
+            return report
+        return fold * (1 + _deal_work(job.lane)) + derive + report
+
+    def place(job: Job, i: int) -> None:
+        load[i] += cost(job, i)
+        states[i].add(_report_state(job))
+
+    for job in reports:
+        if _selection_key(job.plan):
+            place(job, 0)
+    rest = [job for job in reports if not _selection_key(job.plan)]
+    rest.sort(key=lambda job: -_deal_work(job.lane))  # stable: the dearest lanes first
+    for job in rest:
+        i = min(range(n), key=lambda i: (load[i] + cost(job, i), -i))
+        place(job, i)
+        placed[i].append(job)
+    return placed[part[0]]
+
+
+# a report's relative cost (at 1,000,000 events, one unit is about 0.4 s): folding a lane's
+# pipeline over every deal (twice that for a lane of its own stream, three times when its
+# transforms change deals' events), deriving the deals' facts, making one report on them,
+# sending it from a child process to this one
+_REPORT_COST = (1.0, 0.4, 0.5, 0.1)
+
+
+def _report_state(job: Job) -> Hashable:
+    """The pipeline state (and the moment its deals' facts are derived at) a report reads."""
+    return (id(job.lane), job.pipeline_key, job.as_of)
 
 
 def _deal_work(lane: Lane) -> int:
-    """How much a lane does per deal event: 2 when its transforms change deals' events, 1 when
-    it has its own stream, else 0."""
+    """How much a lane does per deal event beside the pipeline fold: 2 when its transforms
+    change deals' events, 1 when it has its own stream, else 0."""
     if not isinstance(lane, ScenarioLane) or lane.plan is None:
         return 0
     return 1 if untouched_types(lane.plan) >= DEAL_EVENT_TYPES else 2
 
 
 def _pipeline_report(
-    job: Job, state: PipelineState, now: datetime, derived: dict[Hashable, list[Derived]]
+    job: Job,
+    state: PipelineState,
+    now: datetime,
+    derived: dict[Hashable, list[Derived]],
+    selected: tuple[Mapping[str, bool], bool] | None = None,
 ) -> PipelineView:
-    """The job's pipeline report on `state`; the deals' derived facts shared by the reports of
-    one state (`derived`)."""
-    moment = job.as_of or now
-    selection = _selection_key(job.plan)
-    key = (id(job.lane), job.pipeline_key, selection, job.funnel_key if selection else None, moment)
+    """The job's pipeline report on `state` (with `selected`, its deals kept: whether each is,
+    and whether one not in it is); the deals' derived facts shared by the reports of one
+    state (`derived`)."""
+    deals = _derived(job, state, now, derived)
+    if selected is not None:
+        kept, other = selected
+        state = {deal: facts for deal, facts in state.items() if kept.get(deal, other)}
+        deals = [x for x in deals if kept.get(x.stream, other)]
+    return job.pipeline.report(state, job.as_of, now, deals)
+
+
+def _derived(
+    job: Job, state: PipelineState, now: datetime, derived: dict[Hashable, list[Derived]]
+) -> list[Derived]:
+    """The facts the job's pipeline report derives from every deal of `state` (remembered in
+    `derived`: they depend on the state and the moment only)."""
+    key = _derived_key(job, now)
     if key not in derived:
-        derived[key] = job.pipeline.derive(state, moment)
-    return job.pipeline.report(state, job.as_of, now, derived[key])
+        derived[key] = job.pipeline.derive(state, job.as_of or now)
+    return derived[key]
+
+
+def _derived_key(job: Job, now: datetime) -> Hashable:
+    return (id(job.lane), job.pipeline_key, job.as_of or now)
 
 
 def _fold_part(
@@ -336,9 +396,12 @@ def _fold_part(
     part: Partition | None,
     fold_pass: FoldPass,
     now: datetime,
+    derived: dict[Hashable, list[Derived]],
 ) -> PartResult:
     """Fold every lane over the events of partition `part` (None: all of them), sum what its
-    leads give each distinct funnel report, and report on the pipeline states homed here."""
+    leads give each distinct funnel report, and report on the pipeline states homed here.
+    Partition 0 also derives the deals' facts for the reports on selected leads (into
+    `derived`: the parent makes them once the selections have met)."""
     for lane in lanes:
         for fold, _ in lane.funnels.values():
             fold.partition = part
@@ -392,10 +455,21 @@ def _fold_part(
         for chosen, totals in zip(keeps, every, strict=True):
             summed[at, chosen] = totals
     result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
-    derived: dict[Hashable, list[Derived]] = {}
+    # the reports on selected leads are made later in this process, partition 0: their deals'
+    # facts are derived now, while the other partitions finish
+    later = [job for job in jobs if _selection_key(job.plan)] if part is None or not part[0] else []
+    for job in later:
+        _derived(job, job.lane.pipelines[job.pipeline_key][1], now, derived)
     for job in reporting:
         deals = job.lane.pipelines[job.pipeline_key][1]
         result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
+    needed = {_derived_key(job, now) for job in later}
+    for key in [key for key in derived if key not in needed]:
+        del derived[key]
+    del groups, summed, made
+    if part is None or not part[0]:  # this process: free the states while the others finish
+        for lane in lanes:  # (a child exits without freeing them)
+            lane.release({job.pipeline_key for job in later if job.lane is lane})
     return result
 
 
