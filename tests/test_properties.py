@@ -5,6 +5,7 @@ ordered counts never exceed reached counts."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from dealengine import Engine
 from dealengine.demo import START, generate
 from dealengine.domain.events import format_time
 from dealengine.ingest.jsonl import interaction_from
+from dealengine.projections.funnel import FunnelProjection
 
 
 def ingest(engine: Engine, lines: list[dict[str, object]]) -> None:
@@ -77,3 +79,51 @@ def test_reached_never_rises_and_ordered_never_exceeds_reached(
         strict = leads(engine.funnel(mode="strict", conversion_window_days=window))
         ordered = leads(engine.funnel(mode="ordered", conversion_window_days=window))
         assert all(s <= o for s, o in zip(strict, ordered, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    paths=st.lists(
+        st.lists(st.tuples(st.integers(0, 40), st.integers(0, 4)), min_size=1, max_size=9),
+        min_size=1,
+        max_size=30,
+    ),
+    window=st.sampled_from([1, 5, 12, 30]),
+)
+def test_ordered_summary_takes_each_lead_s_path_by_the_general_rule(
+    paths: list[list[tuple[int, int]]], window: int
+) -> None:
+    """The ordered summary's inlined path (no step windows: it stops at the first attempt its
+    window did not cut) counts each lead where `FunnelProjection.path` (every attempt tried,
+    the rule of docs/funnel-semantics.md) puts it."""
+    with Engine.in_memory() as engine:
+        definition = engine.funnel_definition.model_copy(
+            update={"mode": "ordered", "conversion_window_days": window, "cohort": "week"}
+        )
+    fold = FunnelProjection(definition)
+    state = fold.initial()
+    expected: Counter[tuple[int, str]] = Counter()
+    days: list[list[float]] = [[] for _ in range(fold.steps)]
+    for n, events in enumerate(paths):
+        lead = f"L{n}"
+        sequence = [(format_time(START + timedelta(days=day)), step) for day, step in events]
+        state.sequence[lead] = sequence
+        earliest: list[str | None] = [None] * fold.steps
+        for at, step in sorted(sequence):
+            earliest[step] = earliest[step] or at
+        state.earliest[lead] = earliest
+        path = fold.path(earliest, sequence)
+        if path is not None:  # counted by furthest step and week of entry (its first step)
+            times = [datetime.fromisoformat(t) if t else None for t in path.times]
+            assert times[0] is not None
+            expected[path.furthest, f"{times[0]:%G-W%V}"] += 1
+            for a in range(path.furthest):  # days between steps, all reached in order here
+                days[a].append(((times[a + 1] or times[a]) - times[a]).total_seconds() / 86400)
+            if path.furthest == fold.steps - 1:
+                days[-1].append(((times[-1] or times[0]) - times[0]).total_seconds() / 86400)
+    totals = fold.summarise(state)
+    counted: Counter[tuple[int, str]] = Counter()
+    for (furthest, week, *_), count in totals.combinations.items():
+        counted[furthest, week] += count
+    assert counted == expected
+    assert totals.days == [sorted(d) for d in days]
