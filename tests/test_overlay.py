@@ -1,5 +1,6 @@
-"""A scenario's funnel as an overlay on the baseline's (whatif/overlay.py): only the leads the
-scenario changes are folded again.
+"""A scenario's funnel and pipeline as overlays on the baseline's (whatif/overlay.py): only the
+leads and deals the scenario changes are folded again (a scenario that scales amounts folds its
+pipeline whole).
 
 Two checks: every kind of stream change gives what a lane folding every lead again gives
 (in one process and split over processes); and where a scenario is a plain edit of the history,
@@ -96,6 +97,18 @@ def test_overlays_equal_folding_every_lead_again(
     }
     assert changed["lost after"] and changed["no webinars"] and changed["hypothetical"]
     assert not changed["scaled"]  # the funnel does not read amounts
+    base = overlaid["baseline"]["pipeline"]
+    moved = {
+        name: {k for k in ("stages", "won", "lost", "stale") if s["pipeline"][k] != base[k]}
+        for name, s in overlaid["scenarios"].items()
+    }
+    assert moved["lost after"] >= {"stages", "lost"}
+    assert moved["lost in discovery"] >= {"stages", "lost"}
+    assert moved["hypothetical"] >= {"won"}
+    if as_of is None:  # the win it adds to a recorded deal is after the as-of
+        assert moved["recorded aggregates"] >= {"stages", "won"}
+    assert moved["without ana"] and moved["no wins"] and moved["proposals sooner"]
+    assert not moved["no webinars"]  # a lead's event: the pipeline is the baseline's
 
 
 def _edited(name: str, lines: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -231,3 +231,27 @@ def test_views_of_a_generated_history_equal_the_reference(engine: Engine, tmp_pa
     assert (got["lost"]["deals"], got["lost"]["amount"]) == expected["lost"]
     assert got["win_rate"] == pytest.approx(expected["win_rate"])
     assert sum(s["open_deals"] for s in got["stages"]) > 0 and expected["won"][0] > 0
+
+
+def test_pipeline_ties_are_in_name_order_whatever_order_the_deals_opened_in() -> None:
+    """Stale deals idle as long, lost reasons as frequent: listed by deal id and by reason, so
+    the report is the same for the same deals in any order (a what-if's overlay merges its
+    changed deals into the baseline's)."""
+    deals = [
+        ("D-3", {"reason": "price"}),
+        ("D-1", {"reason": "timing"}),
+        ("D-2", None),
+        ("D-4", None),
+    ]
+    reports = []
+    for order in (deals, deals[::-1]):
+        with Engine.in_memory(clock=lambda: datetime(2026, 12, 1, tzinfo=UTC)) as engine:
+            for deal, lost in order:
+                engine.record("deal_opened", deal, "2026-05-01T12:00:00Z", amount="100", owner="o")
+                if lost is not None:
+                    engine.record("deal_lost", deal, "2026-05-02T12:00:00Z", **lost)
+            reports.append(engine.pipeline().model_dump(mode="json"))
+    first, second = reports
+    assert first == second
+    assert [s["deal_id"] for s in first["stale"]] == ["D-2", "D-4"]  # equally idle
+    assert list(first["lost_reasons"]) == ["price", "timing"]  # once each

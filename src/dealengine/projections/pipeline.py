@@ -224,6 +224,9 @@ class PipelineProjection:
         for x in deals:
             by_owner[x.facts.owner].append(x)
         reasons = Counter(x.facts.lost_reason or "unknown" for x in lost)
+        # ties in name order, here and in the stale deals: the report is the same whatever
+        # order the deals come in
+        lost_reasons = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
         return PipelineView(
             name=d.name,
             currency=d.currency,
@@ -233,7 +236,7 @@ class PipelineProjection:
             average_deal_size=average,
             cycle=cycle,
             velocity_per_day=velocity,
-            lost_reasons=dict(reasons.most_common()),
+            lost_reasons=dict(lost_reasons),
             forecast=self._forecast(deals),
             forecast_by_close_month=self._by_close_month(deals),
             stale=self._stale(deals, moment),
@@ -356,7 +359,7 @@ class PipelineProjection:
                         limit_days=limit,
                     )
                 )
-        return sorted(stale, key=lambda s: -s.days_without_event)
+        return sorted(stale, key=lambda s: (-s.days_without_event, s.deal_id))
 
 
 def _cycle(deals: list[Derived]) -> CycleView:

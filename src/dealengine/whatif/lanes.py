@@ -36,7 +36,7 @@ from dealengine.projections.funnel import Keep as LeadKeep
 from dealengine.projections.pipeline import DEAL_EVENT_TYPES, DealFacts, PipelineProjection
 from dealengine.projections.stream import Fold, StreamEvent
 from dealengine.store.recorders import Partition
-from dealengine.whatif.overlay import Overlay
+from dealengine.whatif.overlay import DealOverlay, Overlay
 from dealengine.whatif.scenario import Resolved, Shift
 
 Apply = Callable[[Any, StreamEvent], None]  # a fold's apply(view, event); a lane's feed
@@ -219,6 +219,7 @@ class ScenarioLane(Lane):
     now: str = ""
     base: Lane | None = None
     overlays: dict[Hashable, Overlay | None] = field(default_factory=dict)
+    deal_overlays: dict[Hashable, DealOverlay | None] = field(default_factory=dict)
     _feed: Apply | None = None  # _feed(None: a recorded event, event); _feed(True, event) adds
     _flush: Callable[[], None] | None = None
 
@@ -230,22 +231,43 @@ class ScenarioLane(Lane):
         self.base.overlaid[key] = ([], set())
         return key
 
+    def pipeline(self, fold: PipelineProjection) -> Hashable:
+        """With a base, the pipeline is an overlay on the base's state of the same fold key
+        (the base folds it too), unless the scenario scales amounts: that changes every deal."""
+        key = super().pipeline(fold)
+        if (
+            self.base is not None
+            and self.plan
+            and self.plan.scenario.transform.scale_amounts is None
+        ):
+            self.base.pipeline(fold)
+            self.deal_overlays[key] = None  # made by `folds()`, where the pipeline is reported
+        return key
+
     def folds(self, pipelines: Collection[Hashable]) -> list[Fold[Any]]:
         """The lane's feeders; call it after the base lane's `folds()`."""
         assert self.plan is not None
-        chosen = self.fresh(pipelines)
+        self.fresh(pipelines)
         held: list[tuple[FunnelProjection | PipelineProjection, Any]] = [
             *self.funnels.values(),  # none with a base: its funnels are overlays
-            *chosen,
+            *[
+                p
+                for k, p in self.pipelines.items()
+                if k in pipelines and k not in self.deal_overlays
+            ],
         ]
         untouched = untouched_types(self.plan)
         if self.base is not None:
             for key in self.overlays:
-                overlays, changed = self.base.overlaid[key]
+                on_base, changed = self.base.overlaid[key]
                 overlay = Overlay(*self.base.funnels[key], untouched, changed)
                 self.overlays[key] = overlay
-                overlays.append(overlay)
-        overlays = [o for o in self.overlays.values() if o is not None]
+                on_base.append(overlay)
+            for key in self.deal_overlays:  # the base's states are fresh: its `folds()` came first
+                deals = DealOverlay(self.pipelines[key][0], self.base.pipelines[key][1])
+                self.deal_overlays[key] = deals if key in pipelines else None
+        overlays: list[Overlay | DealOverlay] = [o for o in self.overlays.values() if o is not None]
+        overlays += [o for o in self.deal_overlays.values() if o is not None]
         types: set[str] = {"deal_opened"}  # a deal's pipeline, owner and lead
         by_type: dict[str, list[tuple[Apply, Any]]] = {}
         for fold, state in held:
@@ -253,9 +275,9 @@ class ScenarioLane(Lane):
                 by_type.setdefault(name, []).append((fold.apply, state))
         types.update(by_type)
         recorded_as_is = set(by_type)  # the overlays get the leads' events from the base
-        for overlay in overlays:
-            types.update(overlay.types)
-            recorded_as_is.update(overlay.types & DEAL_EVENT_TYPES)
+        for read in [o.types for o in overlays]:
+            types.update(read)
+            recorded_as_is.update(read & DEAL_EVENT_TYPES)
         if self.plan.scenario.transform.lost_after_days:
             types.update(DEAL_EVENT_TYPES)  # the stage every deal is in
 
@@ -288,9 +310,11 @@ class ScenarioLane(Lane):
             (feed, types - untouched),
             (as_recorded, recorded_as_is & untouched),
         ]
-        part = overlays[0].fold.partition if overlays else None
-        if part is not None and not held:  # only overlays here: only this partition's deals
-            links = overlays[0].base.lead_of_deal
+        funnels = [o for o in overlays if isinstance(o, Overlay)]
+        part = funnels[0].fold.partition if funnels else None
+        if part is not None and len(funnels) == len(overlays) and not held:
+            # only funnel overlays here: only the deals of this partition's leads
+            links = funnels[0].base.lead_of_deal
             folds = [(_deals_of_leads_in(part, links, apply), t) for apply, t in folds]
         return [Feeder(apply, frozenset(t)) for apply, t in folds]
 
@@ -308,10 +332,14 @@ class ScenarioLane(Lane):
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
                 self._feed(True, event)
         self._flush()
+        for key, overlay in self.deal_overlays.items():
+            if overlay is not None:
+                self.pipelines[key] = (self.pipelines[key][0], overlay.merged())
 
     def release(self, pipelines: Collection[Hashable] = ()) -> None:
         super().release(pipelines)
         self.overlays = dict.fromkeys(self.overlays)
+        self.deal_overlays = dict.fromkeys(self.deal_overlays)
         self._feed = self._flush = None
 
 

@@ -1,4 +1,4 @@
-"""A scenario's funnel state as its difference from the baseline's.
+"""A scenario's funnel and pipeline states as their difference from the baseline's.
 
 Most scenarios that change the stream change few leads: amounts scaled change none (the funnel
 does not read amounts), deals lost after N days change the leads of those deals, a hypothetical
@@ -9,13 +9,18 @@ lead's state is the baseline's; at the first difference the lead's baseline stat
 (before the baseline folds that event: the pass feeds scenario lanes first) and from then on
 the lead's scenario events are folded into the copy by the same `FunnelProjection.apply`. The
 scenario's funnel is then the baseline's leads but the changed ones, plus the copies.
+
+A `DealOverlay` does the same for the pipeline, deal by deal: deals lost after N days or a
+hypothetical deal change a few deals of the baseline's pipeline, not all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from dealengine.projections.funnel import LEAD, FunnelProjection, FunnelState, in_partition
+from dealengine.projections.pipeline import DealFacts, PipelineProjection, Stay
 from dealengine.projections.stream import StreamEvent
 
 
@@ -144,3 +149,55 @@ class Overlay:
                 mine.touches[name][lead] = touch
         for deal in self.deals_of.get(lead, ()):
             mine.lead_of_deal[deal] = lead
+
+
+class DealOverlay:
+    """A scenario's pipeline state as its difference from the baseline's, as `Overlay` is for
+    the funnel: a deal is the baseline's until the scenario's version of one of its events
+    differs from the recorded one (or the scenario adds one); then the deal's baseline facts so
+    far are copied and its scenario events folded into the copy. A scenario that scales amounts
+    changes every deal: its pipeline is folded whole instead (see `ScenarioLane`)."""
+
+    def __init__(self, fold: PipelineProjection, base: dict[str, DealFacts]) -> None:
+        """`fold` builds `base` (the baseline's state of the same fold key) in the same pass."""
+        self.fold, self.base = fold, base
+        self.state: dict[str, DealFacts] = {}  # the changed deals the scenario has
+        self.changed: set[str] = set()
+        self.types = fold.event_types
+
+    def same(self, event: StreamEvent) -> None:
+        """A recorded event the scenario leaves as it is: folded only when its deal is changed."""
+        if event.stream in self.changed:
+            self.fold.apply(self.state, event)
+
+    def route(self, recorded: StreamEvent | None, produced: Sequence[StreamEvent]) -> None:
+        """The scenario's events `produced` in place of `recorded` (None: its own)."""
+        if recorded is not None and len(produced) == 1:
+            event = produced[0]
+            if event is recorded or (
+                event.type == recorded.type
+                and event.stream == recorded.stream
+                and event.data == recorded.data
+            ):
+                self.same(event)
+                return
+        for event in (recorded, *produced) if recorded is not None else produced:
+            if event.stream[0] == "d" and event.stream not in self.changed:
+                self._copy(event.stream)
+        for event in produced:
+            if event.type in self.types:
+                self.fold.apply(self.state, event)
+
+    def _copy(self, deal: str) -> None:
+        self.changed.add(deal)
+        facts = self.base.get(deal)
+        if facts is not None:  # its stays are copied: the baseline's fold changes the last one
+            stays = [Stay(s.stage, s.entered, s.left) for s in facts.stays]
+            self.state[deal] = replace(facts, stays=stays)
+
+    def merged(self) -> dict[str, DealFacts]:
+        """The scenario's deals: the baseline's it left alone, and the changed ones it has."""
+        changed, mine = self.changed, self.state
+        deals = {deal: facts for deal, facts in self.base.items() if deal not in changed}
+        deals.update(mine)
+        return deals

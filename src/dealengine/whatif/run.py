@@ -300,11 +300,12 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     report); none that selects leads: the parent reports on those, in partition 0, once the
     selections of every partition have met after the pass.
 
-    A partition that reports on a lane's pipeline state folds it over every deal and derives
-    its deals' facts once for all its reports on that state; the others feed the lane only
-    their own leads' deals. The reports are placed one by one, the dearest first, each where
-    the load it leaves is least (`_REPORT_COST`), partition 0 (which also makes the funnel
-    reports at the end) loaded first with the selections' states and losing ties."""
+    A partition that reports on a lane's pipeline state folds it over every deal (an overlay:
+    the baseline's state too) and derives its deals' facts once for all its reports on that
+    state; the others feed the lane only their own leads' deals. The reports are placed one
+    by one, the dearest first, each where the load it leaves is least (`_report_needs`,
+    `_REPORT_COST`), partition 0 (which also makes the funnel reports at the end) loaded
+    first with the selections' states and losing ties."""
     first = {_pipeline_report_key(job): job for job in reversed(jobs)}
     reports = list(first.values())[::-1]
     if part is None:
@@ -315,15 +316,13 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     placed: list[list[Job]] = [[] for _ in range(n)]
 
     def cost(job: Job, i: int) -> float:
-        fold, derive, report, send = _REPORT_COST
-        report += send if i else 0.0
-        if _report_state(job) in states[i]:
-            return report
-        return fold * (1 + _deal_work(job.lane)) + derive + report
+        _, _, report, send = _REPORT_COST
+        needed = sum(cost for state, cost in _report_needs(job) if state not in states[i])
+        return needed + report + (send if i else 0.0)
 
     def place(job: Job, i: int) -> None:
         load[i] += cost(job, i)
-        states[i].add(_report_state(job))
+        states[i].update(state for state, _ in _report_needs(job))
 
     for job in reports:
         if _selection_key(job.plan):
@@ -344,9 +343,22 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
 _REPORT_COST = (1.0, 0.4, 0.5, 0.1)
 
 
-def _report_state(job: Job) -> Hashable:
-    """The pipeline state (and the moment its deals' facts are derived at) a report reads."""
-    return (id(job.lane), job.pipeline_key, job.as_of)
+State = tuple[int, Hashable, datetime | None]  # a lane, a pipeline fold key, an as-of
+
+
+def _report_needs(job: Job) -> list[tuple[State, float]]:
+    """The pipeline states a job's report reads, each with its cost where it is not folded
+    yet: its lane's (the fold over every deal and the lane's transforms, the deals' facts
+    derived), and for an overlay the baseline's too (then the lane's costs its transforms)."""
+    fold, derive, _, _ = _REPORT_COST
+    lane, key, work = job.lane, job.pipeline_key, _deal_work(job.lane)
+    if isinstance(lane, ScenarioLane) and key in lane.deal_overlays:
+        assert lane.base is not None
+        return [
+            ((id(lane.base), key, job.as_of), fold + derive),
+            ((id(lane), key, job.as_of), work),
+        ]
+    return [((id(lane), key, job.as_of), fold * (1 + work) + derive)]
 
 
 def _deal_work(lane: Lane) -> int:
@@ -380,9 +392,23 @@ def _derived(
 ) -> list[Derived]:
     """The facts the job's pipeline report derives from every deal of `state` (remembered in
     `derived`: they depend on the state and the moment only)."""
-    key = _derived_key(job, now)
-    if key not in derived:
-        derived[key] = job.pipeline.derive(state, job.as_of or now)
+    key, moment = _derived_key(job, now), job.as_of or now
+    if key in derived:
+        return derived[key]
+    lane = job.lane
+    overlay = lane.deal_overlays.get(job.pipeline_key) if isinstance(lane, ScenarioLane) else None
+    if overlay is None:
+        derived[key] = job.pipeline.derive(state, moment)
+        return derived[key]
+    # an overlay: the baseline's deals' facts (of the same fold key: they read the same closed
+    # stages) but the changed deals', and those of its own
+    assert isinstance(lane, ScenarioLane) and lane.base is not None
+    base = (id(lane.base), job.pipeline_key, moment)
+    if base not in derived:
+        derived[base] = job.pipeline.derive(overlay.base, moment)
+    changed = overlay.changed
+    derived[key] = [x for x in derived[base] if x.stream not in changed]
+    derived[key] += job.pipeline.derive(overlay.state, moment)
     return derived[key]
 
 
@@ -406,7 +432,7 @@ def _fold_part(
         for fold, _ in lane.funnels.values():
             fold.partition = part
     reporting = _pipelines_here(jobs, part)
-    here = {(id(job.lane), job.pipeline_key) for job in reporting}
+    here = {state[:2] for job in reporting for state, _ in _report_needs(job)}
     if part is None or part[0] == 0:  # the states of selected leads, reported on by the parent
         here |= {(id(job.lane), job.pipeline_key) for job in jobs if _selection_key(job.plan)}
     # a scenario lane's folds are made after its base's (an overlay reads the base's fresh
