@@ -222,6 +222,7 @@ class ScenarioLane(Lane):
     deal_overlays: dict[Hashable, DealOverlay | None] = field(default_factory=dict)
     _feed: Apply | None = None  # _feed(None: a recorded event, event); _feed(True, event) adds
     _flush: Callable[[], None] | None = None
+    _linked: list[Overlay] = field(default_factory=list)  # overlays not fed during the pass
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
         if self.base is None:
@@ -248,6 +249,7 @@ class ScenarioLane(Lane):
         """The lane's feeders; call it after the base lane's `folds()`."""
         assert self.plan is not None
         self.fresh(pipelines)
+        self._linked = []
         held: list[tuple[FunnelProjection | PipelineProjection, Any]] = [
             *self.funnels.values(),  # none with a base: its funnels are overlays
             *[
@@ -306,11 +308,17 @@ class ScenarioLane(Lane):
                 for same in sames:
                     same(event)
 
+        funnels = [o for o in overlays if isinstance(o, Overlay)]
+        if not held and untouched >= EVENT_TYPES.keys():
+            # every recorded event as the base has it and only overlays: nothing differs before
+            # the scenario's own events, fed after the pass (`finish`), which copy from the
+            # base's final states (a lead's deals: the base's links)
+            self._linked = funnels
+            return []
         folds: list[tuple[Apply, set[str]]] = [
             (feed, types - untouched),
             (as_recorded, recorded_as_is & untouched),
         ]
-        funnels = [o for o in overlays if isinstance(o, Overlay)]
         part = funnels[0].fold.partition if funnels else None
         if part is not None and len(funnels) == len(overlays) and not held:
             # only funnel overlays here: only the deals of this partition's leads
@@ -328,6 +336,8 @@ class ScenarioLane(Lane):
 
     def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
+        for linked in self._linked:
+            linked.link_recorded()
         for event in self.hypothetical:  # a lead's events go to its partition only
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
                 self._feed(True, event)
@@ -340,6 +350,7 @@ class ScenarioLane(Lane):
         super().release(pipelines)
         self.overlays = dict.fromkeys(self.overlays)
         self.deal_overlays = dict.fromkeys(self.deal_overlays)
+        self._linked = []
         self._feed = self._flush = None
 
 

@@ -85,6 +85,12 @@ class Overlay:
         if lead in self.changed:
             self.fold.apply(self.state, event)
 
+    def link_recorded(self) -> None:
+        """Take the lead of every deal from the base (when this overlay was not fed the
+        recorded `deal_opened` events: nothing changed before the scenario's own events)."""
+        for deal, lead in self.base.lead_of_deal.items():
+            self.deals_of.setdefault(lead, []).append(deal)
+
     def _same(self, recorded: StreamEvent, event: StreamEvent) -> bool:
         """Whether the funnel reads the same of both events."""
         if event is recorded:
