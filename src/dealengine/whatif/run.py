@@ -327,6 +327,7 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     for job in reports:
         if _selection_key(job.plan):
             place(job, 0)
+            load[0] += _REPORT_COST[2]  # made after the join: nothing runs beside it
     rest = [job for job in reports if not _selection_key(job.plan)]
     rest.sort(key=lambda job: -_deal_work(job.lane))  # stable: the dearest lanes first
     for job in rest:
