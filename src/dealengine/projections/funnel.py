@@ -83,7 +83,9 @@ class FunnelView(FunnelBreakdown):
 @dataclass(slots=True)
 class FunnelState:
     """What the fold keeps per lead: it grows with leads, and with step events only in the
-    ordered modes (they need each lead's sequence)."""
+    ordered modes (they need each lead's sequence). A lead's sequence is kept from the first
+    time one of its steps repeats: until then its step events are its earliest times, one per
+    step (`_one_per_step`)."""
 
     earliest: dict[str, list[str | None]] = field(default_factory=dict)  # lead -> time per step
     sequence: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # (time, step)
@@ -177,10 +179,14 @@ class FunnelProjection:
                 times[step] = at
             else:
                 seen = times[step]
+                if self.keep_sequence:
+                    events = view.sequence.get(lead)
+                    if events is not None:
+                        events.append((at, step))
+                    elif seen is not None:  # a step repeats: its events are kept from now on
+                        view.sequence[lead] = [*_one_per_step(times), (at, step)]
                 if seen is None or at < seen:
                     times[step] = at
-            if self.keep_sequence:
-                view.sequence.setdefault(lead, []).append((at, step))
         if excluded:
             view.excluded.setdefault(lead, []).append(at)
         for name in touch:
@@ -240,12 +246,23 @@ class FunnelProjection:
                     if not takers:
                         continue
             if ordered:
-                events = sequence.get(lead, ())
-                if len(events) == 1:  # one step event: a path when it is the first step's
-                    first_at, step = events[0]
-                    if step:
+                events = sequence.get(lead)
+                if events is None and plain_order:  # one event per step: _ordered_path inlined
+                    reached_at = earliest[0]
+                    if reached_at is None:
                         continue
-                    k, times = 0, [first_at, *later_steps]
+                    k, end = 0, window_end(reached_at)
+                    while k < last_step:  # the next step, after the last one (in time order)
+                        next_at = earliest[k + 1]
+                        if next_at is None or next_at < reached_at or next_at > end:
+                            break
+                        k, reached_at = k + 1, next_at
+                    times = [*earliest[: k + 1], *later_steps[k:]]
+                elif events is None:
+                    path = self._ordered_path(sorted(_one_per_step(earliest)))
+                    if path is None:
+                        continue
+                    k, times = path.furthest, path.times
                 elif plain_order:  # _ordered_path without step windows, inlined
                     events = sorted(events)
                     k = -1
@@ -365,11 +382,12 @@ class FunnelProjection:
         }
 
     def path(
-        self, earliest: list[str | None], sequence: Iterable[tuple[str, int]]
+        self, earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
     ) -> LeadPath | None:
-        """The lead's counted path under the definition's mode (None: never entered)."""
+        """The lead's counted path under the definition's mode (None: never entered), from
+        its earliest times and its step events (None: not kept, one event per step)."""
         if self.keep_sequence:
-            return self._ordered_path(sorted(sequence))
+            return self._ordered_path(sorted(sequence or _one_per_step(earliest)))
         k = _furthest(earliest)
         return LeadPath(k, list(earliest)) if k >= 0 else None
 
@@ -490,6 +508,11 @@ def _furthest(earliest: list[str | None]) -> int:
     while k >= 0 and earliest[k] is None:
         k -= 1
     return k
+
+
+def _one_per_step(earliest: list[str | None]) -> list[tuple[str, int]]:
+    """A lead's step events when none of its steps repeats: its earliest times."""
+    return [(at, step) for step, at in enumerate(earliest) if at is not None]
 
 
 def _at_least(furthest: list[int]) -> list[int]:

@@ -44,7 +44,7 @@ def funnel_counters(fold: FunnelProjection, view: FunnelState, lead: str) -> dic
     earliest = view.earliest.get(lead)
     if earliest is None:
         return {}
-    path = fold.path(earliest, view.sequence.get(lead, []))
+    path = fold.path(earliest, view.sequence.get(lead))
     if path is None:
         return {}
     if fold._excluded(path.times, view.excluded.get(lead, ())):
