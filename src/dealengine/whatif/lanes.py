@@ -174,15 +174,10 @@ class Lane:
     def finish(self, part: Partition | None = None) -> None:
         """Called after the last recorded event (of the leads in `part`)."""
 
-    def release(self, pipelines: Collection[Hashable] = ()) -> None:
-        """Let go of the states but the pipelines of fold keys `pipelines`, once reported on:
-        freeing a large pass's states takes a while, better spent while the other partitions
-        finish than after."""
-        self.funnels = {k: (f, f.initial()) for k, (f, _) in self.funnels.items()}
-        self.pipelines = {
-            k: held if k in pipelines else (held[0], held[0].initial())
-            for k, held in self.pipelines.items()
-        }
+    def release(self) -> None:
+        """Let go of the states, once reported on: freeing a large pass's states takes a
+        while, better spent while the other partitions finish than after."""
+        self.fresh(())
         self.overlaid = {k: ([], set()) for k in self.overlaid}
 
 
@@ -346,8 +341,8 @@ class ScenarioLane(Lane):
             if overlay is not None:
                 self.pipelines[key] = (self.pipelines[key][0], overlay.merged())
 
-    def release(self, pipelines: Collection[Hashable] = ()) -> None:
-        super().release(pipelines)
+    def release(self) -> None:
+        super().release()
         self.overlays = dict.fromkeys(self.overlays)
         self.deal_overlays = dict.fromkeys(self.deal_overlays)
         self._linked = []

@@ -28,6 +28,7 @@ from dealengine.projections.funnel import (
     FunnelTotals,
     FunnelView,
 )
+from dealengine.projections.partitioned import Early
 from dealengine.projections.pipeline import (
     DEAL_EVENT_TYPES,
     Derived,
@@ -55,7 +56,7 @@ Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one)
 # `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
 # Engine._over_partitions), the results in partition order
 OverPartitions = Callable[
-    [Callable[[Partition | None, FoldPass], "PartResult"]], list["PartResult"]
+    [Callable[[Partition | None, FoldPass, Early], "PartResult"]], list["PartResult"]
 ]
 
 
@@ -169,7 +170,7 @@ def run_what_if(
     large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
     over that partition's events (the events the views see, corrections honoured), given every
     lane's folds at once. The funnel reports sum the partitions' totals; each pipeline report
-    is made in one partition (`_pipelines_here`), those of selected leads here, after the pass.
+    is made in one partition (`_pipelines_here`), those of selected leads in partition 0.
 
     The cyclic collector is paused for the whole run: the states die (by reference counting)
     when it returns, before the collector resumes (see `Engine.views`)."""
@@ -242,16 +243,11 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    # the deals' facts derived in partition 0 (this process), for the reports made here later
-    derived: dict[Hashable, list[Derived]] = {}
     parts = over_partitions(
-        lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now, derived)
+        lambda part, fold_pass, early: _fold_part(lanes, jobs, part, fold_pass, now, early)
     )
-    decisions: dict[Hashable, dict[str, bool]] = {}
     reports: dict[Hashable, FunnelView | PipelineView] = {}
     for part in parts:
-        for key, decided in part.deals.items():
-            decisions.setdefault(key, {}).update(decided)
         reports.update(part.pipelines)
     views = []
     for job in jobs:
@@ -259,14 +255,7 @@ def run_what_if(
         if funnel_key not in reports:
             totals = [t for part in parts for t in part.funnels[funnel_key]]
             reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
-        pipeline_key = _pipeline_report_key(job)
-        if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
-            assert job.plan is not None
-            state = job.lane.pipelines[job.pipeline_key][1]
-            decided = decisions[_funnel_state_key(job)]
-            leadless = _keep_rule(job.plan, {})(None)
-            reports[pipeline_key] = _pipeline_report(job, state, now, derived, (decided, leadless))
-        funnel, pipeline = reports[funnel_key], reports[pipeline_key]
+        funnel, pipeline = reports[funnel_key], reports[_pipeline_report_key(job)]
         assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
         views.append(Views(funnel=funnel, pipeline=pipeline))
     base = views[0]
@@ -288,17 +277,16 @@ def run_what_if(
 @dataclass(slots=True)
 class PartResult:
     """What one partition of the leads gives the what-if: per funnel report, the totals of its
-    pieces; per selected lead state, whether each of its leads' deals is kept."""
+    pieces; the pipeline reports it made."""
 
     funnels: dict[Hashable, list[FunnelTotals]]
-    deals: dict[Hashable, dict[str, bool]]
-    pipelines: dict[Hashable, PipelineView]  # the reports of the pipeline states folded here
+    pipelines: dict[Hashable, PipelineView]
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     """The jobs whose pipeline report partition `part` makes (the first job of each distinct
-    report); none that selects leads: the parent reports on those, in partition 0, once the
-    selections of every partition have met after the pass.
+    report); none that selects leads: partition 0 reports on those, once every partition has
+    sent it its selections (`_fold_part`).
 
     A partition that reports on a lane's pipeline state folds it over every deal (an overlay:
     the baseline's state too) and derives its deals' facts once for all its reports on that
@@ -327,7 +315,6 @@ def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     for job in reports:
         if _selection_key(job.plan):
             place(job, 0)
-            load[0] += _REPORT_COST[2]  # made after the join: nothing runs beside it
     rest = [job for job in reports if not _selection_key(job.plan)]
     rest.sort(key=lambda job: -_deal_work(job.lane))  # stable: the dearest lanes first
     for job in rest:
@@ -423,19 +410,21 @@ def _fold_part(
     part: Partition | None,
     fold_pass: FoldPass,
     now: datetime,
-    derived: dict[Hashable, list[Derived]],
+    early: Early,
 ) -> PartResult:
     """Fold every lane over the events of partition `part` (None: all of them), sum what its
     leads give each distinct funnel report, and report on the pipeline states homed here.
-    Partition 0 also derives the deals' facts for the reports on selected leads (into
-    `derived`: the parent makes them once the selections have met)."""
+    The reports on selected leads are made in partition 0, once every partition has sent it
+    (`early`, right after its pass) which of its leads' deals each selection keeps."""
     for lane in lanes:
         for fold, _ in lane.funnels.values():
             fold.partition = part
     reporting = _pipelines_here(jobs, part)
     here = {state[:2] for job in reporting for state, _ in _report_needs(job)}
-    if part is None or part[0] == 0:  # the states of selected leads, reported on by the parent
-        here |= {(id(job.lane), job.pipeline_key) for job in jobs if _selection_key(job.plan)}
+    home = part is None or part[0] == 0  # partition 0, in this process
+    selecting = [job for job in jobs if _selection_key(job.plan)]
+    if home:
+        here |= {(id(job.lane), job.pipeline_key) for job in selecting}
     # a scenario lane's folds are made after its base's (an overlay reads the base's fresh
     # states) and fed each event before them (it copies a lead's state before the event)
     scenario_last = sorted(lanes, key=lambda lane: isinstance(lane, ScenarioLane))
@@ -445,7 +434,8 @@ def _fold_part(
     fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
     for lane in lanes:
         lane.finish(part)
-    result = PartResult({}, {}, {})
+    result = PartResult({}, {})
+    selections: dict[Hashable, dict[str, bool]] = {}  # per selection, whether each deal is kept
     # the pieces of every report summed by state and definition, each with the leads it
     # selects (or all), in one pass over the state's leads
     Group = tuple[int, str]  # a state (its id) and a definition
@@ -458,8 +448,7 @@ def _fold_part(
         if job.plan is not None and _selection_key(job.plan):
             state = job.lane.funnels[job.funnel_key][1]
             keep = _keep_rule(job.plan, state.touches)
-            decided = {d: keep(k) for d, k in state.lead_of_deal.items()}
-            result.deals[_funnel_state_key(job)] = decided
+            selections[_funnel_state_key(job)] = {d: keep(k) for d, k in state.lead_of_deal.items()}
             rejectable = _rejectable(job.plan, state.touches)
             pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
         else:
@@ -471,6 +460,8 @@ def _fold_part(
             keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
             keeps.setdefault(chosen, (rule, unsure))
             wanted[funnel_key].append((group, chosen))
+    if selecting:
+        early.send(selections)
     summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
     for at, (funnel, state, keeps) in groups.items():
         rules = [rule for rule, _ in keeps.values()]
@@ -482,21 +473,25 @@ def _fold_part(
         for chosen, totals in zip(keeps, every, strict=True):
             summed[at, chosen] = totals
     result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
-    # the reports on selected leads are made later in this process, partition 0: their deals'
-    # facts are derived now, while the other partitions finish
-    later = [job for job in jobs if _selection_key(job.plan)] if part is None or not part[0] else []
-    for job in later:
-        _derived(job, job.lane.pipelines[job.pipeline_key][1], now, derived)
+    derived: dict[Hashable, list[Derived]] = {}
     for job in reporting:
         deals = job.lane.pipelines[job.pipeline_key][1]
         result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
-    needed = {_derived_key(job, now) for job in later}
-    for key in [key for key in derived if key not in needed]:
-        del derived[key]
-    del groups, summed, made
-    if part is None or not part[0]:  # this process: free the states while the others finish
-        for lane in lanes:  # (a child exits without freeing them)
-            lane.release({job.pipeline_key for job in later if job.lane is lane})
+    if home and selecting:  # every partition's selections, sent right after its pass
+        kept: dict[Hashable, dict[str, bool]] = {}
+        for sent in early.gather():
+            for key, decided in sent.items():
+                kept.setdefault(key, {}).update(decided)
+        for job in selecting:
+            assert job.plan is not None
+            deals = job.lane.pipelines[job.pipeline_key][1]
+            selected = (kept[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
+            report = _pipeline_report(job, deals, now, derived, selected)
+            result.pipelines.setdefault(_pipeline_report_key(job), report)
+    del groups, summed, made, derived
+    if home:  # free the states in this process while the others finish (a child exits
+        for lane in lanes:  # without freeing them)
+            lane.release()
     return result
 
 
