@@ -62,6 +62,9 @@ STREAM_CHANGES: list[dict[str, Any]] = [
      "transform": {"drop": ["demo_requested"]}},
     {"name": "excluded, scaled", "funnel": {"exclusions": ["lead_disqualified"]},
      "transform": {"scale_amounts": 3}},
+    # the funnel reads the amounts it scales: its leads with deals change
+    {"name": "by amount, scaled", "funnel": {"breakdowns": ["amount"]},
+     "transform": {"scale_amounts": 2}},
     {"name": "last touch, lost", "funnel": {"attribution": "last_touch"},
      "transform": {"lost_after_days": 45}},
     {"name": "own as-of", "as_of": "2026-08-01", "transform": {"lost_after_days": 15}},
@@ -97,6 +100,9 @@ def test_overlays_equal_folding_every_lead_again(
     }
     assert changed["lost after"] and changed["no webinars"] and changed["hypothetical"]
     assert not changed["scaled"]  # the funnel does not read amounts
+    amounts = set(overlaid["scenarios"]["by amount, scaled"]["funnel"]["breakdowns"]["amount"])
+    recorded = {Decimal(x["amount"]) for x in LINES if "amount" in x}
+    assert amounts - {"unknown"} and {Decimal(a) / 2 for a in amounts - {"unknown"}} <= recorded
     base = overlaid["baseline"]["pipeline"]
     moved = {
         name: {k for k in ("stages", "won", "lost", "stale") if s["pipeline"][k] != base[k]}

@@ -304,10 +304,14 @@ class ScenarioLane(Lane):
                     same(event)
 
         funnels = [o for o in overlays if isinstance(o, Overlay)]
-        if not held and untouched >= EVENT_TYPES.keys():
-            # every recorded event as the base has it and only overlays: nothing differs before
-            # the scenario's own events, fed after the pass (`finish`), which copy from the
-            # base's final states (a lead's deals: the base's links)
+        read_as_is = untouched
+        if len(funnels) == len(overlays):  # only funnels: do they read the amounts it scales?
+            amounts = any("amount" in overlay.fold.fields for overlay in funnels)
+            read_as_is = untouched_types(self.plan, amounts=amounts)
+        if not held and read_as_is >= EVENT_TYPES.keys():
+            # only overlays, and every recorded event as the base has it (as far as they read
+            # it): nothing differs before the scenario's own events, fed after the pass
+            # (`finish`), which copy from the base's final states (a lead's deals: its links)
             self._linked = funnels
             return []
         folds: list[tuple[Apply, set[str]]] = [
@@ -436,15 +440,16 @@ def _scenario_feed(
     return feed, flush
 
 
-def untouched_types(plan: Resolved) -> frozenset[str]:
-    """The event types whose events the scenario's filters and transforms leave as recorded."""
+def untouched_types(plan: Resolved, *, amounts: bool = True) -> frozenset[str]:
+    """The event types whose events the scenario's filters and transforms leave as recorded
+    (`amounts=False`: but for their amounts, for a reader that does not read them)."""
     f, t = plan.scenario.filter, plan.scenario.transform
     if f.start or f.end:
         return frozenset()
     changed = set(t.drop)
     if _deal_rule(plan) is not None or t.lost_after_days:
         changed |= DEAL_EVENT_TYPES
-    if t.scale_amounts is not None:
+    if t.scale_amounts is not None and amounts:
         changed |= {name for name, cls in EVENT_TYPES.items() if "amount" in cls.model_fields}
     for shift in t.shift:
         changed |= DEAL_EVENT_TYPES if shift.stage is not None else set(_shifted(plan, shift))
