@@ -7,9 +7,11 @@ fold key: the parts of the definition `apply` reads) are folded once. Each decod
 handed to every lane; a lane copies an event before changing it (the decoded `data` dict is
 shared by all lanes).
 
-A scenario lane's funnels are overlays on the baseline lane's funnel states when the two share
-an as-of (whatif/overlay.py): only the leads the scenario changes are folded again. Event types
-a scenario never changes skip its transforms. The transforms (filters, `drop`, `scale_amounts`,
+A scenario lane's funnels and pipelines are overlays on the baseline lane's states when the two
+share an as-of (whatif/overlay.py): only the leads and deals the scenario changes are folded
+again (a scenario that scales amounts folds its pipeline whole). Event types a scenario never
+changes skip its transforms; a lane whose overlays would find no recorded event changed is not
+fed at all. The transforms (filters, `drop`, `scale_amounts`,
 `shift`, `lost_after_days`) are here too.
 """
 
@@ -204,9 +206,9 @@ class ScenarioLane(Lane):
     events follow the recorded ones through the same steps; then deals still open past their
     limit at the as-of (or now) are lost.
 
-    With a `base` (the plain lane of the same as-of), the lane's funnels are overlays on the
-    base's funnel states (whatif/overlay.py): only the leads the scenario changes are folded
-    again. Its pipelines are its own.
+    With a `base` (the plain lane of the same as-of), the lane's funnels and pipelines are
+    overlays on the base's states (whatif/overlay.py): only the leads and deals the scenario
+    changes are folded again. Its pipelines are its own when it scales amounts.
     """
 
     plan: Resolved | None = None
