@@ -247,7 +247,12 @@ class FunnelProjection:
                         continue
             if ordered:
                 events = sequence.get(lead)
-                if events is None and plain_order:  # one event per step: _ordered_path inlined
+                if not plain_order:  # strict, or step windows: the general rule
+                    path = self.path(earliest, events)
+                    if path is None:
+                        continue
+                    k, times = path.furthest, path.times
+                elif events is None:  # one event per step: _ordered_path inlined
                     reached_at = earliest[0]
                     if reached_at is None:
                         continue
@@ -258,12 +263,7 @@ class FunnelProjection:
                             break
                         k, reached_at = k + 1, next_at
                     times = [*earliest[: k + 1], *later_steps[k:]]
-                elif events is None:
-                    path = self._ordered_path(sorted(_one_per_step(earliest)))
-                    if path is None:
-                        continue
-                    k, times = path.furthest, path.times
-                elif plain_order:  # _ordered_path without step windows, inlined
+                else:  # _ordered_path without step windows, inlined
                     events = sorted(events)
                     k = -1
                     for i, (entry_at, step) in enumerate(events):
@@ -289,11 +289,6 @@ class FunnelProjection:
                     if k < 0:
                         continue
                     times += later_steps[len(times) - 1 :]
-                else:
-                    path = self._ordered_path(sorted(events))
-                    if path is None:
-                        continue
-                    k, times = path.furthest, path.times
             else:  # reached: the furthest step with a time (_furthest, inlined)
                 k, times = last_step, earliest
                 while k >= 0 and earliest[k] is None:

@@ -219,7 +219,6 @@ class ScenarioLane(Lane):
     deal_overlays: dict[Hashable, DealOverlay | None] = field(default_factory=dict)
     _feed: Apply | None = None  # _feed(None: a recorded event, event); _feed(True, event) adds
     _flush: Callable[[], None] | None = None
-    _linked: list[Overlay] = field(default_factory=list)  # overlays not fed during the pass
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
         if self.base is None:
@@ -246,7 +245,6 @@ class ScenarioLane(Lane):
         """The lane's feeders; call it after the base lane's `folds()`."""
         assert self.plan is not None
         self.fresh(pipelines)
-        self._linked = []
         held: list[tuple[FunnelProjection | PipelineProjection, Any]] = [
             *self.funnels.values(),  # none with a base: its funnels are overlays
             *[
@@ -313,8 +311,7 @@ class ScenarioLane(Lane):
         if not held and read_as_is >= EVENT_TYPES.keys():
             # only overlays, and every recorded event as the base has it (as far as they read
             # it): nothing differs before the scenario's own events, fed after the pass
-            # (`finish`), which copy from the base's final states (a lead's deals: its links)
-            self._linked = funnels
+            # (`finish`), which copy from the base's final states
             return []
         folds: list[tuple[Apply, set[str]]] = [
             (feed, types - untouched),
@@ -337,8 +334,6 @@ class ScenarioLane(Lane):
 
     def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
-        for linked in self._linked:
-            linked.link_recorded()
         for event in self.hypothetical:  # a lead's events go to its partition only
             if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
                 self._feed(True, event)
@@ -351,7 +346,6 @@ class ScenarioLane(Lane):
         super().release()
         self.overlays = dict.fromkeys(self.overlays)
         self.deal_overlays = dict.fromkeys(self.deal_overlays)
-        self._linked = []
         self._feed = self._flush = None
 
 

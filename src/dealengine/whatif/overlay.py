@@ -39,7 +39,8 @@ class Overlay:
         self.state = fold.initial()  # the changed leads only
         self.changed: set[str] = set()
         self.changed_by_any = changed_by_any
-        self.deals_of: dict[str, list[str]] = {}  # lead -> its deals, as recorded
+        # lead -> its deals as recorded, from the first copy on (built then from the base)
+        self.deals_of: dict[str, list[str]] | None = None
         self.types = fold.event_types
 
     def rest(self, lead: str) -> bool:
@@ -85,12 +86,6 @@ class Overlay:
         if lead in self.changed:
             self.fold.apply(self.state, event)
 
-    def link_recorded(self) -> None:
-        """Take the lead of every deal from the base (when this overlay was not fed the
-        recorded `deal_opened` events: nothing changed before the scenario's own events)."""
-        for deal, lead in self.base.lead_of_deal.items():
-            self.deals_of.setdefault(lead, []).append(deal)
-
     def _same(self, recorded: StreamEvent, event: StreamEvent) -> bool:
         """Whether the funnel reads the same of both events."""
         if event is recorded:
@@ -113,6 +108,8 @@ class Overlay:
         return lead
 
     def _opened(self, recorded: StreamEvent) -> None:
+        if self.deals_of is None:  # no copy yet: the base's links are the recorded ones
+            return
         lead = self._opened_lead(recorded)
         if lead is not None:
             self.deals_of.setdefault(lead, []).append(recorded.stream)
@@ -142,6 +139,10 @@ class Overlay:
     def _copy(self, lead: str) -> None:
         """The lead's baseline state so far, as the start of its scenario state."""
         base, mine = self.base, self.state
+        if self.deals_of is None:  # nothing differed before: the base's links are the recorded
+            self.deals_of = {}  # ones so far (the base folds this event after the overlays)
+            for deal, linked in base.lead_of_deal.items():
+                self.deals_of.setdefault(linked, []).append(deal)
         self.changed.add(lead)
         self.changed_by_any.add(lead)
         if (earliest := base.earliest.get(lead)) is not None:

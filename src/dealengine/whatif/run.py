@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
-# `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
+# `over_partitions(work)`: work(part, fold_pass, early) in each partition of the leads (see
 # Engine._over_partitions), the results in partition order
 OverPartitions = Callable[
     [Callable[[Partition | None, FoldPass, Early], "PartResult"]], list["PartResult"]
@@ -484,10 +484,11 @@ def _fold_part(
                 kept.setdefault(key, {}).update(decided)
         for job in selecting:
             assert job.plan is not None
-            deals = job.lane.pipelines[job.pipeline_key][1]
-            selected = (kept[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
-            report = _pipeline_report(job, deals, now, derived, selected)
-            result.pipelines.setdefault(_pipeline_report_key(job), report)
+            key = _pipeline_report_key(job)
+            if key not in result.pipelines:
+                deals = job.lane.pipelines[job.pipeline_key][1]
+                selected = (kept[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
+                result.pipelines[key] = _pipeline_report(job, deals, now, derived, selected)
     del groups, summed, made, derived
     if home:  # free the states in this process while the others finish (a child exits
         for lane in lanes:  # without freeing them)
