@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dealengine import Engine, Settings
-from dealengine.audit.replay import canonical_json
+from dealengine.audit.states import canonical_json
 from dealengine.cli import app
 from dealengine.domain.chain import event_hash, topic_of
 from dealengine.domain.errors import IllegalTransition, UnknownEvent

@@ -351,8 +351,8 @@ def history(
     ] = HistoryFormat.table,
 ) -> None:
     """Every event of one lead or deal in order, and the stage (amount; a lead: status) after it."""
-    from dealengine.audit.replay import state_fields
     from dealengine.audit.report import fields_text, history_csv, history_json
+    from dealengine.audit.states import state_fields
 
     bounds: dict[str, Any] = {"as_of": as_of, "known_at": known_at, "version": version}
     entries = using_engine(lambda e: e.timeline(id, **bounds))

@@ -18,9 +18,8 @@ from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 from pydantic import ValidationError
 
-from dealengine.audit.corrections import decide_void
-from dealengine.audit.replay import Moment, TimelineEntry, replay, select, timeline
 from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
+from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import (
     OPENING_TYPES,
     Deal,
@@ -43,6 +42,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
+from dealengine.domain.replay import Moment, TimelineEntry, replay, select, timeline
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.partitioned import Early, split_pass
 from dealengine.projections.pipeline import (
@@ -278,7 +278,7 @@ class Engine:
     def _load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
         events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))
-        return replay(list(events), self._apply)  # voided events left out (audit/replay.py)
+        return replay(list(events), self._apply)  # voided events left out (domain/replay.py)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ class Engine:
         version: int | None = None,
     ) -> Lead:
         """The lead now, or as of a time (what had happened by then, by occurred_at), as known
-        at a time (what was recorded by then), or at a version (dealengine.audit.replay)."""
+        at a time (what was recorded by then), or at a version (dealengine.domain.replay)."""
         return _as(Lead, self._state("lead", lead_id, as_of, known_at, version))
 
     def deal(
@@ -370,7 +370,7 @@ class Engine:
         idempotency_key: str | None = None,
     ) -> Recorded:
         """Void the event `event_id` of lead or deal `id` with an `event_voided` event (the rule,
-        and what is refused: dealengine.audit.corrections). Nothing is rewritten."""
+        and what is refused: dealengine.domain.corrections). Nothing is rewritten."""
         stream = self._which(id)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             events = cast(list[DomainEvent], self.store.events(stream))

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel
 
-from dealengine.audit.replay import TimelineEntry, canonical_json, state_fields
+from dealengine.audit.states import canonical_json, state_fields
 from dealengine.audit.verify import Finding, Row, check_chain
 from dealengine.domain.deal import Deal
 from dealengine.domain.events import ENVELOPE_FIELDS, EventVoided, format_time
+from dealengine.domain.replay import TimelineEntry
 
 if TYPE_CHECKING:
     from dealengine.engine import Engine

@@ -121,7 +121,7 @@ def decide_deal(
         return []
     fields = dict(cmd.fields)
     defn = pipelines[deal.pipeline]
-    refusal = _refusal(defn, deal, cmd.event_type, fields)
+    refusal = deal_refusal(defn, deal, cmd.event_type, fields)
     if refusal:
         raise IllegalTransition(deal.name, deal.stage, _attempt(cmd.event_type, fields), refusal)
     if cmd.event_type == "deal_reopened":
@@ -137,9 +137,10 @@ def _attempt(event_type: str, fields: dict[str, Any]) -> str:
     return f"{event_type} to {to_stage!r}" if to_stage else event_type
 
 
-def _refusal(
+def deal_refusal(
     defn: PipelineDefinition, deal: Deal, event_type: str, fields: dict[str, Any]
 ) -> str | None:
+    """Why the stage rules refuse `event_type` (with these fields) on this deal (None: allowed)."""
     closed = defn.is_closed(deal.stage)
     if event_type == "deal_reopened":
         to_stage = fields.get("to_stage")

@@ -317,7 +317,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {c.event_type: c for c in LEAD_EVENT
 class EventVoided(DomainEvent):
     """A correction: the event `voided_event_id` of the same stream is taken as never having
     happened. Nothing is rewritten: both stay in the stream, and the state, the as-of replays
-    and the views leave the voided event out (dealengine.audit.replay has the rule)."""
+    and the views leave the voided event out (dealengine.domain.replay has the rule)."""
 
     event_type: ClassVar[str] = "event_voided"
     voided_event_id: UUID

@@ -83,14 +83,15 @@ def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[Doma
         version = 1
     else:
         version = lead.version + 1
-        refusal = None if cmd.event_type in LEAD_TOUCHES else _refusal(lead, cmd.event_type)
+        refusal = None if cmd.event_type in LEAD_TOUCHES else lead_refusal(lead, cmd.event_type)
         if refusal:
             raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
     head = lead.head if lead is not None else None
     return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, head, **cmd.fields)]
 
 
-def _refusal(lead: Lead, event_type: str) -> str | None:
+def lead_refusal(lead: Lead, event_type: str) -> str | None:
+    """Why the status rules refuse `event_type` on this lead (None: allowed)."""
     match (event_type, lead.status):
         case ("lead_qualified", "qualified"):
             return "already qualified"

@@ -1,7 +1,7 @@
 """Corrections, never rewrites: voiding a mistaken event with an `event_voided` event.
 
 The rule. A lead's or deal's state is the fold of its stream without the voided events (and
-without the `event_voided` events themselves); see dealengine.audit.replay. Voiding is
+without the `event_voided` events themselves); see dealengine.domain.replay. Voiding is
 refused, and nothing is stored, when:
 
 - the event is a `deal_opened` or a `lead_converted`: they record one act on two streams
@@ -27,9 +27,7 @@ from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
-from dealengine.audit.replay import Apply, replay, voided_by
-from dealengine.domain.deal import Deal, deal_evolver
-from dealengine.domain.deal import _refusal as deal_refusal
+from dealengine.domain.deal import Deal, deal_evolver, deal_refusal
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownEvent
 from dealengine.domain.events import (
@@ -43,8 +41,8 @@ from dealengine.domain.events import (
     split_originator_id,
 )
 from dealengine.domain.interaction import InteractionFields, build
-from dealengine.domain.lead import Lead, check_convertible, evolve_lead
-from dealengine.domain.lead import _refusal as lead_refusal
+from dealengine.domain.lead import Lead, check_convertible, evolve_lead, lead_refusal
+from dealengine.domain.replay import Apply, replay, voided_by
 
 UNVOIDABLE = ("deal_opened", "lead_converted")
 S = TypeVar("S", Lead, Deal)

@@ -14,7 +14,7 @@ Which events count:
 - As of a moment before its `deal_opened` occurred, a deal did not exist: the state is None
   and its other events (even back-dated ones) are not counted.
 
-The void rule (see also dealengine.audit.corrections): the state of a stream is the fold of
+The void rule (see also dealengine.domain.corrections): the state of a stream is the fold of
 its events without the voided events and without the `event_voided` events themselves;
 only `version`, `head` (the chain's last hash) and the idempotency keys come from the whole
 stream, so a voided interaction is still a duplicate when it is sent again.
@@ -26,13 +26,10 @@ as the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from functools import reduce
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 from uuid import UUID
-
-import orjson
 
 from dealengine.domain.deal import Deal
 from dealengine.domain.errors import DealEngineError
@@ -128,31 +125,3 @@ def timeline(events: Sequence[DomainEvent], apply: Apply) -> list[TimelineEntry]
             state = apply(state, event)
         entries.append(TimelineEntry(event, state, voids.get(event.id)))
     return entries
-
-
-def state_fields(state: State) -> dict[str, Any]:
-    """The after-state columns of a timeline: a deal's stage and amount, a lead's status."""
-    if isinstance(state, Deal):
-        return {"stage_after": state.stage, "amount_after": str(state.amount)}
-    if isinstance(state, Lead):
-        return {"status_after": state.status}
-    return {}
-
-
-def canonical_json(state: Lead | Deal) -> bytes:
-    """The state as canonical JSON: sorted keys, no spaces, decimals and sets as strings and
-    sorted lists, dates in ISO 8601. The same events give byte-identical output."""
-    kind = "deal" if isinstance(state, Deal) else "lead"
-    return orjson.dumps(
-        {"kind": kind, **state._asdict()}, default=_plain, option=orjson.OPT_SORT_KEYS
-    )
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, frozenset | set):
-        return sorted(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"not canonical JSON: {type(value).__name__}")
