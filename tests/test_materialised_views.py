@@ -120,21 +120,21 @@ def test_incremental_view_equals_full_rebuild(
         assert_view_equals_rebuild(engine)
 
 
-def test_a_changed_definition_is_refused_until_rebuilt(memory_engine: Engine) -> None:
-    ingest(memory_engine, generate(60, 1))
-    before, first = memory_engine.live_funnel()
-    stricter = memory_engine.funnel_definition.model_copy(
-        update={"exclusions": ["lead_disqualified"]}
-    )
-    memory_engine.funnel_definition = stricter
-    memory_engine._views.clear()
-    with pytest.raises(OutOfDate, match="run `dealengine rebuild funnel`"):
-        memory_engine.live_funnel()
-    memory_engine.view("funnel").rebuild()
-    after, lag = memory_engine.live_funnel()
-    assert after.excluded_leads > 0 and lag.view.startswith("funnel#") and lag.view != first.view
-    assert counts_of_funnel(after) == counts_of_funnel(memory_engine.funnel())
-    assert counts_of_funnel(before) != counts_of_funnel(after)
+def test_a_changed_definition_is_refused_until_rebuilt(tmp_path: Path) -> None:
+    store = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    with Engine(store) as engine:
+        ingest(engine, generate(60, 1))
+        before, first = engine.live_funnel()
+        stricter = engine.funnel_definition.model_copy(update={"exclusions": ["lead_disqualified"]})
+    with Engine(store, funnel=stricter) as engine:
+        with pytest.raises(OutOfDate, match="run `dealengine rebuild funnel`"):
+            engine.live_funnel()
+        engine.view("funnel").rebuild()
+        after, lag = engine.live_funnel()
+        assert after.excluded_leads > 0 and lag.view.startswith("funnel#")
+        assert lag.view != first.view
+        assert counts_of_funnel(after) == counts_of_funnel(engine.funnel())
+        assert counts_of_funnel(before) != counts_of_funnel(after)
 
 
 def test_a_rebuild_switches_atomically_while_queries_run(
@@ -145,10 +145,8 @@ def test_a_rebuild_switches_atomically_while_queries_run(
     with Engine(store) as old:
         ingest(old, generate(1500, 5))
         old_view, _ = old.live_funnel()
-    with Engine(store) as new:
-        new.funnel_definition = new.funnel_definition.model_copy(
-            update={"exclusions": ["lead_disqualified"]}
-        )
+        stricter = old.funnel_definition.model_copy(update={"exclusions": ["lead_disqualified"]})
+    with Engine(store, funnel=stricter) as new:
         new_counts = counts_of_funnel(new.funnel())
     old_counts = counts_of_funnel(old_view)
     assert old_counts != new_counts
@@ -166,10 +164,7 @@ def test_a_rebuild_switches_atomically_while_queries_run(
 
     reader = threading.Thread(target=query)
     reader.start()
-    with Engine(store) as new:
-        new.funnel_definition = new.funnel_definition.model_copy(
-            update={"exclusions": ["lead_disqualified"]}
-        )
+    with Engine(store, funnel=stricter) as new:
         time.sleep(0.1)
         new.view("funnel").rebuild()
         time.sleep(0.2)

@@ -158,27 +158,27 @@ def test_when_a_pass_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     import os
     import threading
 
-    import dealengine.engine as module
+    import dealengine.projections.passes as module
 
     cores = min(len(os.sched_getaffinity(0)), 4)
     file = Settings(db=str(tmp_path / "s.db"), database_url=None)
     with Engine(file) as engine:
-        assert engine._rebuild_processes(49_999) == 1  # small
-        assert engine._rebuild_processes(50_000) == cores
+        assert engine.passes.split(49_999) == 1  # small
+        assert engine.passes.split(50_000) == cores
         monkeypatch.setattr(module, "PARALLEL_FROM", 10)
-        assert engine._rebuild_processes(10) == cores
+        assert engine.passes.split(10) == cores
         stop = threading.Event()
         other = threading.Thread(target=stop.wait)  # a PostgreSQL pool runs threads
         other.start()
         try:
-            assert engine._rebuild_processes(10) == cores  # the child touches none of them
+            assert engine.passes.split(10) == cores  # the child touches none of them
         finally:
             stop.set()
             other.join()
     with Engine(file.model_copy(update={"rebuild_processes": 3})) as engine:
-        assert engine._rebuild_processes(1) == 3  # asked for
+        assert engine.passes.split(1) == 3  # asked for
     with Engine.in_memory() as engine:
-        assert engine._rebuild_processes(10**6) == 1  # a child cannot read this memory
+        assert engine.passes.split(10**6) == 1  # a child cannot read this memory
 
 
 def _early_work(part: tuple[int, int], rows: Any, early: Early) -> tuple[Any, ...]:

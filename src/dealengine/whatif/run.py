@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
 # `over_partitions(work)`: work(part, fold_pass, early) in each partition of the leads (see
-# Engine._over_partitions), the results in partition order
+# StreamPasses.over_partitions), the results in partition order
 OverPartitions = Callable[
     [Callable[[Partition | None, FoldPass, Early], "PartResult"]], list["PartResult"]
 ]

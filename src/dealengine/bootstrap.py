@@ -1,0 +1,120 @@
+"""The composition root: the one place that builds a store and everything that works on it
+(the definitions, the clock, the evolver, the passes over the stream and the child-process
+stores they fork, the views' tables and the workers' locks) and hands them to the Engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+
+from dealengine.domain.decider import Evolvers, evolver
+from dealengine.domain.definitions import (
+    FunnelDefinition,
+    PipelineDefinition,
+    Pipelines,
+    load_funnel,
+    load_pipelines,
+)
+from dealengine.projections.passes import StreamPasses
+from dealengine.service.reports import Reports
+from dealengine.service.states import States
+from dealengine.settings import Settings
+from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.views.live import LiveViews
+from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
+from dealengine.views.worker import Owner
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    settings: Settings
+    store: Store
+    pipelines: Pipelines
+    funnel: FunnelDefinition
+    clock: Clock
+    evolve: Evolvers
+    passes: StreamPasses
+    states: States
+    reports: Reports
+    live: LiveViews
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    pipeline: PipelineDefinition | Pipelines | None = None,
+    funnel: FunnelDefinition | None = None,
+    clock: Clock = utc_now,
+) -> Wiring:
+    """Everything an Engine works with, for these settings and definitions (default: the
+    environment's settings and the shipped definitions)."""
+    settings = settings or Settings()
+    if isinstance(pipeline, PipelineDefinition):
+        pipeline = Pipelines(pipelines=[pipeline])
+    pipelines = pipeline or load_pipelines()
+    funnel = funnel or load_funnel()
+    store = Store(settings)
+    evolve = evolver(pipelines)
+    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    return Wiring(
+        settings=settings,
+        store=store,
+        pipelines=pipelines,
+        funnel=funnel,
+        clock=clock,
+        evolve=evolve,
+        passes=passes,
+        states=States(store, evolve),
+        reports=Reports(funnel, pipelines, passes, clock),
+        live=_live_views(settings, store, funnel, pipelines),
+    )
+
+
+def _child_stores(settings: Settings) -> Callable[[], Store] | None:
+    """How a forked child opens the store (read-only, its own connection); None when it
+    cannot: an in-memory store lives in this process only."""
+    if settings.db == ":memory:" and not settings.database_url:
+        return None
+    read_only = settings.model_copy(update={"read_only": True})
+    return lambda: Store(read_only)
+
+
+def _live_views(
+    settings: Settings, store: Store, funnel: FunnelDefinition, pipelines: Pipelines
+) -> LiveViews:
+    def open_tables() -> ViewTables:
+        env = Environment("DealEngineViews", views_env(settings, store.env))
+        recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
+        with tables_lock(settings.database_url):
+            factory = InfrastructureFactory.construct(env)
+            return cast(ViewTables, factory.tracking_recorder(recorder_class))
+
+    database_url = settings.database_url
+    if database_url is None:
+        owner, channel = None, None
+    else:
+        schema: str = store.recorder.datastore.schema  # type: ignore[union-attr]
+        channel = store.recorder.channel_name  # type: ignore[union-attr]
+
+        def owner() -> Owner:
+            return Owner(database_url, schema)
+
+    return LiveViews(
+        funnel,
+        pipelines,
+        store,
+        None if settings.read_only else open_tables,
+        owner,
+        channel,
+    )

@@ -1,0 +1,101 @@
+"""Passes over the stored stream for any folds: the voided events left out, as of a time, and
+split over processes by lead on a large store (projections/partitioned.py).
+
+Every read that folds the whole stream (a rebuild of the views, an as-of view, the stays, the
+waterfall, a what-if) goes through `StreamPasses`, so they read the stream the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from dealengine.domain.events import format_time
+from dealengine.projections.partitioned import Early, split_pass
+from dealengine.projections.stream import Fold, FoldPass, StreamEvent, corrected, decode, fold_rows
+from dealengine.store.application import Store
+from dealengine.store.recorders import Partition, Row
+
+T = TypeVar("T")
+PartWork = Callable[[Partition | None, FoldPass, Early], T]
+PARALLEL_FROM = 50_000  # events: below, a pass stays in one process (forking costs ~10 ms)
+MAX_PROCESSES = 4
+
+
+class StreamPasses:
+    """Folds over one store's stream. `processes` is the configured split (None: by size);
+    `open_child_store` opens a store in a forked child (its own connection), or is None when
+    a child cannot read this store (an in-memory one)."""
+
+    def __init__(
+        self,
+        store: Store,
+        processes: int | None,
+        open_child_store: Callable[[], Store] | None,
+    ) -> None:
+        self.store = store
+        self.processes = processes
+        self.open_child_store = open_child_store
+
+    def events(self, gt: int = 0) -> Iterator[StreamEvent]:
+        """The whole event stream in recorded order, as the folds see it: without voided
+        events and without the `event_voided` events themselves."""
+        stop = self.store.position()
+        return corrected(decode(self.store.stream(gt, stop)), self.store.voided_ids(stop))
+
+    def fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
+        """One pass over the stream for every fold, in this process."""
+        stop = self.store.position()  # the voids and the stream read at the same point
+        return fold_pass(self.store.stream(0, stop), self.store.voided_ids(stop))(folds, as_of)
+
+    def over_partitions(self, work: PartWork[T]) -> list[T]:
+        """`work(part, fold_pass, early)` for each partition of the leads, where
+        `fold_pass(folds, as_of)` folds that partition's events and `early` hands partition 0
+        a value before the result: in one process, [work(None, fold_pass, early)]; on a large
+        store, one partition per process (projections/partitioned.py)."""
+        stop = self.store.position()  # the voids and the stream read at the same point
+        skip_ids = self.store.voided_ids(stop)
+        processes = self.split(stop)
+        if processes == 1:
+            return [work(None, fold_pass(self.store.stream(0, stop), skip_ids), Early())]
+        open_store = self.open_child_store
+        assert open_store is not None
+
+        def rows_in_child(part: Partition) -> Iterator[Row]:
+            store = open_store()  # its own connection: never the parent's
+            try:
+                yield from store.stream(0, stop, part)
+            finally:
+                store.close()
+
+        def in_part(part: Partition, rows: Iterable[Row], early: Early) -> T:
+            return work(part, fold_pass(rows, skip_ids), early)
+
+        return split_pass(
+            lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part
+        )
+
+    def split(self, events: int) -> int:
+        """How many processes a pass over `events` events is split over."""
+        if self.open_child_store is None or sys.platform != "linux":
+            return 1  # a child cannot open this store, or fork is not what makes it cheap
+        if self.processes is not None:
+            return self.processes
+        if events < PARALLEL_FROM:
+            return 1
+        return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
+
+
+def fold_pass(rows: Iterable[Row], skip_ids: set[str]) -> FoldPass:
+    """The pass over `rows` for any folds: the voided events left out; as of a time, the
+    events that occurred after it skipped too (the same folds, fed less). Its callers pause
+    the collector for the whole read (see `Queries.views`)."""
+
+    def fold(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
+        bound = None if as_of is None else format_time(as_of)
+        return fold_rows(rows, folds, skip_ids, bound)
+
+    return fold

@@ -1,0 +1,132 @@
+"""The funnel and pipeline reports folded from the whole stream: now, as of a time, with a
+call's own funnel options; the stays in each stage and the waterfall. One pass each
+(projections/passes.py), the collector paused for the whole read (see `views`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from dealengine.domain.definitions import FunnelDefinition, Pipelines
+from dealengine.domain.errors import DealEngineError, InvalidDefinition
+from dealengine.domain.events import format_time
+from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
+from dealengine.projections.partitioned import Early
+from dealengine.projections.passes import StreamPasses
+from dealengine.projections.pipeline import (
+    DealStageTimes,
+    PipelineChanges,
+    PipelineProjection,
+    PipelineView,
+    changes,
+)
+from dealengine.projections.stream import Fold, FoldPass, collector_paused
+from dealengine.store.recorders import Partition
+
+
+class Reports:
+    def __init__(
+        self,
+        funnel: FunnelDefinition,
+        pipelines: Pipelines,
+        passes: StreamPasses,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.funnel_definition = funnel
+        self.pipelines = pipelines
+        self.passes = passes
+        self.clock = clock
+
+    @collector_paused()
+    def views(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> tuple[FunnelView, PipelineView]:
+        """Funnel and pipeline, rebuilt together in one pass over the stream.
+
+        Python's cyclic collector is paused for the whole call, not only for the fold: once it
+        resumes, its next young-generation scan covers every object made while it was paused,
+        and a large fold's states (a second at 1,000,000 events) are alive until the reports
+        are made. They die (by reference counting) when the call returns."""
+        funnel = FunnelProjection(self.funnel_definition)
+        pipeline = self.projection(pipeline_name)
+        totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
+        return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
+
+    @collector_paused()  # see views()
+    def funnel(self, *, as_of: datetime | None = None, **overrides: Any) -> FunnelView:
+        funnel = FunnelProjection(self.funnel_with(overrides))
+        return funnel.assemble(self._funnel_pass(funnel, None, as_of)[0], as_of)
+
+    @collector_paused()  # see views()
+    def pipeline(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> PipelineView:
+        pipeline = self.projection(pipeline_name)
+        return pipeline.report(self.passes.fold([pipeline], as_of)[0], as_of, self.clock())
+
+    @collector_paused()  # see views()
+    def stage_times(
+        self, *, as_of: datetime | None = None, pipeline_name: str | None = None
+    ) -> list[DealStageTimes]:
+        pipeline = self.projection(pipeline_name)
+        return pipeline.stage_times(self.passes.fold([pipeline], as_of)[0], as_of or self.clock())
+
+    @collector_paused()  # see views()
+    def pipeline_changes(
+        self, start: datetime, end: datetime, *, pipeline_name: str | None = None
+    ) -> PipelineChanges:
+        """How the open pipeline moved between two dates (one pass: two as-of folds)."""
+        if end < start:
+            raise DealEngineError(f"--changes: {format_time(end)} is before {format_time(start)}")
+        pipeline = self.projection(pipeline_name)
+        before, after = pipeline.initial(), pipeline.initial()
+        first, last = format_time(start), format_time(end)
+        for event in self.passes.events():
+            at = event.data["occurred_at"]
+            if at <= last:
+                pipeline.apply(after, event)
+                if at <= first:
+                    pipeline.apply(before, event)
+        return changes(pipeline.definition, before, after, start, end)
+
+    def projection(self, name: str | None) -> PipelineProjection:
+        """The fold of pipeline `name` (None: the default one)."""
+        if name is not None and name not in self.pipelines.by_name:
+            known = ", ".join(self.pipelines.by_name)
+            raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
+        definition = self.pipelines[name] if name else self.pipelines.default
+        return PipelineProjection(definition, default=definition is self.pipelines.default)
+
+    def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
+        """The funnel definition with this call's options (None: the definition's own)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self.funnel_definition
+        try:
+            return FunnelDefinition.model_validate(self.funnel_definition.model_dump() | given)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or next(iter(given))
+            raise InvalidDefinition("funnel (this call)", key, err["msg"]) from e
+
+    def _funnel_pass(
+        self, funnel: FunnelProjection, pipeline: PipelineProjection | None, as_of: datetime | None
+    ) -> tuple[list[FunnelTotals], Any]:
+        """The funnel's totals (and the pipeline's state, with a pipeline) from one pass,
+        split over processes by lead when the store is large (`Settings.rebuild_processes`)."""
+        pipeline_state: list[Any] = []
+
+        def work(part: Partition | None, fold_pass: FoldPass, _: Early) -> FunnelTotals:
+            mine = FunnelProjection(funnel.definition, part)
+            folds: list[Fold[Any]] = [mine]
+            if pipeline is not None and (part is None or part[0] == 0):  # whole, in this process
+                folds.append(pipeline)
+            states = fold_pass(folds, as_of)
+            pipeline_state.extend(states[1:])
+            return mine.summarise(states[0])
+
+        totals = self.passes.over_partitions(work)
+        return totals, pipeline_state[0] if pipeline_state else None

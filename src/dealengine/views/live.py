@@ -1,0 +1,113 @@
+"""The materialised funnel and pipeline views of one store: opened on first use, caught up
+before a query (on SQLite; on PostgreSQL only when no worker owns the view), followed by
+workers (`dealengine project --follow`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from dealengine.domain.definitions import FunnelDefinition, Pipelines
+from dealengine.domain.errors import DealEngineError
+from dealengine.projections.funnel import FunnelProjection, FunnelView
+from dealengine.projections.pipeline import PipelineProjection, PipelineView
+from dealengine.views.materialised import (
+    FunnelAdapter,
+    Lag,
+    MaterialisedView,
+    PipelineAdapter,
+    ProjectionName,
+    Source,
+)
+from dealengine.views.tables import ViewTables
+from dealengine.views.worker import Owner, follow, stop_on_signals
+
+
+class LiveViews:
+    """`open_tables` opens the views' tables (once); `open_owner` takes the workers' locks on
+    PostgreSQL (None on SQLite, where a query catches up itself); `channel` is the store's
+    NOTIFY channel a worker listens on."""
+
+    def __init__(
+        self,
+        funnel: FunnelDefinition,
+        pipelines: Pipelines,
+        source: Source,
+        open_tables: Callable[[], ViewTables] | None,
+        open_owner: Callable[[], Owner] | None,
+        channel: str | None,
+    ) -> None:
+        self.funnel_definition = funnel
+        self.pipelines = pipelines
+        self.source = source
+        self.open_tables = open_tables
+        self.open_owner = open_owner
+        self.channel = channel
+        self.tables: ViewTables | None = None
+        self._views: dict[str, MaterialisedView] = {}
+        self._opening = threading.Lock()
+
+    def view(self, name: ProjectionName) -> MaterialisedView:
+        """The materialised `funnel` or `pipeline` view (tables beside the store)."""
+        if self.open_tables is None:
+            raise DealEngineError("the store is open read-only: no materialised views (use --full)")
+        with self._opening:
+            if name not in self._views:
+                if self.tables is None:
+                    self.tables = self.open_tables()
+                adapter: FunnelAdapter | PipelineAdapter = (
+                    FunnelAdapter(FunnelProjection(self.funnel_definition))
+                    if name == "funnel"
+                    else PipelineAdapter(
+                        [
+                            PipelineProjection(p, default=p is self.pipelines.default)
+                            for p in self.pipelines.pipelines
+                        ]
+                    )
+                )
+                self._views[name] = MaterialisedView(name, adapter, self.tables, self.source)
+            return self._views[name]
+
+    def funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
+        """The funnel from its materialised view; the Lag says how far behind it is."""
+        view = self.view("funnel")
+        if catch_up:
+            self.catch_up(view)
+        funnel, lag = view.read()
+        return cast(FunnelView, funnel), lag
+
+    def pipeline(self, name: str, *, catch_up: bool = True) -> tuple[PipelineView, Lag]:
+        """Pipeline `name` from the materialised view."""
+        view = self.view("pipeline")
+        if catch_up:
+            self.catch_up(view)
+        pipelines, lag = view.read()
+        return cast(dict[str, PipelineView], pipelines)[name], lag
+
+    def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
+        """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (views/worker.py)."""
+        if self.open_owner is None or self.channel is None:
+            raise DealEngineError("following the views needs PostgreSQL")
+        owner = self.open_owner()
+        try:
+            with stop_on_signals() as stopping:
+                follow([self.view(n) for n in names], owner, self.channel, stopping, poll)
+        finally:
+            owner.close()
+
+    def catch_up(self, view: MaterialisedView) -> None:
+        """On SQLite, catch up now. On PostgreSQL only when no worker owns the view."""
+        if self.open_owner is None:
+            view.catch_up()
+            return
+        owner = self.open_owner()
+        try:
+            if owner.try_take(view.name):
+                view.catch_up()
+        finally:
+            owner.close()
+
+    def close(self) -> None:
+        if self.tables is not None:
+            self.tables.datastore.close()  # type: ignore[attr-defined]
