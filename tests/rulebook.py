@@ -130,12 +130,17 @@ def then_refused(aggregate: str, current: str, attempted: str, because: str) -> 
     assert str(error).startswith(f"{aggregate} is in {current!r}: {attempted} refused: ")
 
 
-def variant(tmp: Path, name: str, *edits: tuple[str, str]) -> Pipelines:
-    """projections/pipeline.toml with text edits, loaded by load_pipelines like the real one."""
-    text = (Path(__file__).resolve().parents[1] / "projections" / "pipeline.toml").read_text()
+def edited(tmp: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """A copy of projections/`name` in `tmp`, with these text edits (each must apply)."""
+    text = (Path(__file__).resolve().parents[1] / "projections" / name).read_text()
     for old, new in edits:
         assert old in text, old
         text = text.replace(old, new, 1)
-    path = tmp / f"{name}.toml"
+    path = tmp / name
     path.write_text(text)
-    return load_pipelines(path)
+    return path
+
+
+def variant(tmp: Path, *edits: tuple[str, str]) -> Pipelines:
+    """projections/pipeline.toml with text edits, loaded by load_pipelines like the real one."""
+    return load_pipelines(edited(tmp, "pipeline.toml", *edits))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dealengine.domain.definitions import Pipelines
+from dealengine.domain.definitions import Pipelines, load_pipelines
 from dealengine.domain.errors import (
     IllegalTransition,
     InvalidDefinition,
@@ -40,13 +40,13 @@ QUALIFIED_LEAD = (("site_visited", {"channel": "web"}), ("lead_qualified", {"by"
 
 @pytest.fixture(scope="module")
 def no_skipping(tmp_path_factory: pytest.TempPathFactory) -> Pipelines:
-    return variant(tmp_path_factory.mktemp("p"), "no-skip", ("skip = true", "skip = false"))
+    return variant(tmp_path_factory.mktemp("p"), ("skip = true", "skip = false"))
 
 
 @pytest.fixture(scope="module")
 def never_backward(tmp_path_factory: pytest.TempPathFactory) -> Pipelines:
     edit = ('backward = "with_reason"', 'backward = "never"')
-    return variant(tmp_path_factory.mktemp("p"), "never-back", edit)
+    return variant(tmp_path_factory.mktemp("p"), edit)
 
 
 # --- opening a deal ------------------------------------------------------------------------
@@ -535,6 +535,13 @@ def test_a_pipeline_definition_breaking_a_rule_is_refused_at_load(
     tmp_path: Path, edit: tuple[str, str], key: str, reason: str
 ) -> None:
     with pytest.raises(InvalidDefinition) as refused:
-        variant(tmp_path, "bad", edit)
-    assert (refused.value.file, refused.value.key) == (str(tmp_path / "bad.toml"), key)
+        variant(tmp_path, edit)
+    assert (refused.value.file, refused.value.key) == (str(tmp_path / "pipeline.toml"), key)
     assert reason in refused.value.reason
+
+
+def test_a_pipeline_definition_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidDefinition) as refused:
+        load_pipelines(tmp_path / "missing.toml")
+    assert (refused.value.file, refused.value.key) == (str(tmp_path / "missing.toml"), "-")
+    assert refused.value.reason.startswith("cannot read: ")

@@ -8,10 +8,17 @@ converted; an idempotency key already recorded makes a repeat a no-op.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from dealengine.domain.errors import InvalidEvent, UnknownAggregate, UnknownEventType
+from dealengine.domain.definitions import load_funnel
+from dealengine.domain.errors import (
+    InvalidDefinition,
+    InvalidEvent,
+    UnknownAggregate,
+    UnknownEventType,
+)
 from dealengine.domain.events import LEAD_TOUCHES
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
@@ -19,6 +26,7 @@ from tests.rulebook import (
     EVOLVE,
     NOW,
     day,
+    edited,
     given_deal,
     given_lead,
     history,
@@ -306,3 +314,36 @@ def test_a_malformed_interaction_is_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InvalidEvent, match=words):
         when("site_visited", "L-1", fields, occurred_at=occurred_at)
+
+
+# --- the funnel definition the lead steps are read from ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "reason"),
+    [
+        (
+            ("exclusions = []", 'exclusions = ["cold_call"]'),
+            "exclusions",
+            "unknown event type 'cold_call'",
+        ),
+        (
+            ("exclusions = []", 'exclusions = ["ad_viewed"]'),
+            "steps.awareness",
+            "'ad_viewed' is also an exclusion",
+        ),
+        (
+            ('events = ["webinar_attended"]', 'events = ["webinar_attended", "site_visited"]'),
+            "steps.consideration",
+            "event 'site_visited' is also in step 'awareness'",
+        ),
+    ],
+    ids=["unknown exclusion", "step event excluded", "event in two steps"],
+)
+def test_a_funnel_definition_breaking_a_rule_is_refused_at_load(
+    tmp_path: Path, edit: tuple[str, str], key: str, reason: str
+) -> None:
+    with pytest.raises(InvalidDefinition) as refused:
+        load_funnel(edited(tmp_path, "funnel.toml", edit))
+    assert (refused.value.file, refused.value.key) == (str(tmp_path / "funnel.toml"), key)
+    assert reason in refused.value.reason
