@@ -8,9 +8,10 @@ Not run: AggregateRecorderTestCase, whose test expects insert_events to return N
 application recorder returns the new positions), and the library's tests of its own
 datastores, pools and factories, which we do not subclass.
 
-Our part: each read the recorders add (stream, by_stream, select_streams, voided_ids, count)
-and the store's position, checked against expectations written out by hand: order, bounds,
-inclusivity, partitions, empty stores.
+Our part: each read the recorders add (stream, by_stream, select_streams, voided_ids, count),
+the store's position, and the views' tables (write, entities, counter_rows, activate,
+active, counters, generations, drop), checked against expectations written out by hand:
+order, bounds, inclusivity, partitions, atomic batches, empty stores.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from eventsourcing.persistence import InfrastructureFactory, StoredEvent, TrackingRecorder
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    StoredEvent,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.tests import (
     persistence as library,
 )  # a module: its abstract cases stay uncollected
@@ -104,14 +111,20 @@ class ViewRecorder:
         raise NotImplementedError
 
     def create_recorder(self) -> TrackingRecorder:
-        settings = self.settings()
-        env = Environment("DealEngineViews", views_env(settings, store_env(settings)))
-        factory = InfrastructureFactory.construct(env)
+        recorder, factory = open_view_recorder(self.settings())
         self.closers.append(factory)
-        recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
-        recorder = factory.tracking_recorder(recorder_class)
-        assert isinstance(recorder, recorder_class)
         return recorder
+
+
+def open_view_recorder(settings: Settings) -> tuple[Any, InfrastructureFactory[Any]]:
+    """The views' recorder for these settings, made as Engine.view makes it, and its factory
+    (to close)."""
+    env = Environment("DealEngineViews", views_env(settings, store_env(settings)))
+    factory = InfrastructureFactory.construct(env)
+    recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
+    recorder = factory.tracking_recorder(recorder_class)
+    assert isinstance(recorder, recorder_class)
+    return recorder, factory
 
 
 class TestSQLiteStreamingRecorderContract(
@@ -418,3 +431,126 @@ def test_a_batch_notifies_the_postgres_followers(pg_schema_url: str) -> None:
     finally:
         factory.close()
     assert writer in senders
+
+
+# --- the views' tables, on both stores (views/tables.py) ------------------------------------
+
+
+@pytest.fixture
+def views(settings: Settings) -> Iterator[Any]:
+    recorder, factory = open_view_recorder(settings)
+    yield recorder
+    factory.close()
+
+
+def test_no_view_reads_as_empty(views: Any) -> None:
+    assert views.active("funnel") is None
+    assert views.counters("funnel") == (None, [])
+    assert views.entities("funnel#1", ["L:L-1"]) == {}
+    assert views.counter_rows("funnel#1", ["awareness"]) == {}
+    assert list(views.generations("funnel")) == []
+
+
+def test_a_batch_writes_states_counters_and_position_together(views: Any) -> None:
+    views.write(
+        "funnel#1",
+        {"L:L-1": "one", "L:L-2": "two"},
+        {"awareness": (2, None, None), "won": (1, "10.00", "1.00")},
+        Tracking("funnel#1", 5),
+    )
+    views.write(
+        "funnel#1", {"L:L-1": "one again"}, {"awareness": (3, None, None)}, Tracking("funnel#1", 9)
+    )
+    assert views.entities("funnel#1", ["L:L-1", "L:L-2", "L:L-3"]) == {
+        "L:L-1": "one again",  # a later batch replaces a state
+        "L:L-2": "two",  # and leaves the others
+    }
+    assert views.counter_rows("funnel#1", ["awareness", "won", "lost"]) == {
+        "awareness": (3, None, None),
+        "won": (1, "10.00", "1.00"),
+    }
+    assert views.max_tracking_id("funnel#1") == 9
+    assert views.entities("funnel#2", ["L:L-1"]) == {}  # another generation's rows are apart
+
+
+@pytest.mark.parametrize("position", [9, 4], ids=["the same position", "an earlier position"])
+def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, position: int) -> None:
+    views.write(
+        "funnel#1", {"L:L-1": "one"}, {"awareness": (1, None, None)}, Tracking("funnel#1", 9)
+    )
+    with pytest.raises(IntegrityError):
+        views.write(
+            "funnel#1",
+            {"L:L-1": "changed", "L:L-2": "new"},
+            {"awareness": (5, None, None), "interest": (1, None, None)},
+            Tracking("funnel#1", position),
+        )
+    assert views.entities("funnel#1", ["L:L-1", "L:L-2"]) == {"L:L-1": "one"}
+    assert views.counter_rows("funnel#1", ["awareness", "interest"]) == {
+        "awareness": (1, None, None)
+    }
+    assert views.max_tracking_id("funnel#1") == 9
+
+
+def test_activating_a_generation_switches_the_projection_and_drops_the_one_it_replaces(
+    views: Any,
+) -> None:
+    views.write(
+        "funnel#1", {"L:L-1": "old"}, {"awareness": (1, None, None)}, Tracking("funnel#1", 3)
+    )
+    assert views.activate("funnel", "funnel#1", "digest-1") is None  # nothing replaced
+    views.write(
+        "funnel#2",
+        {"L:L-1": "new"},
+        {"awareness": (2, None, None), "won": (1, "5", "5")},
+        Tracking("funnel#2", 4),
+    )
+    assert sorted(views.generations("funnel")) == ["funnel#1", "funnel#2"]
+    assert views.counters("funnel") == ("funnel#1", [("awareness", 1, None, None)])
+
+    assert views.activate("funnel", "funnel#2", "digest-2") == "funnel#1"
+    assert views.active("funnel") == ("funnel#2", "digest-2")
+    view, rows = views.counters("funnel")
+    assert (view, sorted(rows)) == (
+        "funnel#2",
+        [("awareness", 2, None, None), ("won", 1, "5", "5")],
+    )
+    assert views.entities("funnel#1", ["L:L-1"]) == {}
+    assert views.counter_rows("funnel#1", ["awareness"]) == {}
+    assert list(views.generations("funnel")) == ["funnel#2"]
+
+    # activating the active generation again keeps its rows and takes the new digest
+    assert views.activate("funnel", "funnel#2", "digest-3") == "funnel#2"
+    assert views.active("funnel") == ("funnel#2", "digest-3")
+    assert views.entities("funnel#2", ["L:L-1"]) == {"L:L-1": "new"}
+
+
+def test_each_projection_has_its_own_generations(views: Any) -> None:
+    views.write("funnel#1", {}, {"awareness": (1, None, None)}, Tracking("funnel#1", 1))
+    views.activate("pipeline", "pipeline#1", "digest-p")  # a view with no rows yet
+    assert views.counters("pipeline") == ("pipeline#1", [])
+    assert list(views.generations("pipeline")) == []
+    assert list(views.generations("funnel")) == ["funnel#1"]
+    assert views.active("funnel") is None
+
+
+def test_dropping_a_generation_removes_its_rows_only(views: Any) -> None:
+    for view in ("funnel#1", "funnel#2"):
+        views.write(view, {"L:L-1": view}, {"awareness": (1, None, None)}, Tracking(view, 1))
+    views.drop("funnel#1")
+    assert views.entities("funnel#1", ["L:L-1"]) == {}
+    assert views.counter_rows("funnel#1", ["awareness"]) == {}
+    assert views.entities("funnel#2", ["L:L-1"]) == {"L:L-1": "funnel#2"}
+    assert list(views.generations("funnel")) == ["funnel#2"]
+
+
+def test_states_and_counters_are_read_for_more_keys_than_one_query_holds(views: Any) -> None:
+    keys = [f"L:L-{n}" for n in range(1_201)]  # more than the 500 keys a query takes
+    views.write(
+        "funnel#1",
+        {k: f"state {k}" for k in keys},
+        {k: (n, None, None) for n, k in enumerate(keys)},
+        Tracking("funnel#1", 1),
+    )
+    assert views.entities("funnel#1", keys) == {k: f"state {k}" for k in keys}
+    assert views.counter_rows("funnel#1", keys) == {k: (n, None, None) for n, k in enumerate(keys)}
