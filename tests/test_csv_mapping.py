@@ -105,6 +105,20 @@ def test_an_invalid_mapping_names_file_key_and_reason(tmp_path: Path) -> None:
         load_mapping(mapping)
 
 
+def test_a_row_with_an_undecodable_byte_is_one_rejected_line(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(MAPPING)
+    data = tmp_path / "leads.csv"
+    data.write_bytes(b"id,day,source\n1,01-02-2018,web\n2,02-02-2018,w\xffb\n3,03-02-2018,ads\n")
+    report = ingest_csv(memory_engine, data, load_mapping(mapping), actor="t")
+    assert [(r.line, r.reason) for r in report.rejected] == [
+        (3, "not valid utf-8: byte 0xff at byte offset 14")
+    ]
+    assert (report.lines, report.recorded) == (3, 2)
+
+
 DEALS_MAPPING = """
 [[events]]
 type = "deal_opened"

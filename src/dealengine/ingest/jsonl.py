@@ -61,10 +61,21 @@ def parse_line(text: str | RawLine, source: str, actor: str) -> Interaction:
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise InvalidEvent(f"not valid JSON: {e}") from None
+        raise InvalidEvent(undecodable(text, "utf-8") or f"not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
     return interaction_from(obj, source, actor)
+
+
+def undecodable(raw: str | bytes, encoding: str) -> str | None:
+    """Why the bytes of a line are not text in `encoding` (the first bad byte and where)."""
+    if isinstance(raw, str):
+        return None
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        return f"not valid {encoding}: byte 0x{raw[e.start]:02x} at byte offset {e.start}"
+    return None
 
 
 def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interaction:
