@@ -4,6 +4,7 @@ errors naming file, key and reason."""
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -378,6 +379,30 @@ def test_hypothetical_events_from_a_jsonl_file(engine: Engine, tmp_path: Path) -
     where = re.escape(f"{tmp_path / 'more.jsonl'}:2: not valid JSON")
     with pytest.raises(InvalidEvent, match=f"^{where}"):
         engine.what_if(path)
+
+
+SECRET = "s3cr3t-t0ken-value"  # in a file the scenario should not quote (nor read)
+
+
+@pytest.mark.parametrize(
+    "events_file",
+    ["../outside/secret.jsonl", "{outside}/secret.jsonl", "/etc/passwd", "link.jsonl"],
+)
+def test_a_scenario_reads_only_files_in_its_own_folder(
+    engine: Engine, tmp_path: Path, events_file: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text(json.dumps({"type": SECRET}) + "\n")
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "link.jsonl").symlink_to(outside / "secret.jsonl")
+    path = folder / "peek.toml"
+    path.write_text(f"events_file = {json.dumps(events_file.format(outside=outside))}\n")
+    with pytest.raises(InvalidDefinition) as refused:
+        engine.what_if(path)
+    assert (refused.value.file, refused.value.key) == (str(path), "events_file")
+    assert SECRET not in str(refused.value)
 
 
 # --- invalid scenarios: one error naming file, key and reason ------------------------------------

@@ -99,9 +99,9 @@ def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
         except DealEngineError as e:
             e.args = (f"{where}: {e}",)
             raise
-    if plan.scenario.events_file is None:
+    path = plan.events_file
+    if path is None:
         return
-    path = plan.folder / plan.scenario.events_file
     try:
         raw = path.read_bytes()
     except OSError as e:
