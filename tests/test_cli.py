@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -170,3 +171,34 @@ def test_funnel_and_pipeline_options(cli: CliRunner, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and bad.stderr.count("\n") == 1 and "not a date or time" in bad.stderr
     bad_mode = cli.invoke(app, ["funnel", "--window", "-3"])
     assert bad_mode.exit_code == 1 and "conversion_window_days" in bad_mode.stderr
+
+
+def test_plain_output_shows_data_as_it_is(cli: CliRunner, tmp_path: Path) -> None:
+    """Given ids, channels and a file name that look like Rich markup or emoji codes, when the
+    CLI prints them (rejected lines, tables, history, findings), then they show as they are."""
+    visits = [
+        {"type": "site_visited", "lead_id": f"L-{n}", "occurred_at": "2026-03-01T09:00:00Z",
+         "channel": channel}
+        for n, channel in enumerate(["[red]x[/red]", ":thumbs_up:"] * 617, start=1)
+    ]  # fmt: skip
+    lines = [orjson.dumps(v).decode() for v in visits]
+    lines[99] = lines[1233] = "{"
+    for day in ("02", "03", "04"):
+        lines.append(orjson.dumps({**visits[0], "lead_id": "A:fire:1", "occurred_at": f"2026-03-{day}T09:00:00Z"}).decode())  # fmt: skip
+    export = tmp_path / "export[bold].jsonl"
+    export.write_text("\n".join(lines) + "\n")
+    ingested = cli.invoke(app, ["ingest", str(export)])
+    assert ingested.exit_code == 1
+    assert f"{export}:100: not valid JSON" in ingested.stderr
+    assert f"{export}:1234: not valid JSON" in ingested.stderr
+    assert f"{export}: 1237 lines: 1235 interactions recorded" in ingested.stderr
+    funnel = cli.invoke(app, ["funnel"]).stdout
+    assert "[red]x[/red]" in funnel and ":thumbs_up:" in funnel
+    history = cli.invoke(app, ["history", "lead:A:fire:1"]).stdout
+    assert "history of lead:A:fire:1" in history
+    unknown = cli.invoke(app, ["history", "[report]"])
+    assert unknown.stderr == "error: unknown lead or deal [report]\n"
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        db.execute("DELETE FROM stored_events WHERE originator_id = 'lead:A:fire:1' AND originator_version = 2")  # fmt: skip
+    found = cli.invoke(app, ["verify"])
+    assert found.exit_code == 1 and found.stdout.startswith("lead:A:fire:1 v"), found.stdout

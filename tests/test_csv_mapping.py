@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dealengine import Engine, InvalidDefinition
-from dealengine.ingest.mapping import ingest_csv, load_mapping
+from dealengine.ingest.jsonl import IngestReport, ingest_lines
+from dealengine.ingest.mapping import ingest_csv, load_mapping, mapped_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OLIST = ROOT / "tests" / "data" / "olist"
@@ -50,7 +51,7 @@ def test_re_importing_adds_nothing(memory_engine: Engine) -> None:
     olist(memory_engine)
     position = memory_engine.store.position()
     again = ingest_csv(memory_engine, LEADS, load_mapping(MAPPINGS / "olist-leads.toml"), actor="t")
-    assert (again.recorded, again.duplicates) == (0, 16000)
+    assert (again.recorded, again.duplicates) == (0, 8000)  # a row (two events) is one line
     assert memory_engine.store.position() == position
 
 
@@ -102,3 +103,78 @@ def test_an_invalid_mapping_names_file_key_and_reason(tmp_path: Path) -> None:
         match=r"m.toml: events.0.occurred_at.Column.timezone: .*unknown timezone .Mars.Olympus.",
     ):
         load_mapping(mapping)
+
+
+def test_a_row_with_an_undecodable_byte_is_one_rejected_line(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(MAPPING)
+    data = tmp_path / "leads.csv"
+    data.write_bytes(b"id,day,source\n1,01-02-2018,web\n2,02-02-2018,w\xffb\n3,03-02-2018,ads\n")
+    report = ingest_csv(memory_engine, data, load_mapping(mapping), actor="t")
+    assert [(r.line, r.reason) for r in report.rejected] == [
+        (3, "not valid utf-8: byte 0xff at byte offset 14")
+    ]
+    assert (report.lines, report.recorded) == (3, 2)
+
+
+DEALS_MAPPING = """
+[[events]]
+type = "deal_opened"
+deal_id = "{deal}"
+occurred_at = "{opened}"
+id = "opened-{row}"
+fields.amount = "{amount}"
+fields.owner = "ana"
+
+[[events]]
+type = "deal_won"
+deal_id = "{deal}"
+occurred_at = "{won}"
+id = "won-{row}"
+fields.amount = "{won_amount}"
+"""
+
+DEAL_ROWS = """row,deal,opened,won,amount,won_amount
+1,D-1,2026-03-01T10:00:00Z,2026-03-05T10:00:00Z,100,100
+2,D-2,2026-03-01T10:00:00Z,2026-03-05T10:00:00Z,200,lots
+3,D-2,2026-03-02T10:00:00Z,2026-03-06T10:00:00Z,300,300
+"""
+
+
+@pytest.mark.parametrize("batch_lines", [2000, 1])
+def test_a_row_is_stored_whole_or_not_at_all(
+    engine: Engine, tmp_path: Path, batch_lines: int
+) -> None:
+    """Given a row opening and winning D-2 whose win has a bad amount, when the file is
+    ingested, then neither of its events is stored, and the next row opens D-2 afresh."""
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(DEALS_MAPPING)
+    data = tmp_path / "deals.csv"
+    data.write_text(DEAL_ROWS)
+    report = IngestReport(file=str(data))
+    rows = mapped_rows(data, load_mapping(mapping), None)
+    ingest_lines(engine, rows, report, data.name, "t", batch_lines)
+    assert [(r.line, r.reason.split(" (got")[0]) for r in report.rejected] == [
+        (3, "deal_won: field 'amount': Input should be a valid decimal")
+    ]
+    assert (report.lines, report.recorded, report.events) == (3, 2, 4)
+    history = engine.history("deal:D-2")
+    assert [(e.event_type, e.idempotency_key) for e in history] == [
+        ("deal_opened", "opened-3"),
+        ("deal_won", "won-3"),
+    ]
+    assert (engine.deal("D-2").stage, engine.deal("D-2").amount) == ("closed_won", 300)
+
+
+def test_strict_stores_nothing_of_a_row_refused_whole(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(DEALS_MAPPING)
+    data = tmp_path / "deals.csv"
+    data.write_text(DEAL_ROWS)
+    report = ingest_csv(memory_engine, data, load_mapping(mapping), actor="t", strict=True)
+    assert [r.line for r in report.rejected] == [3]
+    assert memory_engine.store.position() == 0

@@ -88,6 +88,19 @@ def test_lines_without_an_id_are_deduplicated_by_content(
     assert ingest_jsonl(memory_engine, renamed, actor="t").duplicates == 1
 
 
+def test_a_line_with_an_invalid_utf8_byte_is_rejected_naming_where(
+    memory_engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "latin1.jsonl"
+    bad = GOOD_AND_BAD[4].replace("ad_viewed", "ad_v\xefewed").encode("latin-1")
+    path.write_bytes(b"\n".join([GOOD_AND_BAD[0].encode(), bad, GOOD_AND_BAD[5].encode()]))
+    report = ingest_jsonl(memory_engine, path, actor="t")
+    assert [(r.line, r.reason) for r in report.rejected] == [
+        (2, "not valid utf-8: byte 0xef at byte offset 14")
+    ]
+    assert report.recorded == 2
+
+
 def test_strict_stops_at_the_first_bad_line_and_stores_nothing(engine: Engine, jsonl: Path) -> None:
     report = ingest_jsonl(engine, jsonl, actor="tester", strict=True)
     assert [(r.line, EXPECTED_REJECTIONS[r.line] in r.reason) for r in report.rejected] == [

@@ -4,7 +4,9 @@ errors naming file, key and reason."""
 
 from __future__ import annotations
 
+import json
 import re
+import traceback
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from dealengine import Engine, IllegalTransition, InvalidDefinition, UnknownAggregate
-from dealengine.domain.errors import InvalidEvent
+from dealengine.domain.errors import DealEngineError, InvalidEvent
 from dealengine.whatif import Scenario, ScenarioResult
 
 # The history of tests/test_views.py, with a campaign: five leads, three deals (D-1 won,
@@ -338,7 +340,11 @@ def test_hypothetical_events_follow_the_scenarios_own_rules(engine: Engine) -> N
             "deal D-4 is in 'proposal': discovery_completed refused: a backward move",
         ),
         ({"type": "deal_won", "deal_id": "D-1"}, IllegalTransition, "the deal is closed"),
-        ({"type": "lead_qualified", "lead_id": "L-404", "by": "x"}, UnknownAggregate, "lead L-404"),
+        (
+            {"type": "lead_qualified", "lead_id": "L-404", "by": "x"},
+            UnknownAggregate,
+            "field 'lead_id': no such lead recorded",
+        ),
         ({"type": "deal_won", "deal_id": "D-4", "amount": "-1"}, InvalidEvent, "amount"),
         ({"type": "deal_teleported", "deal_id": "D-4"}, InvalidEvent, "unknown event type"),
     ],
@@ -378,6 +384,68 @@ def test_hypothetical_events_from_a_jsonl_file(engine: Engine, tmp_path: Path) -
     where = re.escape(f"{tmp_path / 'more.jsonl'}:2: not valid JSON")
     with pytest.raises(InvalidEvent, match=f"^{where}"):
         engine.what_if(path)
+
+
+SECRET = "s3cr3t-t0ken-value"  # in a file the scenario should not quote (nor read)
+GOOD_LINE = {"type": "site_visited", "lead_id": "L-8", "occurred_at": "2026-05-10T00:00:00Z",
+             "channel": "x"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"type": SECRET, "deal_id": "D-4"}, "field 'type': unknown event type"),
+        ({"type": "deal_won", "deal_id": "D-4", "amount": SECRET},
+         "deal_won: field 'amount': Input should be a valid decimal"),
+        ({"type": "lead_qualified", "lead_id": SECRET, "by": "x"},
+         "field 'lead_id': no such lead recorded"),
+        ({"type": "deal_opened", "deal_id": "D-77", "amount": "1", "owner": "ana",
+          "pipeline": SECRET}, "deal_opened: field 'pipeline': invalid value"),
+        ({"type": "deal_won", "deal_id": [SECRET]}, "field 'deal_id': invalid value"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_bad_hypothetical_event_is_named_by_file_line_and_field_never_by_value(
+    engine: Engine, tmp_path: Path, event: dict[str, Any], reason: str, inline: bool
+) -> None:
+    bad = {**event, "occurred_at": "2026-05-20T12:00:00Z"}
+    path = tmp_path / "bad.toml"
+    if inline:
+        tables = "".join(
+            "\n[[events]]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in e.items())
+            for e in (GOOD_LINE, bad)
+        )
+        path.write_text(f'question = "?"\n{tables}')
+        where = f"{path}:9: events.1: "
+    else:
+        (tmp_path / "bad.jsonl").write_text(f"{json.dumps(GOOD_LINE)}\n{json.dumps(bad)}\n")
+        path.write_text('events_file = "bad.jsonl"\n')
+        where = f"{tmp_path / 'bad.jsonl'}:2: "
+    with pytest.raises(DealEngineError) as refused:
+        engine.what_if(path)
+    assert str(refused.value).startswith(where + reason), str(refused.value)
+    assert SECRET not in "".join(traceback.format_exception(refused.value))
+
+
+@pytest.mark.parametrize(
+    "events_file",
+    ["../outside/secret.jsonl", "{outside}/secret.jsonl", "/etc/passwd", "link.jsonl"],
+)
+def test_a_scenario_reads_only_files_in_its_own_folder(
+    engine: Engine, tmp_path: Path, events_file: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text(json.dumps({"type": SECRET}) + "\n")
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "link.jsonl").symlink_to(outside / "secret.jsonl")
+    path = folder / "peek.toml"
+    path.write_text(f"events_file = {json.dumps(events_file.format(outside=outside))}\n")
+    with pytest.raises(InvalidDefinition) as refused:
+        engine.what_if(path)
+    assert (refused.value.file, refused.value.key) == (str(path), "events_file")
+    assert SECRET not in str(refused.value)
 
 
 # --- invalid scenarios: one error naming file, key and reason ------------------------------------

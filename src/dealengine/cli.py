@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from dealengine import demo as demo_history
 from dealengine.domain.definitions import FunnelMode
@@ -29,13 +30,19 @@ from dealengine.ingest.mapping import ingest_csv, load_mapping
 from dealengine.logs import configure
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import PipelineView
-from dealengine.render import show_changes, show_funnel, show_pipeline, show_stage_times
+from dealengine.render import (
+    plain_console,
+    show_changes,
+    show_funnel,
+    show_pipeline,
+    show_stage_times,
+)
 from dealengine.settings import Settings
 from dealengine.views.materialised import PROJECTIONS, Lag, ProjectionName
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = plain_console(width=None if sys.stdout.isatty() else 160)
+err = plain_console(stderr=True, soft_wrap=True)
 R = TypeVar("R")
 
 
@@ -79,7 +86,7 @@ def run(action: Callable[[], R]) -> R:
     try:
         return action()
     except (DealEngineError, PersistenceError, OSError, ValidationError) as e:
-        err.print(f"[red]error:[/red] {_one_line(e)}", highlight=False)
+        err.print(Text.assemble(("error:", "red"), f" {_one_line(e)}"))
         raise typer.Exit(1) from None
 
 
@@ -161,7 +168,7 @@ def ingest(
         )
     else:
         for r in report.rejected:
-            err.print(f"{file}:{r.line}: {r.reason}", highlight=False, markup=False)
+            err.print(f"{file}:{r.line}: {r.reason}")
         stored = (
             "nothing stored (--strict)"
             if strict and report.rejected
@@ -170,10 +177,7 @@ def ingest(
                 f"{report.duplicates} already recorded"
             )
         )
-        err.print(
-            f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected",
-            highlight=False,
-        )
+        err.print(f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected")
     if report.rejected:
         raise typer.Exit(1)
 
@@ -417,12 +421,11 @@ def verify(
         emit_json(report.as_json())
     else:
         for finding in report.findings:
-            out.print(str(finding), highlight=False, markup=False)
+            out.print(str(finding))
         against = f" against {report.seal}" if report.seal else ""
         verdict = "intact" if report.ok else f"{len(report.findings)} findings"
         err.print(
-            f"verified {report.events} events in {report.streams} streams{against}: {verdict}",
-            highlight=False,
+            f"verified {report.events} events in {report.streams} streams{against}: {verdict}"
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -446,7 +449,7 @@ def seal(
 
     report = using_engine(act)
     for finding in report.findings:
-        err.print(f"warning: {finding}", highlight=False, markup=False)
+        err.print(f"warning: {finding}")
     sys.stdout.write(f"{report.sealed}\n")
     if not report.ok:
         raise typer.Exit(1)
@@ -476,7 +479,7 @@ def audit(
         sys.stdout.write(text)
     else:
         run(lambda: output.write_text(text, encoding="utf-8"))
-        err.print(f"wrote {output}", highlight=False)
+        err.print(f"wrote {output}")
 
 
 def _time(value: Any) -> str:
@@ -491,7 +494,7 @@ def _rows(path: Path) -> int:
 @contextmanager
 def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr for work of `total` units; yields `advance(n)`."""
-    columns: list[Any] = [TextColumn(label), BarColumn()]
+    columns: list[Any] = [TextColumn("{task.description}", markup=False), BarColumn()]
     columns += [DownloadColumn()] if bytes_ else [TextColumn("{task.completed}/{task.total}")]
     with Progress(
         *columns, TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal

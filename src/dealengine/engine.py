@@ -53,6 +53,8 @@ class Recorded(NamedTuple):
 
 
 Outcome = Recorded | DealEngineError
+Command = Interaction | list[Interaction]  # a list: one unit, stored whole or not at all
+Events = list[DomainEvent]
 
 
 class Engine:
@@ -109,14 +111,15 @@ class Engine:
             raise outcome
         return outcome
 
-    def execute_batch(
-        self, commands: Sequence[Interaction], *, strict: bool = False
-    ) -> list[Outcome]:
+    def execute_batch(self, commands: Sequence[Command], *, strict: bool = False) -> list[Outcome]:
         """Decide every command in order and store all their events in one transaction.
 
         A refused command gets its error in the result and stores nothing; the others are
-        kept (with `strict`, the first refusal ends the batch and nothing is stored). When
-        another writer got there first, the batch is re-read and re-decided, a few times.
+        kept (with `strict`, the first refusal ends the batch and nothing is stored). A list of
+        commands (a CSV row's events) is one unit: decided together and stored whole, its
+        outcome all of their events, or its first refusal and nothing (nor any effect on the
+        commands after it). When another writer got there first, the batch is re-read and
+        re-decided, a few times.
         """
         touched: set[str] = set()
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -137,12 +140,12 @@ class Engine:
             return outcomes
         raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
 
-    def check(self, commands: Sequence[Interaction]) -> list[Outcome]:
+    def check(self, commands: Sequence[Command]) -> list[Outcome]:
         """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
         return self._decide_all(commands, strict=True)[0]
 
     def _decide_all(
-        self, commands: Sequence[Interaction], strict: bool
+        self, commands: Sequence[Command], strict: bool
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
         """Decide commands in order on working copies of their aggregates' states.
 
@@ -168,46 +171,70 @@ class Engine:
                 work[stream] = current
             return cast(State, current)
 
-        fresh.update(self._prefetch(commands))
-        outcomes: list[Outcome] = []
-        pending: list[DomainEvent] = []
         now = self.clock()
         pipelines = self.pipelines
         evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
-        for cmd in commands:
+
+        def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
+            """`cmd`'s events, applied to the working states (their prior states kept in
+            `undo`, for a unit), or the error refusing it."""
             used.clear()
             try:
-                try:
-                    events = decide(pipelines, cmd, state, now)
-                except DealEngineError:
-                    doubtful = {s for s in used if s not in fresh and s not in changed}
-                    if not doubtful:
-                        raise
-                    for stream in doubtful:
-                        work.pop(stream, None)
-                        cache.pop(stream, None)
-                    events = decide(pipelines, cmd, state, now)
-            except DealEngineError as e:
-                outcomes.append(e)
-                if strict:
-                    break
-                continue
+                events = decide(pipelines, cmd, state, now)
+            except DealEngineError:
+                doubtful = {s for s in used if s not in fresh and s not in changed}
+                if not doubtful:
+                    raise
+                for stream in doubtful:
+                    work.pop(stream, None)
+                    cache.pop(stream, None)
+                events = decide(pipelines, cmd, state, now)
             for event in events:
                 stream = event.originator_id
                 prior = work.get(stream, _MISSING)  # decide() read it: no second state() call
                 if prior is _MISSING:
                     prior = state(stream)
+                if undo is not None and stream not in undo:
+                    undo[stream] = (cast(State, prior), stream in changed)
                 work[stream] = evolve[type(event)](cast(State, prior), event)
                 changed.add(stream)
+            return events
+
+        def decide_unit(unit: list[Interaction]) -> Events:
+            """All of the unit's events, or its first refusal with the states as they were."""
+            undo: dict[str, tuple[State, bool]] = {}
+            events: Events = []
+            try:
+                for cmd in unit:
+                    events.extend(decide_one(cmd, undo))
+            except DealEngineError:
+                for stream, (prior, was_changed) in undo.items():
+                    work[stream] = prior
+                    if not was_changed:
+                        changed.discard(stream)
+                raise
+            return events
+
+        fresh.update(self._prefetch(commands))
+        outcomes: list[Outcome] = []
+        pending: list[DomainEvent] = []
+        for cmd in commands:
+            try:
+                events = decide_unit(cmd) if isinstance(cmd, list) else decide_one(cmd, None)
+            except DealEngineError as e:
+                outcomes.append(e)
+                if strict:
+                    break
+                continue
             pending.extend(events)
             outcomes.append(tuple.__new__(Recorded, (events,)))  # Recorded(events), one call less
         return outcomes, pending, work
 
-    def _prefetch(self, commands: Sequence[Interaction]) -> set[str]:
+    def _prefetch(self, commands: Sequence[Command]) -> set[str]:
         """Read the states of the streams the commands name that are not cached, in one go."""
         wanted: set[str] = set()
         add = wanted.add
-        for cmd in commands:
+        for cmd in _each(commands):
             event_type = cmd.event_type
             if event_type in OPENING_TYPES:
                 deal_id, lead_id = opening_ids_or_none(cmd)
@@ -404,6 +431,14 @@ class Engine:
             self, scenarios, self.passes.over_partitions, as_of=as_of,
             pipeline_name=pipeline_name,
         )  # fmt: skip
+
+
+def _each(commands: Sequence[Command]) -> Iterator[Interaction]:
+    for cmd in commands:
+        if isinstance(cmd, list):
+            yield from cmd
+        else:
+            yield cmd
 
 
 def _stream(kind: str, user_id: str | None) -> str | None:

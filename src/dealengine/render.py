@@ -1,9 +1,15 @@
-"""Rich tables for the views: what `dealengine funnel` and `pipeline` show to people."""
+"""Rich tables for the views: what `dealengine funnel` and `pipeline` show to people.
+
+Everything shown comes from data (stream ids, channels, owners, reasons, file names), so the
+consoles print text as it is: no markup (`[bold]`), no emoji codes (`:100:`), no highlighting.
+Styles are given as Rich objects (Text, a row's or a column's style), never in the text.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +22,11 @@ from dealengine.projections.pipeline import (
     PipelineView,
     money,
 )
+
+
+def plain_console(*, stderr: bool = False, **options: Any) -> Console:
+    """A console that prints every string as it is (see the module doc)."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, **options)
 
 
 def pct(value: float | None) -> str:

@@ -26,6 +26,7 @@ from dealengine.projections.stream import collector_paused
 log = structlog.get_logger("dealengine.ingest")
 
 RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
+Command = Interaction | list[Interaction]  # a line's: a CSV row's interactions are one unit
 ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
 BATCH_LINES = 2000
 
@@ -60,10 +61,21 @@ def parse_line(text: str | RawLine, source: str, actor: str) -> Interaction:
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise InvalidEvent(f"not valid JSON: {e}") from None
+        raise InvalidEvent(undecodable(text, "utf-8") or f"not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
     return interaction_from(obj, source, actor)
+
+
+def undecodable(raw: str | bytes, encoding: str) -> str | None:
+    """Why the bytes of a line are not text in `encoding` (the first bad byte and where)."""
+    if isinstance(raw, str):
+        return None
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        return f"not valid {encoding}: byte 0x{raw[e.start]:02x} at byte offset {e.start}"
+    return None
 
 
 def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interaction:
@@ -156,19 +168,33 @@ def _parse_all(
     report: IngestReport,
     *,
     stop: bool,
-) -> list[tuple[int, Interaction]]:
-    parsed = []
-    last = None
+) -> list[tuple[int, Command]]:
+    """The lines as commands; the interactions of one CSV row (one line number) as one unit,
+    stored whole or not at all: a row with one bad interaction is rejected once, whole."""
+    parsed: list[tuple[int, Command]] = []
+    last = refused = None
     for number, raw in numbered:
-        if number != last:  # a CSV row can map to several interactions
-            report.lines += 1
-            last = number
+        if number == refused:
+            continue
         try:
-            parsed.append((number, parse_line(raw, source, actor)))
+            cmd = parse_line(raw, source, actor)
         except DealEngineError as e:
+            if number != last:
+                report.lines += 1
+            elif parsed and parsed[-1][0] == number:
+                parsed.pop()  # the row's interactions before this one
+            last = refused = number
             report.rejected.append(Rejected(number, str(e)))
             if stop:
                 break
+            continue
+        if number != last:
+            report.lines += 1
+            last = number
+            parsed.append((number, cmd))
+        else:
+            before = parsed[-1][1]
+            parsed[-1] = (number, [*before, cmd] if isinstance(before, list) else [before, cmd])
     return parsed
 
 
@@ -229,11 +255,12 @@ def _ingest_strict(
 def _batches(
     items: Iterable[tuple[int, RawLine]], size: int
 ) -> Iterator[list[tuple[int, RawLine]]]:
+    """`size` lines at a time; the interactions of one line (a CSV row) in the same batch."""
     batch: list[tuple[int, RawLine]] = []
     for item in items:
-        batch.append(item)
-        if len(batch) >= size:
+        if len(batch) >= size and item[0] != batch[-1][0]:
             yield batch
             batch = []
+        batch.append(item)
     if batch:
         yield batch

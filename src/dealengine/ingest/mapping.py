@@ -21,9 +21,10 @@ from dealengine.domain.definitions import Definition, load
 from dealengine.domain.errors import InvalidEvent
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.engine import Engine
-from dealengine.ingest.jsonl import IngestReport, RawLine, ingest_lines
+from dealengine.ingest.jsonl import IngestReport, RawLine, ingest_lines, undecodable
 
 PLACEHOLDER = re.compile(r"{([^{}]+)}")
+ESCAPED = re.compile("[\udc80-\udcff]")  # an undecodable byte, read with surrogateescape
 
 
 class Column(Definition):
@@ -166,13 +167,30 @@ def mapped_rows(
     path: Path, mapping: Mapping, progress: Callable[[int], None] | None
 ) -> Iterator[tuple[int, RawLine]]:
     """(line number, interaction) for every event of every row; a row that cannot be mapped
-    gives its error instead, reported like a bad line."""
-    with path.open(encoding=mapping.encoding, newline="") as f:
-        reader = csv.DictReader(f, delimiter=mapping.delimiter)
+    or decoded gives its error instead, reported like a bad line."""
+    encoding = mapping.encoding
+    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+        text: list[str] = []  # the text of the row being read
+
+        def lines() -> Iterator[str]:
+            for physical in f:
+                text.append(physical)
+                yield physical
+
+        reader = csv.DictReader(lines(), delimiter=mapping.delimiter)
+        if reader.fieldnames is None:  # reads the header; an empty file has none
+            return
+        text.clear()  # the header's text is not the first row's
         for row in reader:
             if progress:
                 progress(1)
             line = reader.line_num
+            read = "".join(text)
+            text.clear()
+            if ESCAPED.search(read):
+                raw = read.encode(encoding, "surrogateescape")
+                yield line, InvalidEvent(undecodable(raw, encoding) or f"not valid {encoding}")
+                continue
             try:
                 made = interactions(mapping, row)
             except InvalidEvent as e:

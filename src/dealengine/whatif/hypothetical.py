@@ -5,7 +5,8 @@ ingest line and decided by the engine's own routing of the domain rules (domain/
 under the scenario's pipelines, against the state the recorded history
 gives (read with `engine.lead()` / `engine.deal()`: reads only) and the hypothetical events
 before it. A refusal is the error the engine would raise, its message prefixed with the
-scenario file and line. Nothing is stored: the decided events become stream events (their JSON
+scenario file and line, and quoting no value of the event (a bad one is named by its field).
+Nothing is stored: the decided events become stream events (their JSON
 exactly as the store would hold it), appended after the real stream of their scenario.
 """
 
@@ -17,13 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from dealengine.domain.deal import (
     Deal,
 )
 from dealengine.domain.decider import decide, evolver
 from dealengine.domain.definitions import Pipelines
-from dealengine.domain.errors import DealEngineError, UnknownAggregate
+from dealengine.domain.errors import (
+    DealEngineError,
+    InvalidEvent,
+    UnknownAggregate,
+    UnknownEventType,
+)
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.ingest.jsonl import interaction_from, parse_line
@@ -36,6 +44,8 @@ if TYPE_CHECKING:
 State = Lead | Deal | None
 ACTOR = "whatif"
 EVENTS_HEADER = re.compile(r"^\s*\[\[\s*events\s*\]\]")
+FIELD = re.compile(r"(?:\w+: )?field '\w+'")  # how an InvalidEvent names its field
+SAFE_PREFIXES = ("not valid JSON", "not valid utf-8", "expected a JSON object")  # no values
 
 
 def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
@@ -57,8 +67,7 @@ def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
         try:
             events = decide(plan.pipelines, cmd, state, now)
         except DealEngineError as e:
-            e.args = (f"{where}: {e}",)  # the engine's own error, located in the scenario
-            raise
+            raise _located(where, e) from None  # the engine's own error, in the scenario
         for event in events:
             stream = event.originator_id
             before = state(stream)
@@ -97,11 +106,10 @@ def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
         try:
             yield where, interaction_from(dict(obj), source, ACTOR)
         except DealEngineError as e:
-            e.args = (f"{where}: {e}",)
-            raise
-    if plan.scenario.events_file is None:
+            raise _located(where, e) from None
+    path = plan.events_file
+    if path is None:
         return
-    path = plan.folder / plan.scenario.events_file
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -115,8 +123,45 @@ def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
         try:
             yield where, parse_line(text, source, ACTOR)
         except DealEngineError as e:
-            e.args = (f"{where}: {e}",)
-            raise
+            raise _located(where, e) from None
+
+
+def _located(where: str, error: DealEngineError) -> DealEngineError:
+    """`error`, its message prefixed with where in the scenario it is, and quoting no value of
+    the event: a scenario's files may hold anything (a secret in a misnamed file), so a bad
+    event is named by its file, line and field. A refusal by the stage rules names the lead
+    or deal as recorded, its stage and the move, as the engine does."""
+    error.args = (f"{where}: {_unquoted(error)}",)
+    return error  # raised `from None`: a pydantic cause would print the value too
+
+
+def _unquoted(error: DealEngineError) -> str:
+    if isinstance(error, UnknownEventType):
+        return "field 'type': unknown event type"
+    if isinstance(error, UnknownAggregate):
+        kind = error.aggregate.partition(" ")[0]
+        return f"field '{kind}_id': no such {kind} recorded"
+    if not isinstance(error, InvalidEvent) or str(error).startswith(SAFE_PREFIXES):
+        return str(error)
+    if isinstance(error.__cause__, ValidationError):  # the event's fields (domain.interaction)
+        event_type = str(error).partition(":")[0]
+        return f"{event_type}: " + "; ".join(_field(e) for e in error.__cause__.errors())
+    named = FIELD.match(str(error))
+    if named is None:
+        return "not a valid event"
+    kind = "missing" if str(error).endswith(": missing") else "invalid value"
+    return f"{named[0]}: {kind}"
+
+
+def _field(error: ErrorDetails) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "-"
+    if error["type"] == "missing":
+        return f"field '{where}': missing"
+    if error["type"] == "extra_forbidden":
+        return f"field '{where}': not a field of this event type"
+    if error["type"] in ("value_error", "assertion_error"):  # a validator's own words
+        return f"field '{where}': invalid value"
+    return f"field '{where}': {error['msg']}"  # pydantic's: the form expected, not the input
 
 
 def _header_lines(source: str) -> list[int]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dealengine.projections.pipeline import money
 from dealengine.whatif.result import (
@@ -71,16 +72,14 @@ def _row(
 ) -> None:
     changes = [pick(s) for s in result.scenarios.values()]
     baseline = next((c.baseline for c in changes if c is not None), None)
-    cells = [label, _value(baseline, kind)]
+    cells: list[str | Text] = [label, _value(baseline, kind)]
     for c in changes:
         if c is None:
             cells += ["-", "-", "-"]
             continue
-        style = _style(c)
-        signed = _signed(c.change, kind)
         cells += [
             _value(c.scenario, kind),
-            f"[{style}]{signed}[/]" if style else signed,
+            Text(_signed(c.change, kind), style=_style(c)),
             _relative(c.relative),
         ]
     table.add_row(*cells)
@@ -112,7 +111,7 @@ def show_what_if(out: Console, result: WhatIf) -> None:
     for s in result.scenarios.values():
         as_of = f", as of {s.as_of:%Y-%m-%d %H:%M}" if s.as_of else ""
         question = f": {s.question}" if s.question else ""
-        out.print(f"[bold]{s.name}[/bold] ({s.source}{as_of}){question}", highlight=False)
+        out.print(Text.assemble((s.name, "bold"), f" ({s.source}{as_of}){question}"))
     if not result.scenarios:
         out.print("no scenario given: nothing to compare")
         return

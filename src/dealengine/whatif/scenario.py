@@ -133,7 +133,8 @@ class Scenario(Definition):
     as_of: EndMoment | None = None
     """The scenario's views as of this time (default: the run's as-of, if any)."""
     events_file: str | None = None
-    """Hypothetical events in the JSONL ingest format (a path relative to the scenario file)."""
+    """Hypothetical events in the JSONL ingest format: a file in the scenario file's folder
+    (a relative path that stays inside it, symlinks resolved)."""
     funnel: dict[str, Any] = Field(default_factory=dict)
     """Overrides of funnel.toml: any key; `steps` as a list replaces them all, as a table by
     step name changes those steps."""
@@ -215,7 +216,7 @@ class Resolved:
 
     name: str
     source: str  # the scenario file, or `<name>` for one built in Python
-    folder: Path  # where its events_file is looked for
+    events_file: Path | None  # resolved: inside the scenario's folder
     scenario: Scenario
     funnel: FunnelDefinition
     pipelines: Pipelines
@@ -257,9 +258,22 @@ def resolve(
     pipelines_data = merged(base, {"pipelines": scenario.pipelines}, source, "")
     pipelines_def = validated(Pipelines, pipelines_data, source)
     _check_references(scenario, source, funnel_def, pipelines_def)
+    events_file = _inside(folder, scenario.events_file, source, "events_file")
     return Resolved(
-        name, source, folder, scenario, funnel_def, pipelines_def, scenario.as_of or as_of
+        name, source, events_file, scenario, funnel_def, pipelines_def, scenario.as_of or as_of
     )
+
+
+def _inside(folder: Path, name: str | None, source: str, key: str) -> Path | None:
+    """The file `name` names in `folder`, refused unless it lies inside it once resolved
+    (no absolute path, no `..` or symlink out of it): a scenario reads its own files only."""
+    if name is None:
+        return None
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(root):
+        raise InvalidDefinition(source, key, f"not a file inside the scenario's folder {root}")
+    return path
 
 
 def _check_references(
