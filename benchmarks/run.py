@@ -45,6 +45,7 @@ TITLES = {
     "view-query": "Querying the materialised funnel + pipeline (vs DuckDB recomputing them)",
     "whatif": "What-if: the baseline and 3 scenarios in one read (vs one full rebuild)",
     "verify": "Verifying every hash chain (dealengine verify)",
+    "startup": "Start-up of `dealengine --help` in a new process (target: at most 0.3 s)",
 }
 
 

@@ -88,7 +88,9 @@ def test_overlays_equal_folding_every_lead_again(
     settings = store.model_copy(update={"rebuild_processes": processes})
     with Engine(settings, clock=lambda: NOW) as engine:
         runs = [
-            run_what_if(engine, STREAM_CHANGES, engine.passes.over_partitions, as_of=as_of, overlays=o)
+            run_what_if(
+                engine, STREAM_CHANGES, engine.passes.over_partitions, as_of=as_of, overlays=o
+            )
             for o in (True, False)
         ]
     overlaid, folded_again = (r.model_dump(mode="json") for r in runs)

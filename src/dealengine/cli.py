@@ -1,49 +1,143 @@
-"""`dealengine`: parse, call the engine, render (Rich tables for people, JSON for programs)."""
+"""`dealengine`: parse, call the engine, render (Rich tables for people, JSON for programs).
+
+Start-up is kept short (`dealengine --help`): this module imports only Typer; the engine, the
+event models, PostgreSQL's driver, Rich's tables and Plotly are imported inside the commands
+that use them.
+"""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-import orjson
 import typer
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from dealengine import demo as demo_history
-from dealengine.domain.definitions import FunnelMode
-from dealengine.domain.errors import DealEngineError
-from dealengine.domain.events import parse_moment
-from dealengine.engine import Engine
-from dealengine.ingest.jsonl import IngestReport, ingest_jsonl, ingest_lines
-from dealengine.ingest.mapping import ingest_csv, load_mapping
-from dealengine.logs import configure
-from dealengine.projections.funnel import FunnelView
-from dealengine.projections.pipeline import PipelineView
-from dealengine.render import (
-    plain_console,
-    show_changes,
-    show_funnel,
-    show_pipeline,
-    show_stage_times,
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dealengine.engine import Engine
+    from dealengine.ingest.jsonl import IngestReport
+    from dealengine.projections.funnel import FunnelView
+    from dealengine.projections.pipeline import PipelineView
+    from dealengine.views.materialised import Lag, ProjectionName
+
+FunnelMode = Literal["reached", "ordered", "strict"]
+GLOBAL_OPTIONS = ("--log-format", "--log-level")
+
+
+def _plain_help(params: list[Any], ctx: Any) -> list[Any]:
+    """Help as command lines write it: `--actor ACTOR`, `--mode reached|ordered|strict`, a
+    flag alone (Typer shows `<str>`, `<reached|ordered|strict>`, `<bool>`)."""
+    for param in params:
+        if isinstance(param, TyperArgument):
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        if not isinstance(param, TyperOption) or param.metavar is not None:
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        else:
+            shown = param.display_type(ctx)
+            choices = "|" in shown and not shown.startswith("<list")
+            param.metavar = shown.strip("<>") if choices else (param.name or "").upper()
+    return params
+
+
+def _usage(params: list[Any], ctx: Any) -> list[str]:
+    """The usage line: `[OPTIONS] FILE [MORE]...` (Typer writes a required one as `{FILE}`)."""
+    pieces = ["[OPTIONS]"]
+    for param in params:
+        if isinstance(param, TyperArgument):
+            name = param.metavar or (param.name or "").upper()
+            name = name if param.required else f"[{name}]"
+            pieces.append(name if param.nargs == 1 or name.endswith("...") else f"{name}...")
+    return pieces
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx), ctx)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return _usage(self.get_params(ctx), ctx)
+
+
+class Commands(TyperGroup):
+    """The command group: global options are accepted after the command too."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx), ctx)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Each command's first sentence whole (wrapped), not cut at the terminal's width."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`dealengine funnel --log-level info` as `dealengine --log-level info funnel`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+app = typer.Typer(
+    help="An event-sourced engine for sales funnels and deal pipelines.",
+    cls=Commands,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-from dealengine.settings import Settings
-from dealengine.views.materialised import PROJECTIONS, Lag, ProjectionName
-
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-out = plain_console(width=None if sys.stdout.isatty() else 160)
-err = plain_console(stderr=True, soft_wrap=True)
+command = app.command  # every command is a `Command` (see `_command`)
 R = TypeVar("R")
+
+
+def _command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return command(*args, cls=Command, **kwargs)
+
+
+@cache
+def out() -> Console:
+    """stdout, made on first use (Rich is imported then)."""
+    from dealengine.render import plain_console
+
+    return plain_console(width=None if sys.stdout.isatty() else 160)
+
+
+@cache
+def err() -> Console:
+    from dealengine.render import plain_console
+
+    return plain_console(stderr=True, soft_wrap=True)
 
 
 class Format(StrEnum):
@@ -52,22 +146,40 @@ class Format(StrEnum):
 
 
 FormatOption = Annotated[
-    Format, typer.Option("--format", help="table for people, json for programs")
+    Format,
+    typer.Option("--format", metavar="table|json", help="table for people, json for programs"),
 ]
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"dealengine {version('dealengine')}\n")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     log_format: Annotated[
-        str, typer.Option(help="console or json (logs go to stderr)")
+        str,
+        typer.Option(metavar="console|json", help="logs go to stderr; after the command too"),
     ] = "console",
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
+    log_level: Annotated[
+        str, typer.Option(metavar="debug|info|warning|error", help="after the command too")
+    ] = "warning",
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
+    ] = False,
 ) -> None:
     """An event-sourced engine for sales funnels and deal pipelines.
 
     The store is a SQLite file (DEALENGINE_DB, default in your data directory), or PostgreSQL
     when DEALENGINE_DATABASE_URL=postgresql://... is set.
     """
+    from dealengine.logs import configure
+
     configure(log_format, log_level)
 
 
@@ -75,6 +187,9 @@ def using_engine(action: Callable[[Engine], R]) -> R:
     """Open the configured store, run `action` on it, close it."""
 
     def act() -> R:
+        from dealengine.engine import Engine
+        from dealengine.settings import Settings
+
         with Engine(Settings()) as e:
             return action(e)
 
@@ -83,10 +198,16 @@ def using_engine(action: Callable[[Engine], R]) -> R:
 
 def run(action: Callable[[], R]) -> R:
     """Run a command; expected failures become one line on stderr and exit status 1."""
+    from eventsourcing.persistence import PersistenceError
+    from pydantic import ValidationError
+    from rich.text import Text
+
+    from dealengine.domain.errors import DealEngineError
+
     try:
         return action()
     except (DealEngineError, PersistenceError, OSError, ValidationError) as e:
-        err.print(Text.assemble(("error:", "red"), f" {_one_line(e)}"))
+        err().print(Text.assemble(("error:", "red"), f" {_one_line(e)}"))
         raise typer.Exit(1) from None
 
 
@@ -96,16 +217,21 @@ def _one_line(e: Exception) -> str:
 
 
 def emit_json(data: Any) -> None:
+    import orjson
+
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-@app.command()
+@_command()
 def demo(
     leads: Annotated[int, typer.Option(min=1, help="how many leads to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="the same seed gives the same history")] = 7,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Record a realistic seeded history in the store, then show the funnel and the pipeline."""
+    from dealengine import demo as demo_history
+    from dealengine.ingest.jsonl import IngestReport, ingest_lines
+    from dealengine.render import show_funnel, show_pipeline
 
     def act(e: Engine) -> tuple[IngestReport, FunnelView, PipelineView]:
         lines = demo_history.generate(leads, seed)
@@ -121,17 +247,19 @@ def demo(
             {"funnel": funnel.model_dump(mode="json"), "pipeline": pipeline.model_dump(mode="json")}
         )
         return
-    err.print(
+    err().print(
         f"recorded {report.events} events from {report.recorded} interactions "
         f"({report.duplicates} already recorded)"
     )
-    show_funnel(out, funnel)
-    show_pipeline(out, pipeline)
+    show_funnel(out(), funnel)
+    show_pipeline(out(), pipeline)
 
 
-@app.command()
+@_command()
 def ingest(
-    file: Annotated[Path, typer.Argument(help="JSONL (an interaction a line) or CSV (--mapping)")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="JSONL (a line each) or CSV (--mapping)")
+    ],
     mapping: Annotated[
         Path | None, typer.Option(help="a TOML mapping: how each CSV row becomes events")
     ] = None,
@@ -144,6 +272,10 @@ def ingest(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Record the interactions in FILE, in file order; bad lines are reported and skipped."""
+    import getpass
+
+    from dealengine.ingest.jsonl import ingest_jsonl
+    from dealengine.ingest.mapping import ingest_csv, load_mapping
 
     def act(e: Engine) -> IngestReport:
         who = actor or getpass.getuser()
@@ -168,7 +300,7 @@ def ingest(
         )
     else:
         for r in report.rejected:
-            err.print(f"{file}:{r.line}: {r.reason}")
+            err().print(f"{file}:{r.line}: {r.reason}")
         stored = (
             "nothing stored (--strict)"
             if strict and report.rejected
@@ -177,21 +309,31 @@ def ingest(
                 f"{report.duplicates} already recorded"
             )
         )
-        err.print(f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected")
+        err().print(f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected")
     if report.rejected:
         raise typer.Exit(1)
 
 
+PipelineOption = Annotated[
+    str | None, typer.Option("--pipeline", metavar="NAME", help="default: the first")
+]
 FullOption = Annotated[
     bool, typer.Option("--full", help="fold the whole stream: every metric, not only the view's")
 ]
 AsOfOption = Annotated[
     str | None,
-    typer.Option("--as-of", help="only what occurred by then: 2026-03-31 (end of day UTC), a time"),
+    typer.Option(
+        "--as-of",
+        metavar="DATE",
+        help="only what occurred by then: 2026-03-31 (end of day UTC), a time",
+    ),
 ]
 
 
 def moment(text: str) -> datetime:
+    from dealengine.domain.errors import DealEngineError
+    from dealengine.domain.events import parse_moment
+
     try:
         return parse_moment(text)
     except ValueError as e:
@@ -202,15 +344,23 @@ def maybe_moment(text: str | None) -> datetime | None:
     return None if text is None else moment(text)
 
 
-@app.command()
+@_command()
 def funnel(
     as_of: AsOfOption = None,
-    mode: Annotated[FunnelMode | None, typer.Option(help="reached, ordered or strict")] = None,
-    window: Annotated[float | None, typer.Option(help="conversion window, days")] = None,
-    attribution: Annotated[str | None, typer.Option(help="first_touch or last_touch")] = None,
-    breakdown: Annotated[list[str] | None, typer.Option(help="an event field to group by")] = None,
-    cohort: Annotated[str | None, typer.Option(help="week or month")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="an event type dropping a lead")] = None,
+    mode: Annotated[FunnelMode | None, typer.Option(help="how steps are counted")] = None,
+    window: Annotated[
+        float | None, typer.Option(metavar="DAYS", help="conversion window, days")
+    ] = None,
+    attribution: Annotated[
+        str | None, typer.Option(metavar="first_touch|last_touch", help="which touch counts")
+    ] = None,
+    breakdown: Annotated[
+        list[str] | None, typer.Option(metavar="FIELD", help="an event field to group by")
+    ] = None,
+    cohort: Annotated[str | None, typer.Option(metavar="week|month", help="cohort period")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(metavar="TYPE", help="an event type dropping a lead")
+    ] = None,
     full: FullOption = False,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -218,6 +368,8 @@ def funnel(
 
     Without options it reads the materialised view; any option (or --full) folds the stream.
     """
+    from dealengine.render import show_funnel
+
     overrides = {"mode": mode, "conversion_window_days": window, "attribution": attribution,
                  "breakdowns": breakdown, "cohort": cohort, "exclusions": exclude}  # fmt: skip
     lag = None
@@ -228,31 +380,35 @@ def funnel(
     _emit(view, lag, fmt, show_funnel)
 
 
-@app.command()
+@_command()
 def pipeline(
     as_of: AsOfOption = None,
     changes: Annotated[
         tuple[str, str] | None,
-        typer.Option(help="FROM TO: how the open pipeline moved between two dates"),
+        typer.Option(metavar="FROM TO", help="how the open pipeline moved between two dates"),
     ] = None,
     deals: Annotated[bool, typer.Option("--deals", help="every deal's time in each stage")] = False,
     full: FullOption = False,
-    name: Annotated[str | None, typer.Option("--pipeline", help="default: the first")] = None,
+    name: PipelineOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Open deals per stage, weighted forecast, time in stage, win rates, velocity, stale deals."""
+    from dealengine.render import show_changes, show_pipeline, show_stage_times
+
     if changes is not None:
         start, end = changes
         moved = using_engine(
             lambda e: e.pipeline_changes(moment(start), moment(end), pipeline_name=name)
         )
-        emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(out, moved)
+        emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(
+            out(), moved
+        )
     elif deals:
         times = using_engine(lambda e: e.stage_times(as_of=maybe_moment(as_of), pipeline_name=name))
         if fmt is Format.json:
             emit_json([d.model_dump(mode="json") for d in times])
         else:
-            show_stage_times(out, times)
+            show_stage_times(out(), times)
     elif full or as_of:
         view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=name))
         _emit(view, None, fmt, show_pipeline)
@@ -269,17 +425,19 @@ def _emit(view: Any, lag: Lag | None, fmt: Format, show: Callable[[Console, Any]
             data["view"] = {"name": lag.view, "position": lag.position, "behind": lag.behind}
         emit_json(data)
         return
-    show(out, view)
+    show(out(), view)
     if lag is not None:
-        err.print(
+        err().print(
             f"from view {lag.view} at event {lag.position} ({lag.behind} behind the store); "
             "--full for times to convert, days in stage, cycle, velocity and stale deals"
         )
 
 
-@app.command()
+@_command()
 def rebuild(
-    projection: Annotated[str, typer.Argument(help="funnel, pipeline or all")] = "all",
+    projection: Annotated[
+        str, typer.Argument(metavar="funnel|pipeline|all", help="default: all")
+    ] = "all",
 ) -> None:
     """Replay the store into fresh views while the old ones keep answering, then switch."""
     names = _projections(projection)
@@ -292,12 +450,14 @@ def rebuild(
         return done
 
     for name, events in using_engine(act):
-        err.print(f"{name}: rebuilt from {events} events and switched")
+        err().print(f"{name}: rebuilt from {events} events and switched")
 
 
-@app.command()
+@_command()
 def project(
-    projection: Annotated[str, typer.Argument(help="funnel, pipeline or all")] = "all",
+    projection: Annotated[
+        str, typer.Argument(metavar="funnel|pipeline|all", help="default: all")
+    ] = "all",
     follow: Annotated[bool, typer.Option(help="keep following the store (PostgreSQL)")] = False,
 ) -> None:
     """Bring the materialised views up to date; with --follow, run as a projection worker
@@ -305,9 +465,11 @@ def project(
     names = _projections(projection)
 
     def act(e: Engine) -> None:
+        from dealengine.domain.errors import DealEngineError
+
         if not follow:
             for name in names:
-                err.print(f"{name}: {e.view(name).catch_up()} events applied")
+                err().print(f"{name}: {e.view(name).catch_up()} events applied")
             return
         if not e.settings.database_url:
             raise DealEngineError(
@@ -319,6 +481,8 @@ def project(
 
 
 def _projections(text: str) -> list[ProjectionName]:
+    from dealengine.views.materialised import PROJECTIONS
+
     if text == "all":
         return list(PROJECTIONS)
     if text not in PROJECTIONS:
@@ -341,17 +505,21 @@ class ReportFormat(StrEnum):
     csv = "csv"
 
 
-@app.command()
+@_command()
 def history(
-    id: Annotated[str, typer.Argument(help="a lead or deal id (or lead:ID / deal:ID)")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="a lead or deal id (or lead:ID / deal:ID)")
+    ],
     as_of: AsOfOption = None,
     known_at: Annotated[
         str | None,
-        typer.Option("--known-at", help="only what had been recorded by then (same forms)"),
+        typer.Option(
+            "--known-at", metavar="DATE", help="only what had been recorded by then (same forms)"
+        ),
     ] = None,
     version: Annotated[int | None, typer.Option(min=0, help="only the first N events")] = None,
     fmt: Annotated[
-        HistoryFormat, typer.Option("--format", help="table, json or csv")
+        HistoryFormat, typer.Option("--format", metavar="table|json|csv", help="table, json or csv")
     ] = HistoryFormat.table,
 ) -> None:
     """Every event of one lead or deal in order, and the stage (amount; a lead: status) after it."""
@@ -366,6 +534,8 @@ def history(
     if fmt is HistoryFormat.csv:
         sys.stdout.write(history_csv(entries))
         return
+    from rich.table import Table
+
     given = [f"{k.replace('_', ' ')} {v}" for k, v in bounds.items() if v is not None]
     table = Table(
         "v", "occurred at", "recorded at", "actor", "source", "type", "fields", "after",
@@ -380,24 +550,30 @@ def history(
             ev.source, kind, fields_text(entry), state,
             style="strike dim" if entry.voided_by else None,
         )  # fmt: skip
-    out.print(table)
+    out().print(table)
 
 
-@app.command()
+@_command()
 def void(
-    id: Annotated[str, typer.Argument(help="the lead or deal (or lead:ID / deal:ID)")],
-    event_id: Annotated[str, typer.Argument(help="the event's id, or vN: its version")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="the lead or deal (or lead:ID / deal:ID)")
+    ],
+    event_id: Annotated[
+        str, typer.Argument(metavar="EVENT", help="the event's id, or vN: its version")
+    ],
     reason: Annotated[str, typer.Option(help="why the event is a mistake")],
     actor: Annotated[str | None, typer.Option(help="who voids it (default: your user)")] = None,
 ) -> None:
     """Void a mistaken event: a new event_voided event; nothing is rewritten."""
+    import getpass
+
     who = actor or getpass.getuser()
     recorded = using_engine(lambda e: e.void(id, event_id, reason=reason, actor=who, source="cli"))
     for ev in recorded.events:
-        err.print(f"recorded {ev.originator_id} v{ev.originator_version}: event_voided")
+        err().print(f"recorded {ev.originator_id} v{ev.originator_version}: event_voided")
 
 
-@app.command()
+@_command()
 def verify(
     seal: Annotated[
         str | None, typer.Option(help="a seal printed by `dealengine seal`: compare with it")
@@ -421,17 +597,17 @@ def verify(
         emit_json(report.as_json())
     else:
         for finding in report.findings:
-            out.print(str(finding))
+            out().print(str(finding))
         against = f" against {report.seal}" if report.seal else ""
         verdict = "intact" if report.ok else f"{len(report.findings)} findings"
-        err.print(
+        err().print(
             f"verified {report.events} events in {report.streams} streams{against}: {verdict}"
         )
     if not report.ok:
         raise typer.Exit(1)
 
 
-@app.command()
+@_command()
 def seal(
     manifest: Annotated[
         Path | None,
@@ -449,17 +625,17 @@ def seal(
 
     report = using_engine(act)
     for finding in report.findings:
-        err.print(f"warning: {finding}")
+        err().print(f"warning: {finding}")
     sys.stdout.write(f"{report.sealed}\n")
     if not report.ok:
         raise typer.Exit(1)
 
 
-@app.command()
+@_command()
 def audit(
-    id: Annotated[str, typer.Argument(help="a deal id")],
+    id: Annotated[str, typer.Argument(metavar="ID", help="a deal id")],
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="html, json or csv")
+        ReportFormat, typer.Option("--format", metavar="html|json|csv", help="html, json or csv")
     ] = ReportFormat.html,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="the file to write (default: stdout)")
@@ -471,6 +647,8 @@ def audit(
 
     report = using_engine(lambda e: build_report(e, id.removeprefix("deal:")))
     if fmt is ReportFormat.json:
+        import orjson
+
         text = orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode()
         text += "\n"
     else:
@@ -479,7 +657,7 @@ def audit(
         sys.stdout.write(text)
     else:
         run(lambda: output.write_text(text, encoding="utf-8"))
-        err.print(f"wrote {output}")
+        err().print(f"wrote {output}")
 
 
 def _time(value: Any) -> str:
@@ -494,16 +672,28 @@ def _rows(path: Path) -> int:
 @contextmanager
 def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr for work of `total` units; yields `advance(n)`."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns: list[Any] = [TextColumn("{task.description}", markup=False), BarColumn()]
     columns += [DownloadColumn()] if bytes_ else [TextColumn("{task.completed}/{task.total}")]
     with Progress(
-        *columns, TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal
+        *columns,
+        TimeRemainingColumn(),
+        console=err(),
+        transient=True,
+        disable=not err().is_terminal,
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
 
-@app.command()
+@_command()
 def report(
     output: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
     as_of: AsOfOption = None,
@@ -520,16 +710,17 @@ def report(
         return output.write_text(render_report(e, maybe_moment(as_of), moved), encoding="utf-8")
 
     written = using_engine(act)
-    err.print(f"wrote {output} ({written / 1e6:.1f} MB)")
+    err().print(f"wrote {output} ({written / 1e6:.1f} MB)")
 
 
-@app.command()
+@_command()
 def whatif(
     scenarios: Annotated[
-        list[Path], typer.Argument(help="scenario TOML files (see projections/scenarios)")
+        list[Path],
+        typer.Argument(metavar="SCENARIO.toml", help="see projections/scenarios"),
     ],
     as_of: AsOfOption = None,
-    name: Annotated[str | None, typer.Option("--pipeline", help="default: the first")] = None,
+    name: PipelineOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Re-project the recorded events under other rules: the baseline and every scenario side by
@@ -538,6 +729,9 @@ def whatif(
     from dealengine.whatif.result import WhatIf
 
     def act() -> WhatIf:
+        from dealengine.engine import Engine
+        from dealengine.settings import Settings
+
         with Engine(Settings(read_only=True)) as e:
             return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
 
@@ -545,7 +739,7 @@ def whatif(
     if fmt is Format.json:
         emit_json(what_if_json(result))
     else:
-        show_what_if(out, result)
+        show_what_if(out(), result)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import Moment, TimelineEntry, replay
+from dealengine.logs import quiet_unless_configured
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
@@ -36,6 +37,8 @@ from dealengine.views.materialised import Lag, MaterialisedView, ProjectionName
 if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
     from dealengine.whatif.result import WhatIf
     from dealengine.whatif.run import ScenarioLike
+
+quiet_unless_configured()
 
 MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000

@@ -25,3 +25,9 @@ def configure(log_format: str = "console", level: str = "warning") -> None:
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),  # stderr as it is now
         cache_logger_on_first_use=False,
     )
+
+
+def quiet_unless_configured() -> None:
+    """Embedded, dealengine logs warnings and above only; a host's configure() wins."""
+    if not structlog.is_configured():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

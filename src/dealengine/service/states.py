@@ -25,14 +25,10 @@ class States:
         events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))
         return replay(list(events), self.evolve)  # voided events left out
 
-    def lead(
-        self, lead_id: str, as_of: Moment, known_at: Moment, version: int | None
-    ) -> Lead:
+    def lead(self, lead_id: str, as_of: Moment, known_at: Moment, version: int | None) -> Lead:
         return cast(Lead, self.state("lead", lead_id, as_of, known_at, version))
 
-    def deal(
-        self, deal_id: str, as_of: Moment, known_at: Moment, version: int | None
-    ) -> Deal:
+    def deal(self, deal_id: str, as_of: Moment, known_at: Moment, version: int | None) -> Deal:
         return cast(Deal, self.state("deal", deal_id, as_of, known_at, version))
 
     def state(
