@@ -9,6 +9,7 @@ belongs to the pipeline its deal_opened names, and is refused in another currenc
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.rulebook import (
     EVOLVE,
     Line,
     after,
+    day,
     given_deal,
     given_lead,
     opened,
@@ -344,6 +346,27 @@ def test_a_deal_won_at_another_amount_takes_that_amount() -> None:
     deal = given_deal("D-1", opened(), "negotiation_started")
     events = when("deal_won", "D-1", {"amount": "9500"}, given=(deal,))
     then_recorded(events, ("deal_won", "deal:D-1", 3, {"amount": Decimal("9500")}))
+
+
+@pytest.mark.parametrize(
+    ("event_type", "fields"),
+    [("deal_won", {}), ("deal_lost", {"reason": "timing"}), ("proposal_sent", {})],
+)
+def test_nothing_happens_to_a_deal_before_it_was_opened(
+    event_type: str, fields: dict[str, str]
+) -> None:
+    """Given a deal opened on 1 April, when it is won (lost, sent a proposal) dated 31 March,
+    then that is refused, naming both times."""
+    deal = given_deal("D-1", opened())
+    day_before = day(1) - timedelta(days=1)
+    with then_refused("deal D-1", "prospecting", event_type, "before the deal was opened"):
+        when(event_type, "D-1", fields, given=(deal,), occurred_at=day_before)
+    try:
+        when(event_type, "D-1", fields, given=(deal,), occurred_at=day_before)
+    except IllegalTransition as refused:
+        assert "2026-03-31T10:00:00" in refused.reason and "2026-04-01T10:00:00" in refused.reason
+    same_time = when(event_type, "D-1", fields, given=(deal,), occurred_at=day(1))
+    assert [e.event_type for e in same_time] == [event_type]  # at the opening time: allowed
 
 
 @pytest.mark.parametrize(

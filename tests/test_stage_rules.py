@@ -20,7 +20,8 @@ def at(day: int) -> str:
 
 
 def given(engine: Engine, *lines: Line) -> None:
-    for day, (event_type, target, fields) in enumerate(lines, start=1):
+    """Record the lines a day apart, after what the engine holds (time moves forward)."""
+    for day, (event_type, target, fields) in enumerate(lines, start=engine.store.position() + 1):
         engine.record(event_type, target, at(day), **fields)
 
 

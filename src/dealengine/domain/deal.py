@@ -18,6 +18,7 @@ from dealengine.domain.events import (
     DealOpened,
     DomainEvent,
     LeadConverted,
+    format_time,
     with_key,
 )
 from dealengine.domain.interaction import Interaction, build
@@ -42,6 +43,7 @@ class Deal(NamedTuple):
     closed_from: str | None = None  # the open stage the deal was in when it closed
     idempotency_keys: frozenset[str] = frozenset()
     head: str | None = None  # the hash of the stream's last event (domain/chain.py)
+    opened_at: datetime | None = None  # no later event of the deal may be dated before it
 
     @property
     def name(self) -> str:
@@ -75,6 +77,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
                 expected_close_on=event.expected_close_on,
                 idempotency_keys=with_key(frozenset(), event.idempotency_key),
                 head=event.chain_hash(),
+                opened_at=event.occurred_at,
             )
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
         defn = pipelines[deal.pipeline]
@@ -104,6 +107,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
                 closed_from,
                 keys,
                 fields.get(CHAIN_HASH) or event.chain_hash(),
+                deal.opened_at,
             ),
         )
 
@@ -129,7 +133,16 @@ def decide_deal(
     if cmd.event_type in ("proposal_sent", "deal_won"):
         fields.setdefault("amount", deal.amount)
     version = deal.version + 1
-    return [build(cmd.event_class, ("deal", deal.id), version, cmd, now, deal.head, **fields)]
+    event = build(cmd.event_class, ("deal", deal.id), version, cmd, now, deal.head, **fields)
+    if deal.opened_at is not None and event.occurred_at < deal.opened_at:
+        raise IllegalTransition(
+            deal.name,
+            deal.stage,
+            _attempt(cmd.event_type, fields),
+            f"it occurred at {format_time(event.occurred_at)}, before the deal was opened "
+            f"at {format_time(deal.opened_at)}",
+        )
+    return [event]
 
 
 def _attempt(event_type: str, fields: dict[str, Any]) -> str:
