@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
 
 from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
-from dealengine.domain.events import format_time
+from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.partitioned import Early
 from dealengine.projections.passes import StreamPasses
@@ -25,6 +26,16 @@ from dealengine.projections.pipeline import (
 )
 from dealengine.projections.stream import Fold, FoldPass, collector_paused
 from dealengine.store.recorders import Partition
+
+
+@cache
+def breakdown_fields() -> list[str]:
+    """The fields a breakdown can group by: those some event type carries, beside the
+    bookkeeping every event has (ids, versions, times, hashes)."""
+    bookkeeping = {"originator_id", "originator_version", "id", "occurred_at", "recorded_at",
+                   "idempotency_key", "prev_hash"}  # fmt: skip
+    fields = {f for cls in EVENT_TYPES.values() for f in cls.model_fields}
+    return sorted(fields - bookkeeping)
 
 
 class Reports:
@@ -105,6 +116,12 @@ class Reports:
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self.funnel_definition
+        unknown = [f for f in given.get("breakdowns", []) if f not in breakdown_fields()]
+        if unknown:
+            raise DealEngineError(
+                f"--breakdown {unknown[0]}: no event type carries that field "
+                f"(known: {', '.join(breakdown_fields())})"
+            )
         try:
             return FunnelDefinition.model_validate(self.funnel_definition.model_dump() | given)
         except ValidationError as e:
