@@ -111,11 +111,11 @@ def test_sqlite_is_the_default_and_dealengine_db_chooses_the_file(
     monkeypatch.delenv("DEALENGINE_DB", raising=False)
     monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
     assert Settings().db.endswith("dealengine.db")
-    monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "x" / "my.db"))
+    monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "my.db"))
     env = store_env(Settings())
     assert (env["PERSISTENCE_MODULE"], env["SQLITE_DBNAME"]) == (
         "eventsourcing.sqlite",
-        str(tmp_path / "x" / "my.db"),
+        str(tmp_path / "my.db"),
     )
     monkeypatch.setenv("DEALENGINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     assert store_env(Settings())["PERSISTENCE_MODULE"] == "eventsourcing.postgres"

@@ -6,6 +6,7 @@ PostgreSQL configuration; we add only the pydantic mapper and a streaming reader
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +16,12 @@ from urllib.parse import parse_qs, quote, unquote, urlparse, urlunparse
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import get_topic
 
 from dealengine.domain.errors import DealEngineError
-from dealengine.settings import Settings
+from dealengine.settings import Settings, default_db
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
 from dealengine.store.recorders import (
     Partition,
@@ -53,9 +55,7 @@ def store_env(settings: Settings) -> dict[str, str]:
     elif settings.read_only:
         db_name = read_only_uri(settings.db)
     else:
-        path = Path(settings.db).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db_name = str(path)
+        db_name = str(store_file(settings.db))
     env.update(
         {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -65,6 +65,29 @@ def store_env(settings: Settings) -> dict[str, str]:
         }
     )
     return env
+
+
+def store_file(db: str) -> Path:
+    """The SQLite store file `db`. Its folder is created only for the default store (in the
+    user data directory): elsewhere a missing folder is a mistake (a typo in DEALENGINE_DB)
+    that would otherwise create an empty store and show empty views."""
+    path = Path(db).expanduser()
+    if path == default_db():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise DealEngineError(
+            f"no folder {path.parent} for the store {path} (DEALENGINE_DB): "
+            f"create the folder first (mkdir -p {path.parent})"
+        )
+    if path.is_dir():
+        raise DealEngineError(f"cannot open the store {path}: it is a folder, not a file")
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise DealEngineError(
+            f"cannot create the store {path}: the folder {path.parent} is not writable"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DealEngineError(f"cannot write the store {path}: the file is read-only")
+    return path
 
 
 def read_only_uri(db: str) -> str:
@@ -88,19 +111,44 @@ def read_only_sessions(datastore: PostgresDatastore) -> None:
     datastore.get_connection = read_only  # type: ignore[method-assign]
 
 
+def store_name(settings: Settings) -> str:
+    """The store in use, as it may be shown: a file's path, or the URL without its password."""
+    if settings.database_url:
+        return masked_url(settings.database_url)
+    return settings.db if settings.db == ":memory:" else str(Path(settings.db).expanduser())
+
+
+def masked_url(url: str) -> str:
+    """The URL as it may be shown: its password replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    credentials, _, host = netloc.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
 def postgres_env(url: str) -> dict[str, str]:
     parts = urlparse(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+    try:
+        port = parts.port
+    except ValueError as e:
+        port, reason = None, str(e)
+    else:
+        reason = ""
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/") or reason:
         raise DealEngineError(
             "DEALENGINE_DATABASE_URL must look like "
-            f"postgresql://user@host:5432/dbname, got {url!r}"
+            f"postgresql://user:password@host:5432/dbname, got {masked_url(url)!r}"
+            + (f" ({reason})" if reason else "")
         )
     schema = parse_qs(parts.query).get("schema", [""])[0]
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": unquote(parts.path.strip("/")),
         "POSTGRES_HOST": parts.hostname or "localhost",
-        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_PORT": str(port or 5432),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_SCHEMA": schema,
@@ -154,8 +202,12 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.env = store_env(settings)
-        with tables_lock(settings.database_url):
-            self.app = DealEngineApplication(env=self.env)
+        try:
+            with tables_lock(settings.database_url):
+                self.app = DealEngineApplication(env=self.env)
+        except PersistenceError as e:  # SQLite's bare "unable to open database file"
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise DealEngineError(f"cannot open the store {store_name(settings)}: {reason}") from e
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
         if settings.read_only and isinstance(self.recorder, PostgresStreamingRecorder):
             read_only_sessions(self.recorder.datastore)
