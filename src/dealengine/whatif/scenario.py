@@ -148,8 +148,13 @@ class Scenario(Definition):
 
 
 def load_scenario(path: Path) -> Scenario:
-    """A scenario file, validated; its name defaults to the file's stem."""
+    """A scenario file, validated; its name defaults to the file's stem. An empty file is
+    refused: it would only repeat the baseline, and is more likely the wrong file."""
     scenario = load(Scenario, path)
+    if not scenario.model_fields_set:
+        raise InvalidDefinition(
+            str(path), "-", "an empty scenario: give overrides, filters, transforms or events"
+        )
     return scenario if scenario.name else scenario.model_copy(update={"name": path.stem})
 
 
