@@ -310,13 +310,45 @@ def ingest(
             )
         )
         err().print(f"{file}: {report.lines} lines: {stored}, {len(report.rejected)} rejected")
-    if report.rejected:
+    if report.lines == 0:
+        err().print(f"warning: {file}: no lines: nothing to record (an empty file?)")
+    if report.rejected or report.lines == 0:
         raise typer.Exit(1)
 
 
 PipelineOption = Annotated[
     str | None, typer.Option("--pipeline", metavar="NAME", help="default: the first")
 ]
+
+
+@_command()
+def info(fmt: FormatOption = Format.table) -> None:
+    """The store in use, the definitions in use (folder and digests), and how many events."""
+    from dealengine.domain.definitions import definitions_dir
+    from dealengine.store.application import store_name
+    from dealengine.views.materialised import digest
+
+    def act(e: Engine) -> dict[str, Any]:
+        return {
+            "store": store_name(e.settings),
+            "backend": "postgresql" if e.settings.database_url else "sqlite",
+            "definitions": str(definitions_dir()),
+            "funnel_digest": digest(e.funnel_definition),
+            "pipelines_digest": digest(e.pipelines),
+            "pipelines": list(e.pipelines.by_name),
+            "events": e.store.count(),
+            "position": e.store.position(),
+        }
+
+    found = using_engine(act)
+    if fmt is Format.json:
+        emit_json(found)
+        return
+    for key, value in found.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        out().print(f"{key.replace('_', ' ')}: {shown}")
+
+
 FullOption = Annotated[
     bool, typer.Option("--full", help="fold the whole stream: every metric, not only the view's")
 ]
