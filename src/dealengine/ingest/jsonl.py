@@ -119,8 +119,27 @@ def numbered_lines(
         for number, raw in enumerate(f, start=1):
             if progress:
                 progress(len(raw))
+            if number == 1:
+                raw = raw.removeprefix(UTF8_BOM)  # an editor's byte-order mark is not data
+                check_first_line(path, raw)
             if raw.strip():
                 yield number, raw
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def check_first_line(path: Path, raw: bytes) -> None:
+    """A file that is not JSONL at all (a CSV header first) is refused once, before any line,
+    rather than as one 'not valid JSON' for every line."""
+    first = raw.strip()
+    if not first or first.startswith(b"{"):
+        return
+    if any(sep in first for sep in (b",", b";", b"\t", b"|")):
+        raise DealEngineError(
+            f"{path}: line 1 is not a JSON object but looks like a CSV header: "
+            "a CSV needs --mapping MAPPING.toml (see projections/mappings)"
+        )
 
 
 def ingest_jsonl(
