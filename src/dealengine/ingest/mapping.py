@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from dealengine.domain.definitions import Definition, load
-from dealengine.domain.errors import InvalidEvent
+from dealengine.domain.errors import DealEngineError, InvalidEvent
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.engine import Engine
 from dealengine.ingest.jsonl import IngestReport, RawLine, ingest_lines, undecodable
@@ -169,7 +169,7 @@ def mapped_rows(
     """(line number, interaction) for every event of every row; a row that cannot be mapped
     or decoded gives its error instead, reported like a bad line."""
     encoding = mapping.encoding
-    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+    with path.open(encoding=reading(encoding), errors="surrogateescape", newline="") as f:
         text: list[str] = []  # the text of the row being read
 
         def lines() -> Iterator[str]:
@@ -200,6 +200,57 @@ def mapped_rows(
                 yield line, interaction
 
 
+def reading(encoding: str) -> str:
+    """The codec to read a file of `encoding` with: UTF-8 skips a byte-order mark (as Excel
+    writes one), which would otherwise be part of the first column's name."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def columns_needed(mapping: Mapping) -> list[str]:
+    """Every column the mapping reads: column specs, template placeholders, conditions."""
+    needed: dict[str, None] = {}
+
+    def add(spec: Value | None) -> None:
+        if isinstance(spec, Column):
+            needed[spec.column] = None
+        elif isinstance(spec, str):
+            needed.update(dict.fromkeys(PLACEHOLDER.findall(spec)))
+
+    for event in mapping.events:
+        for spec in (event.lead_id, event.deal_id, event.occurred_at, event.id):
+            add(spec)
+        for spec in event.fields.values():
+            add(spec)
+        if event.when is not None:
+            needed[event.when.column] = None
+    return list(needed)
+
+
+def check_header(path: Path, mapping: Mapping) -> None:
+    """Refuse, once and before any row, a file whose header does not fit the mapping: a
+    wrong delimiter, or columns the mapping needs that the file lacks (the wrong mapping)."""
+    with path.open(encoding=reading(mapping.encoding), errors="replace", newline="") as f:
+        header = next(csv.reader(f, delimiter=mapping.delimiter), None)
+    if header is None:
+        return  # an empty file: no rows, reported as such
+    missing = [c for c in columns_needed(mapping) if c not in header]
+    if not missing:
+        return
+    if len(header) == 1:
+        found = [d for d in (",", ";", "\t", "|") if d != mapping.delimiter and d in header[0]]
+        if found:
+            raise DealEngineError(
+                f"{path}: the header has one column with {found[0]!r} in it: the file is "
+                f"delimited by {found[0]!r}, the mapping says {mapping.delimiter!r} "
+                f"(set delimiter = {found[0]!r} in the mapping)"
+            )
+    shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+    raise DealEngineError(
+        f"{path}: the mapping needs columns the file lacks: {', '.join(missing)} "
+        f"(the file has: {shown}); is it the right mapping for this file?"
+    )
+
+
 def ingest_csv(
     engine: Engine,
     path: Path,
@@ -210,5 +261,6 @@ def ingest_csv(
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Record the events a CSV file maps to; bad rows are named by line and column."""
+    check_header(path, mapping)
     report = IngestReport(file=str(path), strict=strict)
     return ingest_lines(engine, mapped_rows(path, mapping, progress), report, path.name, actor)
