@@ -277,6 +277,13 @@ def ingest(
     from dealengine.ingest.jsonl import ingest_jsonl
     from dealengine.ingest.mapping import ingest_csv, load_mapping
 
+    if mapping is None and file.suffix.lower() in (".csv", ".tsv"):
+        err().print(
+            f"error: {file} is a CSV: give --mapping MAPPING.toml, how each row becomes "
+            "events (see projections/mappings)"
+        )
+        raise typer.Exit(1)
+
     def act(e: Engine) -> IngestReport:
         who = actor or getpass.getuser()
         if mapping is not None:
