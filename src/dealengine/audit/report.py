@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from dealengine.audit.states import canonical_json, state_fields
 from dealengine.audit.verify import Finding, Row, check_chain
 from dealengine.domain.deal import Deal
+from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import ENVELOPE_FIELDS, EventVoided, format_time
 from dealengine.domain.replay import TimelineEntry
 
@@ -150,6 +151,13 @@ class AuditReport(BaseModel):
 def build_report(engine: Engine, deal_id: str) -> AuditReport:
     """The audit report of deal `deal_id` as the store holds it now."""
     stream = f"deal:{deal_id}"
+    if not engine.store.exists(stream) and engine.store.exists(f"lead:{deal_id}"):
+        opened = engine.lead(deal_id).deal_id
+        raise DealEngineError(
+            f"{deal_id} is a lead; audit reports a deal: "
+            + (f"its deal is {opened} (audit {opened})" if opened else "it has no deal yet")
+            + f"; for the lead's events: history {deal_id}"
+        )
     entries = engine.timeline(stream)
     deal = entries[-1].after
     assert isinstance(deal, Deal)
