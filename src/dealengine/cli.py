@@ -539,6 +539,7 @@ class HistoryFormat(StrEnum):
 
 
 class ReportFormat(StrEnum):
+    table = "table"
     html = "html"
     json = "json"
     csv = "csv"
@@ -674,29 +675,58 @@ def seal(
 def audit(
     id: Annotated[str, typer.Argument(metavar="ID", help="a deal id")],
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", metavar="html|json|csv", help="html, json or csv")
-    ] = ReportFormat.html,
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            metavar="table|html|json|csv",
+            help="default: table on the terminal; with -o, by the file's suffix (html)",
+        ),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="the file to write (default: stdout)")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="the file to write")
     ] = None,
 ) -> None:
-    """One self-contained audit report of a deal: timeline, stage durations, amount changes,
-    who did what, corrections, integrity."""
+    """One audit report of a deal: timeline, stage durations, amount changes, who did what,
+    corrections, integrity; exit status 1 when its integrity is broken.
+
+    Without -o it prints the tables; the HTML report goes to a file (-o audit.html), or to
+    stdout only when asked for and stdout is not a terminal."""
     from dealengine.audit.report import build_report, report_csv, report_html
 
+    chosen = fmt or _format_for(output)
+    if chosen is ReportFormat.html and output is None and sys.stdout.isatty():
+        err().print("error: an HTML report is for a browser, not a terminal: -o audit.html")
+        raise typer.Exit(1)
     report = using_engine(lambda e: build_report(e, id.removeprefix("deal:")))
-    if fmt is ReportFormat.json:
-        import orjson
+    if chosen is ReportFormat.table:
+        from dealengine.render import show_audit
 
-        text = orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode()
-        text += "\n"
+        show_audit(out(), report)
     else:
-        text = report_csv(report) if fmt is ReportFormat.csv else report_html(report)
+        if chosen is ReportFormat.json:
+            import orjson
+
+            data = report.model_dump(mode="json")
+            text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+        else:
+            text = report_csv(report) if chosen is ReportFormat.csv else report_html(report)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            run(lambda: output.write_text(text, encoding="utf-8"))
+            err().print(f"wrote {output}")
+    if not report.integrity.intact:
+        findings = len(report.integrity.findings)
+        err().print(f"integrity BROKEN: {findings} findings (dealengine verify names them)")
+        raise typer.Exit(1)
+
+
+def _format_for(output: Path | None) -> ReportFormat:
+    """The report's format by the file's suffix (.json, .csv; else HTML); the table without."""
     if output is None:
-        sys.stdout.write(text)
-    else:
-        run(lambda: output.write_text(text, encoding="utf-8"))
-        err().print(f"wrote {output}")
+        return ReportFormat.table
+    suffix = output.suffix.lower().lstrip(".")
+    return ReportFormat(suffix) if suffix in ("json", "csv") else ReportFormat.html
 
 
 def _time(value: Any) -> str:

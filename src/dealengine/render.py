@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +22,9 @@ from dealengine.projections.pipeline import (
     PipelineView,
     money,
 )
+
+if TYPE_CHECKING:
+    from dealengine.audit.report import AuditReport
 
 
 def plain_console(*, stderr: bool = False, **options: Any) -> Console:
@@ -157,3 +160,42 @@ def show_stage_times(out: Console, deals: list[DealStageTimes]) -> None:
         )
         table.add_row(d.deal_id, d.stage, money(d.amount), stays)
     out.print(table)
+
+
+def show_audit(out: Console, report: AuditReport) -> None:
+    """The audit report as tables (`dealengine audit ID` on a terminal)."""
+    s, i = report.state, report.integrity
+    out.print(
+        f"audit of deal {report.deal_id}: {s['stage']}, {s['amount']} {s['currency']}, "
+        f"owner {s['owner']}, pipeline {s['pipeline']}, lead {s.get('lead_id') or '-'}, "
+        f"{s['version']} events"
+    )
+    status = "intact" if i.intact else f"BROKEN ({len(i.findings)} findings)"
+    out.print(f"integrity: {status}: {i.events} events in {', '.join(i.streams)}")
+    for finding in i.findings:
+        out.print(f"  {finding}")
+    timeline = _table("timeline", "v", "occurred at", "actor", "type", "fields", "stage", "amount")
+    for row in report.timeline:
+        fields = ", ".join(f"{k}={v}" for k, v in _event_fields(row).items())
+        kind = row["type"] + (f" (voided by v{row['voided_by']})" if row["voided_by"] else "")
+        timeline.add_row(str(row["originator_version"]), str(row["occurred_at"])[:19],
+                         row["actor"], kind, fields, str(row.get("stage_after", "")),
+                         str(row.get("amount_after", "")))  # fmt: skip
+    out.print(timeline)
+    stays = _table("stage durations", "stage", "entered", "left", "days")
+    for st in report.stage_durations:
+        left = f"{st.left_at:%Y-%m-%d %H:%M}" if st.left_at else "(still there)"
+        stays.add_row(st.stage, f"{st.entered_at:%Y-%m-%d %H:%M}", left, days(st.days))
+    out.print(stays)
+    for c in report.corrections:
+        out.print(f"correction v{c.version} by {c.actor}: voids v{c.voided_version} "
+                  f"({c.voided_type}): {c.reason}")  # fmt: skip
+
+
+def _event_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """An audit timeline row's own fields: no envelope, state after, hash or void mark."""
+    from dealengine.domain.events import ENVELOPE_FIELDS
+
+    skip = {*ENVELOPE_FIELDS, "type", "hash", "voided_by"}
+    return {k: v for k, v in row.items()
+            if k not in skip and not k.endswith("_after") and v is not None}  # fmt: skip
