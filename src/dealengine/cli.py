@@ -274,7 +274,7 @@ def ingest(
     """Record the interactions in FILE, in file order; bad lines are reported and skipped."""
     import getpass
 
-    from dealengine.ingest.jsonl import ingest_jsonl
+    from dealengine.ingest.jsonl import IngestReport, ingest_jsonl
     from dealengine.ingest.mapping import ingest_csv, load_mapping
 
     if mapping is None and file.suffix.lower() in (".csv", ".tsv"):
@@ -284,16 +284,24 @@ def ingest(
         )
         raise typer.Exit(1)
 
+    so_far = IngestReport(file=str(file), strict=strict)
+
     def act(e: Engine) -> IngestReport:
         who = actor or getpass.getuser()
         if mapping is not None:
             rules = load_mapping(mapping)
             with _progress(_rows(file), f"ingesting {file.name}", bytes_=False) as advance:
-                return ingest_csv(e, file, rules, actor=who, strict=strict, progress=advance)
+                return ingest_csv(
+                    e, file, rules, actor=who, strict=strict, progress=advance, report=so_far
+                )
         with _progress(file.stat().st_size, f"ingesting {file.name}") as advance:
-            return ingest_jsonl(e, file, actor=who, strict=strict, progress=advance)
+            return ingest_jsonl(e, file, actor=who, strict=strict, progress=advance, report=so_far)
 
-    report = using_engine(act)
+    try:
+        report = using_engine(act)
+    except KeyboardInterrupt:
+        _interrupted(file, so_far)
+        raise typer.Exit(130) from None
     if fmt is Format.json:
         emit_json(
             {
@@ -326,6 +334,22 @@ def ingest(
 PipelineOption = Annotated[
     str | None, typer.Option("--pipeline", metavar="NAME", help="default: the first")
 ]
+
+
+def _interrupted(file: Path, report: IngestReport) -> None:
+    """One line after Ctrl-C: what was stored, that the store is intact, how to resume."""
+    through = report.stored_through
+    stored = (
+        f"lines 1-{through} stored ({report.recorded} interactions recorded, "
+        f"{report.duplicates} already recorded)"
+        if through
+        else "nothing stored"
+    )
+    err().print(
+        f"interrupted: {file}: {stored}; the store is intact (a batch is stored whole or not "
+        "at all); run the same command again to resume: lines already stored are skipped by "
+        "their idempotency keys"
+    )
 
 
 @_command()

@@ -46,6 +46,7 @@ class IngestReport:
     duplicates: int = 0  # lines whose idempotency key was already recorded
     rejected: list[Rejected] = field(default_factory=list)
     strict: bool = False
+    stored_through: int = 0  # the last line of the last batch stored (what an interrupt keeps)
 
     @property
     def ok(self) -> bool:
@@ -150,9 +151,11 @@ def ingest_jsonl(
     strict: bool = False,
     batch_lines: int = BATCH_LINES,
     progress: Callable[[int], None] | None = None,
+    report: IngestReport | None = None,
 ) -> IngestReport:
-    """Record the interactions of a JSONL file; `progress` is told the bytes read."""
-    report = IngestReport(file=str(path), strict=strict)
+    """Record the interactions of a JSONL file; `progress` is told the bytes read; `report`
+    (if given) is filled as the batches are stored, so an interrupted caller can tell what."""
+    report = report or IngestReport(file=str(path), strict=strict)
     return ingest_lines(
         engine, numbered_lines(path, progress), report, path.name, actor, batch_lines
     )
@@ -223,6 +226,7 @@ def _ingest_batch(
     started = time.perf_counter()
     parsed = _parse_all(batch, source, actor, report, stop=False)
     outcomes = engine.execute_batch([cmd for _, cmd in parsed])
+    report.stored_through = batch[-1][0]
     events = 0
     for (number, _), outcome in zip(parsed, outcomes, strict=True):
         if isinstance(outcome, DealEngineError):

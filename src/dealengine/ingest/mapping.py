@@ -259,8 +259,10 @@ def ingest_csv(
     actor: str,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    report: IngestReport | None = None,
 ) -> IngestReport:
-    """Record the events a CSV file maps to; bad rows are named by line and column."""
+    """Record the events a CSV file maps to; bad rows are named by line and column (`report`:
+    as for ingest_jsonl)."""
     check_header(path, mapping)
-    report = IngestReport(file=str(path), strict=strict)
+    report = report or IngestReport(file=str(path), strict=strict)
     return ingest_lines(engine, mapped_rows(path, mapping, progress), report, path.name, actor)
