@@ -157,15 +157,17 @@ def test_the_past_pipeline_has_no_horizon(history: Engine) -> None:
 def test_changes_between_two_dates_add_up(history: Engine) -> None:
     w = history.pipeline_changes(moment(4), moment(30))
     # open on the 4th: D-1 1000, D-2 2000, D-5 800; new: D-3 3000, D-4 500;
-    # won: D-1 (its 1000 open on the 4th); lost: D-2 2000 and D-5 800; open at the end: 3500
+    # won: D-1 at the 1500 it closed with, the 500 it grew by after the 4th under amount up;
+    # lost: D-2 2000 and D-5 800; open at the end: 3500
     assert (w.open_at_start.deals, w.open_at_start.amount) == (3, Decimal(3800))
     assert (w.new.deals, w.new.amount) == (2, Decimal(3500))
     assert (w.won.deals, w.won.amount, w.lost.deals, w.lost.amount) == (
         1,
-        Decimal(1000),
+        Decimal(1500),
         2,
         Decimal(2800),
     )
+    assert (w.amount_up.deals, w.amount_up.amount, w.amount_down.amount) == (1, 500, 0)
     assert (w.open_at_end.deals, w.open_at_end.amount) == (2, Decimal(3500))
     short = history.pipeline_changes(moment(4), moment(9))
     # D-1 went up 200 (proposal at 1200) and is back in discovery: not advanced; D-3 new

@@ -407,9 +407,11 @@ class Movement(Money):
 class PipelineChanges(Money):
     """How the open pipeline moved between two dates. The amounts add up:
     open_at_start + new + reopened + amount_up - amount_down - won - lost = open_at_end.
-    `won` and `lost` take out a deal's open amount at the start (or, for a deal opened and
-    closed in between, the amount it closed with, which `new` also counts); `advanced` and
-    `moved_back` count the deals open at both dates that changed stage (at their end amount).
+    `won` and `lost` are the amounts deals closed with; a deal open at the start and closed
+    by the end puts its change from its start amount to its closing amount under amount_up
+    or amount_down; a deal opened in between counts under `new` at its amount at the end (or
+    at its close). `advanced` and `moved_back` count the deals open at both dates that changed
+    stage (at their end amount). The rule, with an example: docs/pipeline-changes.md.
     """
 
     start: datetime
@@ -449,8 +451,10 @@ def changes(
             m["new"].add(b)
             if not is_open:
                 m["won" if now.stage == d.won_stage else "lost"].add(b)
-        elif was_open and not is_open:
-            m["won" if now.stage == d.won_stage else "lost"].add(a)
+        elif was_open and not is_open:  # closed in the window: at its closing amount, and
+            m["won" if now.stage == d.won_stage else "lost"].add(b)  # how it got there
+            if b != a:
+                m["amount_up" if b > a else "amount_down"].add(abs(b - a))
         elif not was_open and is_open:
             m["reopened"].add(b)
         elif was_open and is_open:
