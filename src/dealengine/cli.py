@@ -403,6 +403,13 @@ def moment(text: str) -> datetime:
         raise DealEngineError(str(e)) from None
 
 
+def window_start(text: str) -> datetime:
+    """FROM of a window: a date means the start of that day (UTC), so its events are in the
+    window; TO (`moment`) means the end of its day."""
+    start = moment(text)
+    return start.replace(hour=0, minute=0, second=0, microsecond=0) if len(text) == 10 else start
+
+
 def maybe_moment(text: str | None) -> datetime | None:
     return None if text is None else moment(text)
 
@@ -448,7 +455,10 @@ def pipeline(
     as_of: AsOfOption = None,
     changes: Annotated[
         tuple[str, str] | None,
-        typer.Option(metavar="FROM TO", help="how the open pipeline moved between two dates"),
+        typer.Option(
+            metavar="FROM TO",
+            help="how the open pipeline moved from the start of FROM to the end of TO",
+        ),
     ] = None,
     deals: Annotated[bool, typer.Option("--deals", help="every deal's time in each stage")] = False,
     full: FullOption = False,
@@ -461,17 +471,24 @@ def pipeline(
     if changes is not None:
         start, end = changes
         moved = using_engine(
-            lambda e: e.pipeline_changes(moment(start), moment(end), pipeline_name=name)
+            lambda e: e.pipeline_changes(window_start(start), moment(end), pipeline_name=name)
         )
         emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(
             out(), moved
         )
     elif deals:
-        times = using_engine(lambda e: e.stage_times(as_of=maybe_moment(as_of), pipeline_name=name))
+        times, defn = using_engine(
+            lambda e: (
+                e.stage_times(as_of=maybe_moment(as_of), pipeline_name=name),
+                e.pipelines[name] if name else e.pipelines.default,
+            )
+        )
+        # by stage in the pipeline's order (open stages, then won and lost), then by deal
+        times.sort(key=lambda d: (defn.index.get(d.stage, len(defn.index)), d.deal_id))
         if fmt is Format.json:
             emit_json([d.model_dump(mode="json") for d in times])
         else:
-            show_stage_times(out(), times)
+            show_stage_times(out(), times, defn)
     elif full or as_of:
         view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=name))
         _emit(view, None, fmt, show_pipeline)
@@ -799,7 +816,7 @@ def report(
     from dealengine.report import render_report
 
     def act(e: Engine) -> int:
-        moved = (moment(changes[0]), moment(changes[1])) if changes else None
+        moved = (window_start(changes[0]), moment(changes[1])) if changes else None
         return output.write_text(render_report(e, maybe_moment(as_of), moved), encoding="utf-8")
 
     written = using_engine(act)

@@ -25,6 +25,7 @@ from dealengine.projections.pipeline import (
 
 if TYPE_CHECKING:
     from dealengine.audit.report import AuditReport
+    from dealengine.domain.definitions import PipelineDefinition
 
 
 def plain_console(*, stderr: bool = False, **options: Any) -> Console:
@@ -149,16 +150,20 @@ def show_changes(out: Console, w: PipelineChanges) -> None:
     out.print(table)
 
 
-def show_stage_times(out: Console, deals: list[DealStageTimes]) -> None:
+def show_stage_times(
+    out: Console, deals: list[DealStageTimes], defn: PipelineDefinition | None = None
+) -> None:
+    """Each deal's stays; closed stages named as the pipeline table names them (won, lost)."""
+    names = {defn.won_stage: "won", defn.lost_stage: "lost"} if defn else {}
     table = _table("time in stage (days: latest / cumulative)", "deal", "now in", "amount",
                    "stages")  # fmt: skip
     for d in deals:
         stays = ", ".join(
-            f"{s.stage} {s.latest_days:.1f}/{s.cumulative_days:.1f}"
+            f"{names.get(s.stage, s.stage)} {s.latest_days:.1f}/{s.cumulative_days:.1f}"
             + (f" x{s.entries}" if s.entries > 1 else "")
             for s in d.by_stage
         )
-        table.add_row(d.deal_id, d.stage, money(d.amount), stays)
+        table.add_row(d.deal_id, names.get(d.stage, d.stage), money(d.amount), stays)
     out.print(table)
 
 

@@ -89,7 +89,9 @@ class Reports:
     def pipeline_changes(
         self, start: datetime, end: datetime, *, pipeline_name: str | None = None
     ) -> PipelineChanges:
-        """How the open pipeline moved between two dates (one pass: two as-of folds)."""
+        """How the open pipeline moved in the window from `start` to `end`, both included: open
+        at the start means opened before `start` (an event at `start` itself is in the window),
+        open at the end means as of `end` (one pass: two as-of folds)."""
         if end < start:
             raise DealEngineError(f"--changes: {format_time(end)} is before {format_time(start)}")
         pipeline = self.projection(pipeline_name)
@@ -99,7 +101,7 @@ class Reports:
             at = event.data["occurred_at"]
             if at <= last:
                 pipeline.apply(after, event)
-                if at <= first:
+                if at < first:
                     pipeline.apply(before, event)
         return changes(pipeline.definition, before, after, start, end)
 
