@@ -5,7 +5,7 @@ amounts add up; checked against a plain computation over a generated history."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
