@@ -490,15 +490,54 @@ def pipeline(
         else:
             show_stage_times(out(), times, defn)
     elif full or as_of:
-        view = using_engine(lambda e: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=name))
-        _emit(view, None, fmt, show_pipeline)
+        view, others = using_engine(
+            lambda e: _with_others(
+                e, name, lambda n: e.pipeline(as_of=maybe_moment(as_of), pipeline_name=n)
+            )
+        )
+        _emit(view, None, fmt, show_pipeline, others)
     else:
-        live, lag = using_engine(lambda e: e.live_pipeline(pipeline_name=name))
-        _emit(live, lag, fmt, show_pipeline)
+        (live, lag), others = using_engine(
+            lambda e: _with_others(e, name, lambda n: e.live_pipeline(pipeline_name=n))
+        )
+        _emit(live, lag, fmt, show_pipeline, others)
 
 
-def _emit(view: Any, lag: Lag | None, fmt: Format, show: Callable[[Console, Any], None]) -> None:
-    """A view as JSON or tables; from a materialised view, say which and how far behind."""
+def _with_others(engine: Engine, name: str | None, view_of: Callable[[str | None], R]) -> Any:
+    """The view of pipeline `name`, and, when no name was given and the default pipeline has
+    no deals, the other pipelines that have (name, deals)."""
+    from dealengine.render import has_deals
+
+    found = view_of(name)
+    view: Any = found[0] if isinstance(found, tuple) else found
+    if name is not None or has_deals(view):
+        return found, []
+    others = []
+    for other in list(engine.pipelines.by_name)[1:]:
+        got: Any = view_of(other)
+        theirs = got[0] if isinstance(got, tuple) else got
+        if has_deals(theirs):
+            deals = theirs.won.deals + theirs.lost.deals + sum(s.open_deals for s in theirs.stages)
+            others.append((other, deals))
+    return found, others
+
+
+def _emit(
+    view: Any,
+    lag: Lag | None,
+    fmt: Format,
+    show: Callable[[Console, Any], None],
+    others: list[tuple[str, int]] | None = None,
+) -> None:
+    """A view as JSON or tables; from a materialised view, say which and how far behind; for
+    an empty default pipeline, where the deals are (`others`), in one line instead."""
+    if others and fmt is not Format.json:
+        where = ", ".join(f"{n} ({deals:,} deals)" for n, deals in others)
+        err().print(
+            f"pipeline {view.name} (the default) has no deals; deals are in: {where}: "
+            f"dealengine pipeline --pipeline {others[0][0]}"
+        )
+        return
     if fmt is Format.json:
         data = view.model_dump(mode="json")
         if lag is not None:
@@ -805,19 +844,40 @@ def _progress(total: int, label: str, *, bytes_: bool = True) -> Iterator[Callab
 
 @_command()
 def report(
-    output: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="the HTML file to write")
+    ] = Path("report.html"),
     as_of: AsOfOption = None,
     changes: Annotated[
         tuple[str, str] | None,
-        typer.Option(help="FROM TO of the waterfall (default: the 90 days to --as-of)"),
+        typer.Option(
+            metavar="FROM TO", help="the waterfall's window (default: the 90 days to --as-of)"
+        ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--pipeline", metavar="NAME", help="only this pipeline's section"),
+    ] = None,
+    all_pipelines: Annotated[
+        bool, typer.Option("--all-pipelines", help="every pipeline, even one with no deals")
+    ] = False,
 ) -> None:
-    """Write one self-contained HTML report (charts and their tables; works offline)."""
+    """Write one self-contained HTML report (charts and their tables; works offline).
+
+    The funnel, and a section for every pipeline that has deals (--pipeline NAME: that one;
+    --all-pipelines: every one)."""
     from dealengine.report import render_report
+
+    if name is not None and all_pipelines:
+        err().print("error: --pipeline NAME or --all-pipelines, not both")
+        raise typer.Exit(1)
 
     def act(e: Engine) -> int:
         moved = (window_start(changes[0]), moment(changes[1])) if changes else None
-        return output.write_text(render_report(e, maybe_moment(as_of), moved), encoding="utf-8")
+        page = render_report(
+            e, maybe_moment(as_of), moved, pipeline_name=name, all_pipelines=all_pipelines
+        )
+        return output.write_text(page, encoding="utf-8")
 
     written = using_engine(act)
     err().print(f"wrote {output} ({written / 1e6:.1f} MB)")

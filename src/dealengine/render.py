@@ -33,6 +33,11 @@ def plain_console(*, stderr: bool = False, **options: Any) -> Console:
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False, **options)
 
 
+def has_deals(view: PipelineView) -> bool:
+    """Whether the pipeline holds any deal, open or closed."""
+    return bool(view.won.deals or view.lost.deals or any(s.open_deals for s in view.stages))
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
