@@ -77,3 +77,24 @@ def test_a_lead_id_is_answered_as_a_lead(cli: CliRunner, lead: str, answer: str)
         f"error: {lead} is a lead; audit reports a deal: {answer}; "
         f"for the lead's events: history {lead}\n"
     )
+
+
+def test_the_audit_page_reads_as_a_timeline_in_local_time(cli: CliRunner, tmp_path: Path) -> None:
+    """Given the deal's report as HTML, then its times read to the second in the zone named
+    (no raw ISO with microseconds), its events stand on a vertical timeline, and each event's
+    fields are a small table."""
+    import re
+    from zoneinfo import ZoneInfo
+
+    from dealengine.audit.report import build_report, report_html
+    from dealengine.engine import Engine
+    from dealengine.settings import Settings
+
+    with Engine(Settings(db=str(tmp_path / "cli.db"), database_url=None)) as engine:
+        page = report_html(build_report(engine, "D-7"), ZoneInfo("Europe/Paris"))
+    shown = re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", page, flags=re.S))
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{6}", shown)  # no microseconds on the page
+    assert "2026-03-03 10:00:00 CET" in shown  # deal_opened, 09:00 UTC
+    assert "<time datetime='2026-03-03T09:00:00.000000Z'>" in page
+    assert page.count("<ol class='timeline'>") == 1 and page.count("<li") == 2
+    assert "<table class='fields'><tr><th>lead_id</th><td>L-000364</td></tr>" in page

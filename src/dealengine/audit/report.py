@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -378,18 +378,34 @@ th{background:#f5f7fa;font-weight:600}td.n{text-align:right;font-variant-numeric
 tr.voided td{color:#9aa1b1;text-decoration:line-through}tr.void td{background:#fff8e6}
 .ok{color:#17803d;font-weight:600}.bad{color:#b42318;font-weight:600}
 code{font-size:12px;color:#5a6275}
+ol.timeline{list-style:none;margin:1rem 0 1rem .6rem;padding:0 0 0 1.4rem;
+border-left:3px solid #c9d2e3}
+ol.timeline li{position:relative;margin:0 0 1.1rem}
+ol.timeline li::before{content:"";position:absolute;left:-1.95rem;top:.3rem;width:.75rem;
+height:.75rem;border-radius:50%;background:#3b6fd8;border:2px solid #fff}
+ol.timeline li.voided{color:#9aa1b1}ol.timeline li.voided b{text-decoration:line-through}
+ol.timeline li.void::before{background:#d99a06}.when{color:#5a6275;font-size:13px}
+table.fields{width:auto;margin:.3rem 0 0;font-size:13px}
+table.fields th{background:none;color:#5a6275;font-weight:500;border:none;padding:.1rem .6rem 0 0}
+table.fields td{border:none;padding:.1rem 0 0}
 """
 
 
-def report_html(report: AuditReport) -> str:
-    """The report as one HTML document: inline CSS, no scripts, no external resources."""
+def report_html(report: AuditReport, zone: tzinfo | None = None) -> str:
+    """The report as one HTML document: inline CSS, no scripts, no external resources. Times
+    are shown to the second in `zone` (default: this machine's) with the zone's name; the
+    exact UTC time is each one's `datetime` attribute."""
     s = report.state
     e = escape
+
+    def when(moment: datetime) -> Html:
+        return _when(moment, zone)
+
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Audit of deal {e(report.deal_id)}</title><style>{CSS}</style></head><body>",
         f"<h1>Audit of deal {e(report.deal_id)}</h1>",
-        f"<p class='meta'>generated {e(format_time(report.generated_at))} · stage "
+        f"<p class='meta'>generated {when(report.generated_at)} · stage "
         f"<b>{e(str(s['stage']))}</b> · amount {e(str(s['amount']))} {e(str(s['currency']))}"
         f" · owner {e(str(s['owner']))} · pipeline {e(str(s['pipeline']))} · lead "
         f"{e(str(s.get('lead_id') or '-'))} · {s['version']} events</p>",
@@ -401,40 +417,7 @@ def report_html(report: AuditReport) -> str:
     if i.findings:
         parts.append("<ul>" + "".join(f"<li>{e(f)}</li>" for f in i.findings) + "</ul>")
     parts.append("<h2>Timeline</h2>")
-    rows = []
-    for row in report.timeline:
-        fields = {
-            k: v
-            for k, v in row.items()
-            if k not in (*ENVELOPE_FIELDS, "type", "hash", "voided_by")
-            and not k.endswith("_after")
-            and v is not None
-        }
-        note = f" (voided by v{row['voided_by']})" if row["voided_by"] else ""
-        rows.append(
-            [
-                str(row["originator_version"]),
-                row["occurred_at"],
-                row["recorded_at"],
-                row["actor"],
-                row["source"],
-                row["type"] + note,
-                ", ".join(f"{k}={v}" for k, v in fields.items()),
-                str(row.get("stage_after", "")),
-                str(row.get("amount_after", "")),
-            ]
-        )
-    parts.append(
-        _table(
-            ["v", "occurred", "recorded", "actor", "source", "type", "fields", "stage", "amount"],
-            rows,
-            [
-                "void" if r["type"] == "event_voided" else "voided" if r["voided_by"] else ""
-                for r in report.timeline
-            ],
-            numeric={0, 8},
-        )
-    )
+    parts.append(_timeline(report.timeline, zone))
     parts.append("<h2>Stage durations</h2>")
     parts.append(
         _table(
@@ -442,8 +425,8 @@ def report_html(report: AuditReport) -> str:
             [
                 [
                     st.stage,
-                    format_time(st.entered_at),
-                    format_time(st.left_at) if st.left_at else "(still there)",
+                    when(st.entered_at),
+                    when(st.left_at) if st.left_at else "(still there)",
                     "" if st.days is None else f"{st.days:g}",
                 ]
                 for st in report.stage_durations
@@ -458,7 +441,7 @@ def report_html(report: AuditReport) -> str:
             [
                 [
                     str(a.version),
-                    format_time(a.occurred_at),
+                    when(a.occurred_at),
                     a.actor,
                     a.type,
                     str(a.before),
@@ -489,7 +472,7 @@ def report_html(report: AuditReport) -> str:
             [
                 [
                     str(c.version),
-                    format_time(c.recorded_at),
+                    when(c.recorded_at),
                     c.actor,
                     f"v{c.voided_version} ({c.voided_type})",
                     c.reason,
@@ -506,6 +489,59 @@ def report_html(report: AuditReport) -> str:
     return "".join(parts)
 
 
+class Html(str):
+    """Markup made here, put in a table as it is (every other cell is escaped)."""
+
+
+def _when(moment: datetime | str, zone: tzinfo | None) -> Html:
+    """`2026-03-03 10:00:00 CET`, in a <time> holding the exact UTC time."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    local = moment.astimezone(zone)
+    return Html(
+        f"<time datetime='{format_time(moment)}'>"
+        f"{local:%Y-%m-%d %H:%M:%S} {escape(local.tzname() or '')}</time>"
+    )
+
+
+def _timeline(rows: list[dict[str, Any]], zone: tzinfo | None) -> str:
+    """The events top to bottom on a line: when, what, who, the stage after it, and its
+    fields as a small table."""
+    items = []
+    for row in rows:
+        fields = {
+            k: v
+            for k, v in row.items()
+            if k not in (*ENVELOPE_FIELDS, "type", "hash", "voided_by")
+            and not k.endswith("_after")
+            and v is not None
+        }
+        css = "void" if row["type"] == "event_voided" else "voided" if row["voided_by"] else ""
+        note = f" (voided by v{row['voided_by']})" if row["voided_by"] else ""
+        after = " ".join(str(row[k]) for k in ("stage_after", "amount_after") if row.get(k))
+        table = (
+            "<table class='fields'>"
+            + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+                      for k, v in fields.items())
+            + "</table>"
+            if fields
+            else ""
+        )  # fmt: skip
+        items.append(
+            f"<li class='{css}'><div class='when'>v{row['originator_version']} · "
+            f"{_when(row['occurred_at'], zone)}</div>"
+            f"<div><b>{escape(row['type'] + note)}</b> by {escape(row['actor'])} "
+            f"({escape(row['source'])}), recorded {_when(row['recorded_at'], zone)}"
+            + (f" → <b>{escape(after)}</b>" if after else "")
+            + f"</div>{table}</li>"
+        )
+    return f"<ol class='timeline'>{''.join(items)}</ol>"
+
+
+def _cell(value: str) -> str:
+    return value if isinstance(value, Html) else escape(value)
+
+
 def _table(
     header: list[str],
     rows: list[list[str]],
@@ -518,7 +554,7 @@ def _table(
     for n, row in enumerate(rows):
         css = f" class='{classes[n]}'" if classes and classes[n] else ""
         cells = "".join(
-            f"<td{' class=n' if k in numeric else ''}>{escape(v)}</td>" for k, v in enumerate(row)
+            f"<td{' class=n' if k in numeric else ''}>{_cell(v)}</td>" for k, v in enumerate(row)
         )
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
