@@ -59,3 +59,13 @@ def test_worked_example(title: str, text: str) -> None:
             overrides = {}
             checked += 1
     assert checked >= 1
+
+
+def test_the_rules_say_at_or_after_and_included_where_the_code_means_it() -> None:
+    """The code compares `at >= reached` and `at <= window end` (ties and the window's end
+    count): the rules say so in those words, not 'after' or 'within'."""
+    text = " ".join(DOC.read_text().split())
+    assert "first event of step k+1 at or after the time it reached step k" in text
+    assert "at or before the end of the conversion window of the attempt's entry" in text
+    assert "the events that occurred at or before then" in text
+    assert "### 11. Ties and the window's end are included" in text
