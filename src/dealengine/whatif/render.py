@@ -112,6 +112,14 @@ def show_what_if(out: Console, result: WhatIf) -> None:
         as_of = f", as of {s.as_of:%Y-%m-%d %H:%M}" if s.as_of else ""
         question = f": {s.question}" if s.question else ""
         out.print(Text.assemble((s.name, "bold"), f" ({s.source}{as_of}){question}"))
+        broken = s.rule_breaks
+        if broken is not None and (broken.leads or broken.deals):
+            out.print(
+                f"  {s.name}: {broken.leads} leads and {broken.deals} deals have a history the "
+                "stage rules would refuse (a lead whose first kept event qualifies, "
+                "disqualifies or converts it; a deal whose deal_opened is left out): "
+                "counted all the same, from the events kept"
+            )
     if not result.scenarios:
         out.print("no scenario given: nothing to compare")
         return

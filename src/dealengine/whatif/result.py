@@ -70,12 +70,21 @@ class Diff(BaseModel):
     win_rate: RateChange
 
 
+class RuleBreaks(BaseModel):
+    """Leads and deals whose history, as the scenario leaves it, the stage rules would refuse
+    (whatif/lawful.py): counted all the same, from the events kept."""
+
+    leads: int  # the first event kept qualifies, disqualifies or converts the lead
+    deals: int  # the deal's deal_opened is left out
+
+
 class ScenarioResult(Views):
     name: str
     question: str
     source: str
     as_of: datetime | None
     diff: Diff
+    rule_breaks: RuleBreaks | None = None  # None: the scenario leaves no recorded event out
 
 
 class WhatIf(BaseModel):

@@ -12,7 +12,7 @@ pipeline report is made in one of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,8 @@ from dealengine.projections.stream import FoldPass, collector_paused
 from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
 from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane, untouched_types
-from dealengine.whatif.result import ScenarioResult, Views, WhatIf, diff
+from dealengine.whatif.lawful import FirstKept, may_break_rules
+from dealengine.whatif.result import RuleBreaks, ScenarioResult, Views, WhatIf, diff
 from dealengine.whatif.scenario import (
     Resolved,
     Scenario,
@@ -262,7 +263,11 @@ def run_what_if(
     results = {}
     for job, scenario_views in zip(jobs[1:], views[1:], strict=True):
         assert job.plan is not None
+        breaks = [part.rule_breaks[job.name] for part in parts if job.name in part.rule_breaks]
         results[job.name] = ScenarioResult(
+            rule_breaks=RuleBreaks(leads=sum(b[0] for b in breaks), deals=sum(b[1] for b in breaks))
+            if breaks
+            else None,
             name=job.name,
             question=job.plan.scenario.question,
             source=job.plan.source,
@@ -281,6 +286,7 @@ class PartResult:
 
     funnels: dict[Hashable, list[FunnelTotals]]
     pipelines: dict[Hashable, PipelineView]
+    rule_breaks: dict[str, tuple[int, int]] = field(default_factory=dict)  # leads, deals
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
@@ -431,10 +437,13 @@ def _fold_part(
     made = {
         id(lane): lane.folds({key for at, key in here if at == id(lane)}) for lane in scenario_last
     }
-    fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
+    checks = [
+        FirstKept(job.plan, part, home) for job in jobs if job.plan and may_break_rules(job.plan)
+    ]
+    fold_pass([*(f for lane in reversed(scenario_last) for f in made[id(lane)]), *checks], None)
     for lane in lanes:
         lane.finish(part)
-    result = PartResult({}, {})
+    result = PartResult({}, {}, {c.name: (c.leads, c.deals) for c in checks})
     selections: dict[Hashable, dict[str, bool]] = {}  # per selection, whether each deal is kept
     # the pieces of every report summed by state and definition, each with the leads it
     # selects (or all), in one pass over the state's leads
