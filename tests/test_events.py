@@ -230,12 +230,12 @@ def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clo
     )
 
     recorded = record_script(memory_engine, clock)
-    odd = {"channel": "c\u00e9", "campaign": 'q"\\\u2028\x01\x7f\U0001f389 </x>'}
+    odd = {"channel": "c\u00e9", "campaign": 'q"\\\u2028\x85\U0001f389 </x>'}
     events: list[DomainEvent] = [
         *recorded,
         type(recorded[0]).model_validate(recorded[0].model_dump() | odd),
     ]
-    for amount in ("1E+3", "0.00", "1e-7", "123456789012345678901234567890.123", 12.5):
+    for amount in ("1E+3", "0.00", "1e-4", "999999999999999.9999", 12.5):
         opened = next(e for e in recorded if e.event_type == "deal_opened")
         events.append(type(opened).model_validate(opened.model_dump() | {"amount": amount}))
     for cls in VOID_EVENTS:

@@ -10,41 +10,25 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
 from dealengine.domain.chain import event_hash, topic_of
+from dealengine.domain.values import (
+    TIME_FORMAT,
+    Amount,
+    Currency,
+    Identifier,
+    Text,
+    UtcDatetime,
+    check_moment,
+    format_utc,
+)
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def format_utc(value: datetime) -> str:
-    """The stored form of a time: UTC, microseconds, fixed width (sorts as it orders).
-
-    Equal to `value.astimezone(UTC).strftime(TIME_FORMAT)`, written for speed.
-    """
-    if value.utcoffset():  # a zero offset is falsy: already UTC
-        value = value.astimezone(UTC)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (faster than the others)
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-    )
-
+__all__ = ["TIME_FORMAT", "Amount", "Currency", "Identifier", "Text", "UtcDatetime", "format_utc"]
 
 # `format_utc`, cached: a batch's events share one recorded_at, and reports repeat times.
 format_time = lru_cache(maxsize=4096)(format_utc)
@@ -66,19 +50,8 @@ def parse_moment(text: str) -> datetime:
     except ValueError:
         msg = f"not a date or time: {text!r} (use 2026-03-31 or 2026-03-31T18:00:00Z)"
         raise ValueError(msg) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
-
-UtcDatetime = Annotated[
-    AwareDatetime,
-    PlainSerializer(format_time, return_type=str, when_used="json"),  # stored in UTC
-]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^\S+$")
-]
-Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 AggregateKind = Literal["lead", "deal"]
 

@@ -18,6 +18,7 @@ from dealengine.domain.events import (
     DomainEvent,
     dump_stored_json,
 )
+from dealengine.domain.values import explain
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -80,8 +81,14 @@ def describe(error: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             parts.append(f"field '{loc}': not a field of this event type")
         else:
-            parts.append(f"field '{loc}': {err['msg']} (got {err.get('input')!r})")
+            parts.append(f"field '{loc}': {explain(err)} (got {_shown(err.get('input'))})")
     return "; ".join(parts)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value in an error message, cut short: a line of the report, not a copy of the input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def new_event_id() -> str:
