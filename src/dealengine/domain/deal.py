@@ -198,8 +198,7 @@ def _skip_refusal(defn: PipelineDefinition, current: str, target: str) -> str | 
 def opening_ids(cmd: Interaction) -> tuple[str, str | None]:
     """(deal id, lead id) of a deal_opened or lead_converted interaction."""
     if cmd.event_type == "deal_opened":
-        lead_id = cmd.fields.get("lead_id")
-        return cmd.target, (str(lead_id) if lead_id is not None else None)
+        return cmd.target, cmd.fields.get("lead_id")  # an Identifier (checked by Interaction)
     deal_id = cmd.fields.get("deal_id")
     if not isinstance(deal_id, str) or not deal_id.strip():
         raise InvalidEvent("lead_converted: field 'deal_id': missing")
@@ -221,7 +220,7 @@ def decide_opening(
         check_convertible(lead, deal_id)
     fields = {k: v for k, v in cmd.fields.items() if k not in ("deal_id", "lead_id")}
     name = fields.setdefault("pipeline", pipelines.default.name)
-    if name not in pipelines.by_name:
+    if not isinstance(name, str) or name not in pipelines.by_name:
         known = ", ".join(pipelines.by_name)
         raise InvalidEvent(
             f"{cmd.event_type}: field 'pipeline': unknown pipeline {name!r} ({known})"

@@ -18,7 +18,7 @@ from dealengine.domain.events import (
     DomainEvent,
     dump_stored_json,
 )
-from dealengine.domain.values import explain
+from dealengine.domain.values import check_identifier, explain
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -32,6 +32,9 @@ class _Fields(NamedTuple):
     source: str
     idempotency_key: str | None
 
+
+# The other stream an opening names: a deal_opened its lead, a lead_converted its deal.
+_LINKED_ID = {"deal_opened": "lead_id", "lead_converted": "deal_id"}
 
 InteractionFields = _Fields  # what build() reads of a command (corrections make their own)
 
@@ -55,15 +58,22 @@ class Interaction(_Fields):
         source: str = "api",
         idempotency_key: str | None = None,
     ) -> Interaction:
+        if not isinstance(event_type, str):
+            raise InvalidEvent(f"field 'type': expected a string, got {event_type!r}")
         event_class = EVENT_TYPES.get(event_type)
         if event_class is None:
             raise UnknownEventType(event_type, sorted(EVENT_TYPES))
-        if not isinstance(target, str) or not target.strip() or " " in target:
-            raise InvalidEvent(
-                f"field '{event_class.aggregate}_id': expected a non-empty id, got {target!r}"
-            )
+        fields = fields or {}
+        # The ids that name the streams read and written are checked before any is read.
+        try:
+            check_identifier(target, f"{event_class.aggregate}_id")
+            linked = _LINKED_ID.get(event_type)
+            if linked is not None and fields.get(linked) is not None:
+                check_identifier(fields[linked], linked)
+        except ValueError as e:
+            raise InvalidEvent(str(e)) from None
         return tuple.__new__(  # what the named tuple's own __new__ does, one call less
-            cls, (event_type, target, occurred_at, fields or {}, actor, source, idempotency_key)
+            cls, (event_type, target, occurred_at, fields, actor, source, idempotency_key)
         )
 
     @property

@@ -84,6 +84,8 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
     event_type = obj.get("type")
     if event_type is None:
         raise InvalidEvent("field 'type': missing")
+    if not isinstance(event_type, str):
+        raise InvalidEvent(f"field 'type': expected a string, got {event_type!r}")
     if event_type not in EVENT_TYPES:
         raise UnknownEventType(event_type, sorted(EVENT_TYPES))
     id_field, envelope = _ENVELOPE[event_type]
