@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES
+from dealengine.domain.values import Days
 
 STAGE_EVENTS = (
     "discovery_completed",
@@ -53,7 +54,7 @@ class Stage(Definition):
     closed: Literal["won", "lost"] | None = None
     forecast: ForecastCategory | None = None
     """The forecast category of deals in this stage (closed stages: closed / omitted)."""
-    stale_after_days: float | None = Field(default=None, gt=0)
+    stale_after_days: Days | None = None
     """An open deal with no event for longer than this is stale ("rotting")."""
 
 
@@ -156,7 +157,7 @@ class Pipelines(Definition):
 class FunnelStep(Definition):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     events: list[str] = Field(min_length=1)
-    within_days: float | None = Field(default=None, gt=0)
+    within_days: Days | None = None
     """Ordered modes: the most time allowed since the previous step (a per-step window)."""
 
 
@@ -170,7 +171,7 @@ class FunnelDefinition(Definition):
     """
 
     mode: FunnelMode = "reached"
-    conversion_window_days: float = Field(default=90, gt=0)
+    conversion_window_days: Days = 90
     attribution: Literal["first_touch", "last_touch"] = "first_touch"
     breakdowns: list[str] = ["campaign"]
     cohort: Literal["week", "month"] = "month"

@@ -23,7 +23,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     ValidationError,
     model_validator,
 )
@@ -37,6 +36,7 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time, parse_moment
+from dealengine.domain.values import Days, SignedDays, UtcDatetime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,8 +55,8 @@ def _moment(value: object, *, end: bool) -> object:
     return value
 
 
-StartMoment = Annotated[datetime, BeforeValidator(lambda v: _moment(v, end=False))]
-EndMoment = Annotated[datetime, BeforeValidator(lambda v: _moment(v, end=True))]
+StartMoment = Annotated[UtcDatetime, BeforeValidator(lambda v: _moment(v, end=False))]
+EndMoment = Annotated[UtcDatetime, BeforeValidator(lambda v: _moment(v, end=True))]
 
 
 class Selection(Definition):
@@ -92,7 +92,7 @@ class Shift(Definition):
     stage: str | None = None
     step: str | None = None
     events: list[str] | None = None
-    days: float
+    days: SignedDays
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -108,11 +108,12 @@ class Shift(Definition):
 class Transform(Definition):
     drop: list[str] = Field(default_factory=list)
     """Event types left out of the stream."""
-    lost_after_days: PositiveFloat | dict[str, PositiveFloat] | None = None
+    lost_after_days: Days | dict[str, Days] | None = None
     """A deal open in a stage longer than this (one number, or per stage name) counts as lost
     at that moment; its later events are left out."""
-    scale_amounts: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
-    """Every amount multiplied by this factor."""
+    scale_amounts: Decimal | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    """Every amount multiplied by this factor (at most 1000: the largest amount scaled stays
+    far inside the decimal context, see domain/values.py)."""
     shift: list[Shift] = Field(default_factory=list)
 
     @model_validator(mode="after")
