@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from dealengine.domain.errors import DealEngineError
+from dealengine.domain.values import shifted
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import PipelineBreakdown, PipelineChanges, PipelineView
 from dealengine.render import has_deals
@@ -62,7 +63,7 @@ def render_report(
     moment = as_of or generated
     funnel = engine.funnel(as_of=as_of)
     pipelines = pipeline_views(engine, as_of, name=pipeline_name, every=all_pipelines)
-    start, end = changes or (moment - timedelta(days=90), moment)
+    start, end = changes or (shifted(moment, timedelta(days=-90)), moment)
     title = "dealengine report" + (f" as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "")
     sections = [
         _section("Funnel", "funnel", _funnel_chart(funnel), _funnel_table(funnel)),

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import EVENT_TYPES, format_utc
+from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
@@ -551,6 +552,7 @@ def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
 
+LATEST_TEXT = format_utc(LATEST)
 Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
 
 
@@ -559,15 +561,19 @@ def later_by(days: float) -> Later:
     new date is remembered per date (a funnel's leads enter on a few hundred dates)."""
     span = timedelta(days=days)
     if days != int(days):
-        return lambda at: format_utc(_parse(at) + span)
+        return lambda at: format_utc(shifted(_parse(at), span))
     dates: dict[str, str] = {}
 
     def later(at: str) -> str:
         day = at[:10]
         moved = dates.get(day)
         if moved is None:
-            moved = dates[day] = (date.fromisoformat(day) + span).isoformat()
-        return moved + at[10:]
+            try:
+                moved = (date.fromisoformat(day) + span).isoformat()
+            except OverflowError:  # past the latest time there is: the window never ends
+                moved = ""
+            dates[day] = moved
+        return moved + at[10:] if moved else LATEST_TEXT
 
     return later
 

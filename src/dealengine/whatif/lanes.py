@@ -26,6 +26,7 @@ from typing import Any
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.values import shifted
 from dealengine.projections.funnel import (
     LEAD,
     FunnelProjection,
@@ -407,7 +408,8 @@ def _scenario_feed(
             data = {**data, "amount": str(Decimal(data["amount"]) * scale)}
         for matches, delta in shifts:
             if matches(event.type, stream, data):
-                data = {**data, "occurred_at": format_time(datetime.fromisoformat(at) + delta)}
+                moved = shifted(datetime.fromisoformat(at), delta)
+                data = {**data, "occurred_at": format_time(moved)}
                 break
         if data is not event.data:
             event = StreamEvent(event.position, stream, event.type, data)
