@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+import structlog
 from eventsourcing.persistence import IntegrityError
 
 from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
@@ -22,7 +23,7 @@ from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, Deal, opening_ids
 from dealengine.domain.decider import State, decide
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
-from dealengine.domain.errors import ConcurrencyConflict, DealEngineError
+from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, InvalidEvent
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
 
 quiet_unless_configured()
 
+log = structlog.get_logger("dealengine.engine")
 MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
 _MISSING: Any = object()  # not in a dict (None is a state: no events)
@@ -192,6 +194,9 @@ class Engine:
                     work.pop(stream, None)
                     cache.pop(stream, None)
                 events = decide(pipelines, cmd, state, now)
+            except Exception as e:  # a value the boundary did not foresee: this command alone
+                log.exception("engine.unforeseen", type=cmd.event_type, target=cmd.target)
+                raise InvalidEvent(f"cannot be recorded: {type(e).__name__}: {e}") from e
             for event in events:
                 stream = event.originator_id
                 prior = work.get(stream, _MISSING)  # decide() read it: no second state() call

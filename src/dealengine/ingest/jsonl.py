@@ -16,11 +16,12 @@ from typing import Any
 
 import orjson
 import structlog
+from eventsourcing.persistence import PersistenceError
 
 from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
-from dealengine.engine import Engine
+from dealengine.engine import Engine, Outcome
 from dealengine.projections.stream import collector_paused
 
 log = structlog.get_logger("dealengine.ingest")
@@ -227,7 +228,14 @@ def _ingest_batch(
 ) -> None:
     started = time.perf_counter()
     parsed = _parse_all(batch, source, actor, report, stop=False)
-    outcomes = engine.execute_batch([cmd for _, cmd in parsed])
+    commands = [cmd for _, cmd in parsed]
+    try:
+        outcomes = engine.execute_batch(commands)
+    except PersistenceError as e:
+        # The store refused what the boundary let through: line by line, the culprit is
+        # named and the other lines are stored.
+        log.warning("ingest.batch_refused", file=source, error=_first_line(e))
+        outcomes = [_alone(engine, cmd) for cmd in commands]
     report.stored_through = batch[-1][0]
     events = 0
     for (number, _), outcome in zip(parsed, outcomes, strict=True):
@@ -247,6 +255,18 @@ def _ingest_batch(
         events=events,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _alone(engine: Engine, command: Command) -> Outcome:
+    try:
+        return engine.execute_batch([command])[0]
+    except PersistenceError as e:
+        return InvalidEvent(f"not stored: {_first_line(e)}")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _ingest_strict(
