@@ -366,3 +366,26 @@ def cli_on(monkeypatch: pytest.MonkeyPatch) -> Any:
         return result
 
     return invoke
+
+
+def test_an_event_stored_before_a_rule_it_breaks_is_read_as_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A campaign with a tab was accepted before the text rule: its lead stays readable and
+    writable, its history shows it as written, and its chain verifies."""
+    from uuid import uuid4
+
+    from dealengine.domain.events import AdViewed
+
+    at = datetime.fromisoformat(AT)
+    earlier = AdViewed.model_construct(
+        originator_id="lead:L-1", originator_version=1, id=uuid4(), occurred_at=at,
+        recorded_at=at, actor="t", source="t", idempotency_key=None, prev_hash=None,
+        channel="web", campaign="spring\tsale",
+    )  # fmt: skip
+    engine.store.append([earlier])
+    report = ingest(engine, tmp_path, [touch("L-1"), touch("L-1", campaign="spring\tsale")])
+    assert report.recorded == 1 and "field 'campaign'" in reasons(report)[2]
+    assert [e.campaign for e in engine.history("L-1")] == ["spring\tsale", None]  # type: ignore[attr-defined]
+    assert engine.verify().ok
+    every_view(engine)
