@@ -121,7 +121,7 @@ SEED = [
 
 # A rejection names a field, or says what is wrong with the line as a whole.
 REASON = re.compile(
-    r"field '[a-z_]+'|not valid JSON|expected a JSON object|unknown event type|"
+    r"field '[a-z_]+'|not valid (JSON|utf-8)|expected a JSON object|unknown event type|"
     r"unknown (lead|deal) |(lead|deal) .+ is in '[a-z_]+': .+ refused: "
 )
 SCENARIO = """
