@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, ClassVar, Literal, TypeVar, cast
 from uuid import UUID
 
@@ -25,13 +24,14 @@ from dealengine.domain.values import (
     Text,
     UtcDatetime,
     check_moment,
+    format_time,
     format_utc,
 )
 
-__all__ = ["TIME_FORMAT", "Amount", "Currency", "Identifier", "Text", "UtcDatetime", "format_utc"]
-
-# `format_utc`, cached: a batch's events share one recorded_at, and reports repeat times.
-format_time = lru_cache(maxsize=4096)(format_utc)
+__all__ = [
+    "TIME_FORMAT", "Amount", "Currency", "Identifier", "Text", "UtcDatetime", "format_time",
+    "format_utc",
+]  # fmt: skip
 
 
 def with_key(keys: frozenset[str], key: str | None) -> frozenset[str]:

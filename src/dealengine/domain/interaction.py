@@ -18,7 +18,7 @@ from dealengine.domain.events import (
     DomainEvent,
     dump_stored_json,
 )
-from dealengine.domain.values import check_identifier, explain
+from dealengine.domain.values import check_identifier, explain, shown
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -59,7 +59,7 @@ class Interaction(_Fields):
         idempotency_key: str | None = None,
     ) -> Interaction:
         if not isinstance(event_type, str):
-            raise InvalidEvent(f"field 'type': expected a string, got {event_type!r}")
+            raise InvalidEvent(f"field 'type': expected a string, got {shown(event_type)}")
         event_class = EVENT_TYPES.get(event_type)
         if event_class is None:
             raise UnknownEventType(event_type, sorted(EVENT_TYPES))
@@ -91,14 +91,8 @@ def describe(error: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             parts.append(f"field '{loc}': not a field of this event type")
         else:
-            parts.append(f"field '{loc}': {explain(err)} (got {_shown(err.get('input'))})")
+            parts.append(f"field '{loc}': {explain(err)} (got {shown(err.get('input'))})")
     return "; ".join(parts)
-
-
-def _shown(value: object, limit: int = 80) -> str:
-    """A value in an error message, cut short: a line of the report, not a copy of the input."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def new_event_id() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, PlainSerializer, StringConstraints
@@ -49,7 +50,7 @@ def check_identifier(value: object, field: str) -> str:
     if isinstance(value, str) and len(value) <= ID_MAX and _ID.fullmatch(value):
         return value
     if not isinstance(value, str):
-        reason = f"expected a string, got {value!r}"
+        reason = f"expected a string, got {shown(value)}"
     elif not value:
         reason = "expected a non-empty id"
     elif len(value) > ID_MAX:
@@ -57,6 +58,12 @@ def check_identifier(value: object, field: str) -> str:
     else:
         reason = f"{_RULES[ID_PATTERN]}, got {value!r}"
     raise ValueError(f"field '{field}': {reason}")
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value in an error message, cut short: a line of the report, not a copy of the input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # --- money -----------------------------------------------------------------------------------
@@ -98,10 +105,13 @@ def format_utc(value: datetime) -> str:
     )
 
 
+# `format_utc`, cached: a batch's events share one recorded_at, and reports repeat times.
+format_time = lru_cache(maxsize=4096)(format_utc)
+
 UtcDatetime = Annotated[
     AwareDatetime,
     Field(ge=EARLIEST, le=LATEST),  # its UTC form in years 1-9999: storable, comparable
-    PlainSerializer(format_utc, return_type=str, when_used="json"),  # stored in UTC
+    PlainSerializer(format_time, return_type=str, when_used="json"),  # stored in UTC
 ]
 
 
