@@ -209,6 +209,8 @@ def test_one_id_rule_for_leads_deals_and_links(memory_engine: Engine) -> None:
     assert memory_engine.lead(longest).deal_id == longest
     with pytest.raises(InvalidEvent, match="field 'deal_id'"):
         memory_engine.record("deal_opened", "D 1", AT, amount="1", owner="a")
+    with pytest.raises(InvalidEvent, match="field 'lead_id'"):  # a lone surrogate: not text
+        memory_engine.record("ad_viewed", "L\ud800", AT, channel="web")
 
 
 # --- 7. spans of days -----------------------------------------------------------------------

@@ -9,13 +9,19 @@ one-line output).
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, cast
 
-from pydantic import AwareDatetime, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails
 
 # --- text and ids ----------------------------------------------------------------------------
@@ -41,23 +47,17 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, p
 """An id the user chose (lead, deal, channel, pipeline, stage): 1-200 characters, none of them
 whitespace or a control character. The stream id is `lead:<id>` or `deal:<id>`."""
 
-_ID = re.compile(ID_PATTERN)
+_IDENTIFIER = TypeAdapter(Identifier).validator  # the type's own (compiled) validator
 
 
 def check_identifier(value: object, field: str) -> str:
     """`value` if it is an Identifier, else ValueError naming `field` (for ids read before an
     event is built: a command's lead or deal, which name the streams read and written)."""
-    if isinstance(value, str) and len(value) <= ID_MAX and _ID.fullmatch(value):
-        return value
-    if not isinstance(value, str):
-        reason = f"expected a string, got {shown(value)}"
-    elif not value:
-        reason = "expected a non-empty id"
-    elif len(value) > ID_MAX:
-        reason = f"an id has at most {ID_MAX} characters, got {len(value)}"
-    else:
-        reason = f"{_RULES[ID_PATTERN]}, got {value!r}"
-    raise ValueError(f"field '{field}': {reason}")
+    try:
+        return cast(str, _IDENTIFIER.validate_python(value))
+    except ValidationError as e:
+        reason = explain(e.errors()[0])
+    raise ValueError(f"field '{field}': {reason}, got {shown(value)}")
 
 
 def shown(value: object, limit: int = 80) -> str:
