@@ -8,6 +8,7 @@ path decides, evolves and appends at the expected version, retrying on conflict.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -33,6 +34,7 @@ from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
 from dealengine.settings import Settings
+from dealengine.store.cache import StateCache
 from dealengine.views.materialised import Lag, MaterialisedView, ProjectionName
 
 if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
@@ -79,12 +81,24 @@ class Engine:
         self.passes = parts.passes
         self._apply = parts.evolve
         self._load = parts.states.load
-        self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
+        self._cache: StateCache[State] = StateCache(CACHE_LIMIT)  # may be stale: see store/cache
+        # One writer at a time in this process: decide, append and publish as one step, so
+        # threads sharing this engine wait for each other instead of conflicting and retrying.
+        # (Both stores take one lock per insert anyway: SQLite's, and eventsourcing's table
+        # lock on PostgreSQL.) Readers take no lock.
+        self._write_lock = threading.Lock()
+        self._retries = 0
 
     @classmethod
     def in_memory(cls, **kwargs: Any) -> Engine:
         """An engine on a private in-memory SQLite store (for tests and experiments)."""
         return cls(Settings(db=":memory:", database_url=None), **kwargs)
+
+    @property
+    def retries(self) -> int:
+        """Writes re-read and re-decided because another writer stored a version of the same
+        lead or deal first (in another process: this engine's own threads take turns)."""
+        return self._retries
 
     def close(self) -> None:
         self.live.close()
@@ -128,21 +142,23 @@ class Engine:
         """
         touched: set[str] = set()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            outcomes, pending, work = self._decide_all(commands, strict)
-            touched = set(work)
-            if not pending or (strict and isinstance(outcomes[-1], DealEngineError)):
-                return outcomes
-            try:
-                self.store.append(pending)
-            except IntegrityError:  # another writer appended first: re-read, re-decide
-                for stream in touched:
-                    self._cache.pop(stream, None)
-                time.sleep(random.uniform(0, 0.01 * attempt))
-                continue
-            if len(self._cache) > CACHE_LIMIT:
-                self._cache.clear()
-            self._cache.update(work)
-            return outcomes
+            with self._write_lock:
+                outcomes, pending, work = self._decide_all(commands, strict)
+                touched = set(work)
+                if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
+                    return outcomes  # the copies hold the refused batch's events: not kept
+                if not pending:
+                    self._cache.publish(work)  # the states as read: complete
+                    return outcomes
+                try:
+                    self.store.append(pending)
+                except IntegrityError:  # another writer appended first: re-read, re-decide
+                    self._cache.discard(touched)
+                    self._retries += 1
+                else:
+                    self._cache.publish(work)
+                    return outcomes
+            time.sleep(random.uniform(0, 0.01 * attempt))  # the lock is free while waiting
         raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
 
     def check(self, commands: Sequence[Command]) -> list[Outcome]:
@@ -154,24 +170,23 @@ class Engine:
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
         """Decide commands in order on working copies of their aggregates' states.
 
-        States come from this engine's cache when it has them. A cached state may be stale:
-        a wrong acceptance is caught by the version check when saving, and a refusal based on
-        a cached state is re-decided once on a fresh read before it is reported.
+        States come from this engine's cache when it has them; nothing is put in the cache
+        here (the caller publishes the copies once they are stored). A cached state may be
+        stale: a wrong acceptance is caught by the version check when saving, and a refusal
+        based on a cached state is re-decided once on a fresh read before it is reported.
         """
-        work: dict[str, State] = {}
-        fresh: set[str] = set()  # read from the store during this call
+        work, fresh = self._prefetch(commands)  # fresh: read from the store during this call
         changed: set[str] = set()  # have pending events in this batch
         used: list[str] = []
-        cache = self._cache
         load = self._load
 
         def state(stream: str) -> State:
             used.append(stream)
             current = work.get(stream, _MISSING)
             if current is _MISSING:
-                current = cache.get(stream, _MISSING)
+                current = self._cache.take([stream]).get(stream, _MISSING)
                 if current is _MISSING:
-                    current = cache[stream] = load(stream)
+                    current = load(stream)
                     fresh.add(stream)
                 work[stream] = current
             return cast(State, current)
@@ -191,8 +206,8 @@ class Engine:
                 if not doubtful:
                     raise
                 for stream in doubtful:
-                    work.pop(stream, None)
-                    cache.pop(stream, None)
+                    work[stream] = load(stream)
+                    fresh.add(stream)
                 events = decide(pipelines, cmd, state, now)
             except Exception as e:  # a value the boundary did not foresee: this command alone
                 log.exception("engine.unforeseen", type=cmd.event_type, target=cmd.target)
@@ -223,7 +238,6 @@ class Engine:
                 raise
             return events
 
-        fresh.update(self._prefetch(commands))
         outcomes: list[Outcome] = []
         pending: list[DomainEvent] = []
         for cmd in commands:
@@ -238,8 +252,9 @@ class Engine:
             outcomes.append(tuple.__new__(Recorded, (events,)))  # Recorded(events), one call less
         return outcomes, pending, work
 
-    def _prefetch(self, commands: Sequence[Command]) -> set[str]:
-        """Read the states of the streams the commands name that are not cached, in one go."""
+    def _prefetch(self, commands: Sequence[Command]) -> tuple[dict[str, State], set[str]]:
+        """Working copies of the states of the streams the commands name: the cached ones, and
+        the others read from the store in one go (also returned as the set of those read)."""
         wanted: set[str] = set()
         add = wanted.add
         for cmd in _each(commands):
@@ -249,13 +264,14 @@ class Engine:
                 wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
             else:  # originator_id(kind, target), as decide() names it
                 add(f"{EVENT_TYPES[event_type].aggregate}:{cmd.target}")
-        missing = sorted(wanted - self._cache.keys())
+        work = self._cache.take(wanted)
+        missing = sorted(wanted - work.keys())
         if missing:
             events = self.store.events_of(missing)
-            self._cache.update(dict.fromkeys(missing))  # no events: None (what replay gives)
+            work.update(dict.fromkeys(missing))  # no events: None (what replay gives)
             for stream, found in events.items():
-                self._cache[stream] = replay(found, self._apply)
-        return set(missing)
+                work[stream] = replay(found, self._apply)
+        return work, set(missing)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -363,20 +379,23 @@ class Engine:
         and what is refused: dealengine.domain.corrections). Nothing is rewritten."""
         stream = self.states.which(id)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            events = cast(list[DomainEvent], self.store.events(stream))
-            void = decide_void(
-                self.pipelines, self._apply, stream, events, event_id, reason=reason,
-                actor=actor, source=source, idempotency_key=idempotency_key, now=self.clock(),
-            )  # fmt: skip
-            if void is None:
-                return Recorded([])
-            try:
-                self.store.append([void])
-            except IntegrityError:  # another writer appended first: re-read, re-decide
-                time.sleep(random.uniform(0, 0.01 * attempt))
-                continue
-            self._cache[stream] = replay([*events, void], self._apply)
-            return Recorded([void])
+            with self._write_lock:  # see execute_batch
+                events = cast(list[DomainEvent], self.store.events(stream))
+                void = decide_void(
+                    self.pipelines, self._apply, stream, events, event_id, reason=reason,
+                    actor=actor, source=source, idempotency_key=idempotency_key,
+                    now=self.clock(),
+                )  # fmt: skip
+                if void is None:
+                    return Recorded([])
+                try:
+                    self.store.append([void])
+                except IntegrityError:  # another writer appended first: re-read, re-decide
+                    self._retries += 1
+                else:
+                    self._cache.publish({stream: replay([*events, void], self._apply)})
+                    return Recorded([void])
+            time.sleep(random.uniform(0, 0.01 * attempt))
         raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
 
     def verify(

@@ -47,6 +47,7 @@ class LiveViews:
         self.tables: ViewTables | None = None
         self._views: dict[str, MaterialisedView] = {}
         self._opening = threading.Lock()
+        self._catching_up = threading.Lock()
 
     def view(self, name: ProjectionName) -> MaterialisedView:
         """The materialised `funnel` or `pipeline` view (tables beside the store)."""
@@ -97,7 +98,12 @@ class LiveViews:
             owner.close()
 
     def catch_up(self, view: MaterialisedView) -> None:
-        """On SQLite, catch up now. On PostgreSQL only when no worker owns the view."""
+        """On SQLite, catch up now. On PostgreSQL only when no worker owns the view. One
+        thread at a time: the others then find the view caught up."""
+        with self._catching_up:
+            self._catch_up_now(view)
+
+    def _catch_up_now(self, view: MaterialisedView) -> None:
         if self.open_owner is None:
             view.catch_up()
             return
