@@ -258,17 +258,17 @@ def test_a_scenario_value_out_of_range_fails_naming_its_key(
 def test_a_store_error_on_a_batch_costs_only_its_line(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    append = engine.store.append
+    insert = engine.store.recorder.insert_events
 
-    def refusing(events: Any) -> Any:
-        if any(getattr(e, "channel", None) == "refused" for e in events):
+    def refusing(stored: Any, **kwargs: Any) -> Any:  # the database's error, as the library's
+        if any(b'"refused"' in s.state for s in stored):
             raise DataError("the store refuses this value")
-        return append(events)
+        return insert(stored, **kwargs)
 
-    monkeypatch.setattr(engine.store, "append", refusing)
+    monkeypatch.setattr(engine.store.recorder, "insert_events", refusing)
     report = ingest(engine, tmp_path, [touch("L-1"), touch("L-2", channel="refused"), touch("L-3")])
     assert report.recorded == 2 and reasons(report) == {
-        2: "not stored: the store refuses this value"
+        2: "not stored: appending 1 events to lead:L-2: the store refuses this value"
     }
     assert engine.lead("L-3").version == 1
 

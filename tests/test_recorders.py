@@ -26,7 +26,6 @@ import psycopg
 import pytest
 from eventsourcing.persistence import (
     InfrastructureFactory,
-    IntegrityError,
     StoredEvent,
     Tracking,
     TrackingRecorder,
@@ -36,7 +35,7 @@ from eventsourcing.tests import (
 )  # a module: its abstract cases stay uncollected
 from eventsourcing.utils import Environment
 
-from dealengine import Settings
+from dealengine import Settings, VersionConflict
 from dealengine.domain.corrections import decide_void
 from dealengine.store.application import Store, store_env, views_env
 from dealengine.store.recorders import PostgresStreamingRecorder, SQLiteStreamingRecorder
@@ -478,7 +477,7 @@ def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, positio
     views.write(
         "funnel#1", {"L:L-1": "one"}, {"awareness": (1, None, None)}, Tracking("funnel#1", 9)
     )
-    with pytest.raises(IntegrityError):
+    with pytest.raises(VersionConflict):  # eventsourcing's IntegrityError, as dealengine's
         views.write(
             "funnel#1",
             {"L:L-1": "changed", "L:L-2": "new"},

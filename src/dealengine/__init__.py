@@ -12,8 +12,10 @@ from dealengine.domain.errors import (
     IllegalTransition,
     InvalidDefinition,
     InvalidEvent,
+    StoreError,
     UnknownAggregate,
     UnknownEventType,
+    VersionConflict,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ __all__ = [
     "InvalidEvent",
     "Recorded",
     "Settings",
+    "StoreError",
     "UnknownAggregate",
     "UnknownEventType",
+    "VersionConflict",
 ]

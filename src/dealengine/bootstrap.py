@@ -20,11 +20,13 @@ from dealengine.domain.definitions import (
     load_funnel,
     load_pipelines,
 )
+from dealengine.domain.errors import VersionConflict
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
 from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.store.errors import translated
 from dealengine.views.live import LiveViews
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
 from dealengine.views.worker import Owner
@@ -93,12 +95,19 @@ def _child_stores(settings: Settings) -> Callable[[], Store] | None:
 def _live_views(
     settings: Settings, store: Store, funnel: FunnelDefinition, pipelines: Pipelines
 ) -> LiveViews:
-    def open_tables() -> ViewTables:
-        env = Environment("DealEngineViews", views_env(settings, store.env))
-        recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
-        with tables_lock(settings.database_url):
+    env = Environment("DealEngineViews", views_env(settings, store.env))
+    recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
+
+    def create_tables() -> ViewTables:
+        with tables_lock(settings.database_url), translated("opening the views"):
             factory = InfrastructureFactory.construct(env)
             return cast(ViewTables, factory.tracking_recorder(recorder_class))
+
+    def open_tables() -> ViewTables:
+        try:
+            return create_tables()
+        except VersionConflict:  # SQLite: another process created the tables first: open them
+            return create_tables()
 
     database_url = settings.database_url
     if database_url is None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import structlog
-from eventsourcing.persistence import IntegrityError
 
 from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
 from dealengine.bootstrap import Clock, bootstrap, utc_now
@@ -24,7 +23,12 @@ from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, Deal, opening_ids
 from dealengine.domain.decider import State, decide
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
-from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, InvalidEvent
+from dealengine.domain.errors import (
+    ConcurrencyConflict,
+    DealEngineError,
+    InvalidEvent,
+    VersionConflict,
+)
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
@@ -152,7 +156,7 @@ class Engine:
                     return outcomes
                 try:
                     self.store.append(pending)
-                except IntegrityError:  # another writer appended first: re-read, re-decide
+                except VersionConflict:  # another writer appended first: re-read, re-decide
                     self._cache.discard(touched)
                     self._retries += 1
                 else:
@@ -390,7 +394,7 @@ class Engine:
                     return Recorded([])
                 try:
                     self.store.append([void])
-                except IntegrityError:  # another writer appended first: re-read, re-decide
+                except VersionConflict:  # another writer appended first: re-read, re-decide
                     self._retries += 1
                 else:
                     self._cache.publish({stream: replay([*events, void], self._apply)})

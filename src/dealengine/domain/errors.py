@@ -59,3 +59,17 @@ class ConcurrencyConflict(DealEngineError):
             f"concurrent writers on {', '.join(aggregates)}: "
             f"still conflicting after {attempts} attempts"
         )
+
+
+class StoreError(DealEngineError):
+    """The database failed an operation (unreachable, closed, locked past its timeout); what
+    the operation would have stored, it did not."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation, self.reason = operation, reason
+        super().__init__(f"{operation}: {reason}")
+
+
+class VersionConflict(StoreError):
+    """Another writer stored the same version of a lead or deal (or the same view position)
+    first. The engine re-reads and re-decides; ConcurrencyConflict when that keeps failing."""

@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 import structlog
-from eventsourcing.persistence import PersistenceError
 
-from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
+from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError, UnknownEventType
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
 from dealengine.engine import Engine, Outcome
@@ -231,7 +230,7 @@ def _ingest_batch(
     commands = [cmd for _, cmd in parsed]
     try:
         outcomes = engine.execute_batch(commands)
-    except PersistenceError as e:
+    except StoreError as e:
         # The store refused what the boundary let through: line by line, the culprit is
         # named and the other lines are stored.
         log.warning("ingest.batch_refused", file=source, error=_first_line(e))
@@ -260,7 +259,7 @@ def _ingest_batch(
 def _alone(engine: Engine, command: Command) -> Outcome:
     try:
         return engine.execute_batch([command])[0]
-    except PersistenceError as e:
+    except StoreError as e:
         return InvalidEvent(f"not stored: {_first_line(e)}")
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import cast
 
 from dealengine.domain.deal import Deal
@@ -22,8 +21,8 @@ class States:
 
     def load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
-        events = cast(Iterator[DomainEvent], self.store.app.events.get(stream, lte=version))
-        return replay(list(events), self.evolve)  # voided events left out
+        events = cast(list[DomainEvent], self.store.events(stream, version))
+        return replay(events, self.evolve)  # voided events left out
 
     def lead(self, lead_id: str, as_of: Moment, known_at: Moment, version: int | None) -> Lead:
         return cast(Lead, self.state("lead", lead_id, as_of, known_at, version))

@@ -16,12 +16,12 @@ from urllib.parse import parse_qs, quote, unquote, urlparse, urlunparse
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import get_topic
 
-from dealengine.domain.errors import DealEngineError
+from dealengine.domain.errors import DealEngineError, StoreError
 from dealengine.settings import Settings, default_db
+from dealengine.store.errors import streams_named, translated
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
 from dealengine.store.recorders import (
     Partition,
@@ -171,15 +171,17 @@ def tables_lock(database_url: str | None) -> Iterator[None]:
         )
     except psycopg.Error as e:
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise DealEngineError(
-            f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port or 5432}: {reason}"
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port or 5432}", reason
         ) from e
     with conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (TABLES_LOCK,))
+        with translated("creating dealengine's tables"):
+            conn.execute("SELECT pg_advisory_lock(%s)", (TABLES_LOCK,))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (TABLES_LOCK,))
+            with translated("creating dealengine's tables"):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (TABLES_LOCK,))
 
 
 def views_env(settings: Settings, store: dict[str, str]) -> dict[str, str]:
@@ -197,65 +199,79 @@ def views_env(settings: Settings, store: dict[str, str]) -> dict[str, str]:
 
 
 class Store:
-    """The application plus the two reads the engine needs: one stream, and the whole log."""
+    """The application plus the two reads the engine needs: one stream, and the whole log.
+
+    Every call raises the database's errors as StoreError (a taken version: VersionConflict),
+    naming what it was doing (store/errors.py).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.env = store_env(settings)
-        try:
-            with tables_lock(settings.database_url):
-                self.app = DealEngineApplication(env=self.env)
-        except PersistenceError as e:  # SQLite's bare "unable to open database file"
-            reason = " ".join(str(e).split()) or type(e).__name__
-            raise DealEngineError(f"cannot open the store {store_name(settings)}: {reason}") from e
+        with (
+            tables_lock(settings.database_url),
+            translated(f"cannot open the store {store_name(settings)}"),
+        ):
+            self.app = DealEngineApplication(env=self.env)
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
         if settings.read_only and isinstance(self.recorder, PostgresStreamingRecorder):
             read_only_sessions(self.recorder.datastore)
 
     def events(self, stream_id: str, version: int | None = None) -> list[Any]:
         """The validated events of one stream, oldest first (up to `version`)."""
-        return list(self.app.events.get(stream_id, lte=version))
+        with translated(f"reading {stream_id}"):
+            return list(self.app.events.get(stream_id, lte=version))
 
     def events_of(self, stream_ids: list[str]) -> dict[str, list[Any]]:
         """The validated events of many streams, read together."""
         found: dict[str, list[Any]] = {}
-        for stored in self.recorder.select_streams(stream_ids):
-            found.setdefault(str(stored.originator_id), []).append(
-                self.app.mapper.to_domain_event(stored)
-            )
+        with translated(f"reading {streams_named(stream_ids)}"):
+            for stored in self.recorder.select_streams(stream_ids):
+                found.setdefault(str(stored.originator_id), []).append(
+                    self.app.mapper.to_domain_event(stored)
+                )
         return found
 
     def append(self, events: list[Any]) -> None:
-        """Store events in one transaction; IntegrityError if a version is taken."""
+        """Store events in one transaction; VersionConflict if a version is taken."""
         mapper = cast(PydanticMapper, self.app.mapper)  # store_env's MAPPER_TOPIC
-        self.recorder.insert_events(mapper.to_stored_events(events))
+        streams = streams_named([e.originator_id for e in events])
+        with translated(f"appending {len(events)} events to {streams}"):
+            self.recorder.insert_events(mapper.to_stored_events(events))
 
     def exists(self, stream_id: str) -> bool:
-        return bool(self.app.recorder.select_events(stream_id, limit=1))
+        with translated(f"reading {stream_id}"):
+            return bool(self.app.recorder.select_events(stream_id, limit=1))
 
     def stream(
         self, gt: int = 0, stop: int | None = None, part: Partition | None = None
     ) -> Iterator[Row]:
-        return self.recorder.stream(gt, stop, part)
+        with translated("reading the event log"):
+            yield from self.recorder.stream(gt, stop, part)
 
     def position(self) -> int:
-        return self.app.recorder.max_notification_id() or 0
+        with translated("reading the event log's position"):
+            return self.app.recorder.max_notification_id() or 0
 
     # --- for audits (dealengine.audit) ---
 
     def voided_ids(self, stop: int | None = None) -> set[str]:
         """Ids of the events voided by an `event_voided` event (up to position `stop`)."""
-        return self.recorder.voided_ids(stop)
+        with translated("reading the voided events"):
+            return self.recorder.voided_ids(stop)
 
     def by_stream(self) -> Iterator[StreamRow]:
         """Every stored row, by stream then version, streamed: (id, version, topic, state, pos)."""
-        return self.recorder.by_stream()
+        with translated("reading every stream"):
+            yield from self.recorder.by_stream()
 
     def count(self) -> int:
-        return self.recorder.count()
+        with translated("counting the events"):
+            return self.recorder.count()
 
     def close(self) -> None:
-        self.app.close()
+        with translated(f"closing the store {store_name(self.settings)}"):
+            self.app.close()
 
 
 __all__ = ["AggregateNotFoundError", "DealEngineApplication", "Store", "store_env"]

@@ -18,9 +18,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 import structlog
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import Tracking
 
-from dealengine.domain.errors import DealEngineError
+from dealengine.domain.errors import DealEngineError, VersionConflict
 from dealengine.projections.funnel import FunnelProjection, FunnelState, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView, Stay
 from dealengine.projections.stream import VOIDED, StreamEvent, decode
@@ -233,7 +233,7 @@ class MaterialisedView:
 
     def lag(self) -> Lag:
         view = self.active() or f"{self.name}#0"
-        position = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        position = self.tables.position(view)
         return Lag(view, position, self.source.position())
 
     def catch_up(
@@ -298,7 +298,7 @@ class MaterialisedView:
         if view is None:
             raise DealEngineError(f"no {self.name} view yet: run `dealengine rebuild {self.name}`")
         self.active()  # refuses a view built under another definition
-        position = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        position = self.tables.position(view)
         return self.adapter.read(rows), Lag(view, position, self.source.position())
 
     def _run(
@@ -312,7 +312,7 @@ class MaterialisedView:
     ) -> int:
         """Apply batches until the end of the stream (or `stop()`, between batches), leaving
         out the events voided in `skip`; a void of anything else raises NewCorrection."""
-        start = self.tables.max_tracking_id(view) or 0  # type: ignore[attr-defined]
+        start = self.tables.position(view)
         applied = 0
         events = _marked(decode(self.source.stream(start)), skip)
         while not stop() and (chunk := list(islice(events, batch))):
@@ -322,7 +322,7 @@ class MaterialisedView:
             position = chunk[-1][0].position  # skipped events count as read
             try:
                 self.tables.write(view, entities, counters, Tracking(view, position))
-            except IntegrityError:  # another process applied these events first: carry on after it
+            except VersionConflict:  # another process applied these events first: carry on
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
                 return applied + self._run(view, progress, stop, batch, skip=skip)
             applied += len(chunk)

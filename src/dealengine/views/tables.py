@@ -10,12 +10,14 @@ the new one, never a mix. SQL is written once: `?` placeholders become `%s` on P
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from dealengine.store.errors import translated
 
 Counter = tuple[int, str | None, str | None]  # n, amount, weighted (decimal strings)
 Row = tuple[str, int, str | None, str | None]  # counter key, n, amount, weighted
@@ -32,15 +34,29 @@ TABLES = (
 
 
 class ViewTables:
-    """The view tables' reads and writes, for both the SQLite and the PostgreSQL recorder."""
+    """The view tables' reads and writes, for both the SQLite and the PostgreSQL recorder;
+    database errors come out as StoreError (a position already tracked: VersionConflict)."""
 
     marker = "?"
 
     def _prefix(self) -> str:
         return ""
 
-    def _tx(self, *, commit: bool) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined, no-any-return]
+    @contextmanager
+    def _tx(self, *, commit: bool) -> Iterator[Any]:
+        with (
+            translated("writing the views" if commit else "reading the views"),
+            self._transaction(commit=commit) as c,
+        ):
+            yield c
+
+    def _transaction(self, *, commit: bool) -> Any:
+        return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined]
+
+    def position(self, view: str) -> int:
+        """The last event `view` has applied (0: none yet)."""
+        with translated(f"reading the position of view {view}"):
+            return self.max_tracking_id(view) or 0  # type: ignore[attr-defined]
 
     def _sql(self, statement: str) -> str:
         statement = statement.replace("{p}", self._prefix())

@@ -15,6 +15,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg
 import structlog
 
+from dealengine.store.errors import translated
 from dealengine.views.materialised import MaterialisedView
 
 log = structlog.get_logger("dealengine.views")
@@ -31,15 +32,17 @@ class Owner:
 
     def __init__(self, database_url: str, schema: str) -> None:
         parts = urlparse(database_url)
-        self.conn = psycopg.connect(urlunparse(parts._replace(query="")), autocommit=True)
+        with translated("connecting for the views' owner locks"):
+            self.conn = psycopg.connect(urlunparse(parts._replace(query="")), autocommit=True)
         self.schema = schema
         self.owned: set[str] = set()
 
     def try_take(self, projection: str) -> bool:
         if projection not in self.owned:
-            row = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (lock_key(self.schema, projection),)
-            ).fetchone()
+            with translated(f"taking the {projection} view's owner lock"):
+                row = self.conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (lock_key(self.schema, projection),)
+                ).fetchone()
             if row and row[0]:
                 self.owned.add(projection)
                 log.info("view.owner", projection=projection)
@@ -47,7 +50,10 @@ class Owner:
 
     def release(self, projection: str) -> None:
         if projection in self.owned:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self.schema, projection),))
+            with translated(f"releasing the {projection} view's owner lock"):
+                self.conn.execute(
+                    "SELECT pg_advisory_unlock(%s)", (lock_key(self.schema, projection),)
+                )
             self.owned.discard(projection)
 
     def close(self) -> None:

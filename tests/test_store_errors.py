@@ -1,0 +1,50 @@
+"""The database's errors reach a host as dealengine's own, naming what was being done, never as
+eventsourcing's, sqlite3's or psycopg's."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+
+from dealengine import Engine, Settings, StoreError, VersionConflict
+
+from .conftest import PG_URL
+
+
+def open_deal(engine: Engine) -> None:
+    engine.record("ad_viewed", "L-1", "2026-03-01T10:00:00Z", channel="web", campaign="c")
+    engine.record("lead_qualified", "L-1", "2026-03-02T10:00:00Z", by="sdr")
+    engine.record(
+        "deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="10", owner="o"
+    )
+
+
+def drop_events_table(settings: Settings, engine: Engine) -> None:
+    table = engine.store.recorder.events_table_name
+    if settings.database_url is None:
+        with sqlite3.connect(settings.db) as conn:
+            conn.execute(f"DROP TABLE {table}")
+        return
+    schema = settings.database_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {schema}.{table}")
+
+
+def test_a_failing_database_raises_store_errors_naming_the_operation(
+    settings: Settings, engine: Engine
+) -> None:
+    open_deal(engine)
+    drop_events_table(settings, engine)  # every statement on the events now fails
+    with pytest.raises(
+        StoreError, match=r"^reading deal:D-1: .*(no such table|does not exist)"
+    ) as read:
+        engine.deal("D-1")
+    with pytest.raises(StoreError, match=r"^appending 1 events to deal:D-1: ") as write:
+        engine.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")  # decided on the cached deal
+    with pytest.raises(StoreError, match=r"^reading the event log"):
+        engine.views()
+    for raised in (read.value, write.value):
+        assert not isinstance(raised, VersionConflict)
+        assert raised.__cause__ is not None  # the library's error, kept for a traceback
