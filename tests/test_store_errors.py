@@ -1,9 +1,11 @@
 """The database's errors reach a host as dealengine's own, naming what was being done, never as
-eventsourcing's, sqlite3's or psycopg's."""
+eventsourcing's, sqlite3's or psycopg's; and on SQLite a reader never waits for a writer."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -48,3 +50,30 @@ def test_a_failing_database_raises_store_errors_naming_the_operation(
     for raised in (read.value, write.value):
         assert not isinstance(raised, VersionConflict)
         assert raised.__cause__ is not None  # the library's error, kept for a traceback
+
+
+def test_a_locked_sqlite_store_fails_writes_after_the_timeout_and_never_readers(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(db=str(tmp_path / "store.db"), database_url=None, lock_timeout=1)
+    with Engine(settings) as engine:
+        open_deal(engine)
+        engine.live_funnel()
+        other = sqlite3.connect(settings.db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction, left open
+        try:
+            began = time.monotonic()
+            with pytest.raises(
+                StoreError, match=r"^appending 1 events to deal:D-1: database is locked"
+            ):
+                engine.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")
+            assert 0.9 < time.monotonic() - began < 10  # waited for the lock, as configured
+            assert engine.deal("D-1").stage == "prospecting"  # readers go on (WAL)
+            assert [e.event_type for e in engine.history("D-1")] == ["deal_opened"]
+            assert engine.views()[1].stages[0].open_deals == 1
+            assert engine.live_funnel()[0].leads == 1
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        engine.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")
+        assert engine.deal("D-1").stage == "proposal"

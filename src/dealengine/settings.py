@@ -30,5 +30,9 @@ class Settings(BaseSettings):
     4, once the store holds 50,000 events; 1: always in this process. A child is forked: it
     opens its own connection and touches none of this process's connections or threads (a
     PostgreSQL pool runs threads here)."""
+    lock_timeout: int = Field(default=30, ge=1)
+    """Seconds a SQLite connection waits for the database's write lock (its busy timeout)
+    before the operation fails with StoreError; the views' file too. Readers never wait:
+    both files are in WAL mode."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

@@ -60,7 +60,7 @@ def store_env(settings: Settings) -> dict[str, str]:
         {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": db_name,
-            "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_LOCK_TIMEOUT": str(settings.lock_timeout),
             "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteStreamingRecorder),
         }
     )

@@ -194,6 +194,26 @@ class ViewTables:
 
 
 class SQLiteViewRecorder(ViewTables, SQLiteTrackingRecorder):
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Any]:
+        """A write takes SQLite's write lock first (BEGIN IMMEDIATE), waiting up to the busy
+        timeout. eventsourcing's plain BEGIN would read first (activate() does), and a read
+        transaction that then writes after another connection's commit fails at once with
+        "database is locked" whatever the timeout."""
+        if not commit:
+            with self.datastore.transaction(commit=False) as c:
+                yield c
+            return
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
     def create_table(self) -> None:
         super().create_table()
         self.create_view_tables()
