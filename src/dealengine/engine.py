@@ -15,8 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-import structlog
-
 from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
 from dealengine.bootstrap import Clock, bootstrap, utc_now
 from dealengine.domain.corrections import decide_void
@@ -33,7 +31,7 @@ from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import Moment, TimelineEntry, replay
-from dealengine.logs import quiet_unless_configured
+from dealengine.logs import get_logger
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
@@ -45,9 +43,8 @@ if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
     from dealengine.whatif.result import WhatIf
     from dealengine.whatif.run import ScenarioLike
 
-quiet_unless_configured()
+log = get_logger("dealengine.engine")
 
-log = structlog.get_logger("dealengine.engine")
 MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
 _MISSING: Any = object()  # not in a dict (None is a state: no events)

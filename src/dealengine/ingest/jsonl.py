@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 
 from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError, UnknownEventType
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
 from dealengine.engine import Engine, Outcome
+from dealengine.logs import get_logger
 from dealengine.projections.stream import collector_paused
 
-log = structlog.get_logger("dealengine.ingest")
+log = get_logger("dealengine.ingest")
 
 RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
 Command = Interaction | list[Interaction]  # a line's: a CSV row's interactions are one unit

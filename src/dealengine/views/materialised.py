@@ -17,10 +17,10 @@ from itertools import islice
 from typing import Any, Literal, Protocol
 
 import orjson
-import structlog
 from eventsourcing.persistence import Tracking
 
 from dealengine.domain.errors import DealEngineError, VersionConflict
+from dealengine.logs import get_logger
 from dealengine.projections.funnel import FunnelProjection, FunnelState, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView, Stay
 from dealengine.projections.stream import VOIDED, StreamEvent, decode
@@ -37,7 +37,7 @@ from dealengine.views.counters import (
 )
 from dealengine.views.tables import Counter, ViewTables
 
-log = structlog.get_logger("dealengine.views")
+log = get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")

@@ -13,12 +13,12 @@ from types import FrameType
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
-import structlog
 
+from dealengine.logs import get_logger
 from dealengine.store.errors import translated
 from dealengine.views.materialised import MaterialisedView
 
-log = structlog.get_logger("dealengine.views")
+log = get_logger("dealengine.views")
 
 
 def lock_key(schema: str, projection: str) -> int:

@@ -1,0 +1,57 @@
+"""The package as a host sees it: the host's structlog configuration used and left alone, and
+nothing printed below a warning when nothing configured structlog."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dealengine
+
+PACKAGE = Path(dealengine.__file__).resolve().parent  # the tree under test (src/dealengine)
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter that imports this tree's dealengine."""
+    environ = {"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin", **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120
+    )
+
+
+USE_AN_ENGINE = """
+from dealengine import Engine
+with Engine.in_memory() as engine:
+    engine.record("site_visited", "L-1", "2026-03-01T10:00:00Z", channel="web")
+    engine.live_funnel()  # logs view.batch and view.switched at info
+"""
+
+
+def test_a_host_structlog_configuration_is_used_and_left_alone() -> None:
+    host = (
+        "import structlog\n"
+        "seen = []\n"
+        "def keep(logger, method, event):\n"
+        "    seen.append(event['event'])\n"
+        "    raise structlog.DropEvent\n"
+        "processors = [keep]\n"
+        "structlog.configure(processors=processors)\n"
+        "import dealengine\n" + USE_AN_ENGINE + "\n"
+        "assert structlog.get_config()['processors'] == [keep], structlog.get_config()\n"
+        "assert 'view.batch' in seen, seen\n"
+    )
+    result = run_python(host)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+
+
+def test_without_a_configuration_the_library_prints_only_warnings() -> None:
+    result = run_python(
+        "import structlog\n" + USE_AN_ENGINE + "\nassert not structlog.is_configured()\n"
+        "from dealengine.logs import get_logger\n"
+        "get_logger('dealengine.test').warning('shown', because='a warning')\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "shown" in result.stderr and "view." not in result.stderr
