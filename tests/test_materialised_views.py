@@ -137,11 +137,8 @@ def test_a_changed_definition_is_refused_until_rebuilt(tmp_path: Path) -> None:
         assert counts_of_funnel(before) != counts_of_funnel(after)
 
 
-def test_a_rebuild_switches_atomically_while_queries_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("dealengine.views.materialised.BATCH", 200)
-    store = Settings(db=str(tmp_path / "s.db"), database_url=None)
+def test_a_rebuild_switches_atomically_while_queries_run(tmp_path: Path) -> None:
+    store = Settings(db=str(tmp_path / "s.db"), database_url=None, view_batch=200)
     with Engine(store) as old:
         ingest(old, generate(1500, 5))
         old_view, _ = old.live_funnel()

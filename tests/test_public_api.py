@@ -1,13 +1,18 @@
-"""The package as a host sees it: the host's structlog configuration used and left alone, and
-nothing printed below a warning when nothing configured structlog."""
+"""The package as a host sees it: the host's structlog configuration used and left alone,
+nothing printed below a warning when nothing configured structlog, and settings read only by
+Settings."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import dealengine
+from dealengine import Engine, Settings
 
 PACKAGE = Path(dealengine.__file__).resolve().parent  # the tree under test (src/dealengine)
 
@@ -55,3 +60,20 @@ def test_without_a_configuration_the_library_prints_only_warnings() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert "shown" in result.stderr and "view." not in result.stderr
+
+
+def test_settings_are_read_from_the_environment_by_settings_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in PACKAGE.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"os\.environ|getenv\(", line)
+    ]
+    assert readers == []
+    monkeypatch.setenv("DEALENGINE_VIEW_BATCH", "150")
+    settings = Settings(db=str(tmp_path / "store.db"), database_url=None)
+    assert settings.view_batch == 150
+    with Engine(settings) as engine:
+        assert engine.view("funnel").batch == 150

@@ -126,4 +126,5 @@ def _live_views(
         None if settings.read_only else open_tables,
         owner,
         channel,
+        settings.view_batch,
     )

@@ -13,6 +13,7 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import PipelineProjection, PipelineView
 from dealengine.views.materialised import (
+    BATCH,
     FunnelAdapter,
     Lag,
     MaterialisedView,
@@ -37,6 +38,7 @@ class LiveViews:
         open_tables: Callable[[], ViewTables] | None,
         open_owner: Callable[[], Owner] | None,
         channel: str | None,
+        batch: int = BATCH,
     ) -> None:
         self.funnel_definition = funnel
         self.pipelines = pipelines
@@ -44,6 +46,7 @@ class LiveViews:
         self.open_tables = open_tables
         self.open_owner = open_owner
         self.channel = channel
+        self.batch = batch  # events per transaction (Settings.view_batch)
         self.tables: ViewTables | None = None
         self._views: dict[str, MaterialisedView] = {}
         self._opening = threading.Lock()
@@ -67,7 +70,9 @@ class LiveViews:
                         ]
                     )
                 )
-                self._views[name] = MaterialisedView(name, adapter, self.tables, self.source)
+                self._views[name] = MaterialisedView(
+                    name, adapter, self.tables, self.source, self.batch
+                )
             return self._views[name]
 
     def funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:

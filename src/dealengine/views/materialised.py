@@ -8,7 +8,6 @@ new counters, and write states, counters and the position in one transaction.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ log = get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
-BATCH = int(os.environ.get("DEALENGINE_VIEW_BATCH", "5000"))  # events per transaction
+BATCH = 5000  # events per transaction (Settings.view_batch)
 SEP = "\x1f"
 
 
@@ -214,9 +213,15 @@ class MaterialisedView:
     """One projection's view: catch up, rebuild into a new generation, read, report the lag."""
 
     def __init__(
-        self, name: ProjectionName, adapter: Adapter, tables: ViewTables, source: Source
+        self,
+        name: ProjectionName,
+        adapter: Adapter,
+        tables: ViewTables,
+        source: Source,
+        batch: int = BATCH,
     ) -> None:
         self.name, self.adapter, self.tables, self.source = name, adapter, tables, source
+        self.batch = batch
 
     def active(self) -> str | None:
         found = self.tables.active(self.name)
@@ -306,7 +311,6 @@ class MaterialisedView:
         view: str,
         progress: Callable[[int], None] | None,
         stop: Callable[[], bool] = lambda: False,
-        batch: int = BATCH,
         *,
         skip: set[str],
     ) -> int:
@@ -315,7 +319,7 @@ class MaterialisedView:
         start = self.tables.position(view)
         applied = 0
         events = _marked(decode(self.source.stream(start)), skip)
-        while not stop() and (chunk := list(islice(events, batch))):
+        while not stop() and (chunk := list(islice(events, self.batch))):
             began = time.perf_counter()
             kept = [event for event, keep in chunk if keep]
             entities, counters = self.adapter.process(self.tables, view, kept) if kept else ({}, {})
@@ -324,7 +328,7 @@ class MaterialisedView:
                 self.tables.write(view, entities, counters, Tracking(view, position))
             except VersionConflict:  # another process applied these events first: carry on
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
-                return applied + self._run(view, progress, stop, batch, skip=skip)
+                return applied + self._run(view, progress, stop, skip=skip)
             applied += len(chunk)
             if progress:
                 progress(len(chunk))
