@@ -77,3 +77,16 @@ def test_settings_are_read_from_the_environment_by_settings_only(
     assert settings.view_batch == 150
     with Engine(settings) as engine:
         assert engine.view("funnel").batch == 150
+
+
+def test_eventsourcing_keys_in_the_environment_do_not_reach_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSISTENCE_MODULE", "eventsourcing.popo")
+    monkeypatch.setenv("DEALENGINE_CREATE_TABLE", "n")
+    monkeypatch.setenv("CIPHER_TOPIC", "eventsourcing.cipher:AESCipher")
+    settings = Settings(db=str(tmp_path / "store.db"), database_url=None)
+    with Engine(settings) as engine:
+        engine.record("site_visited", "L-1", "2026-03-01T10:00:00Z", channel="web")
+    with Engine(settings) as again:  # the same SQLite file, not an in-memory POPO store
+        assert again.lead("L-1").version == 1

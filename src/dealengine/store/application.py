@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse, urlunparse
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.postgres import PostgresDatastore
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import Environment, EnvType, get_topic
 
 from dealengine.domain.errors import DealEngineError, StoreError
 from dealengine.settings import Settings, default_db
@@ -36,6 +36,12 @@ TABLES_LOCK = 0x6465616C  # "deal": the advisory lock key for creating dealengin
 
 class DealEngineApplication(Application[str]):
     name = "DealEngine"
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The environment `store_env` made from Settings, nothing from the process environment:
+        there, a host's eventsourcing keys (PERSISTENCE_MODULE, CIPHER_TOPIC, POSTGRES_*, ...)
+        would reconfigure dealengine's store, and DEALENGINE_* keys override any key."""
+        return Environment(name, {**type(self).env, **(env or {})})
 
 
 def store_env(settings: Settings) -> dict[str, str]:
