@@ -1,19 +1,22 @@
 """The package as a host sees it: the host's structlog configuration used and left alone,
-nothing printed below a warning when nothing configured structlog, and settings read only by
-Settings."""
+nothing printed below a warning when nothing configured structlog, settings read only by
+Settings, and types a host's mypy --strict can check (py.typed, shipped in the wheel)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+from hatchling.builders.wheel import WheelBuilder
 
 import dealengine
 from dealengine import Engine, Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(dealengine.__file__).resolve().parent  # the tree under test (src/dealengine)
 
 
@@ -90,3 +93,48 @@ def test_eventsourcing_keys_in_the_environment_do_not_reach_the_store(
         engine.record("site_visited", "L-1", "2026-03-01T10:00:00Z", channel="web")
     with Engine(settings) as again:  # the same SQLite file, not an in-memory POPO store
         assert again.lead("L-1").version == 1
+
+
+def test_the_wheel_ships_py_typed(tmp_path: Path) -> None:
+    wheel = next(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"]))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dealengine/py.typed" in names
+    assert "dealengine/__init__.py" in names
+
+
+HOST = """
+from dealengine import Engine, Settings, StoreError
+
+
+def stage_of(engine: Engine, deal_id: str) -> str:
+    try:
+        return engine.deal(deal_id).stage
+    except StoreError as e:
+        return e.operation
+
+
+def open_engine(path: str) -> Engine:
+    return Engine(Settings(db=path, database_url=None))
+"""
+
+
+def mypy(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """mypy --strict on a host module that finds dealengine as an installed package (not as
+    source), so it reads dealengine's types only if the package has a py.typed marker."""
+    (tmp_path / "host.py").write_text(source)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".mypy"),
+         "host.py"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_a_host_type_checks_with_mypy_strict(tmp_path: Path) -> None:
+    """About 5-10 s: mypy reads dealengine and its dependencies."""
+    assert (PACKAGE / "py.typed").is_file()
+    checked = mypy(tmp_path, HOST)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    wrong = mypy(tmp_path, HOST.replace("-> str:\n    try", "-> int:\n    try"))
+    assert wrong.returncode == 1
+    assert 'Incompatible return value type (got "str", expected "int")' in wrong.stdout
