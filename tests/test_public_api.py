@@ -1,9 +1,11 @@
-"""The package as a host sees it: the host's structlog configuration used and left alone,
-nothing printed below a warning when nothing configured structlog, settings read only by
-Settings, and types a host's mypy --strict can check (py.typed, shipped in the wheel)."""
+"""The package as a host sees it: every public name importable from `dealengine`, a light import
+that configures nothing, the host's structlog configuration used and left alone, settings read
+only by Settings, and types a host's mypy --strict can check (py.typed, shipped in the wheel)."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import pytest
 from hatchling.builders.wheel import WheelBuilder
 
 import dealengine
-from dealengine import Engine, Settings
+from dealengine import DealEngineError, Engine, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(dealengine.__file__).resolve().parent  # the tree under test (src/dealengine)
@@ -26,6 +28,39 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120
     )
+
+
+def test_every_name_in_all_resolves_and_every_error_type_is_exported() -> None:
+    assert dealengine.__all__ == sorted(set(dealengine.__all__))
+    for name in dealengine.__all__:
+        assert getattr(dealengine, name) is not None, name
+    for module in pkgutil.walk_packages([str(PACKAGE)], "dealengine."):
+        importlib.import_module(module.name)
+    errors, todo = set(), [DealEngineError]
+    while todo:
+        cls = todo.pop()
+        errors.add(cls)
+        todo.extend(cls.__subclasses__())
+    ours = {e.__name__ for e in errors if e.__module__.startswith("dealengine.")}
+    assert ours - set(dealengine.__all__) == set()
+    for name in ("Engine", "Settings", "FunnelView", "PipelineView", "WhatIf", "Scenario", "Lead",
+                 "Deal", "Interaction", "Recorded", "load_funnel", "load_pipelines",
+                 "FunnelDefinition", "PipelineDefinition", "StoreError", "ConcurrencyConflict"):  # fmt: skip
+        assert name in dealengine.__all__, name
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        dealengine.Nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_importing_dealengine_is_light_and_configures_nothing() -> None:
+    result = run_python(
+        "import sys, structlog, dealengine\n"
+        "assert not structlog.is_configured(), 'structlog configured on import'\n"
+        "heavy = {'dealengine.engine', 'eventsourcing', 'psycopg', 'pydantic'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "from dealengine import Engine\n"
+        "assert not structlog.is_configured()\n"
+    )
+    assert result.returncode == 0, result.stderr
 
 
 USE_AN_ENGINE = """

@@ -1,9 +1,14 @@
 """dealengine: an event-sourced stage-transition engine for sales funnels and deal pipelines.
 
-`Engine`, `Recorded` and `Settings` are imported on first use, so that `import dealengine`
-(and the CLI's start-up) does not load the store, the event models and PostgreSQL's driver.
+Everything a host uses is importable from here (`__all__`). Importing the package is light and
+configures nothing (not structlog, not logging): the names other than the errors are imported
+from their modules when first used. dealengine logs through structlog as the host configured
+it; until something configures structlog, only its warnings and errors are printed (logs.py).
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from dealengine.domain.errors import (
@@ -14,42 +19,175 @@ from dealengine.domain.errors import (
     InvalidEvent,
     StoreError,
     UnknownAggregate,
+    UnknownEvent,
     UnknownEventType,
     VersionConflict,
 )
 
 if TYPE_CHECKING:
+    from dealengine.audit.verify import Finding, Seal, VerifyReport
+    from dealengine.domain.deal import Deal
+    from dealengine.domain.definitions import (
+        FunnelDefinition,
+        FunnelStep,
+        Moves,
+        PipelineDefinition,
+        Pipelines,
+        Stage,
+        load_funnel,
+        load_pipelines,
+    )
+    from dealengine.domain.events import DomainEvent
+    from dealengine.domain.interaction import Interaction
+    from dealengine.domain.lead import Lead
+    from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine, Recorded
+    from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
+    from dealengine.ingest.mapping import BadCell
+    from dealengine.projections.funnel import (
+        ConversionTime,
+        FunnelBreakdown,
+        FunnelStepView,
+        FunnelView,
+        HistogramBucket,
+    )
+    from dealengine.projections.pipeline import (
+        ClosedView,
+        CycleView,
+        DealStageTimes,
+        ForecastView,
+        Money,
+        Movement,
+        PipelineBreakdown,
+        PipelineChanges,
+        PipelineView,
+        StageStay,
+        StageTime,
+        StageView,
+        StaleDeal,
+    )
     from dealengine.settings import Settings
+    from dealengine.views.materialised import Lag, OutOfDate
+    from dealengine.whatif.result import (
+        AmountChange,
+        CountChange,
+        Diff,
+        RateChange,
+        ScenarioResult,
+        StageChange,
+        StepChange,
+        WhatIf,
+    )
+    from dealengine.whatif.scenario import Scenario
 
-_LAZY = {
-    "Engine": "dealengine.engine",
-    "Recorded": "dealengine.engine",
-    "Settings": "dealengine.settings",
-}
+_MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
+    "dealengine.engine": ("Engine", "Recorded"),
+    "dealengine.settings": ("Settings",),
+    "dealengine.domain.lead": ("Lead",),
+    "dealengine.domain.deal": ("Deal",),
+    "dealengine.domain.interaction": ("Interaction",),
+    "dealengine.domain.events": ("DomainEvent",),
+    "dealengine.domain.definitions": (
+        "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
+        "load_funnel", "load_pipelines",
+    ),
+    "dealengine.projections.funnel": (
+        "ConversionTime", "FunnelBreakdown", "FunnelStepView", "FunnelView", "HistogramBucket",
+    ),
+    "dealengine.projections.pipeline": (
+        "ClosedView", "CycleView", "DealStageTimes", "ForecastView", "Money", "Movement",
+        "PipelineBreakdown", "PipelineChanges", "PipelineView", "StageStay", "StageTime",
+        "StageView", "StaleDeal",
+    ),
+    "dealengine.views.materialised": ("Lag", "OutOfDate"),
+    "dealengine.whatif.result": (
+        "AmountChange", "CountChange", "Diff", "RateChange", "ScenarioResult", "StageChange",
+        "StepChange", "WhatIf",
+    ),
+    "dealengine.whatif.scenario": ("Scenario",),
+    "dealengine.domain.replay": ("TimelineEntry",),
+    "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
+    "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
+    "dealengine.ingest.mapping": ("BadCell",),
+}  # fmt: skip
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    """Import a public name from its module on first use (PEP 562), then keep it here."""
+    module = _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module 'dealengine' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_LAZY[name]), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
+    "AmountChange",
+    "BadCell",
+    "ClosedView",
     "ConcurrencyConflict",
+    "ConversionTime",
+    "CountChange",
+    "CycleView",
+    "Deal",
     "DealEngineError",
+    "DealStageTimes",
+    "Diff",
+    "DomainEvent",
     "Engine",
+    "Finding",
+    "ForecastView",
+    "FunnelBreakdown",
+    "FunnelDefinition",
+    "FunnelStep",
+    "FunnelStepView",
+    "FunnelView",
+    "HistogramBucket",
     "IllegalTransition",
+    "IngestReport",
+    "Interaction",
     "InvalidDefinition",
     "InvalidEvent",
+    "Lag",
+    "Lead",
+    "Money",
+    "Movement",
+    "Moves",
+    "OutOfDate",
+    "PipelineBreakdown",
+    "PipelineChanges",
+    "PipelineDefinition",
+    "PipelineView",
+    "Pipelines",
+    "RateChange",
     "Recorded",
+    "Rejected",
+    "Scenario",
+    "ScenarioResult",
+    "Seal",
     "Settings",
+    "Stage",
+    "StageChange",
+    "StageStay",
+    "StageTime",
+    "StageView",
+    "StaleDeal",
+    "StepChange",
     "StoreError",
+    "TimelineEntry",
     "UnknownAggregate",
+    "UnknownEvent",
     "UnknownEventType",
+    "VerifyReport",
     "VersionConflict",
+    "WhatIf",
+    "ingest_jsonl",
+    "load_funnel",
+    "load_pipelines",
 ]
