@@ -206,3 +206,18 @@ def test_writers_and_readers_share_one_engine(
     calls = sum(w.calls for w in writes)
     assert calls >= WRITERS * ROUNDS * 2
     assert shared.retries <= calls // 100, (shared.retries, calls)
+
+
+def test_a_refused_strict_batch_leaves_nothing_in_the_cache(memory_engine: Engine) -> None:
+    """Given a strict batch whose second command is refused, nothing of it is stored, and the
+    engine's cache does not keep the first command's lead either (a later write to it would
+    otherwise be decided on a lead that does not exist)."""
+    batch = [
+        Interaction("site_visited", "L-9", "2026-03-01T10:00:00Z", {"channel": "web"}),
+        Interaction("lead_qualified", "L-404", "2026-03-01T10:00:00Z", {"by": "sdr"}),
+    ]
+    outcomes = memory_engine.execute_batch(batch, strict=True)
+    assert isinstance(outcomes[-1], Exception)
+    assert memory_engine.execute_batch([], strict=True) == []
+    memory_engine.record("site_visited", "L-9", "2026-03-02T10:00:00Z", channel="web")
+    assert [e.originator_version for e in memory_engine.history("L-9")] == [1]
