@@ -231,7 +231,7 @@ class Store:
     def events_of(self, stream_ids: list[str]) -> dict[str, list[Any]]:
         """The validated events of many streams, read together."""
         found: dict[str, list[Any]] = {}
-        with translated(f"reading {streams_named(stream_ids)}"):
+        with translated(lambda: f"reading {streams_named(stream_ids)}"):
             for stored in self.recorder.select_streams(stream_ids):
                 found.setdefault(str(stored.originator_id), []).append(
                     self.app.mapper.to_domain_event(stored)
@@ -241,8 +241,12 @@ class Store:
     def append(self, events: list[Any]) -> None:
         """Store events in one transaction; VersionConflict if a version is taken."""
         mapper = cast(PydanticMapper, self.app.mapper)  # store_env's MAPPER_TOPIC
-        streams = streams_named([e.originator_id for e in events])
-        with translated(f"appending {len(events)} events to {streams}"):
+
+        def operation() -> str:  # named only on an error: a batch has thousands of events
+            streams = streams_named([e.originator_id for e in events])
+            return f"appending {len(events)} events to {streams}"
+
+        with translated(operation):
             self.recorder.insert_events(mapper.to_stored_events(events))
 
     def exists(self, stream_id: str) -> bool:

@@ -7,7 +7,7 @@ tracked position becomes VersionConflict, anything else StoreError, naming the o
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -24,14 +24,19 @@ def reason(error: BaseException) -> str:
 
 
 @contextmanager
-def translated(operation: str) -> Iterator[None]:
-    """Raise a database error inside as VersionConflict or StoreError naming `operation`."""
+def translated(operation: str | Callable[[], str]) -> Iterator[None]:
+    """Raise a database error inside as VersionConflict or StoreError naming `operation` (a
+    callable: made only when there is an error, for a name that costs something to make)."""
     try:
         yield
     except CONFLICTS as e:
-        raise VersionConflict(operation, reason(e)) from e
+        raise VersionConflict(_name(operation), reason(e)) from e
     except FAILURES as e:
-        raise StoreError(operation, reason(e)) from e
+        raise StoreError(_name(operation), reason(e)) from e
+
+
+def _name(operation: str | Callable[[], str]) -> str:
+    return operation if isinstance(operation, str) else operation()
 
 
 def streams_named(ids: list[str], most: int = 3) -> str:

@@ -12,6 +12,7 @@ from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import PipelineProjection, PipelineView
+from dealengine.store.errors import translated
 from dealengine.views.materialised import (
     BATCH,
     FunnelAdapter,
@@ -97,7 +98,7 @@ class LiveViews:
             raise DealEngineError("following the views needs PostgreSQL")
         owner = self.open_owner()
         try:
-            with stop_on_signals() as stopping:
+            with stop_on_signals() as stopping, translated("following the store"):
                 follow([self.view(n) for n in names], owner, self.channel, stopping, poll)
         finally:
             owner.close()
