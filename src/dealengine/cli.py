@@ -703,7 +703,8 @@ def verify(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Recompute every hash chain; report each event modified, removed, inserted or reordered.
+    """Recompute every hash chain and each event's own hash (HMAC under DEALENGINE_AUDIT_KEY
+    when set); report each event modified, removed, inserted or reordered.
 
     Exit status 1 on any finding. With --seal, also events removed from the end of a stream
     and whole streams deleted since the seal was taken."""
@@ -720,9 +721,15 @@ def verify(
             out().print(str(finding))
         against = f" against {report.seal}" if report.seal else ""
         verdict = "intact" if report.ok else f"{len(report.findings)} findings"
+        if report.ok and report.authenticated:
+            verdict += ", authenticated under the audit key"
+        elif report.ok and report.unchecked:
+            verdict = "links intact, authenticity NOT checked"
         err().print(
             f"verified {report.events} events in {report.streams} streams{against}: {verdict}"
         )
+        for note in report.notes():
+            err().print(f"note: {note}")
     if not report.ok:
         raise typer.Exit(1)
 

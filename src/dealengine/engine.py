@@ -79,6 +79,7 @@ class Engine:
         self.passes = parts.passes
         self._apply = parts.evolve
         self._load = parts.states.load
+        self._key = self.settings.audit_key_bytes()  # the hashes' HMAC key, if any
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
 
     @classmethod
@@ -179,13 +180,14 @@ class Engine:
         now = self.clock()
         pipelines = self.pipelines
         evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
+        key = self._key
 
         def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
             """`cmd`'s events, applied to the working states (their prior states kept in
             `undo`, for a unit), or the error refusing it."""
             used.clear()
             try:
-                events = decide(pipelines, cmd, state, now)
+                events = decide(pipelines, cmd, state, now, key)
             except DealEngineError:
                 doubtful = {s for s in used if s not in fresh and s not in changed}
                 if not doubtful:
@@ -193,7 +195,7 @@ class Engine:
                 for stream in doubtful:
                     work.pop(stream, None)
                     cache.pop(stream, None)
-                events = decide(pipelines, cmd, state, now)
+                events = decide(pipelines, cmd, state, now, key)
             except Exception as e:  # a value the boundary did not foresee: this command alone
                 log.exception("engine.unforeseen", type=cmd.event_type, target=cmd.target)
                 raise InvalidEvent(f"cannot be recorded: {type(e).__name__}: {e}") from e
@@ -367,6 +369,7 @@ class Engine:
             void = decide_void(
                 self.pipelines, self._apply, stream, events, event_id, reason=reason,
                 actor=actor, source=source, idempotency_key=idempotency_key, now=self.clock(),
+                key=self._key,
             )  # fmt: skip
             if void is None:
                 return Recorded([])
@@ -386,8 +389,9 @@ class Engine:
         manifest: Path | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyReport:
-        """Recompute every stream's hash chain, streaming the store; with a `seal` (and its
-        `manifest`), also compare the streams with it (dealengine.audit.verify)."""
+        """Recompute every stream's hash chain and each event's own hash (under the audit key,
+        if set), streaming the store; with a `seal` (and its `manifest`), also compare the
+        streams with it (dealengine.audit.verify)."""
         sealed = Seal.parse(seal) if seal else None
         if manifest is not None and sealed is None:
             raise DealEngineError("a manifest is checked against its seal: give the seal too")
@@ -398,6 +402,7 @@ class Engine:
             seal=sealed,
             manifest=summaries,
             progress=progress,
+            key=self._key,
         )
 
     def seal(
@@ -408,9 +413,11 @@ class Engine:
         per-stream manifest there."""
         position = self.store.position()
         if manifest is None:
-            return verify(self.store.by_stream(), position, progress=progress)
+            return verify(self.store.by_stream(), position, progress=progress, key=self._key)
         with ManifestWriter(manifest) as write:
-            report = verify(self.store.by_stream(), position, progress=progress, on_summary=write)
+            report = verify(
+                self.store.by_stream(), position, progress=progress, on_summary=write, key=self._key
+            )
             assert report.sealed is not None
             write.close(report.sealed)
         return report

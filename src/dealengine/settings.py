@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_path
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,5 +30,14 @@ class Settings(BaseSettings):
     4, once the store holds 50,000 events; 1: always in this process. A child is forked: it
     opens its own connection and touches none of this process's connections or threads (a
     PostgreSQL pool runs threads here)."""
+    audit_key: SecretStr | None = None
+    """The secret the events' hashes and the seal log are made under (HMAC-SHA256): an attacker
+    who rewrites events and recomputes the hashes is caught without it. Keep it outside the
+    database; lost, the stored hashes can no longer be authenticated."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    def audit_key_bytes(self) -> bytes | None:
+        """The audit key as the hashes use it (UTF-8), or None (unset or empty)."""
+        key = self.audit_key.get_secret_value() if self.audit_key is not None else ""
+        return key.encode() or None
