@@ -4,9 +4,9 @@ middle row, DELETE the last row, INSERT a forged row, in the middle or at the en
 versions, in a stream of more than 64 events too, DELETE a whole stream, rewrite an event and
 recompute every hash after it, with and without the audit key). Each is detected and named,
 or, where a mode cannot see it, shown not to be (the limits README's Audit section lists); an
-untouched store verifies clean; a seal taken before a tamper holds before it, not after; a
-store written before own hashes still verifies, and says how many events it could check by the
-chain only."""
+untouched store verifies clean; a seal taken before a tamper holds before it, not after; the
+seal log's own chain shows its entries altered or removed; a store written before own hashes
+still verifies, and says how many events it could check by the chain only."""
 
 from __future__ import annotations
 
@@ -380,6 +380,33 @@ def test_an_own_hash_removed_from_a_changed_last_event_is_named(
     [finding] = verify(settings)
     assert (finding.stream, finding.versions, finding.kind) == (DEAL, "v5", "modified")
     assert "own hash has been removed" in finding.detail
+
+
+def test_the_seal_log_is_a_chain_checked_against_the_store(
+    store: tuple[Settings, str, Path], clock: Clock
+) -> None:
+    """Three seals (the fixture's, then two after appends): all hold; an entry altered, an
+    entry removed from the middle, the store altered after a seal: each named."""
+    settings, first, _ = store
+    seals = [first]
+    for day in (20, 21):
+        with Engine(settings, clock=clock) as engine:
+            engine.record("ad_viewed", "L-3", f"2026-03-{day}T09:00:00Z", channel="social")
+            seals.append(str(engine.seal().sealed))
+    last = seals[-1]
+    clean = report(settings, seals=True, seal=last)
+    assert clean.ok and clean.seals == 3
+    table = Table(settings)
+    Table(settings).delete("lead:L-3", 2)  # the last event: removed after seal #3
+    found = report(settings, seals=True).findings
+    assert [(f.stream, f.kind) for f in found] == [("store", "seal")]
+    assert "seal #3 of the log" in found[0].detail
+    with table.sql() as run:
+        run(f"UPDATE {table.seals} SET sealed_at = ? WHERE number = 1", "2026-01-01T00:00:00Z")
+        run(f"DELETE FROM {table.seals} WHERE number = 2")
+    found = report(settings, seals=True, seal=seals[1]).findings
+    assert named(found) >= {("seal log", "#1", "modified"), ("seal log", "#2", "removed")}
+    assert ("seal log", "", "removed") in named(found)  # the seal kept outside is gone
 
 
 def test_a_forged_row_is_named(store: tuple[Settings, str, Path]) -> None:

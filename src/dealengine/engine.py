@@ -17,14 +17,23 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
+from dealengine.audit.verify import (
+    Finding,
+    ManifestWriter,
+    Seal,
+    SealEntry,
+    VerifyReport,
+    check_seal_log,
+    read_manifest,
+    verify,
+)
 from dealengine.bootstrap import Clock, bootstrap, utc_now
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, Deal, opening_ids
 from dealengine.domain.decider import State, decide
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import ConcurrencyConflict, DealEngineError, InvalidEvent
-from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
+from dealengine.domain.events import EVENT_TYPES, DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import Moment, TimelineEntry, replay
@@ -387,39 +396,66 @@ class Engine:
         *,
         seal: str | None = None,
         manifest: Path | None = None,
+        seals: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyReport:
         """Recompute every stream's hash chain and each event's own hash (under the audit key,
         if set), streaming the store; with a `seal` (and its `manifest`), also compare the
-        streams with it (dealengine.audit.verify)."""
+        streams with it; with `seals`, check the seal log's chain and each of its seals
+        against the store, and that a given `seal` is in it (dealengine.audit.verify)."""
         sealed = Seal.parse(seal) if seal else None
         if manifest is not None and sealed is None:
             raise DealEngineError("a manifest is checked against its seal: give the seal too")
         summaries = read_manifest(manifest, sealed) if manifest and sealed else None
-        return verify(
+        log_findings: list[Finding] = []
+        usable: list[SealEntry] = []
+        unchecked = 0
+        if seals:
+            entries = [SealEntry(*row) for row in self.store.recorder.seal_log()]
+            log_findings, usable, unchecked = check_seal_log(entries, self._key, sealed)
+        report = verify(
             self.store.by_stream(),
             self.store.position(),
             seal=sealed,
             manifest=summaries,
             progress=progress,
             key=self._key,
+            log=usable,
         )
+        report.findings[:0] = log_findings
+        report.unchecked += unchecked
+        if seals:
+            report.seals = len(entries)
+        return report
 
     def seal(
         self, *, manifest: Path | None = None, progress: Callable[[int], None] | None = None
     ) -> VerifyReport:
         """The store's seal at its current position (`report.sealed`; keep it outside the
         system), checking every chain on the way; with `manifest`, also write the seal's
-        per-stream manifest there."""
+        per-stream manifest there. A seal of a store found intact is appended to the seal
+        log (`report.seals`: its number; 0 when it was not)."""
         position = self.store.position()
         if manifest is None:
-            return verify(self.store.by_stream(), position, progress=progress, key=self._key)
-        with ManifestWriter(manifest) as write:
-            report = verify(
-                self.store.by_stream(), position, progress=progress, on_summary=write, key=self._key
-            )
-            assert report.sealed is not None
-            write.close(report.sealed)
+            report = verify(self.store.by_stream(), position, progress=progress, key=self._key)
+        else:
+            with ManifestWriter(manifest) as write:
+                report = verify(
+                    self.store.by_stream(),
+                    position,
+                    progress=progress,
+                    on_summary=write,
+                    key=self._key,
+                )
+                assert report.sealed is not None
+                write.close(report.sealed)
+        assert report.sealed is not None
+        if report.ok:
+            log = self.store.recorder.seal_log()
+            last = SealEntry(*log[-1]) if log else None
+            entry = SealEntry.after(last, report.sealed, format_time(self.clock()), self._key)
+            self.store.recorder.append_seal(entry)
+            report.seals = entry.number
         return report
 
     # --- what-if ---------------------------------------------------------------------------

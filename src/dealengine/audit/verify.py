@@ -24,7 +24,7 @@ hash of the last of them). The seal prints as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from itertools import groupby
@@ -38,6 +38,7 @@ from dealengine.domain.chain import (
     KEYED,
     event_hash,
     is_keyed,
+    record_hash,
     split_own_hash,
     with_own_hash,
 )
@@ -45,6 +46,8 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.store.recorders import StreamRow
 
 SEAL_PREFIX = "dealengine-seal-v1"
+SEAL_LOG_PREFIX = "dealengine-seal-log-v1"
+SEAL_LOG = "seal log"  # the stream name its findings are reported under
 MAX_SWAP_SUSPECTS = 16  # events stored without own hashes with broken links: a swap is
 # looked for among them (pairs) up to this many
 
@@ -109,6 +112,7 @@ class VerifyReport:
     unchecked: int = 0  # events with keyed hashes, verified without the key: not checked
     unkeyed: int = 0  # events with unkeyed own hashes, verified with the key: not authenticated
     keyed: bool = False  # verified with the audit key
+    seals: int = 0  # entries of the seal log checked (verify --seals)
 
     @property
     def ok(self) -> bool:
@@ -146,6 +150,7 @@ class VerifyReport:
             "streams": self.streams,
             "events": self.events,
             "seal": str(self.seal) if self.seal else None,
+            "seals": self.seals,
             "authenticated": self.authenticated,
             "without_own_hash": self.without_own,
             "unchecked": self.unchecked,
@@ -699,24 +704,30 @@ def verify(
     progress: Callable[[int], None] | None = None,
     on_summary: Callable[[Summary], None] | None = None,
     key: bytes | None = None,
+    log: Sequence[SealEntry] = (),
 ) -> VerifyReport:
     """Check every chain in `rows` (the store by stream), and each event's own hash (under the
     audit `key` when its hash is keyed); with `seal`, compare the streams at the seal's
-    position with it (and, with its `manifest`, name each difference). Without a seal,
-    `position` is where the report's own seal (`report.sealed`) is taken."""
+    position with it (and, with its `manifest`, name each difference), and with the seal
+    `log`'s entries, each of their seals. Without a seal, `position` is where the report's
+    own seal (`report.sealed`) is taken."""
     at = seal.position if seal else position
     report = VerifyReport(seal=seal)
     checker = Checker(key)
+    logged = [(entry, _Digest(Seal.parse(entry.seal).position)) for entry in log]
     digest = _Digest(at)
     compare = _Compare(manifest, report.findings) if manifest is not None else None
     for stream, group in streams(rows):
         report.streams += 1
         report.events += len(group)
         intact, s = _scan(stream, group, at, checker)
-        if not intact:
+        if not intact or logged:
             analysis = Checker(key)  # its counts are the scan's, already taken
             links = [analysis.link(stream, v, topic, _bytes(st)) for _, v, topic, st, _ in group]
-            report.findings.extend(_findings(stream, links, analysis))
+            if not intact:
+                report.findings.extend(_findings(stream, links, analysis))
+            for _, past in logged:
+                _add_at(past, stream, links, group)
         if s is not None:
             digest.add(s)
             if on_summary:
@@ -734,7 +745,24 @@ def verify(
     report.sealed = digest.seal()
     if seal and report.sealed != seal and (compare is None or not compare.named):
         report.findings.append(_seal_mismatch(seal, report.sealed))
+    for entry, past in logged:
+        if str(past.seal()) != entry.seal:
+            mismatch = _seal_mismatch(Seal.parse(entry.seal), past.seal())
+            report.findings.append(
+                mismatch._replace(detail=f"seal #{entry.number} of the log {mismatch.detail}")
+            )
+    report.seals = len(log)
     return report
+
+
+def _add_at(digest: _Digest, stream: str, links: list[Link], group: list[StreamRow]) -> None:
+    """Add a stream's summary at the digest's position (the rows at or before it)."""
+    count, head = 0, ""
+    for link, row in zip(links, group, strict=True):
+        if row[4] <= digest.position:
+            count, head = count + 1, link.ident
+    if count:
+        digest.add(Summary(stream, count, head))
 
 
 def _wrong_key(refuted: int) -> Finding:
@@ -835,6 +863,109 @@ class _Compare:
 
     def finish(self) -> None:
         self._deleted_until(None)
+
+
+# --- the seal log ----------------------------------------------------------------------------
+
+
+class SealEntry(NamedTuple):
+    """One entry of the seal log: the seal taken at `sealed_at`, chained to the entry before
+    it by `prev` (its digest; "" for the first). `digest` is the hash rule of domain/chain.py
+    (keyed under DEALENGINE_AUDIT_KEY when there is one) over
+    "dealengine-seal-log-v1\n{number}\n{sealed_at}\n{seal}\n{prev}\n"."""
+
+    number: int
+    sealed_at: str
+    seal: str
+    prev: str
+    digest: str
+
+    @staticmethod
+    def content(number: int, sealed_at: str, seal: str, prev: str) -> bytes:
+        return f"{SEAL_LOG_PREFIX}\n{number}\n{sealed_at}\n{seal}\n{prev}\n".encode()
+
+    @classmethod
+    def after(
+        cls, last: SealEntry | None, seal: Seal, sealed_at: str, key: bytes | None
+    ) -> SealEntry:
+        """The entry that records `seal` after `last` (None: the log's first)."""
+        number, prev = (last.number + 1, last.digest) if last else (1, "")
+        own = record_hash(cls.content(number, sealed_at, str(seal), prev), key)
+        return cls(number, sealed_at, str(seal), prev, own)
+
+
+def check_seal_log(
+    entries: Sequence[SealEntry], key: bytes | None, kept: Seal | None = None
+) -> tuple[list[Finding], list[SealEntry], int]:
+    """The findings of the seal log's own chain (and, given the seal `kept` outside, whether
+    the log still has it), the entries whose seals can be checked against the store, and how
+    many keyed entries could not be checked (no key)."""
+    found: list[Finding] = []
+    usable: list[SealEntry] = []
+    unchecked, keyed_seen = 0, False
+    before: SealEntry | None = None
+    for entry in entries:
+        where, expected = f"#{entry.number}", before.number + 1 if before else 1
+        if entry.number > expected:
+            found.append(
+                Finding(
+                    SEAL_LOG,
+                    f"#{expected}"
+                    if entry.number == expected + 1
+                    else f"#{expected}..#{entry.number - 1}",
+                    "removed",
+                    f"missing from the log ({where} follows #{expected - 1})",
+                )
+            )
+        elif entry.prev != (before.digest if before else ""):
+            found.append(
+                Finding(
+                    SEAL_LOG,
+                    where,
+                    "broken",
+                    f"its prev does not match #{expected - 1}'s digest: #{expected - 1} "
+                    f"modified, or {where} inserted",
+                )
+            )
+        content = SealEntry.content(entry.number, entry.sealed_at, entry.seal, entry.prev)
+        keyed = is_keyed(entry.digest)
+        if keyed and key is None:
+            unchecked += 1
+            fits = True
+        else:
+            fits = record_hash(content, key if keyed else None) == entry.digest
+        if not keyed and keyed_seen and key is not None:
+            found.append(
+                Finding(
+                    SEAL_LOG,
+                    where,
+                    "modified",
+                    "its digest is not keyed, after keyed ones: rewritten without the key",
+                )
+            )
+        keyed_seen = keyed_seen or keyed
+        if fits:
+            try:
+                Seal.parse(entry.seal)
+                usable.append(entry)
+            except DealEngineError:
+                fits = False
+        if not fits:
+            found.append(
+                Finding(SEAL_LOG, where, "modified", "its content no longer matches its digest")
+            )
+        before = entry
+    if kept is not None and str(kept) not in {entry.seal for entry in entries}:
+        found.append(
+            Finding(
+                SEAL_LOG,
+                "",
+                "removed",
+                f"the seal kept outside ({kept}) is not in the log: entries removed, or the "
+                "log rewritten",
+            )
+        )
+    return found, usable, unchecked
 
 
 # --- the manifest ------------------------------------------------------------------------------
