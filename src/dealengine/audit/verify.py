@@ -1,16 +1,19 @@
-"""Tamper evidence: recompute every stream's hash chain; seal the store; check against a seal.
+"""Tamper evidence: check every stream's chain and each event's own hash; seal the store;
+check against a seal, and the seal log.
 
-The chain (dealengine.domain.chain) links each event to the one before it in its stream, so an
-event modified, removed from the middle, inserted or reordered breaks a link, and the finding
-names the stream and the version(s). What a chain cannot show alone: the last event of a
-stream modified or removed, a whole stream deleted, or a chain rewritten from some event on by
-someone who recomputes the hashes (there is no secret key). For those there is the seal: a
-digest over every stream's event count and head hash at a position of the log, printed by
-`dealengine seal` to be kept outside the system. `verify --seal` recomputes the same digest
-from the store's events at or before that position (later events are ordinary appends) and
-reports any difference; with the seal's manifest (`seal --manifest FILE`: one line per
-stream, authenticated by the digest, so it may be kept anywhere) it names each stream that
-differs and how.
+Each event stores its own hash and its predecessor's (dealengine.domain.chain), so an event
+modified anywhere in its stream, the last one included, no longer fits its own hash; one
+removed from the middle, inserted or reordered breaks a link, and the finding names the stream,
+the version(s) and the kind. What the hashes cannot show alone: the last event of a stream
+removed, a whole stream deleted, and, without a key, a stream rewritten from some event on by
+someone who recomputes the hashes (with DEALENGINE_AUDIT_KEY they are HMACs: that is caught).
+For those there is the seal: a digest over every stream's event count and head hash at a
+position of the log, printed by `dealengine seal` to be kept outside the system and appended
+to the seal log in the store. `verify --seal` recomputes the same digest from the store's
+events at or before that position (later events are ordinary appends) and reports any
+difference; with the seal's manifest (`seal --manifest FILE`: one line per stream,
+authenticated by the digest, so it may be kept anywhere) it names each stream that differs
+and how. `verify --seals` checks the seal log's own chain and each of its seals.
 
 Verification streams the store by stream (originator id in code point order, then version)
 and holds one stream at a time: memory does not grow with the store.
@@ -18,8 +21,9 @@ and holds one stream at a time: memory does not grow with the store.
 The seal digest is the SHA-256 of "dealengine-seal-v1\\n{position}\\n" followed, for each
 stream with events at or before the position, in code point order of its id, by
 "{len(id)}:{id} {count} {head}\\n" (count: its events at or before the position; head: the
-hash of the last of them). The seal prints as
-`dealengine-seal-v1:{position}:{streams}:{events}:{digest}`.
+hash of the last of them, as its successor's prev_hash would name it). The seal prints as
+`dealengine-seal-v1:{position}:{streams}:{events}:{digest}`. The seal log's entries:
+`SealEntry`.
 """
 
 from __future__ import annotations
@@ -872,7 +876,7 @@ class SealEntry(NamedTuple):
     """One entry of the seal log: the seal taken at `sealed_at`, chained to the entry before
     it by `prev` (its digest; "" for the first). `digest` is the hash rule of domain/chain.py
     (keyed under DEALENGINE_AUDIT_KEY when there is one) over
-    "dealengine-seal-log-v1\n{number}\n{sealed_at}\n{seal}\n{prev}\n"."""
+    "dealengine-seal-log-v1\\n{number}\\n{sealed_at}\\n{seal}\\n{prev}\\n"."""
 
     number: int
     sealed_at: str
