@@ -128,15 +128,16 @@ class Table:
             )
         return [(v, topic, bytes(state)) for v, topic, state in found]
 
-    def shift(self, stream: str, from_version: int) -> None:
-        """Move the events from `from_version` on one version up (last first: keys stay unique)."""
+    def shift(self, stream: str, from_version: int, by: int = 1) -> None:
+        """Move the events from `from_version` on `by` versions (one by one, in the order that
+        keeps the keys unique)."""
         versions = [v for v, _, _ in self.rows(stream) if v >= from_version]
         with self.sql() as run:
-            for v in reversed(versions):
+            for v in reversed(versions) if by > 0 else versions:
                 run(
                     f"UPDATE {self.name} SET originator_version = ? "
                     "WHERE originator_id = ? AND originator_version = ?",
-                    v + 1,
+                    v + by,
                     stream,
                     v,
                 )
@@ -204,10 +205,15 @@ def test_a_modified_payload_is_named(store: tuple[Settings, str, Path]) -> None:
 
 def test_a_middle_row_deleted_is_named(store: tuple[Settings, str, Path]) -> None:
     settings, seal, manifest = store
-    Table(settings).delete(DEAL, 3)
+    table = Table(settings)
+    table.delete(DEAL, 3)
     assert named(verify(settings)) == {(DEAL, "v3", "removed")}
     after = named(verify(settings, seal, manifest))
     assert (DEAL, "v3", "removed") in after
+    table.shift(DEAL, 4, by=-1)  # the gap closed: v4 and v5 moved down
+    [finding] = verify(settings)
+    assert (finding.stream, finding.versions, finding.kind) == (DEAL, "v3", "removed")
+    assert "v3 was recorded as v4" in finding.detail
 
 
 def test_the_last_row_deleted_is_found_only_against_the_seal(

@@ -52,6 +52,8 @@ from dealengine.store.recorders import StreamRow
 SEAL_PREFIX = "dealengine-seal-v1"
 SEAL_LOG_PREFIX = "dealengine-seal-log-v1"
 SEAL_LOG = "seal log"  # the stream name its findings are reported under
+MAX_RENUMBERED = 64  # events removed before a renumbered one: its recorded version is looked
+# for this far
 MAX_SWAP_SUSPECTS = 16  # events stored without own hashes with broken links: a swap is
 # looked for among them (pairs) up to this many
 
@@ -367,22 +369,18 @@ def _by_links(stream: str, links: list[Link], checker: Checker) -> list[Finding]
         if r in depth:
             continue
         k = links[r]
-        gone = _removed_before(stream, links, r, first != [])
-        if k.ok and k.prev != _UNREADABLE:
-            found.append(gone)
-        elif k.prev == _UNREADABLE:
+        recorded = k.version
+        if k.prev == _UNREADABLE:
             found.append(Finding(stream, f"v{k.version}", "modified", "its JSON is unreadable"))
-        else:
-            found.append(
-                Finding(
-                    stream,
-                    f"v{k.version}",
-                    "broken",
-                    "its prev_hash names no event of the stream and its own hash does not fit: "
-                    "modified, or an event before it removed and the rest renumbered",
-                )
+        elif k.ok:
+            found.append(_removed_before(stream, links, r))
+        else:  # renumbered after a removal? its own hash tells at which version it was recorded
+            recorded = next(
+                (v for v in range(k.version + 1, k.version + 1 + MAX_RENUMBERED) if fits(r, v)),
+                k.version,
             )
-        follow(r, k.version)
+            found.append(_renumbered(stream, links, depth, r, recorded))
+        follow(r, recorded)
     placed = sorted(depth, key=depth.__getitem__)
     found.extend(_reordered(stream, links, placed))
     for i in placed:
@@ -395,23 +393,27 @@ def _by_links(stream: str, links: list[Link], checker: Checker) -> list[Finding]
                     "its content no longer matches its own hash",
                 )
             )
-    for i in sorted(set(range(n)) - depth.keys()) or []:
-        if i not in inserted:
-            inserted.append(i)  # follows an inserted event
+    for i in sorted(set(range(n)) - depth.keys() - set(inserted)):
+        inserted.append(i)  # it follows an inserted event
     for i in sorted(inserted, key=lambda i: links[i].version):
-        k = links[i]
-        after = k.prev and index.get(k.prev)
-        names = f"v{links[after].version}" if isinstance(after, int) else "no event"
         found.append(
-            Finding(
-                stream,
-                f"v{k.version}",
-                "inserted",
-                f"not on the stream's chain: its prev_hash names {names}, "
-                "which another event follows",
-            )
+            Finding(stream, f"v{links[i].version}", "inserted", _intruder(links, index, i))
         )
     return found
+
+
+def _intruder(links: list[Link], index: dict[str, int], i: int) -> str:
+    """Why the event at `i`, off the stream's chain, is taken as inserted."""
+    prev = links[i].prev
+    if prev is None:
+        return "not on the stream's chain: it claims to be the first event, which v1 is"
+    after = index.get(prev)
+    if after is None:
+        return "not on the stream's chain"
+    return (
+        f"not on the stream's chain: its prev_hash names v{links[after].version}, which "
+        "another event follows (or it follows an inserted event)"
+    )
 
 
 def _successor(
@@ -425,7 +427,7 @@ def _successor(
     return min(kids, key=lambda k: (not fits(k, version), k not in children, k))
 
 
-def _removed_before(stream: str, links: list[Link], r: int, has_start: bool) -> Finding:
+def _removed_before(stream: str, links: list[Link], r: int) -> Finding:
     v = links[r].version
     before = links[r - 1].version if r > 0 else 0
     if v > before + 1:
@@ -436,6 +438,30 @@ def _removed_before(stream: str, links: list[Link], r: int, has_start: bool) -> 
         f"v{v}",
         "removed",
         "an event before it is missing (its prev_hash names no event of the stream)",
+    )
+
+
+def _renumbered(
+    stream: str, links: list[Link], depth: dict[int, int], r: int, recorded: int
+) -> Finding:
+    """The event at `r` follows no event of the stream and its own hash does not fit where it
+    is stored: events before it removed and the rest moved down, when its hash fits at the
+    later version `recorded`; otherwise it was modified (or its prev_hash was)."""
+    k = links[r]
+    if recorded == k.version:
+        return Finding(
+            stream,
+            f"v{k.version}",
+            "broken",
+            "its prev_hash names no event of the stream and its own hash does not fit: "
+            "modified, or events before it removed and the rest renumbered",
+        )
+    before = depth.get(r - 1, 0) if r > 0 else 0
+    return Finding(
+        stream,
+        _span(before + 1, recorded - 1),
+        "removed",
+        f"missing, and the events after them moved down (v{k.version} was recorded as v{recorded})",
     )
 
 
