@@ -473,10 +473,15 @@ def test_cli_verify_exits_non_zero_on_any_finding(
     assert "verified 10 events in 3 streams" in clean.stderr and "intact" in clean.stderr
     printed = cli.invoke(app, ["seal"])
     assert printed.exit_code == 0 and printed.stdout.strip() == seal  # nothing changed since
+    assert "seal #2 appended to the seal log" in printed.stderr
+    logged = cli.invoke(app, ["verify", "--seals"])
+    assert logged.exit_code == 0 and "the seal log's 2 seals: intact" in logged.stderr
     Table(settings).delete(DEAL, 5)
     found = cli.invoke(app, ["verify", "--seal", seal, "--manifest", str(manifest)])
     assert found.exit_code == 1
     assert "deal:D-1 v5: removed: missing from the end" in found.stdout
+    logged = cli.invoke(app, ["verify", "--seals"])
+    assert logged.exit_code == 1 and "seal #1 of the log does not match" in logged.stdout
     as_json = cli.invoke(app, ["verify", "--seal", seal, "--format", "json"])
     assert as_json.exit_code == 1 and orjson.loads(as_json.stdout)["ok"] is False
     bad = cli.invoke(app, ["verify", "--seal", "nonsense"])

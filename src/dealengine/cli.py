@@ -727,7 +727,7 @@ def verify(
             out().print(str(finding))
         against = f" against {report.seal}" if report.seal else ""
         if seals:
-            against += f" and {report.seals} seals of the seal log"
+            against += f" and the seal log's {report.seals} seal{'' if report.seals == 1 else 's'}"
         verdict = "intact" if report.ok else f"{len(report.findings)} findings"
         if report.ok and report.authenticated:
             verdict += ", authenticated under the audit key"
