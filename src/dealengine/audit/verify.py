@@ -653,7 +653,8 @@ def _scan(
     for _, version, topic, state, position in group:
         if state.__class__ is not bytes:
             state = _bytes(state)
-        if key is None and state[-75:-66] == _OWN and state[-2:] == b'"}':  # the usual case
+        # the usual case: an unkeyed own hash ending the JSON, `,"hash":"<64 hex>"}`
+        if key is None and state[-75:-66] == _OWN and state[-1] == 125 and state[-2] == 34:
             ident, body = state[-66:-2], state[:-75] + b"}"
             ok = event_hash(stream, version, topic, body).encode() == ident
             own_seen = True
@@ -676,8 +677,15 @@ def _scan(
                     keyed_seen = True
                     ok = event_hash(stream, version, topic, body, key) == own
                     authenticated, refuted = authenticated + ok, refuted + (not ok)
-        if intact and not (ok and version == expected_version and _claims(body, expected_prev)):
-            intact = False
+        if intact:  # does it claim `"prev_hash":"<expected_prev>"` (or null) as written?
+            at_prev = body.find(_KEY) + 12  # 11: not found
+            if expected_prev:
+                end = at_prev + 1 + len(expected_prev)
+                intact = body[at_prev + 1 : end] == expected_prev and at_prev != 11
+                intact = intact and body[at_prev] == 34 and len(body) > end and body[end] == 34
+            else:
+                intact = at_prev != 11 and body[at_prev : at_prev + 5] in _NULLS
+            intact = intact and ok and version == expected_version
         expected_version, expected_prev = version + 1, ident
         if position <= at:
             count, head = count + 1, ident
@@ -687,18 +695,6 @@ def _scan(
     checker.authenticated += authenticated
     checker.refuted += refuted
     return intact, Summary(stream, count, head.decode("latin-1")) if count else None
-
-
-def _claims(body: bytes, prev: bytes) -> bool:
-    """Does the JSON claim `"prev_hash":"<prev>"` (b"": `"prev_hash":null`), as the engine
-    writes it? (False for any other form, which `_prev_hash` then reads in full.)"""
-    at = body.find(_KEY) + 12
-    if at == 11:
-        return False
-    if not prev:
-        return body[at : at + 5] in _NULLS
-    end = at + 1 + len(prev)
-    return body[at + 1 : end] == prev and body[at] == 34 and body[end] == 34  # '"'
 
 
 def _bytes(state: object) -> bytes:
