@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dealengine import Engine, Settings
 from dealengine.audit.states import canonical_json
 from dealengine.cli import app
-from dealengine.domain.chain import event_hash, topic_of
+from dealengine.domain.chain import event_hash, split_own_hash, topic_of
 from dealengine.domain.errors import IllegalTransition, UnknownEvent
 from dealengine.projections.stream import StreamEvent, fold_rows
 from tests.conftest import Clock
@@ -228,17 +228,25 @@ def test_replay_is_deterministic(settings: Settings, clock: Clock, tmp_path: Pat
     assert states[-1].startswith(b'{"amount":"12000","closed_from":null,"currency":"USD"')
 
 
-def test_every_event_carries_its_predecessors_hash(memory_engine: Engine, clock: Clock) -> None:
+def test_every_event_carries_its_predecessors_hash_and_its_own(
+    memory_engine: Engine, clock: Clock
+) -> None:
     e = memory_engine
     e.record("ad_viewed", "L-1", "2026-03-01T09:00:00Z", channel="x")
     e.record("lead_qualified", "L-1", "2026-03-02T09:00:00Z", by="me")
     e.record("deal_opened", "D-1", "2026-03-03T09:00:00Z", lead_id="L-1", amount="1", owner="a")
     previous = None
     for stored in e.store.recorder.select_streams(["lead:L-1"]):
-        assert orjson.loads(stored.state)["prev_hash"] == previous
-        previous = event_hash(
-            stored.originator_id, stored.originator_version, stored.topic, stored.state
+        data = orjson.loads(stored.state)
+        assert data["prev_hash"] == previous and list(data)[-1] == "hash"  # written last
+        body, own = split_own_hash(stored.state)
+        assert body == stored.state.replace(b',"hash":"%s"' % data["hash"].encode(), b"")
+        assert (
+            own
+            == data["hash"]
+            == event_hash(stored.originator_id, stored.originator_version, stored.topic, body)
         )
+        previous = own
     assert e.lead("L-1").head == previous
     [converted] = [ev for ev in e.history("L-1") if ev.event_type == "lead_converted"]
     assert converted.chain_hash() == previous

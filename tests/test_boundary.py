@@ -280,10 +280,10 @@ def test_an_unforeseen_error_deciding_a_line_costs_only_its_line(
 
     decide = module.decide
 
-    def failing(pipelines: Any, cmd: Any, state: Any, now: Any) -> Any:
+    def failing(pipelines: Any, cmd: Any, state: Any, now: Any, key: Any = None) -> Any:
         if cmd.target == "L-2":
             raise ArithmeticError("no such case")
-        return decide(pipelines, cmd, state, now)
+        return decide(pipelines, cmd, state, now, key)
 
     monkeypatch.setattr(module, "decide", failing)
     report = ingest(memory_engine, tmp_path, [touch("L-1"), touch("L-2"), touch("L-3")])

@@ -220,9 +220,11 @@ def test_the_fast_time_format_equals_strftime() -> None:
 
 
 def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clock) -> None:
-    """dump_stored_json (orjson) writes what pydantic's serializer writes, byte for byte."""
+    """dump_stored_json (orjson) writes what pydantic's serializer writes, byte for byte; the
+    stored JSON is that with the event's own hash, over it, written last (domain/chain.py)."""
     from uuid import uuid4
 
+    from dealengine.domain.chain import event_hash, split_own_hash, topic_of
     from dealengine.domain.events import (
         STORED_OUTSIDE_JSON,
         VOID_EVENTS,
@@ -250,6 +252,11 @@ def test_the_fast_stored_json_equals_pydantics(memory_engine: Engine, clock: Clo
         fresh = type(event).model_validate(event.model_dump())  # no stored JSON remembered
         expected = type(event).__pydantic_serializer__.to_json(fresh, exclude=STORED_OUTSIDE_JSON)
         assert dump_stored_json(fresh) == expected
+        own = event_hash(
+            fresh.originator_id, fresh.originator_version, topic_of(type(fresh)), expected
+        )
+        assert fresh.stored_json() == expected[:-1] + b',"hash":"%s"}' % own.encode()
+        assert split_own_hash(fresh.stored_json()) == (expected, own) and fresh.chain_hash() == own
 
 
 def test_the_batch_mapper_equals_the_mapper(memory_engine: Engine, clock: Clock) -> None:

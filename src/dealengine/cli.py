@@ -701,16 +701,23 @@ def verify(
     manifest: Annotated[
         Path | None, typer.Option(help="the seal's manifest (seal --manifest): name each stream")
     ] = None,
+    seals: Annotated[
+        bool,
+        typer.Option(
+            "--seals", help="also check the seal log: its chain and each seal against the store"
+        ),
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Recompute every hash chain; report each event modified, removed, inserted or reordered.
+    """Recompute every hash chain and each event's own hash (HMAC under DEALENGINE_AUDIT_KEY
+    when set); report each event modified, removed, inserted or reordered.
 
-    Exit status 1 on any finding. With --seal, also events removed from the end of a stream
-    and whole streams deleted since the seal was taken."""
+    Exit status 1 on any finding. With --seal or --seals, also events removed from the end of
+    a stream and whole streams deleted since a seal was taken."""
 
     def act(e: Engine) -> Any:
         with _progress(e.store.count(), "verifying", bytes_=False) as advance:
-            return e.verify(seal=seal, manifest=manifest, progress=advance)
+            return e.verify(seal=seal, manifest=manifest, seals=seals, progress=advance)
 
     report = using_engine(act)
     if fmt is Format.json:
@@ -719,10 +726,18 @@ def verify(
         for finding in report.findings:
             out().print(str(finding))
         against = f" against {report.seal}" if report.seal else ""
+        if seals:
+            against += f" and the seal log's {report.seals} seal{'' if report.seals == 1 else 's'}"
         verdict = "intact" if report.ok else f"{len(report.findings)} findings"
+        if report.ok and report.authenticated:
+            verdict += ", authenticated under the audit key"
+        elif report.ok and report.unchecked:
+            verdict = "links intact, authenticity NOT checked"
         err().print(
             f"verified {report.events} events in {report.streams} streams{against}: {verdict}"
         )
+        for note in report.notes():
+            err().print(f"note: {note}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -737,7 +752,8 @@ def seal(
     """Print a digest over every stream's head hash and event count: keep it outside the system.
 
     The chains are checked on the way; findings are reported (exit status 1), the seal is
-    printed all the same."""
+    printed all the same. A seal of an intact store is also appended to the seal log kept in
+    the store (each entry chained to the one before): `verify --seals` checks them all."""
 
     def act(e: Engine) -> Any:
         with _progress(e.store.count(), "sealing", bytes_=False) as advance:
@@ -747,6 +763,10 @@ def seal(
     for finding in report.findings:
         err().print(f"warning: {finding}")
     sys.stdout.write(f"{report.sealed}\n")
+    if report.seals:
+        err().print(f"seal #{report.seals} appended to the seal log")
+    else:
+        err().print("not appended to the seal log: the store has findings")
     if not report.ok:
         raise typer.Exit(1)
 

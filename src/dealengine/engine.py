@@ -15,7 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from dealengine.audit.verify import ManifestWriter, Seal, VerifyReport, read_manifest, verify
+from dealengine.audit.verify import (
+    Finding,
+    ManifestWriter,
+    Seal,
+    SealEntry,
+    VerifyReport,
+    check_seal_log,
+    read_manifest,
+    verify,
+)
 from dealengine.bootstrap import Clock, bootstrap, utc_now
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, Deal, opening_ids
@@ -27,7 +36,7 @@ from dealengine.domain.errors import (
     InvalidEvent,
     VersionConflict,
 )
-from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
+from dealengine.domain.events import EVENT_TYPES, DomainEvent, format_time, originator_id
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import Moment, TimelineEntry, replay
@@ -89,6 +98,7 @@ class Engine:
         # lock on PostgreSQL.) Readers take no lock.
         self._write_lock = threading.Lock()
         self._retries = 0
+        self._key = self.settings.audit_key_bytes()  # the hashes' HMAC key, if any
 
     @classmethod
     def in_memory(cls, **kwargs: Any) -> Engine:
@@ -195,13 +205,14 @@ class Engine:
         now = self.clock()
         pipelines = self.pipelines
         evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
+        key = self._key
 
         def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
             """`cmd`'s events, applied to the working states (their prior states kept in
             `undo`, for a unit), or the error refusing it."""
             used.clear()
             try:
-                events = decide(pipelines, cmd, state, now)
+                events = decide(pipelines, cmd, state, now, key)
             except DealEngineError:
                 doubtful = {s for s in used if s not in fresh and s not in changed}
                 if not doubtful:
@@ -209,7 +220,7 @@ class Engine:
                 for stream in doubtful:
                     work[stream] = load(stream)
                     fresh.add(stream)
-                events = decide(pipelines, cmd, state, now)
+                events = decide(pipelines, cmd, state, now, key)
             except Exception as e:  # a value the boundary did not foresee: this command alone
                 log.exception("engine.unforeseen", type=cmd.event_type, target=cmd.target)
                 raise InvalidEvent(f"cannot be recorded: {type(e).__name__}: {e}") from e
@@ -385,7 +396,7 @@ class Engine:
                 void = decide_void(
                     self.pipelines, self._apply, stream, events, event_id, reason=reason,
                     actor=actor, source=source, idempotency_key=idempotency_key,
-                    now=self.clock(),
+                    now=self.clock(), key=self._key,
                 )  # fmt: skip
                 if void is None:
                     return Recorded([])
@@ -404,35 +415,66 @@ class Engine:
         *,
         seal: str | None = None,
         manifest: Path | None = None,
+        seals: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyReport:
-        """Recompute every stream's hash chain, streaming the store; with a `seal` (and its
-        `manifest`), also compare the streams with it (dealengine.audit.verify)."""
+        """Recompute every stream's hash chain and each event's own hash (under the audit key,
+        if set), streaming the store; with a `seal` (and its `manifest`), also compare the
+        streams with it; with `seals`, check the seal log's chain and each of its seals
+        against the store, and that a given `seal` is in it (dealengine.audit.verify)."""
         sealed = Seal.parse(seal) if seal else None
         if manifest is not None and sealed is None:
             raise DealEngineError("a manifest is checked against its seal: give the seal too")
         summaries = read_manifest(manifest, sealed) if manifest and sealed else None
-        return verify(
+        log_findings: list[Finding] = []
+        usable: list[SealEntry] = []
+        unchecked = 0
+        if seals:
+            entries = [SealEntry(*row) for row in self.store.recorder.seal_log()]
+            log_findings, usable, unchecked = check_seal_log(entries, self._key, sealed)
+        report = verify(
             self.store.by_stream(),
             self.store.position(),
             seal=sealed,
             manifest=summaries,
             progress=progress,
+            key=self._key,
+            log=usable,
         )
+        report.findings[:0] = log_findings
+        report.unchecked += unchecked
+        if seals:
+            report.seals = len(entries)
+        return report
 
     def seal(
         self, *, manifest: Path | None = None, progress: Callable[[int], None] | None = None
     ) -> VerifyReport:
         """The store's seal at its current position (`report.sealed`; keep it outside the
         system), checking every chain on the way; with `manifest`, also write the seal's
-        per-stream manifest there."""
+        per-stream manifest there. A seal of a store found intact is appended to the seal
+        log (`report.seals`: its number; 0 when it was not)."""
         position = self.store.position()
         if manifest is None:
-            return verify(self.store.by_stream(), position, progress=progress)
-        with ManifestWriter(manifest) as write:
-            report = verify(self.store.by_stream(), position, progress=progress, on_summary=write)
-            assert report.sealed is not None
-            write.close(report.sealed)
+            report = verify(self.store.by_stream(), position, progress=progress, key=self._key)
+        else:
+            with ManifestWriter(manifest) as write:
+                report = verify(
+                    self.store.by_stream(),
+                    position,
+                    progress=progress,
+                    on_summary=write,
+                    key=self._key,
+                )
+                assert report.sealed is not None
+                write.close(report.sealed)
+        assert report.sealed is not None
+        if report.ok:
+            log = self.store.recorder.seal_log()
+            last = SealEntry(*log[-1]) if log else None
+            entry = SealEntry.after(last, report.sealed, format_time(self.clock()), self._key)
+            self.store.recorder.append_seal(entry)
+            report.seals = entry.number
         return report
 
     # --- what-if ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_path
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,5 +36,14 @@ class Settings(BaseSettings):
     """Seconds a SQLite connection waits for the database's write lock (its busy timeout)
     before the operation fails with StoreError; the views' file too. Readers never wait:
     both files are in WAL mode."""
+    audit_key: SecretStr | None = None
+    """The secret the events' hashes and the seal log are made under (HMAC-SHA256): an attacker
+    who rewrites events and recomputes the hashes is caught without it. Keep it outside the
+    database; lost, the stored hashes can no longer be authenticated."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    def audit_key_bytes(self) -> bytes | None:
+        """The audit key as the hashes use it (UTF-8), or None (unset or empty)."""
+        key = self.audit_key.get_secret_value() if self.audit_key is not None else ""
+        return key.encode() or None

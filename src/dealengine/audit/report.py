@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from dealengine.audit.states import canonical_json, state_fields
-from dealengine.audit.verify import Finding, Row, check_chain
+from dealengine.audit.verify import Checker, Finding, Row, check_chain
 from dealengine.domain.deal import Deal
 from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import ENVELOPE_FIELDS, EventVoided, format_time
@@ -266,7 +266,7 @@ def _integrity(engine: Engine, streams: list[str]) -> Integrity:
     for stored in _grouped(engine, streams):
         stream, rows = stored
         count += len(rows)
-        findings.extend(check_chain(stream, rows))
+        findings.extend(check_chain(stream, rows, Checker(engine.settings.audit_key_bytes())))
     return Integrity(
         intact=not findings, streams=streams, events=count, findings=[str(f) for f in findings]
     )

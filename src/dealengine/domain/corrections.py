@@ -60,10 +60,11 @@ def decide_void(
     source: str,
     idempotency_key: str | None,
     now: datetime,
+    key: bytes | None = None,
 ) -> EventVoided | None:
     """The `event_voided` that voids `event_id` (an event id, or `vN`: the event at version N)
     in `stream` (whose events are `events`), None when `idempotency_key` was seen before, or a
-    domain error; never both."""
+    domain error; never both. Its hash is made under the audit `key`, if one is given."""
     kind, user_id = split_originator_id(stream)
     state = replay(events, apply)
     if state is None:
@@ -98,7 +99,7 @@ def decide_void(
     cls = LeadEventVoided if kind == "lead" else DealEventVoided
     cmd = InteractionFields("event_voided", user_id, now, {}, actor, source, idempotency_key)
     fields = {"voided_event_id": target.id, "reason": reason}
-    return build(cls, (kind, user_id), state.version + 1, cmd, now, state.head, **fields)
+    return build(cls, (kind, user_id), state.version + 1, cmd, now, state.head, key, **fields)
 
 
 def _names(event_id: str, event: DomainEvent) -> bool:

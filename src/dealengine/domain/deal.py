@@ -115,9 +115,14 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
 
 
 def decide_deal(
-    pipelines: Pipelines, deal: Deal | None, cmd: Interaction, now: datetime
+    pipelines: Pipelines,
+    deal: Deal | None,
+    cmd: Interaction,
+    now: datetime,
+    key: bytes | None = None,
 ) -> list[DomainEvent]:
-    """The events recording `cmd` on an existing deal, or a domain error; never both."""
+    """The events recording `cmd` on an existing deal, or a domain error; never both (`key`:
+    the audit key their hashes are made under, if any)."""
     assert cmd.event_type not in OPENING_TYPES, "openings are decided by decide_opening"
     if deal is None:
         raise UnknownAggregate(f"deal {cmd.target}")
@@ -133,7 +138,7 @@ def decide_deal(
     if cmd.event_type in ("proposal_sent", "deal_won"):
         fields.setdefault("amount", deal.amount)
     version = deal.version + 1
-    event = build(cmd.event_class, ("deal", deal.id), version, cmd, now, deal.head, **fields)
+    event = build(cmd.event_class, ("deal", deal.id), version, cmd, now, deal.head, key, **fields)
     if deal.opened_at is not None and event.occurred_at < deal.opened_at:
         raise IllegalTransition(
             deal.name,
@@ -206,9 +211,15 @@ def opening_ids(cmd: Interaction) -> tuple[str, str | None]:
 
 
 def decide_opening(
-    pipelines: Pipelines, lead: Lead | None, deal: Deal | None, cmd: Interaction, now: datetime
+    pipelines: Pipelines,
+    lead: Lead | None,
+    deal: Deal | None,
+    cmd: Interaction,
+    now: datetime,
+    key: bytes | None = None,
 ) -> list[DomainEvent]:
-    """Open a deal, converting its lead: both events, linked both ways, or a domain error."""
+    """Open a deal, converting its lead: both events, linked both ways, or a domain error
+    (`key`: the audit key their hashes are made under, if any)."""
     deal_id, lead_id = opening_ids(cmd)
     if is_duplicate(deal if cmd.event_type == "deal_opened" else lead, cmd):
         return []
@@ -233,7 +244,7 @@ def decide_opening(
             f"the pipeline's currency {defn.currency}"
         )
     events: list[DomainEvent] = [
-        build(DealOpened, ("deal", deal_id), 1, cmd, now, lead_id=lead_id, **fields)
+        build(DealOpened, ("deal", deal_id), 1, cmd, now, None, key, lead_id=lead_id, **fields)
     ]
     if lead is not None:
         events.append(
@@ -244,6 +255,7 @@ def decide_opening(
                 cmd,
                 now,
                 lead.head,
+                key,
                 deal_id=deal_id,
             )
         )

@@ -25,19 +25,26 @@ Evolve = Callable[[State, DomainEvent], Lead | Deal]
 
 
 def decide(
-    pipelines: Pipelines, cmd: Interaction, state: Callable[[str], State], now: datetime
+    pipelines: Pipelines,
+    cmd: Interaction,
+    state: Callable[[str], State],
+    now: datetime,
+    key: bytes | None = None,
 ) -> list[DomainEvent]:
-    """The events recording `cmd`, or the domain error refusing it."""
+    """The events recording `cmd`, or the domain error refusing it; their hashes are made
+    under the audit `key` if one is given (domain/chain.py)."""
     event_type = cmd.event_type
     if event_type in OPENING_TYPES:
         deal_id, lead_id = opening_ids(cmd)
         lead = state(f"lead:{lead_id}") if lead_id else None  # events.originator_id's form
         deal = state(f"deal:{deal_id}")
-        return decide_opening(pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now)
+        return decide_opening(
+            pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now, key
+        )
     if EVENT_TYPES[event_type].aggregate == "lead":
-        return decide_lead(cast(Lead | None, state(f"lead:{cmd.target}")), cmd, now)
+        return decide_lead(cast(Lead | None, state(f"lead:{cmd.target}")), cmd, now, key)
     deal = cast(Deal | None, state(f"deal:{cmd.target}"))
-    return decide_deal(pipelines, deal, cmd, now)
+    return decide_deal(pipelines, deal, cmd, now, key)
 
 
 def evolver(pipelines: Pipelines) -> Evolvers:

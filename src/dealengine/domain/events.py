@@ -15,7 +15,7 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from dealengine.domain.chain import event_hash, topic_of
+from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
 from dealengine.domain.values import (
     TIME_FORMAT,
     Amount,
@@ -90,15 +90,20 @@ class DomainEvent(BaseModel):
     source: Text
     idempotency_key: Text | None = None
     prev_hash: str | None = None  # hash of the stream's previous event (domain/chain.py)
+    # (its own hash is not a field: it is written after the fields, see domain/chain.py)
 
     def stored_json(self) -> bytes:
-        """The JSON the store holds for this event, serialized once: by `build` for a new event
-        (its hash needs it at decide time, the mapper reuses it), or the bytes read from the
-        store for a stored one (so its hash is the hash of what is stored)."""
+        """The JSON the store holds for this event, its own hash last (domain/chain.py),
+        serialized once: by `build` for a new event (its hash is needed at decide time, the
+        mapper reuses both), or the bytes read from the store for a stored one."""
         cached: bytes | None = self.__dict__.get(STORED_JSON)
         if cached is None:
-            cached = dump_stored_json(self)
-            self.__dict__[STORED_JSON] = cached
+            state = dump_stored_json(self)
+            own = event_hash(
+                self.originator_id, self.originator_version, topic_of(type(self)), state
+            )
+            cached = self.__dict__[STORED_JSON] = with_own_hash(state, own)
+            self.__dict__[CHAIN_HASH] = own
         return cached
 
     def remember_stored_json(self, state: bytes) -> None:
@@ -106,13 +111,15 @@ class DomainEvent(BaseModel):
         self.__dict__[STORED_JSON] = state
 
     def chain_hash(self) -> str:
-        """This event's hash in its stream's chain (the next event's `prev_hash`)."""
+        """This event's hash in its stream's chain (the next event's `prev_hash`): the own hash
+        it stores, or for an event stored without one, the hash of its JSON."""
         cached: str | None = self.__dict__.get(CHAIN_HASH)
         if cached is None:
-            topic = topic_of(type(self))
-            state = self.stored_json()
-            cached = event_hash(self.originator_id, self.originator_version, topic, state)
-            self.__dict__[CHAIN_HASH] = cached
+            state, own = split_own_hash(self.stored_json())
+            if own is None:
+                topic = topic_of(type(self))
+                own = event_hash(self.originator_id, self.originator_version, topic, state)
+            cached = self.__dict__[CHAIN_HASH] = own
         return cached
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from dealengine.domain.chain import event_hash, topic_of
+from dealengine.domain.chain import event_hash, topic_of, with_own_hash
 from dealengine.domain.errors import InvalidEvent, UnknownEventType
 from dealengine.domain.events import (
     CHAIN_HASH,
@@ -115,11 +115,13 @@ def build(
     cmd: InteractionFields,
     recorded_at: datetime,
     prev_hash: str | None = None,
+    key: bytes | None = None,
     /,
     **payload: Any,
 ) -> E:
     """Build and validate one event of `cls` as the next in the stream `kind:id`, chained to
-    the stream's last event by `prev_hash` (its hash: the state's `head`)."""
+    the stream's last event by `prev_hash` (its hash: the state's `head`), its own hash made
+    under `key` if one is given (domain/chain.py)."""
     kind, user_id = kind_id
     stream = f"{kind}:{user_id}"
     # set one by one, in this order: cheaper than update() with a keyword dict
@@ -136,9 +138,11 @@ def build(
         event: E = cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as e:
         raise InvalidEvent(f"{cls.event_type}: {describe(e)}") from e
-    # Serialized once, here: the hash needs the stored bytes now, the mapper reuses them.
+    # Serialized and hashed once, here: the next event's prev_hash needs the hash now, the
+    # mapper stores the JSON with it.
     state = dump_stored_json(event)
+    own = event_hash(stream, version, topic_of(cls), state, key)
     cache = event.__dict__
-    cache[STORED_JSON] = state
-    cache[CHAIN_HASH] = event_hash(stream, version, topic_of(cls), state)
+    cache[STORED_JSON] = with_own_hash(state, own)
+    cache[CHAIN_HASH] = own
     return event

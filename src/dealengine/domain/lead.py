@@ -72,8 +72,11 @@ def check_convertible(lead: Lead, deal_id: str) -> None:
         )
 
 
-def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[DomainEvent]:
-    """The events recording `cmd` on a lead (conversion is decided with the deal, in deal.py)."""
+def decide_lead(
+    lead: Lead | None, cmd: Interaction, now: datetime, key: bytes | None = None
+) -> list[DomainEvent]:
+    """The events recording `cmd` on a lead (conversion is decided with the deal, in deal.py);
+    `key`: the audit key their hashes are made under, if any."""
     assert cmd.event_type != "lead_converted", "conversion is decided by deal.decide_opening"
     if is_duplicate(lead, cmd):
         return []
@@ -87,7 +90,9 @@ def decide_lead(lead: Lead | None, cmd: Interaction, now: datetime) -> list[Doma
         if refusal:
             raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
     head = lead.head if lead is not None else None
-    return [build(cmd.event_class, ("lead", cmd.target), version, cmd, now, head, **cmd.fields)]
+    return [
+        build(cmd.event_class, ("lead", cmd.target), version, cmd, now, head, key, **cmd.fields)
+    ]
 
 
 def lead_refusal(lead: Lead, event_type: str) -> str | None:

@@ -80,6 +80,7 @@ class PydanticMapper(Mapper[str]):
             where = f"{stored_event.originator_id} v{stored_event.originator_version}"
             msg = f"cannot decode {where}: {e}"
             raise MapperDeserialisationError(msg) from e
+        data.pop("hash", None)  # its own hash: not a field (domain/chain.py)
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version
         cls: type[DomainEvent] = resolve_topic(stored_event.topic)

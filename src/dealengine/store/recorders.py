@@ -7,6 +7,8 @@ builds no Notification object per row.
 For audits: `by_stream()` yields every stored event in stream order (originator id in code point
 order, then version) through a streaming cursor, for verification in constant memory; a
 partial index holds only the `event_voided` rows, so `voided_ids()` is one small indexed read.
+The seal log (`dealengine seal`, dealengine.audit.verify) is a table of its own beside the
+events: `dealengine_seals` (number, sealed_at, seal, prev, digest), appended to, never updated.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def _voided(states: Iterator[bytes]) -> set[str]:
 
 FETCH = 5000
 CHUNK = 500  # ids per query when reading many streams at once
+SEALS = "dealengine_seals"
+SealRow = tuple[int, str, str, str, str]  # number, sealed_at, seal, prev, digest
 
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
@@ -47,7 +51,26 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             f"CREATE INDEX IF NOT EXISTS {table}_voids ON {table} (topic) "
             f"WHERE topic IN {_VOID_TOPICS_SQL}",
+            f"CREATE TABLE IF NOT EXISTS {SEALS} (number INTEGER PRIMARY KEY, "
+            "sealed_at TEXT NOT NULL, seal TEXT NOT NULL, prev TEXT NOT NULL, "
+            "digest TEXT NOT NULL)",
         ]
+
+    def append_seal(self, entry: SealRow) -> None:
+        """Add an entry to the seal log (its number taken: an IntegrityError)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"INSERT INTO {SEALS} VALUES (?, ?, ?, ?, ?)", entry)
+
+    def seal_log(self) -> list[SealRow]:
+        """The seal log in number order ([] when there is none yet)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT name FROM sqlite_master WHERE name = '{SEALS}'")
+            if cursor.fetchone() is None:  # a store opened read-only before the log existed
+                return []
+            cursor.execute(f"SELECT * FROM {SEALS} ORDER BY number")
+            return [tuple(row) for row in cursor.fetchall()]
 
     def voided_ids(self, stop: int | None = None) -> set[str]:
         """The ids of the voided events (up to position `stop`): one read of the voids' index."""
@@ -153,6 +176,12 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
                 SQL(", ").join(Literal(t) for t in VOID_TOPICS),
             )
         )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (number bigint PRIMARY KEY, sealed_at text NOT NULL,"
+                " seal text NOT NULL, prev text NOT NULL, digest text NOT NULL)"
+            ).format(self._seals())
+        )
 
         # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
         self.insert_arrays_statement = SQL(
@@ -189,6 +218,26 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
         return SQL("{}.{}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
+
+    def _seals(self) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(SEALS))
+
+    def append_seal(self, entry: SealRow) -> None:
+        """Add an entry to the seal log (its number taken: an IntegrityError)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(self._seals()), entry
+            )
+
+    def seal_log(self) -> list[SealRow]:
+        """The seal log in number order ([] when there is none yet)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.datastore.schema}".{SEALS}',))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return []
+            cur.execute(SQL("SELECT * FROM {} ORDER BY number").format(self._seals()))
+            return [(int(n), str(t), str(s), str(p), str(d)) for n, t, s, p, d in cur.fetchall()]
 
     def voided_ids(self, stop: int | None = None) -> set[str]:
         """The ids of the voided events (up to position `stop`): one read of the voids' index."""
