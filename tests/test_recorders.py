@@ -17,6 +17,7 @@ order, bounds, inclusivity, partitions, atomic batches, empty stores.
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +53,10 @@ class OnSQLite:
     def setUp(self) -> None:
         self.directory = tempfile.TemporaryDirectory()
         self.closers: list[Any] = []
+        self.threads = set(threading.enumerate())
 
     def tearDown(self) -> None:
+        _join_new_threads(self.threads)
         for closer in reversed(self.closers):
             closer.close()
         self.directory.cleanup()
@@ -72,8 +75,10 @@ class OnPostgres:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {self.schema}")
         self.closers: list[Any] = []
+        self.threads = set(threading.enumerate())
 
     def tearDown(self) -> None:
+        _join_new_threads(self.threads)
         for closer in reversed(self.closers):
             closer.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
@@ -82,6 +87,15 @@ class OnPostgres:
     def settings(self) -> Settings:
         sep = "&" if "?" in PG_URL else "?"
         return Settings(database_url=f"{PG_URL}{sep}schema={self.schema}")
+
+
+def _join_new_threads(before: set[threading.Thread]) -> None:
+    """Wait for the threads a test started: the library's concurrency tests stop their
+    readers without joining them, and closing a SQLite connection under a running query
+    crashes the process."""
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:  # a pool's workers are daemons, alive until their pool closes
+            thread.join(timeout=10)
 
 
 class StoreRecorder:
