@@ -295,11 +295,11 @@ class FunnelProjection:
                     k -= 1
                 if k < 0:
                     continue
-            if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
+            if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            entry = times[0] or _entry(times)
+            entry = times[0] or entered_at(times)
             key = (k, period(entry), *[t[1] if (t := by.get(lead)) else UNKNOWN for by in touches])
             if only is not None:
                 combinations = only.combinations
@@ -360,7 +360,7 @@ class FunnelProjection:
             as_of=as_of,
             leads=reached[0] if n else 0,
             excluded_leads=excluded,
-            steps=self._steps(reached),
+            steps=self.step_views(reached),
             by_channel=breakdowns["channel"],
             breakdowns={k: v for k, v in breakdowns.items() if k != "channel"},
             cohorts=self._breakdown(cohorts),
@@ -373,7 +373,8 @@ class FunnelProjection:
     def _breakdown(self, furthest: dict[str, list[int]]) -> dict[str, FunnelBreakdown]:
         """Per group: from how many leads stopped at each step to how many reached it."""
         return {
-            g: FunnelBreakdown(steps=self._steps(_at_least(furthest[g]))) for g in sorted(furthest)
+            g: FunnelBreakdown(steps=self.step_views(_at_least(furthest[g])))
+            for g in sorted(furthest)
         }
 
     def path(
@@ -426,16 +427,16 @@ class FunnelProjection:
         steps = [later_by(s.within_days) if s.within_days is not None else None for s in d.steps]
         return later_by(d.conversion_window_days), steps
 
-    def _excluded(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
+    def excludes(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
         """Whether the lead with this path has an excluded event after its entry (in the
         ordered modes: inside the conversion window of its entry)."""
-        entry = _entry(times)
+        entry = entered_at(times)
         end = None
         if self.definition.mode != "reached":
             end = self._window_ends[0](entry)
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
 
-    def _steps(self, counts: list[int]) -> list[FunnelStepView]:
+    def step_views(self, counts: list[int]) -> list[FunnelStepView]:
         steps = []
         for k, name in enumerate(self.definition.names):
             previous = counts[k - 1] if k else counts[0]
@@ -492,7 +493,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _entry(times: list[str | None]) -> str:
+def entered_at(times: list[str | None]) -> str:
     """When the lead entered: its step-1 time, or its earliest step when it skipped step 1."""
     return times[0] or min(t for t in times if t is not None)
 
@@ -520,7 +521,7 @@ def _at_least(furthest: list[int]) -> list[int]:
 
 
 def _period_memo(cohort: str) -> Callable[[str], str]:
-    """`_period` for one cohort kind, remembered per day (the period depends on the date only)."""
+    """`cohort_of` for one cohort kind, remembered per day (the period depends on the date only)."""
     if cohort == "month":
         return lambda at: at[:7]
     periods: dict[str, str] = {}
@@ -529,20 +530,22 @@ def _period_memo(cohort: str) -> Callable[[str], str]:
         day = at[:10]
         found = periods.get(day)
         if found is None:
-            found = periods[day] = _period(at, cohort)
+            found = periods[day] = cohort_of(at, cohort)
         return found
 
     return period
 
 
-def _period(at: str, cohort: str) -> str:
+def cohort_of(at: str, cohort: str) -> str:
+    """The cohort (a month, `2026-04`, or an ISO week, `2026-W14`) of a lead entered `at`."""
     if cohort == "month":
         return at[:7]
     year, week, _ = _parse(at).isocalendar()
     return f"{year}-W{week:02d}"
 
 
-def _value(touches: dict[str, tuple[str, str]], lead: str) -> str:
+def attributed(touches: dict[str, tuple[str, str]], lead: str) -> str:
+    """The value of a lead's attributed touch (of one field): `unknown` when it has none."""
     touch = touches.get(lead)
     return touch[1] if touch else UNKNOWN
 
