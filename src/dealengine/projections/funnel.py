@@ -16,7 +16,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -25,8 +25,10 @@ from dealengine.domain.events import EVENT_TYPES, format_utc
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
+NO_TOUCH = ("", UNKNOWN)  # (time, value) of a lead without a touch of some field
 LEAD = "lead:"  # a lead's stream id is LEAD + its id
 Keep = Callable[[str], bool]  # whether a lead is selected
+_new = tuple.__new__  # a named tuple made without its slower __new__
 
 
 def in_partition(stream: str, partition: tuple[int, int]) -> bool:
@@ -96,8 +98,7 @@ class FunnelState:
     lead_of_deal: dict[str, str] = field(default_factory=dict)  # deal stream -> lead id
 
 
-@dataclass(slots=True)
-class LeadPath:
+class LeadPath(NamedTuple):
     """One lead's counted path: the furthest step and the time it reached each step."""
 
     furthest: int
@@ -112,6 +113,11 @@ class FunnelTotals:
     combinations: dict[tuple[Any, ...], int]  # (furthest step, cohort, *group values) -> leads
     days: list[list[float]]  # [k]: days from step k to k+1; [steps-1]: first to last step
     excluded: int
+
+    @classmethod
+    def none(cls, steps: int) -> FunnelTotals:
+        """The totals of no leads."""
+        return cls({}, [[] for _ in range(steps)], 0)
 
     def add(self, other: FunnelTotals) -> None:
         """Add the totals of a disjoint set of leads."""
@@ -220,113 +226,42 @@ class FunnelProjection:
         """`[summarise(view, keep) for keep in keeps]` in one pass: a lead's path is worked
         out once for every selection that keeps it. `unsure`: every keep keeps every lead
         outside it (they are asked about the leads in it only)."""
-        d, n = self.definition, self.steps
-        every = [FunnelTotals({}, [[] for _ in range(n)], 0) for _ in keeps]
+        every = [FunnelTotals.none(self.steps) for _ in keeps]
         selective = any(keep is not None for keep in keeps)
         pairs = list(zip(every, keeps, strict=True))
         touches = [view.touches[name] for name in self.fields]
-        period = _period_memo(d.cohort)
-        sequence, excluded_at = view.sequence, view.excluded
-        ordered = self.keep_sequence
-        window_end, step_ends = self._window_ends  # the ordered modes' windows
-        plain_order = d.mode == "ordered" and not any(step_ends)
-        parse = datetime.fromisoformat
-        last_step = n - 1
-        later_steps: list[str | None] = [None] * last_step
-        takers = every
-        only = every[0] if len(every) == 1 and not selective else None  # the common case
+        period = _period_memo(self.definition.cohort)
+        sequence, excluded_at, path = view.sequence, view.excluded, self.path
         # the leads outside `unsure` count for every selection: summed once, added at the end
-        shared = [FunnelTotals({}, [[] for _ in range(n)], 0)] if unsure is not None else every
+        shared = FunnelTotals.none(self.steps)
+        takers = every
         for lead, earliest in view.earliest.items():
             if selective:
                 if unsure is not None and lead not in unsure:
-                    takers = shared
+                    takers = [shared]
                 else:
                     takers = [t for t, keep in pairs if keep is None or keep(lead)]
                     if not takers:
                         continue
-            if ordered:
-                events = sequence.get(lead)
-                if not plain_order:  # strict, or step windows: the general rule
-                    path = self.path(earliest, events)
-                    if path is None:
-                        continue
-                    k, times = path.furthest, path.times
-                elif events is None:  # one event per step: _ordered_path inlined
-                    reached_at = earliest[0]
-                    if reached_at is None:
-                        continue
-                    k, end = 0, window_end(reached_at)
-                    while k < last_step:  # the next step, after the last one (in time order)
-                        next_at = earliest[k + 1]
-                        if next_at is None or next_at < reached_at or next_at > end:
-                            break
-                        k, reached_at = k + 1, next_at
-                    times = [*earliest[: k + 1], *later_steps[k:]]
-                else:  # _ordered_path without step windows, inlined
-                    events = sorted(events)
-                    k = -1
-                    for i, (entry_at, step) in enumerate(events):
-                        if step:
-                            continue
-                        end, furthest, cut = window_end(entry_at), 0, False
-                        tried: list[str | None] = [entry_at]
-                        for at, s in itertools.islice(events, i + 1, None):
-                            if at > end:
-                                cut = True
-                                break
-                            if s == furthest + 1:
-                                tried.append(at)
-                                furthest = s
-                                if s == last_step:
-                                    break
-                        if furthest > k:
-                            k, times = furthest, tried
-                        # an attempt not cut by its window goes at least as far as any later
-                        # one: the later entries' events are a part of its own
-                        if k == last_step or not cut:
-                            break
-                    if k < 0:
-                        continue
-                    times += later_steps[len(times) - 1 :]
-            else:  # reached: the furthest step with a time (_furthest, inlined)
-                k, times = last_step, earliest
-                while k >= 0 and earliest[k] is None:
-                    k -= 1
-                if k < 0:
-                    continue
+            counted = path(earliest, sequence.get(lead))
+            if counted is None:
+                continue
+            k, times = counted
             if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            entry = times[0] or entered_at(times)
-            key = (k, period(entry), *[t[1] if (t := by.get(lead)) else UNKNOWN for by in touches])
-            if only is not None:
-                combinations = only.combinations
-                combinations[key] = combinations.get(key, 0) + 1
-            else:
-                for totals in takers:
-                    totals.combinations[key] = totals.combinations.get(key, 0) + 1
-            if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
-                spans = []
-                first = previous = parse(entry).timestamp() if times[0] is not None else None
-                for a in range(k):
-                    reached = times[a + 1]
-                    current = parse(reached).timestamp() if reached is not None else None
-                    if previous is not None and current is not None:
-                        spans.append((a, (current - previous) / 86400))
-                    previous = current
-                if k == last_step and n > 2 and first is not None and previous is not None:
-                    spans.append((last_step, (previous - first) / 86400))
-                for totals in takers:
-                    between = totals.days
-                    for a, span in spans:
-                        between[a].append(span)
-        if shared is not every:
-            for totals in every:
-                totals.add(shared[0])
-        for totals in every:  # sorted where the leads are (in parallel): see conversion_time
-            for days in totals.days:
+            key = (k, period(entered_at(times)), *[by.get(lead, NO_TOUCH)[1] for by in touches])
+            spans = _days_between(times, k) if k else ()
+            for totals in takers:
+                totals.combinations[key] = totals.combinations.get(key, 0) + 1
+                for a, span in spans:
+                    totals.days[a].append(span)
+        for totals in every:
+            totals.add(shared)
+            for (
+                days
+            ) in totals.days:  # sorted where the leads are (in parallel): see conversion_time
                 days.sort()
         return every
 
@@ -381,28 +316,36 @@ class FunnelProjection:
         self, earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
     ) -> LeadPath | None:
         """The lead's counted path under the definition's mode (None: never entered), from
-        its earliest times and its step events (None: not kept, one event per step)."""
+        its earliest times and its step events (None: not kept, one event per step): the one
+        implementation of the reached, ordered and strict rules."""
         if self.keep_sequence:
-            return self._ordered_path(sorted(sequence or _one_per_step(earliest)))
-        k = _furthest(earliest)
-        return LeadPath(k, list(earliest)) if k >= 0 else None
+            events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
+            return self._ordered_path(events)
+        k = len(earliest) - 1  # reached: the furthest step with a time
+        while k >= 0 and earliest[k] is None:
+            k -= 1
+        return _new(LeadPath, (k, earliest.copy())) if k >= 0 else None
 
     def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
-        """The furthest path over all entries (each step-1 event starts one), steps in order,
-        each within the conversion window of its entry and its own step window."""
-        window_end, step_ends = self._window_ends
+        """The furthest path over all entries (each step-1 event starts one; the earliest of
+        equally far ones), steps in order, each within the conversion window of its entry and
+        its own step window. Without step windows (ordered mode), an attempt its window did
+        not cut goes at least as far as any later one: the later entries' events are a part of
+        its own, so the later attempts are not tried."""
+        window_end, step_ends, strict, last = self._ordered_rule
         best: LeadPath | None = None
-        strict = self.definition.mode == "strict"
         for i, (entry_at, step) in enumerate(events):
-            if step != 0:
+            if step:
                 continue
-            times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
-            k, later = 0, events[i + 1 :]
+            times: list[str | None] = [entry_at] + [None] * last
+            k, cut = 0, False
+            later = itertools.islice(events, i + 1, None) if i + 1 < len(events) else ()
             if later:  # the limits as fixed-width times: the events are compared as strings
                 end = window_end(entry_at)
-                next_by = _limit(entry_at, step_ends, 1)
+                next_by = _limit(entry_at, step_ends, 1) if step_ends else None
             for at, s in later:
                 if at > end:
+                    cut = True
                     break
                 if s == k + 1:
                     if next_by is not None and at > next_by:
@@ -410,14 +353,26 @@ class FunnelProjection:
                             break
                         continue
                     k, times[s] = s, at
-                    if k == self.steps - 1:
+                    if k == last:
                         break
-                    next_by = _limit(at, step_ends, k + 1)
+                    if step_ends:
+                        next_by = _limit(at, step_ends, k + 1)
                 elif strict and s != k:
                     break  # an event of another step in between ends a strict attempt
             if best is None or k > best.furthest:
-                best = LeadPath(k, times)
+                best = _new(LeadPath, (k, times))
+            if k == last or not (cut or strict or step_ends):
+                break
         return best
+
+    @cached_property
+    def _ordered_rule(self) -> tuple[Later, list[Later | None] | None, bool, int]:
+        """For the ordered modes: the end of the conversion window of an entry at a time, of
+        each step's own window (None: no step has one), whether the mode is strict, the last
+        step."""
+        window_end, step_ends = self._window_ends
+        strict = self.definition.mode == "strict"
+        return window_end, step_ends if any(step_ends) else None, strict, self.steps - 1
 
     @cached_property
     def _window_ends(self) -> tuple[Later, list[Later | None]]:
@@ -498,17 +453,31 @@ def entered_at(times: list[str | None]) -> str:
     return times[0] or min(t for t in times if t is not None)
 
 
-def _furthest(earliest: list[str | None]) -> int:
-    """In the reached mode: the furthest step the lead has a time for (-1: none)."""
-    k = len(earliest) - 1
-    while k >= 0 and earliest[k] is None:
-        k -= 1
-    return k
-
-
 def _one_per_step(earliest: list[str | None]) -> list[tuple[str, int]]:
-    """A lead's step events when none of its steps repeats: its earliest times."""
-    return [(at, step) for step, at in enumerate(earliest) if at is not None]
+    """A lead's step events when none of its steps repeats: its earliest times, in order."""
+    events = [(at, step) for step, at in enumerate(earliest) if at is not None]
+    if len(events) > 1:
+        events.sort()
+    return events
+
+
+def _days_between(times: list[str | None], furthest: int) -> list[tuple[int, float]]:
+    """A counted path's days from step a to a+1 (as (a, days)) for each pair it has both
+    times of, and at the last step of a funnel of more than two, from its first step (as
+    (steps - 1, days))."""
+    spans = []
+    parse = datetime.fromisoformat
+    first = previous = parse(times[0]).timestamp() if times[0] is not None else None
+    for a in range(furthest):
+        reached = times[a + 1]
+        current = parse(reached).timestamp() if reached is not None else None
+        if previous is not None and current is not None:
+            spans.append((a, (current - previous) / 86400))
+        previous = current
+    last = len(times) - 1
+    if furthest == last > 1 and first is not None and previous is not None:
+        spans.append((last, (previous - first) / 86400))
+    return spans
 
 
 def _at_least(furthest: list[int]) -> list[int]:
@@ -546,8 +515,7 @@ def cohort_of(at: str, cohort: str) -> str:
 
 def attributed(touches: dict[str, tuple[str, str]], lead: str) -> str:
     """The value of a lead's attributed touch (of one field): `unknown` when it has none."""
-    touch = touches.get(lead)
-    return touch[1] if touch else UNKNOWN
+    return touches.get(lead, NO_TOUCH)[1]
 
 
 def _parse(at: str) -> datetime:
