@@ -16,7 +16,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel
 
@@ -129,6 +129,16 @@ class FunnelTotals:
 
 
 class FunnelProjection:
+    # what `apply` reads of the definition (through the plan `__init__` makes of it): two
+    # definitions alike in these fold the same state, but for the sequences the ordered modes
+    # keep; the mode, the windows, the cohort and the step names are read by the reports
+    FOLDED: ClassVar[dict[str, Any]] = {
+        "steps": {"__all__": {"events"}},
+        "exclusions": True,
+        "attribution": True,
+        "breakdowns": True,
+    }
+
     def __init__(
         self, definition: FunnelDefinition, partition: tuple[int, int] | None = None
     ) -> None:
@@ -158,6 +168,11 @@ class FunnelProjection:
             for name, (step, excluded, touch) in self.plan.items()
             if step is not None or excluded or touch or name == "deal_opened"
         )
+
+    @property
+    def fold_key(self) -> str:
+        """Equal for two funnels whose `apply` builds the same state from the same events."""
+        return self.definition.model_dump_json(include=self.FOLDED)
 
     def initial(self) -> FunnelState:
         state = FunnelState()

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, field_serializer
 
@@ -149,12 +149,26 @@ class Derived(NamedTuple):
 class PipelineProjection:
     """The view of one pipeline: it keeps the deals opened in it and ignores the others."""
 
+    # what `apply` reads of the definition: probabilities, forecast categories, stale limits
+    # and moves are read by the reports (and the stage rules of the aggregate) only
+    FOLDED: ClassVar[dict[str, Any]] = {
+        "name": True,
+        "initial_stage": True,
+        "stages": {"__all__": {"name", "closed"}},
+        "events": True,
+    }
+
     def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
         self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
+
+    @property
+    def fold_key(self) -> tuple[bool, str]:
+        """Equal for two pipelines whose `apply` builds the same state from the same events."""
+        return self.default, self.definition.model_dump_json(include=self.FOLDED)
 
     def initial(self) -> dict[str, DealFacts]:
         return {}

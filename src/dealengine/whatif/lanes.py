@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from dealengine.domain.deal import stage_after
-from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
+from dealengine.domain.definitions import PipelineDefinition, Pipelines
 from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.funnel import (
     LEAD,
@@ -76,37 +76,6 @@ PipelineState = dict[str, DealFacts]
 Piece = tuple[FunnelState, Hashable, LeadKeep | None, set[str] | None]
 
 
-# --- fold keys: what a fold's `apply` reads of its definition -----------------------------------
-
-
-def funnel_fold_key(d: FunnelDefinition) -> Hashable:
-    """Two funnel definitions with the same key fold the same events into the same state,
-    but for the leads' sequences, which only the ordered modes keep (`apply` adds them to the
-    state it builds otherwise): `FunnelProjection.apply` reads the steps' events, the
-    exclusions, the attribution and the touch fields. The mode, the window, the step windows,
-    the cohort period and the step names are read only by the reports (tests/test_whatif.py
-    checks this on generated histories)."""
-    return (
-        tuple(tuple(s.events) for s in d.steps),
-        tuple(sorted(d.exclusions)),
-        d.attribution,
-        tuple(dict.fromkeys(("channel", *d.breakdowns))),
-    )
-
-
-def pipeline_fold_key(d: PipelineDefinition, default: bool) -> Hashable:
-    """Likewise for a pipeline: `PipelineProjection.apply` reads its name, initial stage, which
-    stages are closed and the stage events; probabilities, forecast categories and stale limits
-    are read only by `report()`."""
-    return (
-        d.name,
-        default,
-        d.initial_stage,
-        tuple((s.name, s.closed) for s in d.stages),
-        tuple(sorted(d.events.items())),
-    )
-
-
 # --- lanes ---------------------------------------------------------------------------------------
 
 
@@ -123,7 +92,7 @@ class Lane:
     overlaid: dict[Hashable, tuple[list[Overlay], set[str]]] = field(default_factory=dict)
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
-        key = funnel_fold_key(fold.definition)
+        key = fold.fold_key
         held = self.funnels.get(key)
         if held is None or (fold.keep_sequence and not held[0].keep_sequence):
             # a fold that keeps the sequences (ordered modes) serves the reached mode too
@@ -131,7 +100,7 @@ class Lane:
         return key
 
     def pipeline(self, fold: PipelineProjection) -> Hashable:
-        key = pipeline_fold_key(fold.definition, fold.default)
+        key = fold.fold_key
         if key not in self.pipelines:
             self.pipelines[key] = (fold, fold.initial())
         return key
