@@ -13,7 +13,7 @@ import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, NamedTuple
@@ -82,20 +82,82 @@ class FunnelView(FunnelBreakdown):
     time_to_convert: list[ConversionTime]
 
 
+def kept(per: str, json: str = "", load: Callable[[Any], Any] = lambda x: x) -> dict[str, Any]:
+    """How the funnel's state keeps a field (a dict keyed `per` lead, per touch field then
+    lead, or per deal), and where a lead's part of it is stored (`json`), read back by `load`."""
+    return {"per": per, "json": json, "load": load}
+
+
 @dataclass(slots=True)
 class FunnelState:
     """What the fold keeps per lead: it grows with leads, and with step events only in the
     ordered modes (they need each lead's sequence). A lead's sequence is kept from the first
     time one of its steps repeats: until then its step events are its earliest times, one per
-    step (`_one_per_step`)."""
+    step (`_one_per_step`). A lead's part of every field is copied, stored and read back by
+    `copy_lead`, `dump_lead` and `load_lead`, from the fields' declarations."""
 
-    earliest: dict[str, list[str | None]] = field(default_factory=dict)  # lead -> time per step
-    sequence: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # (time, step)
-    excluded: dict[str, list[str]] = field(default_factory=dict)  # lead -> excluded event times
+    # lead -> its earliest time at each step
+    earliest: dict[str, list[str | None]] = field(default_factory=dict, metadata=kept("lead", "e"))
+    # lead -> its step events, (time, step), once a step repeats
+    sequence: dict[str, list[tuple[str, int]]] = field(
+        default_factory=dict, metadata=kept("lead", "s", lambda events: [tuple(e) for e in events])
+    )
+    # lead -> the times of its excluded events
+    excluded: dict[str, list[str]] = field(default_factory=dict, metadata=kept("lead", "x"))
+    # touch field -> lead -> (time, value) of its attributed touch
     touches: dict[str, dict[str, tuple[str, str]]] = field(
-        default_factory=dict
-    )  # f -> lead -> (t, v)
-    lead_of_deal: dict[str, str] = field(default_factory=dict)  # deal stream -> lead id
+        default_factory=dict, metadata=kept("touch", "t", tuple)
+    )
+    # deal stream -> its lead's id: the deal's, not its lead's (see `Overlay`, `FunnelAdapter`)
+    lead_of_deal: dict[str, str] = field(default_factory=dict, metadata=kept("deal"))
+
+    def copy_lead(self, lead: str, into: FunnelState) -> None:
+        """Copy what this state holds of `lead` into `into` (its deals' links are the deals')."""
+        for name, per, _, _ in _fields_of(self):
+            mine, theirs = getattr(self, name), getattr(into, name)
+            if per == "lead" and lead in mine:
+                theirs[lead] = _copied(mine[lead])
+            elif per == "touch":
+                for touch_field, of_leads in mine.items():
+                    if lead in of_leads:
+                        theirs.setdefault(touch_field, {})[lead] = _copied(of_leads[lead])
+
+    def dump_lead(self, lead: str) -> dict[str, Any]:
+        """What this state holds of `lead`, as JSON (its deals' links are the deals')."""
+        data: dict[str, Any] = {}
+        for name, per, json, _ in _fields_of(self):
+            held = getattr(self, name)
+            if per == "lead" and lead in held:
+                data[json] = held[lead]
+            elif per == "touch":
+                data[json] = {f: of_leads[lead] for f, of_leads in held.items() if lead in of_leads}
+        return data
+
+    def load_lead(self, lead: str, data: dict[str, Any]) -> None:
+        """Read back `dump_lead` (a touch field this state does not keep is left out)."""
+        for name, per, json, load in _fields_of(self):
+            held, value = getattr(self, name), data.get(json)
+            if value is None:
+                continue
+            if per == "lead":
+                held[lead] = load(value)
+            elif per == "touch":
+                for touch_field, touch in value.items():
+                    if touch_field in held:
+                        held[touch_field][lead] = load(touch)
+
+
+def _fields_of(state: FunnelState) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+    """Each field of a funnel state: name, keyed per what, stored as, read back by."""
+    return [
+        (f.name, f.metadata["per"], f.metadata["json"], f.metadata["load"]) for f in fields(state)
+    ]
+
+
+def _copied(value: Any) -> Any:
+    """A value of a lead's state that the fold will not change in the original: a list is
+    copied (its items are times, tuples, never changed in place)."""
+    return value.copy() if isinstance(value, list) else value
 
 
 class LeadPath(NamedTuple):
@@ -162,6 +224,8 @@ class FunnelProjection:
             )
             for name, cls in EVENT_TYPES.items()
         }
+        # what `apply` reads of an event besides its type and stream
+        self.event_fields = ("occurred_at", "lead_id", *self.fields)
         # what the pass hands this fold: deal_opened links a deal to its lead
         self.event_types = frozenset(
             name
@@ -219,6 +283,17 @@ class FunnelProjection:
                     at < seen_touch[0] if self.first_touch else at >= seen_touch[0]
                 ):
                     touches[lead] = (at, str(value))
+
+    def folds_alike(self, recorded: StreamEvent, event: StreamEvent) -> bool:
+        """Whether `apply` reads the same of both events."""
+        if event is recorded:
+            return True
+        a, b = recorded.data, event.data
+        return (
+            recorded.type == event.type
+            and recorded.stream == event.stream
+            and all(a.get(name) == b.get(name) for name in self.event_fields)
+        )
 
     # --- the report: modes, windows, exclusions, breakdowns, cohorts, time to convert ---------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
@@ -125,15 +125,47 @@ class Stay:
 
 @dataclass(slots=True)
 class DealFacts:
+    """What the fold keeps of a deal; `copy`, `dump` and `load` carry every field (a list
+    field holds the dataclass its metadata names, stored as lists of its fields)."""
+
     stage: str
     amount: str  # as stored: a decimal string
     owner: str
     opened_at: str  # fixed-width UTC strings: they order as they sort
     last_at: str
     expected_close_on: str | None
-    stays: list[Stay] = field(default_factory=list)
+    stays: list[Stay] = field(default_factory=list, metadata={"of": Stay})
     closed_at: str | None = None
     lost_reason: str | None = None
+
+    def copy(self) -> DealFacts:
+        """A copy the fold can change without changing this one (the fold changes the stays)."""
+        copied: dict[str, Any] = {
+            f.name: [replace(x) for x in value] if f.metadata.get("of") else value
+            for f, value in _values(self)
+        }
+        return type(self)(**copied)
+
+    def dump(self) -> dict[str, Any]:
+        """The deal's facts as JSON values, field by field."""
+        return {
+            f.name: [[v for _, v in _values(x)] for x in value] if f.metadata.get("of") else value
+            for f, value in _values(self)
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> DealFacts:
+        """Read back `dump`."""
+        loaded: dict[str, Any] = {
+            f.name: [of(*x) for x in data[f.name]] if (of := f.metadata.get("of")) else data[f.name]
+            for f in fields(cls)
+        }
+        return cls(**loaded)
+
+
+def _values(facts: Any) -> list[tuple[Field[Any], Any]]:
+    """Each field of a dataclass instance, with its value."""
+    return [(f, getattr(facts, f.name)) for f in fields(facts)]
 
 
 class Derived(NamedTuple):
