@@ -44,7 +44,7 @@ from dealengine.domain.events import EVENT_TYPES, DomainEvent, format_time, orig
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
-from dealengine.projections.partitioned import Early, split_pass
+from dealengine.projections.partitioned import split_pass
 from dealengine.projections.pipeline import (
     DealStageTimes,
     PipelineChanges,
@@ -504,7 +504,7 @@ class Engine:
         split over processes by lead when the store is large (`Settings.rebuild_processes`)."""
         pipeline_state: list[Any] = []
 
-        def work(part: Partition | None, fold_pass: FoldPass, _: Early) -> FunnelTotals:
+        def work(part: Partition | None, fold_pass: FoldPass) -> FunnelTotals:
             mine = FunnelProjection(funnel.definition, part)
             folds: list[Fold[Any]] = [mine]
             if pipeline is not None and (part is None or part[0] == 0):  # whole, in this process
@@ -516,16 +516,15 @@ class Engine:
         totals = self._over_partitions(work)
         return totals, pipeline_state[0] if pipeline_state else None
 
-    def _over_partitions(self, work: Callable[[Partition | None, FoldPass, Early], T]) -> list[T]:
-        """`work(part, fold_pass, early)` for each partition of the leads, where
-        `fold_pass(folds, as_of)` is `_fold` over that partition's events and `early` hands
-        partition 0 a value before the result: in one process, [work(None, _fold, early)]; on
-        a large store, one partition per process (projections/partitioned.py)."""
+    def _over_partitions(self, work: Callable[[Partition | None, FoldPass], T]) -> list[T]:
+        """`work(part, fold_pass)` for each partition of the leads, where `fold_pass(folds,
+        as_of)` is `_fold` over that partition's events: in one process, [work(None, _fold)];
+        on a large store, one partition per process (projections/partitioned.py)."""
         stop = self.store.position()  # the voids and the stream read at the same point
         skip_ids = self.store.voided_ids(stop)
         processes = self._rebuild_processes(stop)
         if processes == 1:
-            return [work(None, _fold_pass(self.store.stream(0, stop), skip_ids), Early())]
+            return [work(None, _fold_pass(self.store.stream(0, stop), skip_ids))]
         settings = self.settings.model_copy(update={"read_only": True})
 
         def rows_in_child(part: Partition) -> Iterator[Row]:
@@ -535,8 +534,8 @@ class Engine:
             finally:
                 store.close()
 
-        def in_part(part: Partition, rows: Iterable[Row], early: Early) -> T:
-            return work(part, _fold_pass(rows, skip_ids), early)
+        def in_part(part: Partition, rows: Iterable[Row]) -> T:
+            return work(part, _fold_pass(rows, skip_ids))
 
         return split_pass(
             lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part

@@ -28,7 +28,6 @@ from dealengine.projections.funnel import (
     FunnelTotals,
     FunnelView,
 )
-from dealengine.projections.partitioned import Early
 from dealengine.projections.pipeline import (
     DEAL_EVENT_TYPES,
     Derived,
@@ -53,10 +52,10 @@ if TYPE_CHECKING:
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
-# `over_partitions(work)`: work(part, fold_pass, early) in each partition of the leads (see
+# `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
 # Engine._over_partitions), the results in partition order
 OverPartitions = Callable[
-    [Callable[[Partition | None, FoldPass, Early], "PartResult"]], list["PartResult"]
+    [Callable[[Partition | None, FoldPass], "PartResult"]], list["PartResult"]
 ]
 
 
@@ -137,6 +136,11 @@ class Job:
     funnel_key: Hashable = None
     pipeline_key: Hashable = None
 
+    @property
+    def deals(self) -> PipelineState:
+        """The pipeline state the job's pipeline report reads (in this partition)."""
+        return self.lane.pipelines[self.pipeline_key][1]
+
 
 def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) -> Resolved:
     """Load (a path), validate (a mapping) and resolve one scenario against the engine."""
@@ -170,7 +174,8 @@ def run_what_if(
     large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
     over that partition's events (the events the views see, corrections honoured), given every
     lane's folds at once. The funnel reports sum the partitions' totals; each pipeline report
-    is made in one partition (`_pipelines_here`), those of selected leads in partition 0.
+    is made in one partition (`_pipelines_here`), those of selected leads in partition 0 (this
+    process), after the pass, once the selections of every partition have met.
 
     The cyclic collector is paused for the whole run: the states die (by reference counting)
     when it returns, before the collector resumes (see `Engine.views`)."""
@@ -243,19 +248,26 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    parts = over_partitions(
-        lambda part, fold_pass, early: _fold_part(lanes, jobs, part, fold_pass, now, early)
-    )
+    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now))
     reports: dict[Hashable, FunnelView | PipelineView] = {}
+    selections: dict[Hashable, dict[str, bool]] = {}
     for part in parts:
         reports.update(part.pipelines)
+        for key, decided in part.selections.items():
+            selections.setdefault(key, {}).update(decided)
+    derived: dict[Hashable, list[Derived]] = {}
     views = []
     for job in jobs:
-        funnel_key = _funnel_report_key(job)
+        funnel_key, pipeline_key = _funnel_report_key(job), _pipeline_report_key(job)
         if funnel_key not in reports:
             totals = [t for part in parts for t in part.funnels[funnel_key]]
             reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
-        funnel, pipeline = reports[funnel_key], reports[_pipeline_report_key(job)]
+        if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
+            assert job.plan is not None
+            selected = (selections[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
+            deals = parts[0].selected_deals[pipeline_key]
+            reports[pipeline_key] = _pipeline_report(job, deals, now, derived, selected)
+        funnel, pipeline = reports[funnel_key], reports[pipeline_key]
         assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
         views.append(Views(funnel=funnel, pipeline=pipeline))
     base = views[0]
@@ -277,16 +289,18 @@ def run_what_if(
 @dataclass(slots=True)
 class PartResult:
     """What one partition of the leads gives the what-if: per funnel report, the totals of its
-    pieces; the pipeline reports it made."""
+    pieces; the pipeline reports it made; per selection of leads, whether each of its leads'
+    deals is kept; in partition 0, the pipeline states the reports on selected leads read."""
 
     funnels: dict[Hashable, list[FunnelTotals]]
     pipelines: dict[Hashable, PipelineView]
+    selections: dict[Hashable, dict[str, bool]]
+    selected_deals: dict[Hashable, PipelineState]
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     """The jobs whose pipeline report partition `part` makes (the first job of each distinct
-    report); none that selects leads: partition 0 reports on those, once every partition has
-    sent it its selections (`_fold_part`).
+    report); none that selects leads: partition 0 reports on those after the pass.
 
     A partition that reports on a lane's pipeline state folds it over every deal (an overlay:
     the baseline's state too) and derives its deals' facts once for all its reports on that
@@ -410,12 +424,11 @@ def _fold_part(
     part: Partition | None,
     fold_pass: FoldPass,
     now: datetime,
-    early: Early,
 ) -> PartResult:
     """Fold every lane over the events of partition `part` (None: all of them), sum what its
     leads give each distinct funnel report, and report on the pipeline states homed here.
-    The reports on selected leads are made in partition 0, once every partition has sent it
-    (`early`, right after its pass) which of its leads' deals each selection keeps."""
+    Each partition says which of its leads' deals each selection of leads keeps; partition 0
+    keeps the pipeline states the reports on selected leads read (made after the pass)."""
     for lane in lanes:
         for fold, _ in lane.funnels.values():
             fold.partition = part
@@ -434,8 +447,7 @@ def _fold_part(
     fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
     for lane in lanes:
         lane.finish(part)
-    result = PartResult({}, {})
-    selections: dict[Hashable, dict[str, bool]] = {}  # per selection, whether each deal is kept
+    result = PartResult({}, {}, {}, {})
     # the pieces of every report summed by state and definition, each with the leads it
     # selects (or all), in one pass over the state's leads
     Group = tuple[int, str]  # a state (its id) and a definition
@@ -448,7 +460,8 @@ def _fold_part(
         if job.plan is not None and _selection_key(job.plan):
             state = job.lane.funnels[job.funnel_key][1]
             keep = _keep_rule(job.plan, state.touches)
-            selections[_funnel_state_key(job)] = {d: keep(k) for d, k in state.lead_of_deal.items()}
+            kept = {deal: keep(lead) for deal, lead in state.lead_of_deal.items()}
+            result.selections[_funnel_state_key(job)] = kept
             rejectable = _rejectable(job.plan, state.touches)
             pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
         else:
@@ -460,8 +473,6 @@ def _fold_part(
             keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
             keeps.setdefault(chosen, (rule, unsure))
             wanted[funnel_key].append((group, chosen))
-    if selecting:
-        early.send(selections)
     summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
     for at, (funnel, state, keeps) in groups.items():
         rules = [rule for rule, _ in keeps.values()]
@@ -475,23 +486,12 @@ def _fold_part(
     result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
     derived: dict[Hashable, list[Derived]] = {}
     for job in reporting:
-        deals = job.lane.pipelines[job.pipeline_key][1]
-        result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
-    if home and selecting:  # every partition's selections, sent right after its pass
-        kept: dict[Hashable, dict[str, bool]] = {}
-        for sent in early.gather():
-            for key, decided in sent.items():
-                kept.setdefault(key, {}).update(decided)
-        for job in selecting:
-            assert job.plan is not None
-            key = _pipeline_report_key(job)
-            if key not in result.pipelines:
-                deals = job.lane.pipelines[job.pipeline_key][1]
-                selected = (kept[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
-                result.pipelines[key] = _pipeline_report(job, deals, now, derived, selected)
+        result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, job.deals, now, derived)
     del groups, summed, made, derived
     if home:  # free the states in this process while the others finish (a child exits
-        for lane in lanes:  # without freeing them)
+        for job in selecting:  # without freeing them), but those reported on after the pass
+            result.selected_deals[_pipeline_report_key(job)] = job.deals
+        for lane in lanes:
             lane.release()
     return result
 
