@@ -28,16 +28,11 @@ from dealengine.projections.funnel import (
     FunnelTotals,
     FunnelView,
 )
-from dealengine.projections.pipeline import (
-    DEAL_EVENT_TYPES,
-    Derived,
-    PipelineProjection,
-    PipelineView,
-)
+from dealengine.projections.pipeline import Derived, PipelineProjection, PipelineView
 from dealengine.projections.stream import FoldPass, collector_paused
 from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
-from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane, untouched_types
+from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane
 from dealengine.whatif.result import ScenarioResult, Views, WhatIf, diff
 from dealengine.whatif.scenario import (
     Resolved,
@@ -299,76 +294,26 @@ class PartResult:
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
-    """The jobs whose pipeline report partition `part` makes (the first job of each distinct
-    report); none that selects leads: partition 0 reports on those after the pass.
-
-    A partition that reports on a lane's pipeline state folds it over every deal (an overlay:
-    the baseline's state too) and derives its deals' facts once for all its reports on that
-    state; the others feed the lane only their own leads' deals. The reports are placed one
-    by one, the dearest first, each where the load it leaves is least (`_report_needs`,
-    `_REPORT_COST`), partition 0 (which also makes the funnel reports at the end) loaded
-    first with the selections' states and losing ties."""
-    first = {_pipeline_report_key(job): job for job in reversed(jobs)}
-    reports = list(first.values())[::-1]
-    if part is None:
-        return [job for job in reports if not _selection_key(job.plan)]
-    n = part[1]
-    load = [0.0] * n
-    states: list[set[Hashable]] = [set() for _ in range(n)]
-    placed: list[list[Job]] = [[] for _ in range(n)]
-
-    def cost(job: Job, i: int) -> float:
-        _, _, report, send = _REPORT_COST
-        needed = sum(cost for state, cost in _report_needs(job) if state not in states[i])
-        return needed + report + (send if i else 0.0)
-
-    def place(job: Job, i: int) -> None:
-        load[i] += cost(job, i)
-        states[i].update(state for state, _ in _report_needs(job))
-
-    for job in reports:
-        if _selection_key(job.plan):
-            place(job, 0)
-    rest = [job for job in reports if not _selection_key(job.plan)]
-    rest.sort(key=lambda job: -_deal_work(job.lane))  # stable: the dearest lanes first
-    for job in rest:
-        i = min(range(n), key=lambda i: (load[i] + cost(job, i), -i))
-        place(job, i)
-        placed[i].append(job)
-    return placed[part[0]]
+    """The jobs whose pipeline report partition `part` makes: the first job of each distinct
+    report, dealt round the partitions in turn; none that selects leads (partition 0 reports
+    on those after the pass). A partition folds the pipeline states its reports read over
+    every deal; the others feed a lane only their own leads' deals."""
+    first: dict[Hashable, Job] = {}
+    for job in jobs:
+        if not _selection_key(job.plan):
+            first.setdefault(_pipeline_report_key(job), job)
+    reports = list(first.values())
+    return reports if part is None else reports[part[0] :: part[1]]
 
 
-# a report's relative cost (at 1,000,000 events, one unit is about 0.4 s): folding a lane's
-# pipeline over every deal (twice that for a lane of its own stream, three times when its
-# transforms change deals' events), deriving the deals' facts, making one report on them,
-# sending it from a child process to this one
-_REPORT_COST = (1.0, 0.4, 0.5, 0.1)
-
-
-State = tuple[int, Hashable, datetime | None]  # a lane, a pipeline fold key, an as-of
-
-
-def _report_needs(job: Job) -> list[tuple[State, float]]:
-    """The pipeline states a job's report reads, each with its cost where it is not folded
-    yet: its lane's (the fold over every deal and the lane's transforms, the deals' facts
-    derived), and for an overlay the baseline's too (then the lane's costs its transforms)."""
-    fold, derive, _, _ = _REPORT_COST
-    lane, key, work = job.lane, job.pipeline_key, _deal_work(job.lane)
+def _states_read(job: Job) -> list[tuple[int, Hashable]]:
+    """The pipeline states (lane, fold key) a job's report reads: its lane's, and for an
+    overlay the baseline's too."""
+    lane, key = job.lane, job.pipeline_key
     if isinstance(lane, ScenarioLane) and key in lane.deal_overlays:
         assert lane.base is not None
-        return [
-            ((id(lane.base), key, job.as_of), fold + derive),
-            ((id(lane), key, job.as_of), work),
-        ]
-    return [((id(lane), key, job.as_of), fold * (1 + work) + derive)]
-
-
-def _deal_work(lane: Lane) -> int:
-    """How much a lane does per deal event beside the pipeline fold: 2 when its transforms
-    change deals' events, 1 when it has its own stream, else 0."""
-    if not isinstance(lane, ScenarioLane) or lane.plan is None:
-        return 0
-    return 1 if untouched_types(lane.plan) >= DEAL_EVENT_TYPES else 2
+        return [(id(lane), key), (id(lane.base), key)]
+    return [(id(lane), key)]
 
 
 def _pipeline_report(
@@ -433,7 +378,7 @@ def _fold_part(
         for fold, _ in lane.funnels.values():
             fold.partition = part
     reporting = _pipelines_here(jobs, part)
-    here = {state[:2] for job in reporting for state, _ in _report_needs(job)}
+    here = {state for job in reporting for state in _states_read(job)}
     home = part is None or part[0] == 0  # partition 0, in this process
     selecting = [job for job in jobs if _selection_key(job.plan)]
     if home:
