@@ -10,8 +10,7 @@ shared by all lanes).
 A scenario lane's funnels and pipelines are overlays on the baseline lane's states when the two
 share an as-of (whatif/overlay.py): only the leads and deals the scenario changes are folded
 again (a scenario that scales amounts folds its pipeline whole). Event types a scenario never
-changes skip its transforms; a lane whose overlays would find no recorded event changed is not
-fed at all. The transforms (filters, `drop`, `scale_amounts`,
+changes skip its transforms. The transforms (filters, `drop`, `scale_amounts`,
 `shift`, `lost_after_days`) are here too.
 """
 
@@ -273,15 +272,6 @@ class ScenarioLane(Lane):
                     same(event)
 
         funnels = [o for o in overlays if isinstance(o, Overlay)]
-        read_as_is = untouched
-        if len(funnels) == len(overlays):  # only funnels: do they read the amounts it scales?
-            amounts = any("amount" in overlay.fold.fields for overlay in funnels)
-            read_as_is = untouched_types(self.plan, amounts=amounts)
-        if not held and read_as_is >= EVENT_TYPES.keys():
-            # only overlays, and every recorded event as the base has it (as far as they read
-            # it): nothing differs before the scenario's own events, fed after the pass
-            # (`finish`), which copy from the base's final states
-            return []
         folds: list[tuple[Apply, set[str]]] = [
             (feed, types - untouched),
             (as_recorded, recorded_as_is & untouched),
@@ -405,16 +395,15 @@ def _scenario_feed(
     return feed, flush
 
 
-def untouched_types(plan: Resolved, *, amounts: bool = True) -> frozenset[str]:
-    """The event types whose events the scenario's filters and transforms leave as recorded
-    (`amounts=False`: but for their amounts, for a reader that does not read them)."""
+def untouched_types(plan: Resolved) -> frozenset[str]:
+    """The event types whose events the scenario's filters and transforms leave as recorded."""
     f, t = plan.scenario.filter, plan.scenario.transform
     if f.start or f.end:
         return frozenset()
     changed = set(t.drop)
     if _deal_rule(plan) is not None or t.lost_after_days:
         changed |= DEAL_EVENT_TYPES
-    if t.scale_amounts is not None and amounts:
+    if t.scale_amounts is not None:
         changed |= {name for name, cls in EVENT_TYPES.items() if "amount" in cls.model_fields}
     for shift in t.shift:
         changed |= DEAL_EVENT_TYPES if shift.stage is not None else set(_shifted(plan, shift))
