@@ -402,67 +402,60 @@ class FunnelProjection:
             for g in sorted(furthest)
         }
 
-    def path(
-        self, earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
-    ) -> LeadPath | None:
-        """The lead's counted path under the definition's mode (None: never entered), from
-        its earliest times and its step events (None: not kept, one event per step): the one
-        implementation of the reached, ordered and strict rules."""
-        if self.keep_sequence:
-            events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
-            return self._ordered_path(events)
-        k = len(earliest) - 1  # reached: the furthest step with a time
-        while k >= 0 and earliest[k] is None:
-            k -= 1
-        return _new(LeadPath, (k, earliest.copy())) if k >= 0 else None
-
-    def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
-        """The furthest path over all entries (each step-1 event starts one; the earliest of
-        equally far ones), steps in order, each within the conversion window of its entry and
-        its own step window. Without step windows (ordered mode), an attempt its window did
-        not cut goes at least as far as any later one: the later entries' events are a part of
-        its own, so the later attempts are not tried."""
-        window_end, step_ends, strict, last = self._ordered_rule
-        best: LeadPath | None = None
-        for i, (entry_at, step) in enumerate(events):
-            if step:
-                continue
-            times: list[str | None] = [entry_at] + [None] * last
-            k, cut = 0, False
-            later = itertools.islice(events, i + 1, None) if i + 1 < len(events) else ()
-            if later:  # the limits as fixed-width times: the events are compared as strings
-                end = window_end(entry_at)
-                next_by = _limit(entry_at, step_ends, 1) if step_ends else None
-            for at, s in later:
-                if at > end:
-                    cut = True
-                    break
-                if s == k + 1:
-                    if next_by is not None and at > next_by:
-                        if strict:
-                            break
-                        continue
-                    k, times[s] = s, at
-                    if k == last:
-                        break
-                    if step_ends:
-                        next_by = _limit(at, step_ends, k + 1)
-                elif strict and s != k:
-                    break  # an event of another step in between ends a strict attempt
-            if best is None or k > best.furthest:
-                best = _new(LeadPath, (k, times))
-            if k == last or not (cut or strict or step_ends):
-                break
-        return best
-
     @cached_property
-    def _ordered_rule(self) -> tuple[Later, list[Later | None] | None, bool, int]:
-        """For the ordered modes: the end of the conversion window of an entry at a time, of
-        each step's own window (None: no step has one), whether the mode is strict, the last
-        step."""
+    def path(self) -> PathRule:
+        """`path(earliest, sequence)`: a lead's counted path under the definition's mode (None:
+        it never entered), from its earliest times and its step events (None: not kept, one
+        event per step). The one implementation of the reached, ordered and strict rules, made
+        once per funnel with its windows bound (it runs once per lead in every summary)."""
+        if not self.keep_sequence:
+            return _reached_path
         window_end, step_ends = self._window_ends
-        strict = self.definition.mode == "strict"
-        return window_end, step_ends if any(step_ends) else None, strict, self.steps - 1
+        limited = step_ends if any(step_ends) else None
+        strict, last = self.definition.mode == "strict", self.steps - 1
+
+        def ordered_path(
+            earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
+        ) -> LeadPath | None:
+            """The furthest path over all entries (each step-1 event starts one; the earliest
+            of equally far ones), steps in order, each within the conversion window of its
+            entry and its own step window. Without step windows (ordered mode), an attempt
+            its window did not cut goes at least as far as any later one (the later entries'
+            events are a part of its own): the later ones are not tried."""
+            events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
+            best: LeadPath | None = None
+            for i, (entry_at, step) in enumerate(events):
+                if step:
+                    continue
+                times: list[str | None] = [entry_at] + [None] * last
+                k, cut = 0, False
+                later = itertools.islice(events, i + 1, None) if i + 1 < len(events) else ()
+                if later:  # the limits as fixed-width times: events compare as strings
+                    end = window_end(entry_at)
+                    next_by = _limit(entry_at, limited, 1) if limited else None
+                for at, s in later:
+                    if at > end:
+                        cut = True
+                        break
+                    if s == k + 1:
+                        if next_by is not None and at > next_by:
+                            if strict:
+                                break
+                            continue
+                        k, times[s] = s, at
+                        if k == last:
+                            break
+                        if limited:
+                            next_by = _limit(at, limited, k + 1)
+                    elif strict and s != k:
+                        break  # an event of another step in between ends a strict attempt
+                if best is None or k > best.furthest:
+                    best = _new(LeadPath, (k, times))
+                if k == last or not (cut or strict or limited):
+                    break
+            return best
+
+        return ordered_path
 
     @cached_property
     def _window_ends(self) -> tuple[Later, list[Later | None]]:
@@ -543,6 +536,16 @@ def entered_at(times: list[str | None]) -> str:
     return times[0] or min(t for t in times if t is not None)
 
 
+def _reached_path(
+    earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None = None
+) -> LeadPath | None:
+    """The reached rule: the furthest step the lead has a time for, in any order."""
+    k = len(earliest) - 1
+    while k >= 0 and earliest[k] is None:
+        k -= 1
+    return _new(LeadPath, (k, earliest.copy())) if k >= 0 else None
+
+
 def _one_per_step(earliest: list[str | None]) -> list[tuple[str, int]]:
     """A lead's step events when none of its steps repeats: its earliest times, in order."""
     events = [(at, step) for step, at in enumerate(earliest) if at is not None]
@@ -613,6 +616,8 @@ def _parse(at: str) -> datetime:
 
 
 Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
+# path(earliest, sequence): a lead's counted path (see FunnelProjection.path)
+PathRule = Callable[[list[str | None], Iterable[tuple[str, int]] | None], "LeadPath | None"]
 
 
 def later_by(days: float) -> Later:
