@@ -250,7 +250,6 @@ def run_what_if(
         reports.update(part.pipelines)
         for key, decided in part.selections.items():
             selections.setdefault(key, {}).update(decided)
-    derived: dict[Hashable, list[Derived]] = {}
     views = []
     for job in jobs:
         funnel_key, pipeline_key = _funnel_report_key(job), _pipeline_report_key(job)
@@ -261,7 +260,7 @@ def run_what_if(
             assert job.plan is not None
             selected = (selections[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
             deals = parts[0].selected_deals[pipeline_key]
-            reports[pipeline_key] = _pipeline_report(job, deals, now, derived, selected)
+            reports[pipeline_key] = _pipeline_report(job, deals, now, parts[0].derived, selected)
         funnel, pipeline = reports[funnel_key], reports[pipeline_key]
         assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
         views.append(Views(funnel=funnel, pipeline=pipeline))
@@ -285,12 +284,14 @@ def run_what_if(
 class PartResult:
     """What one partition of the leads gives the what-if: per funnel report, the totals of its
     pieces; the pipeline reports it made; per selection of leads, whether each of its leads'
-    deals is kept; in partition 0, the pipeline states the reports on selected leads read."""
+    deals is kept. In partition 0 (this process), the pipeline states the reports on selected
+    leads read after the pass, and the deals' facts derived so far (shared with those)."""
 
     funnels: dict[Hashable, list[FunnelTotals]]
     pipelines: dict[Hashable, PipelineView]
     selections: dict[Hashable, dict[str, bool]]
     selected_deals: dict[Hashable, PipelineState]
+    derived: dict[Hashable, list[Derived]]
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
@@ -392,7 +393,7 @@ def _fold_part(
     fold_pass([f for lane in reversed(scenario_last) for f in made[id(lane)]], None)
     for lane in lanes:
         lane.finish(part)
-    result = PartResult({}, {}, {}, {})
+    result = PartResult({}, {}, {}, {}, {})
     # the pieces of every report summed by state and definition, each with the leads it
     # selects (or all), in one pass over the state's leads
     Group = tuple[int, str]  # a state (its id) and a definition
@@ -429,7 +430,7 @@ def _fold_part(
         for chosen, totals in zip(keeps, every, strict=True):
             summed[at, chosen] = totals
     result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
-    derived: dict[Hashable, list[Derived]] = {}
+    derived = result.derived if home else {}
     for job in reporting:
         result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, job.deals, now, derived)
     del groups, summed, made, derived
