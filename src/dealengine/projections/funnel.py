@@ -113,7 +113,7 @@ class FunnelState:
 
     def copy_lead(self, lead: str, into: FunnelState) -> None:
         """Copy what this state holds of `lead` into `into` (its deals' links are the deals')."""
-        for name, per, _, _ in _fields_of(self):
+        for name, per, _, _ in _fields_of(type(self)):
             mine, theirs = getattr(self, name), getattr(into, name)
             if per == "lead" and lead in mine:
                 theirs[lead] = _copied(mine[lead])
@@ -125,7 +125,7 @@ class FunnelState:
     def dump_lead(self, lead: str) -> dict[str, Any]:
         """What this state holds of `lead`, as JSON (its deals' links are the deals')."""
         data: dict[str, Any] = {}
-        for name, per, json, _ in _fields_of(self):
+        for name, per, json, _ in _fields_of(type(self)):
             held = getattr(self, name)
             if per == "lead" and lead in held:
                 data[json] = held[lead]
@@ -135,7 +135,7 @@ class FunnelState:
 
     def load_lead(self, lead: str, data: dict[str, Any]) -> None:
         """Read back `dump_lead` (a touch field this state does not keep is left out)."""
-        for name, per, json, load in _fields_of(self):
+        for name, per, json, load in _fields_of(type(self)):
             held, value = getattr(self, name), data.get(json)
             if value is None:
                 continue
@@ -147,11 +147,17 @@ class FunnelState:
                         held[touch_field][lead] = load(touch)
 
 
-def _fields_of(state: FunnelState) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
-    """Each field of a funnel state: name, keyed per what, stored as, read back by."""
-    return [
-        (f.name, f.metadata["per"], f.metadata["json"], f.metadata["load"]) for f in fields(state)
-    ]
+def _fields_of(kind: type[FunnelState]) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+    """Each field of a kind of funnel state: name, keyed per what, stored as, read back by
+    (remembered per kind: a live view stores thousands of leads a batch)."""
+    found = _FIELDS.get(kind)
+    if found is None:
+        meta = [(f.name, f.metadata) for f in fields(kind)]
+        found = _FIELDS[kind] = [(n, m["per"], m["json"], m["load"]) for n, m in meta]
+    return found
+
+
+_FIELDS: dict[type, list[tuple[str, str, str, Callable[[Any], Any]]]] = {}
 
 
 def _copied(value: Any) -> Any:

@@ -165,7 +165,12 @@ class DealFacts:
 
 def _values(facts: Any) -> list[tuple[Field[Any], Any]]:
     """Each field of a dataclass instance, with its value."""
-    return [(f, getattr(facts, f.name)) for f in fields(facts)]
+    kind = type(facts)
+    found = _FIELDS.get(kind) or _FIELDS.setdefault(kind, fields(kind))
+    return [(f, getattr(facts, f.name)) for f in found]
+
+
+_FIELDS: dict[type, tuple[Field[Any], ...]] = {}  # per dataclass: its fields
 
 
 class Derived(NamedTuple):
