@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import Field, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, field_serializer
@@ -140,37 +142,49 @@ class DealFacts:
 
     def copy(self) -> DealFacts:
         """A copy the fold can change without changing this one (the fold changes the stays)."""
-        copied: dict[str, Any] = {
-            f.name: [replace(x) for x in value] if f.metadata.get("of") else value
-            for f, value in _values(self)
-        }
-        return type(self)(**copied)
+        _, values, kinds = _shape(type(self))
+        copied: list[Any] = [
+            [of(*_shape(of)[1](x)) for x in value] if of else value
+            for value, of in zip(values(self), kinds, strict=True)
+        ]
+        return type(self)(*copied)
 
     def dump(self) -> dict[str, Any]:
         """The deal's facts as JSON values, field by field."""
+        names, values, kinds = _shape(type(self))
         return {
-            f.name: [[v for _, v in _values(x)] for x in value] if f.metadata.get("of") else value
-            for f, value in _values(self)
+            name: [list(_shape(of)[1](x)) for x in value] if of else value
+            for name, value, of in zip(names, values(self), kinds, strict=True)
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> DealFacts:
         """Read back `dump`."""
-        loaded: dict[str, Any] = {
-            f.name: [of(*x) for x in data[f.name]] if (of := f.metadata.get("of")) else data[f.name]
-            for f in fields(cls)
-        }
-        return cls(**loaded)
+        names, _, kinds = _shape(cls)
+        loaded: list[Any] = [
+            [of(*x) for x in data[name]] if of else data[name]
+            for name, of in zip(names, kinds, strict=True)
+        ]
+        return cls(*loaded)
 
 
-def _values(facts: Any) -> list[tuple[Field[Any], Any]]:
-    """Each field of a dataclass instance, with its value."""
-    kind = type(facts)
-    found = _FIELDS.get(kind) or _FIELDS.setdefault(kind, fields(kind))
-    return [(f, getattr(facts, f.name)) for f in found]
+Shape = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[Any, ...]]
 
 
-_FIELDS: dict[type, tuple[Field[Any], ...]] = {}  # per dataclass: its fields
+def _shape(kind: type) -> Shape:
+    """A dataclass's field names, a getter of all their values, and per field the dataclass
+    its list holds (metadata `of`) or None; remembered per dataclass."""
+    found = _SHAPES.get(kind)
+    if found is None:
+        names = tuple(f.name for f in fields(kind))
+        getter = attrgetter(*names)
+        values = getter if len(names) > 1 else lambda x: (getter(x),)
+        kinds = tuple(f.metadata.get("of") for f in fields(kind))
+        found = _SHAPES[kind] = (names, values, kinds)
+    return found
+
+
+_SHAPES: dict[type, Shape] = {}
 
 
 class Derived(NamedTuple):
