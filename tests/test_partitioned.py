@@ -17,7 +17,6 @@ from dealengine import Engine, Settings
 from dealengine.demo import generate, write_jsonl
 from dealengine.ingest.jsonl import ingest_jsonl
 from dealengine.projections.funnel import in_partition
-from dealengine.projections.partitioned import Early, split_pass
 from tests.conftest import Clock
 from tests.test_views import reference_funnel
 
@@ -179,23 +178,3 @@ def test_when_a_pass_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert engine.passes.split(1) == 3  # asked for
     with Engine.in_memory() as engine:
         assert engine.passes.split(10**6) == 1  # a child cannot read this memory
-
-
-def _early_work(part: tuple[int, int], rows: Any, early: Early) -> tuple[Any, ...]:
-    """Partition i sends i * 10 early (partition 2 sends nothing, partition 3 fails before
-    sending); partition 0 gathers what the others sent, then each returns its result."""
-    i, _ = part
-    if i == 3:
-        raise ValueError("partition 3 failed before sending")
-    if i != 2:
-        early.send(i * 10)
-    gathered = early.gather() if i == 0 else None
-    return (i, list(rows), gathered)
-
-
-def test_a_partition_hands_partition_0_a_value_before_its_result() -> None:
-    rows = lambda part: [part[0]]  # noqa: E731 (each partition's rows: its number)
-    results = split_pass(rows, rows, 3, _early_work)
-    assert results == [(0, [0], [0, 10, None]), (1, [1], None), (2, [2], None)]
-    with pytest.raises(ValueError, match="partition 3 failed before sending"):
-        split_pass(rows, rows, 4, _early_work)

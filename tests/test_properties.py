@@ -97,8 +97,8 @@ def test_ordered_summary_takes_each_lead_s_path_by_the_general_rule(
 ) -> None:
     """The ordered summaries count each lead where `FunnelProjection.path` (every attempt
     tried on the lead's whole sequence, the rule of docs/funnel-semantics.md) puts it: the
-    fold keeps a lead's sequence only once a step repeats, and the summary's inlined paths
-    (no step windows) stop at the first attempt its window did not cut."""
+    fold keeps a lead's sequence only once a step repeats (the summary reads the path off its
+    earliest times until then)."""
     with Engine.in_memory() as engine:
         definition = engine.funnel_definition.model_copy(
             update={"mode": mode, "conversion_window_days": window, "cohort": "week"}
@@ -134,3 +134,52 @@ def test_ordered_summary_takes_each_lead_s_path_by_the_general_rule(
         counted[furthest, week] += count
     assert counted == expected
     assert totals.days == [sorted(d) for d in days]
+
+
+def every_attempt(
+    events: list[tuple[str, int]], steps: int, window_end: object, strict: bool
+) -> tuple[int, list[str | None]] | None:
+    """docs/funnel-semantics.md's ordered and strict rules, every attempt tried (no step
+    windows): the furthest attempt, the earliest of equally far ones."""
+    best: tuple[int, list[str | None]] | None = None
+    for i, (entry_at, step) in enumerate(events):
+        if step:
+            continue
+        k, times = 0, [entry_at] + [None] * (steps - 1)
+        end = window_end(entry_at)  # type: ignore[operator]
+        for at, s in events[i + 1 :]:
+            if at > end or k == steps - 1:
+                break
+            if s == k + 1:
+                k, times[s] = s, at
+            elif strict and s != k:
+                break
+        if best is None or k > best[0]:
+            best = (k, times)
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 4)), min_size=1, max_size=12),
+    window=st.sampled_from([1, 5, 12, 30]),
+    mode=st.sampled_from(["ordered", "strict"]),
+)
+def test_the_ordered_path_is_the_furthest_of_every_attempt(
+    events: list[tuple[int, int]], window: int, mode: str
+) -> None:
+    """`FunnelProjection.path` stops trying entries once one reached the last step or (in
+    ordered mode, without step windows) one its window did not cut: it counts what trying
+    every entry counts."""
+    with Engine.in_memory() as engine:
+        definition = engine.funnel_definition.model_copy(
+            update={"mode": mode, "conversion_window_days": window}
+        )
+    fold = FunnelProjection(definition)
+    sequence = sorted((format_time(START + timedelta(days=day)), step) for day, step in events)
+    earliest: list[str | None] = [None] * fold.steps
+    for at, step in sequence:
+        earliest[step] = earliest[step] or at
+    path = fold.path(earliest, sequence)
+    expected = every_attempt(sequence, fold.steps, fold._window_ends[0], mode == "strict")
+    assert (path.furthest, path.times) == expected if path else expected is None

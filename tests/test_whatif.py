@@ -513,8 +513,13 @@ def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
     from dealengine.ingest.jsonl import interaction_from
     from dealengine.projections.funnel import FunnelProjection
     from dealengine.projections.pipeline import PipelineProjection
-    from dealengine.whatif.lanes import funnel_fold_key, pipeline_fold_key
     from dealengine.whatif.scenario import resolve
+
+    def funnel_fold_key(d: Any) -> Any:
+        return FunnelProjection(d).fold_key
+
+    def pipeline_fold_key(d: Any, default: bool) -> Any:
+        return PipelineProjection(d, default=default).fold_key
 
     with Engine.in_memory() as engine:
         engine.execute_batch([interaction_from(x, "t", "t") for x in generate(400, 3)])
@@ -562,6 +567,36 @@ def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
                 assert folded(PipelineProjection(pipeline)) == folded(
                     PipelineProjection(base_pipeline)
                 )
+
+
+def test_every_definition_field_is_read_by_the_fold_or_by_the_reports_only() -> None:
+    """A field added to a definition goes in its projection's FOLDED (the fold key: `apply`
+    reads it) or in this list (the reports only; the test above checks a few of them)."""
+    from dealengine.domain.definitions import (
+        FunnelDefinition,
+        FunnelStep,
+        PipelineDefinition,
+        Stage,
+    )
+    from dealengine.projections.funnel import FunnelProjection
+    from dealengine.projections.pipeline import PipelineProjection
+
+    reports_only = {
+        FunnelDefinition: {"mode", "conversion_window_days", "cohort"},
+        FunnelStep: {"name", "within_days"},
+        PipelineDefinition: {"currency", "moves"},
+        Stage: {"probability", "forecast", "stale_after_days"},
+    }
+    funnel, pipeline = FunnelProjection.FOLDED, PipelineProjection.FOLDED
+    folded = {
+        FunnelDefinition: set(funnel),
+        FunnelStep: set(funnel["steps"]["__all__"]),
+        PipelineDefinition: set(pipeline),
+        Stage: set(pipeline["stages"]["__all__"]),
+    }
+    for model, fields in folded.items():
+        assert not fields & reports_only[model], model
+        assert set(model.model_fields) == fields | reports_only[model], model
 
 
 def test_shared_folds_give_the_views_of_their_own_definitions(engine: Engine) -> None:

@@ -13,10 +13,10 @@ import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel
 
@@ -26,8 +26,10 @@ from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
+NO_TOUCH = ("", UNKNOWN)  # (time, value) of a lead without a touch of some field
 LEAD = "lead:"  # a lead's stream id is LEAD + its id
 Keep = Callable[[str], bool]  # whether a lead is selected
+_new = tuple.__new__  # a named tuple made without its slower __new__
 
 
 def in_partition(stream: str, partition: tuple[int, int]) -> bool:
@@ -81,24 +83,91 @@ class FunnelView(FunnelBreakdown):
     time_to_convert: list[ConversionTime]
 
 
+def kept(per: str, json: str = "", load: Callable[[Any], Any] = lambda x: x) -> dict[str, Any]:
+    """How the funnel's state keeps a field (a dict keyed `per` lead, per touch field then
+    lead, or per deal), and where a lead's part of it is stored (`json`), read back by `load`."""
+    return {"per": per, "json": json, "load": load}
+
+
 @dataclass(slots=True)
 class FunnelState:
     """What the fold keeps per lead: it grows with leads, and with step events only in the
     ordered modes (they need each lead's sequence). A lead's sequence is kept from the first
     time one of its steps repeats: until then its step events are its earliest times, one per
-    step (`_one_per_step`)."""
+    step (`_one_per_step`). A lead's part of every field is copied, stored and read back by
+    `copy_lead`, `dump_lead` and `load_lead`, from the fields' declarations."""
 
-    earliest: dict[str, list[str | None]] = field(default_factory=dict)  # lead -> time per step
-    sequence: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # (time, step)
-    excluded: dict[str, list[str]] = field(default_factory=dict)  # lead -> excluded event times
+    # lead -> its earliest time at each step
+    earliest: dict[str, list[str | None]] = field(default_factory=dict, metadata=kept("lead", "e"))
+    # lead -> its step events, (time, step), once a step repeats
+    sequence: dict[str, list[tuple[str, int]]] = field(
+        default_factory=dict, metadata=kept("lead", "s", lambda events: [tuple(e) for e in events])
+    )
+    # lead -> the times of its excluded events
+    excluded: dict[str, list[str]] = field(default_factory=dict, metadata=kept("lead", "x"))
+    # touch field -> lead -> (time, value) of its attributed touch
     touches: dict[str, dict[str, tuple[str, str]]] = field(
-        default_factory=dict
-    )  # f -> lead -> (t, v)
-    lead_of_deal: dict[str, str] = field(default_factory=dict)  # deal stream -> lead id
+        default_factory=dict, metadata=kept("touch", "t", tuple)
+    )
+    # deal stream -> its lead's id: the deal's, not its lead's (see `Overlay`, `FunnelAdapter`)
+    lead_of_deal: dict[str, str] = field(default_factory=dict, metadata=kept("deal"))
+
+    def copy_lead(self, lead: str, into: FunnelState) -> None:
+        """Copy what this state holds of `lead` into `into` (its deals' links are the deals')."""
+        for name, per, _, _ in _fields_of(type(self)):
+            mine, theirs = getattr(self, name), getattr(into, name)
+            if per == "lead" and lead in mine:
+                theirs[lead] = _copied(mine[lead])
+            elif per == "touch":
+                for touch_field, of_leads in mine.items():
+                    if lead in of_leads:
+                        theirs.setdefault(touch_field, {})[lead] = _copied(of_leads[lead])
+
+    def dump_lead(self, lead: str) -> dict[str, Any]:
+        """What this state holds of `lead`, as JSON (its deals' links are the deals')."""
+        data: dict[str, Any] = {}
+        for name, per, json, _ in _fields_of(type(self)):
+            held = getattr(self, name)
+            if per == "lead" and lead in held:
+                data[json] = held[lead]
+            elif per == "touch":
+                data[json] = {f: of_leads[lead] for f, of_leads in held.items() if lead in of_leads}
+        return data
+
+    def load_lead(self, lead: str, data: dict[str, Any]) -> None:
+        """Read back `dump_lead` (a touch field this state does not keep is left out)."""
+        for name, per, json, load in _fields_of(type(self)):
+            held, value = getattr(self, name), data.get(json)
+            if value is None:
+                continue
+            if per == "lead":
+                held[lead] = load(value)
+            elif per == "touch":
+                for touch_field, touch in value.items():
+                    if touch_field in held:
+                        held[touch_field][lead] = load(touch)
 
 
-@dataclass(slots=True)
-class LeadPath:
+def _fields_of(kind: type[FunnelState]) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+    """Each field of a kind of funnel state: name, keyed per what, stored as, read back by
+    (remembered per kind: a live view stores thousands of leads a batch)."""
+    found = _FIELDS.get(kind)
+    if found is None:
+        meta = [(f.name, f.metadata) for f in fields(kind)]
+        found = _FIELDS[kind] = [(n, m["per"], m["json"], m["load"]) for n, m in meta]
+    return found
+
+
+_FIELDS: dict[type, list[tuple[str, str, str, Callable[[Any], Any]]]] = {}
+
+
+def _copied(value: Any) -> Any:
+    """A value of a lead's state that the fold will not change in the original: a list is
+    copied (its items are times, tuples, never changed in place)."""
+    return value.copy() if isinstance(value, list) else value
+
+
+class LeadPath(NamedTuple):
     """One lead's counted path: the furthest step and the time it reached each step."""
 
     furthest: int
@@ -114,6 +183,11 @@ class FunnelTotals:
     days: list[list[float]]  # [k]: days from step k to k+1; [steps-1]: first to last step
     excluded: int
 
+    @classmethod
+    def none(cls, steps: int) -> FunnelTotals:
+        """The totals of no leads."""
+        return cls({}, [[] for _ in range(steps)], 0)
+
     def add(self, other: FunnelTotals) -> None:
         """Add the totals of a disjoint set of leads."""
         for key, leads in other.combinations.items():
@@ -124,6 +198,16 @@ class FunnelTotals:
 
 
 class FunnelProjection:
+    # what `apply` reads of the definition (through the plan `__init__` makes of it): two
+    # definitions alike in these fold the same state, but for the sequences the ordered modes
+    # keep; the mode, the windows, the cohort and the step names are read by the reports
+    FOLDED: ClassVar[dict[str, Any]] = {
+        "steps": {"__all__": {"events"}},
+        "exclusions": True,
+        "attribution": True,
+        "breakdowns": True,
+    }
+
     def __init__(
         self, definition: FunnelDefinition, partition: tuple[int, int] | None = None
     ) -> None:
@@ -147,12 +231,19 @@ class FunnelProjection:
             )
             for name, cls in EVENT_TYPES.items()
         }
+        # what `apply` reads of an event besides its type and stream
+        self.event_fields = ("occurred_at", "lead_id", *self.fields)
         # what the pass hands this fold: deal_opened links a deal to its lead
         self.event_types = frozenset(
             name
             for name, (step, excluded, touch) in self.plan.items()
             if step is not None or excluded or touch or name == "deal_opened"
         )
+
+    @property
+    def fold_key(self) -> str:
+        """Equal for two funnels whose `apply` builds the same state from the same events."""
+        return self.definition.model_dump_json(include=self.FOLDED)
 
     def initial(self) -> FunnelState:
         state = FunnelState()
@@ -200,6 +291,17 @@ class FunnelProjection:
                 ):
                     touches[lead] = (at, str(value))
 
+    def folds_alike(self, recorded: StreamEvent, event: StreamEvent) -> bool:
+        """Whether `apply` reads the same of both events."""
+        if event is recorded:
+            return True
+        a, b = recorded.data, event.data
+        return (
+            recorded.type == event.type
+            and recorded.stream == event.stream
+            and all(a.get(name) == b.get(name) for name in self.event_fields)
+        )
+
     # --- the report: modes, windows, exclusions, breakdowns, cohorts, time to convert ---------
 
     def report(self, view: FunnelState, as_of: datetime | None = None) -> FunnelView:
@@ -221,113 +323,42 @@ class FunnelProjection:
         """`[summarise(view, keep) for keep in keeps]` in one pass: a lead's path is worked
         out once for every selection that keeps it. `unsure`: every keep keeps every lead
         outside it (they are asked about the leads in it only)."""
-        d, n = self.definition, self.steps
-        every = [FunnelTotals({}, [[] for _ in range(n)], 0) for _ in keeps]
+        every = [FunnelTotals.none(self.steps) for _ in keeps]
         selective = any(keep is not None for keep in keeps)
         pairs = list(zip(every, keeps, strict=True))
         touches = [view.touches[name] for name in self.fields]
-        period = _period_memo(d.cohort)
-        sequence, excluded_at = view.sequence, view.excluded
-        ordered = self.keep_sequence
-        window_end, step_ends = self._window_ends  # the ordered modes' windows
-        plain_order = d.mode == "ordered" and not any(step_ends)
-        parse = datetime.fromisoformat
-        last_step = n - 1
-        later_steps: list[str | None] = [None] * last_step
-        takers = every
-        only = every[0] if len(every) == 1 and not selective else None  # the common case
+        period = _period_memo(self.definition.cohort)
+        sequence, excluded_at, path = view.sequence, view.excluded, self.path
         # the leads outside `unsure` count for every selection: summed once, added at the end
-        shared = [FunnelTotals({}, [[] for _ in range(n)], 0)] if unsure is not None else every
+        shared = FunnelTotals.none(self.steps)
+        takers = every
         for lead, earliest in view.earliest.items():
             if selective:
                 if unsure is not None and lead not in unsure:
-                    takers = shared
+                    takers = [shared]
                 else:
                     takers = [t for t, keep in pairs if keep is None or keep(lead)]
                     if not takers:
                         continue
-            if ordered:
-                events = sequence.get(lead)
-                if not plain_order:  # strict, or step windows: the general rule
-                    path = self.path(earliest, events)
-                    if path is None:
-                        continue
-                    k, times = path.furthest, path.times
-                elif events is None:  # one event per step: _ordered_path inlined
-                    reached_at = earliest[0]
-                    if reached_at is None:
-                        continue
-                    k, end = 0, window_end(reached_at)
-                    while k < last_step:  # the next step, after the last one (in time order)
-                        next_at = earliest[k + 1]
-                        if next_at is None or next_at < reached_at or next_at > end:
-                            break
-                        k, reached_at = k + 1, next_at
-                    times = [*earliest[: k + 1], *later_steps[k:]]
-                else:  # _ordered_path without step windows, inlined
-                    events = sorted(events)
-                    k = -1
-                    for i, (entry_at, step) in enumerate(events):
-                        if step:
-                            continue
-                        end, furthest, cut = window_end(entry_at), 0, False
-                        tried: list[str | None] = [entry_at]
-                        for at, s in itertools.islice(events, i + 1, None):
-                            if at > end:
-                                cut = True
-                                break
-                            if s == furthest + 1:
-                                tried.append(at)
-                                furthest = s
-                                if s == last_step:
-                                    break
-                        if furthest > k:
-                            k, times = furthest, tried
-                        # an attempt not cut by its window goes at least as far as any later
-                        # one: the later entries' events are a part of its own
-                        if k == last_step or not cut:
-                            break
-                    if k < 0:
-                        continue
-                    times += later_steps[len(times) - 1 :]
-            else:  # reached: the furthest step with a time (_furthest, inlined)
-                k, times = last_step, earliest
-                while k >= 0 and earliest[k] is None:
-                    k -= 1
-                if k < 0:
-                    continue
-            if excluded_at and lead in excluded_at and self._excluded(times, excluded_at[lead]):
+            counted = path(earliest, sequence.get(lead))
+            if counted is None:
+                continue
+            k, times = counted
+            if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            entry = times[0] or _entry(times)
-            key = (k, period(entry), *[t[1] if (t := by.get(lead)) else UNKNOWN for by in touches])
-            if only is not None:
-                combinations = only.combinations
-                combinations[key] = combinations.get(key, 0) + 1
-            else:
-                for totals in takers:
-                    totals.combinations[key] = totals.combinations.get(key, 0) + 1
-            if k:  # days from step a to a+1 (days[a]) and, at the last step, first to last
-                spans = []
-                first = previous = parse(entry).timestamp() if times[0] is not None else None
-                for a in range(k):
-                    reached = times[a + 1]
-                    current = parse(reached).timestamp() if reached is not None else None
-                    if previous is not None and current is not None:
-                        spans.append((a, (current - previous) / 86400))
-                    previous = current
-                if k == last_step and n > 2 and first is not None and previous is not None:
-                    spans.append((last_step, (previous - first) / 86400))
-                for totals in takers:
-                    between = totals.days
-                    for a, span in spans:
-                        between[a].append(span)
-        if shared is not every:
-            for totals in every:
-                totals.add(shared[0])
-        for totals in every:  # sorted where the leads are (in parallel): see conversion_time
-            for days in totals.days:
+            key = (k, period(entered_at(times)), *[by.get(lead, NO_TOUCH)[1] for by in touches])
+            spans = _days_between(times, k) if k else ()
+            for totals in takers:
+                totals.combinations[key] = totals.combinations.get(key, 0) + 1
+                for a, span in spans:
+                    totals.days[a].append(span)
+        for totals in every:
+            totals.add(shared)
+            for (
+                days
+            ) in totals.days:  # sorted where the leads are (in parallel): see conversion_time
                 days.sort()
         return every
 
@@ -361,7 +392,7 @@ class FunnelProjection:
             as_of=as_of,
             leads=reached[0] if n else 0,
             excluded_leads=excluded,
-            steps=self._steps(reached),
+            steps=self.step_views(reached),
             by_channel=breakdowns["channel"],
             breakdowns={k: v for k, v in breakdowns.items() if k != "channel"},
             cohorts=self._breakdown(cohorts),
@@ -374,50 +405,64 @@ class FunnelProjection:
     def _breakdown(self, furthest: dict[str, list[int]]) -> dict[str, FunnelBreakdown]:
         """Per group: from how many leads stopped at each step to how many reached it."""
         return {
-            g: FunnelBreakdown(steps=self._steps(_at_least(furthest[g]))) for g in sorted(furthest)
+            g: FunnelBreakdown(steps=self.step_views(_at_least(furthest[g])))
+            for g in sorted(furthest)
         }
 
-    def path(
-        self, earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
-    ) -> LeadPath | None:
-        """The lead's counted path under the definition's mode (None: never entered), from
-        its earliest times and its step events (None: not kept, one event per step)."""
-        if self.keep_sequence:
-            return self._ordered_path(sorted(sequence or _one_per_step(earliest)))
-        k = _furthest(earliest)
-        return LeadPath(k, list(earliest)) if k >= 0 else None
-
-    def _ordered_path(self, events: list[tuple[str, int]]) -> LeadPath | None:
-        """The furthest path over all entries (each step-1 event starts one), steps in order,
-        each within the conversion window of its entry and its own step window."""
+    @cached_property
+    def path(self) -> PathRule:
+        """`path(earliest, sequence)`: a lead's counted path under the definition's mode (None:
+        it never entered), from its earliest times and its step events (None: not kept, one
+        event per step). The one implementation of the reached, ordered and strict rules, made
+        once per funnel with its windows bound (it runs once per lead in every summary)."""
+        if not self.keep_sequence:
+            return _reached_path
         window_end, step_ends = self._window_ends
-        best: LeadPath | None = None
-        strict = self.definition.mode == "strict"
-        for i, (entry_at, step) in enumerate(events):
-            if step != 0:
-                continue
-            times: list[str | None] = [entry_at] + [None] * (self.steps - 1)
-            k, later = 0, events[i + 1 :]
-            if later:  # the limits as fixed-width times: the events are compared as strings
-                end = window_end(entry_at)
-                next_by = _limit(entry_at, step_ends, 1)
-            for at, s in later:
-                if at > end:
-                    break
-                if s == k + 1:
-                    if next_by is not None and at > next_by:
-                        if strict:
-                            break
-                        continue
-                    k, times[s] = s, at
-                    if k == self.steps - 1:
+        limited = step_ends if any(step_ends) else None
+        strict, last = self.definition.mode == "strict", self.steps - 1
+
+        def ordered_path(
+            earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
+        ) -> LeadPath | None:
+            """The furthest path over all entries (each step-1 event starts one; the earliest
+            of equally far ones), steps in order, each within the conversion window of its
+            entry and its own step window. Without step windows (ordered mode), an attempt
+            its window did not cut goes at least as far as any later one (the later entries'
+            events are a part of its own): the later ones are not tried."""
+            events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
+            best: LeadPath | None = None
+            for i, (entry_at, step) in enumerate(events):
+                if step:
+                    continue
+                times: list[str | None] = [entry_at] + [None] * last
+                k, cut = 0, False
+                later = itertools.islice(events, i + 1, None) if i + 1 < len(events) else ()
+                if later:  # the limits as fixed-width times: events compare as strings
+                    end = window_end(entry_at)
+                    next_by = _limit(entry_at, limited, 1) if limited else None
+                for at, s in later:
+                    if at > end:
+                        cut = True
                         break
-                    next_by = _limit(at, step_ends, k + 1)
-                elif strict and s != k:
-                    break  # an event of another step in between ends a strict attempt
-            if best is None or k > best.furthest:
-                best = LeadPath(k, times)
-        return best
+                    if s == k + 1:
+                        if next_by is not None and at > next_by:
+                            if strict:
+                                break
+                            continue
+                        k, times[s] = s, at
+                        if k == last:
+                            break
+                        if limited:
+                            next_by = _limit(at, limited, k + 1)
+                    elif strict and s != k:
+                        break  # an event of another step in between ends a strict attempt
+                if best is None or k > best.furthest:
+                    best = _new(LeadPath, (k, times))
+                if k == last or not (cut or strict or limited):
+                    break
+            return best
+
+        return ordered_path
 
     @cached_property
     def _window_ends(self) -> tuple[Later, list[Later | None]]:
@@ -427,16 +472,16 @@ class FunnelProjection:
         steps = [later_by(s.within_days) if s.within_days is not None else None for s in d.steps]
         return later_by(d.conversion_window_days), steps
 
-    def _excluded(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
+    def excludes(self, times: list[str | None], excluded_at: Iterable[str]) -> bool:
         """Whether the lead with this path has an excluded event after its entry (in the
         ordered modes: inside the conversion window of its entry)."""
-        entry = _entry(times)
+        entry = entered_at(times)
         end = None
         if self.definition.mode != "reached":
             end = self._window_ends[0](entry)
         return any(entry <= t and (end is None or t <= end) for t in excluded_at)
 
-    def _steps(self, counts: list[int]) -> list[FunnelStepView]:
+    def step_views(self, counts: list[int]) -> list[FunnelStepView]:
         steps = []
         for k, name in enumerate(self.definition.names):
             previous = counts[k - 1] if k else counts[0]
@@ -493,22 +538,46 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _entry(times: list[str | None]) -> str:
+def entered_at(times: list[str | None]) -> str:
     """When the lead entered: its step-1 time, or its earliest step when it skipped step 1."""
     return times[0] or min(t for t in times if t is not None)
 
 
-def _furthest(earliest: list[str | None]) -> int:
-    """In the reached mode: the furthest step the lead has a time for (-1: none)."""
+def _reached_path(
+    earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None = None
+) -> LeadPath | None:
+    """The reached rule: the furthest step the lead has a time for, in any order."""
     k = len(earliest) - 1
     while k >= 0 and earliest[k] is None:
         k -= 1
-    return k
+    return _new(LeadPath, (k, earliest.copy())) if k >= 0 else None
 
 
 def _one_per_step(earliest: list[str | None]) -> list[tuple[str, int]]:
-    """A lead's step events when none of its steps repeats: its earliest times."""
-    return [(at, step) for step, at in enumerate(earliest) if at is not None]
+    """A lead's step events when none of its steps repeats: its earliest times, in order."""
+    events = [(at, step) for step, at in enumerate(earliest) if at is not None]
+    if len(events) > 1:
+        events.sort()
+    return events
+
+
+def _days_between(times: list[str | None], furthest: int) -> list[tuple[int, float]]:
+    """A counted path's days from step a to a+1 (as (a, days)) for each pair it has both
+    times of, and at the last step of a funnel of more than two, from its first step (as
+    (steps - 1, days))."""
+    spans = []
+    parse = datetime.fromisoformat
+    first = previous = parse(times[0]).timestamp() if times[0] is not None else None
+    for a in range(furthest):
+        reached = times[a + 1]
+        current = parse(reached).timestamp() if reached is not None else None
+        if previous is not None and current is not None:
+            spans.append((a, (current - previous) / 86400))
+        previous = current
+    last = len(times) - 1
+    if furthest == last > 1 and first is not None and previous is not None:
+        spans.append((last, (previous - first) / 86400))
+    return spans
 
 
 def _at_least(furthest: list[int]) -> list[int]:
@@ -521,7 +590,7 @@ def _at_least(furthest: list[int]) -> list[int]:
 
 
 def _period_memo(cohort: str) -> Callable[[str], str]:
-    """`_period` for one cohort kind, remembered per day (the period depends on the date only)."""
+    """`cohort_of` for one cohort kind, remembered per day (the period depends on the date only)."""
     if cohort == "month":
         return lambda at: at[:7]
     periods: dict[str, str] = {}
@@ -530,22 +599,23 @@ def _period_memo(cohort: str) -> Callable[[str], str]:
         day = at[:10]
         found = periods.get(day)
         if found is None:
-            found = periods[day] = _period(at, cohort)
+            found = periods[day] = cohort_of(at, cohort)
         return found
 
     return period
 
 
-def _period(at: str, cohort: str) -> str:
+def cohort_of(at: str, cohort: str) -> str:
+    """The cohort (a month, `2026-04`, or an ISO week, `2026-W14`) of a lead entered `at`."""
     if cohort == "month":
         return at[:7]
     year, week, _ = _parse(at).isocalendar()
     return f"{year}-W{week:02d}"
 
 
-def _value(touches: dict[str, tuple[str, str]], lead: str) -> str:
-    touch = touches.get(lead)
-    return touch[1] if touch else UNKNOWN
+def attributed(touches: dict[str, tuple[str, str]], lead: str) -> str:
+    """The value of a lead's attributed touch (of one field): `unknown` when it has none."""
+    return touches.get(lead, NO_TOUCH)[1]
 
 
 def _parse(at: str) -> datetime:
@@ -554,6 +624,8 @@ def _parse(at: str) -> datetime:
 
 LATEST_TEXT = format_utc(LATEST)
 Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
+# path(earliest, sequence): a lead's counted path (see FunnelProjection.path)
+PathRule = Callable[[list[str | None], Iterable[tuple[str, int]] | None], "LeadPath | None"]
 
 
 def later_by(days: float) -> Later:

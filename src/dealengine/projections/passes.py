@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from dealengine.domain.events import format_time
-from dealengine.projections.partitioned import Early, split_pass
+from dealengine.projections.partitioned import split_pass
 from dealengine.projections.stream import Fold, FoldPass, StreamEvent, corrected, decode, fold_rows
 from dealengine.store.application import Store
 from dealengine.store.recorders import Partition, Row
 
 T = TypeVar("T")
-PartWork = Callable[[Partition | None, FoldPass, Early], T]
+PartWork = Callable[[Partition | None, FoldPass], T]
 PARALLEL_FROM = 50_000  # events: below, a pass stays in one process (forking costs ~10 ms)
 MAX_PROCESSES = 4
 
@@ -52,15 +52,14 @@ class StreamPasses:
         return fold_pass(self.store.stream(0, stop), self.store.voided_ids(stop))(folds, as_of)
 
     def over_partitions(self, work: PartWork[T]) -> list[T]:
-        """`work(part, fold_pass, early)` for each partition of the leads, where
-        `fold_pass(folds, as_of)` folds that partition's events and `early` hands partition 0
-        a value before the result: in one process, [work(None, fold_pass, early)]; on a large
-        store, one partition per process (projections/partitioned.py)."""
+        """`work(part, fold_pass)` for each partition of the leads, where `fold_pass(folds,
+        as_of)` folds that partition's events: in one process, [work(None, fold_pass)]; on a
+        large store, one partition per process (projections/partitioned.py)."""
         stop = self.store.position()  # the voids and the stream read at the same point
         skip_ids = self.store.voided_ids(stop)
         processes = self.split(stop)
         if processes == 1:
-            return [work(None, fold_pass(self.store.stream(0, stop), skip_ids), Early())]
+            return [work(None, fold_pass(self.store.stream(0, stop), skip_ids))]
         open_store = self.open_child_store
         assert open_store is not None
 
@@ -71,8 +70,8 @@ class StreamPasses:
             finally:
                 store.close()
 
-        def in_part(part: Partition, rows: Iterable[Row], early: Early) -> T:
-            return work(part, fold_pass(rows, skip_ids), early)
+        def in_part(part: Partition, rows: Iterable[Row]) -> T:
+            return work(part, fold_pass(rows, skip_ids))
 
         return split_pass(
             lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part

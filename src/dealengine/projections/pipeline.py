@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from operator import attrgetter
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, field_serializer
 
@@ -125,15 +127,64 @@ class Stay:
 
 @dataclass(slots=True)
 class DealFacts:
+    """What the fold keeps of a deal; `copy`, `dump` and `load` carry every field (a list
+    field holds the dataclass its metadata names, stored as lists of its fields)."""
+
     stage: str
     amount: str  # as stored: a decimal string
     owner: str
     opened_at: str  # fixed-width UTC strings: they order as they sort
     last_at: str
     expected_close_on: str | None
-    stays: list[Stay] = field(default_factory=list)
+    stays: list[Stay] = field(default_factory=list, metadata={"of": Stay})
     closed_at: str | None = None
     lost_reason: str | None = None
+
+    def copy(self) -> DealFacts:
+        """A copy the fold can change without changing this one (the fold changes the stays)."""
+        _, values, kinds = _shape(type(self))
+        copied: list[Any] = [
+            [of(*_shape(of)[1](x)) for x in value] if of else value
+            for value, of in zip(values(self), kinds, strict=True)
+        ]
+        return type(self)(*copied)
+
+    def dump(self) -> dict[str, Any]:
+        """The deal's facts as JSON values, field by field."""
+        names, values, kinds = _shape(type(self))
+        return {
+            name: [list(_shape(of)[1](x)) for x in value] if of else value
+            for name, value, of in zip(names, values(self), kinds, strict=True)
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> DealFacts:
+        """Read back `dump`."""
+        names, _, kinds = _shape(cls)
+        loaded: list[Any] = [
+            [of(*x) for x in data[name]] if of else data[name]
+            for name, of in zip(names, kinds, strict=True)
+        ]
+        return cls(*loaded)
+
+
+Shape = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[Any, ...]]
+
+
+def _shape(kind: type) -> Shape:
+    """A dataclass's field names, a getter of all their values, and per field the dataclass
+    its list holds (metadata `of`) or None; remembered per dataclass."""
+    found = _SHAPES.get(kind)
+    if found is None:
+        names = tuple(f.name for f in fields(kind))
+        getter = attrgetter(*names)
+        values = getter if len(names) > 1 else lambda x: (getter(x),)
+        kinds = tuple(f.metadata.get("of") for f in fields(kind))
+        found = _SHAPES[kind] = (names, values, kinds)
+    return found
+
+
+_SHAPES: dict[type, Shape] = {}
 
 
 class Derived(NamedTuple):
@@ -149,12 +200,26 @@ class Derived(NamedTuple):
 class PipelineProjection:
     """The view of one pipeline: it keeps the deals opened in it and ignores the others."""
 
+    # what `apply` reads of the definition: probabilities, forecast categories, stale limits
+    # and moves are read by the reports (and the stage rules of the aggregate) only
+    FOLDED: ClassVar[dict[str, Any]] = {
+        "name": True,
+        "initial_stage": True,
+        "stages": {"__all__": {"name", "closed"}},
+        "events": True,
+    }
+
     def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
         self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
+
+    @property
+    def fold_key(self) -> tuple[bool, str]:
+        """Equal for two pipelines whose `apply` builds the same state from the same events."""
+        return self.default, self.definition.model_dump_json(include=self.FOLDED)
 
     def initial(self) -> dict[str, DealFacts]:
         return {}

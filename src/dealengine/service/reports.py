@@ -15,7 +15,6 @@ from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
-from dealengine.projections.partitioned import Early
 from dealengine.projections.passes import StreamPasses
 from dealengine.projections.pipeline import (
     DealStageTimes,
@@ -138,7 +137,7 @@ class Reports:
         split over processes by lead when the store is large (`Settings.rebuild_processes`)."""
         pipeline_state: list[Any] = []
 
-        def work(part: Partition | None, fold_pass: FoldPass, _: Early) -> FunnelTotals:
+        def work(part: Partition | None, fold_pass: FoldPass) -> FunnelTotals:
             mine = FunnelProjection(funnel.definition, part)
             folds: list[Fold[Any]] = [mine]
             if pipeline is not None and (part is None or part[0] == 0):  # whole, in this process

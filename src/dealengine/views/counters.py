@@ -19,9 +19,9 @@ from dealengine.projections.funnel import (
     FunnelProjection,
     FunnelState,
     FunnelView,
-    _entry,
-    _period,
-    _value,
+    attributed,
+    cohort_of,
+    entered_at,
 )
 from dealengine.projections.pipeline import (
     ClosedView,
@@ -47,10 +47,10 @@ def funnel_counters(fold: FunnelProjection, view: FunnelState, lead: str) -> dic
     path = fold.path(earliest, view.sequence.get(lead))
     if path is None:
         return {}
-    if fold._excluded(path.times, view.excluded.get(lead, ())):
+    if fold.excludes(path.times, view.excluded.get(lead, ())):
         return {("excluded",): 1}
-    cohort = _period(_entry(path.times), fold.definition.cohort)
-    groups = [(name, _value(view.touches[name], lead)) for name in fold.fields]
+    cohort = cohort_of(entered_at(path.times), fold.definition.cohort)
+    groups = [(name, attributed(view.touches[name], lead)) for name in fold.fields]
     counters: dict[Key, int] = {}
     for k in range(path.furthest + 1):
         step = str(k)
@@ -74,7 +74,7 @@ def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) ->
             cohorts[key[1]][int(key[2])] += count
 
     def breakdown(by: Mapping[str, list[int]]) -> dict[str, FunnelBreakdown]:
-        return {g: FunnelBreakdown(steps=fold._steps(by[g])) for g in sorted(by) if by[g][0]}
+        return {g: FunnelBreakdown(steps=fold.step_views(by[g])) for g in sorted(by) if by[g][0]}
 
     d = fold.definition
     return FunnelView(
@@ -83,7 +83,7 @@ def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) ->
         as_of=None,
         leads=overall[0] if n else 0,
         excluded_leads=counters.get(("excluded",), 0),
-        steps=fold._steps(overall),
+        steps=fold.step_views(overall),
         by_channel=breakdown(groups["channel"]),
         breakdowns={f: breakdown(groups[f]) for f in fold.fields if f != "channel"},
         cohorts=breakdown(cohorts),

@@ -20,8 +20,8 @@ from eventsourcing.persistence import Tracking
 
 from dealengine.domain.errors import DealEngineError, VersionConflict
 from dealengine.logs import get_logger
-from dealengine.projections.funnel import FunnelProjection, FunnelState, FunnelView
-from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView, Stay
+from dealengine.projections.funnel import FunnelProjection, FunnelView
+from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
 from dealengine.projections.stream import VOIDED, StreamEvent, decode
 from dealengine.views.counters import (
     ZERO,
@@ -112,7 +112,7 @@ class FunnelAdapter:
             e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")
         }
         for entity, value in tables.entities(view, (f"L:{lead}" for lead in leads)).items():
-            _load_lead(state, entity[2:], orjson.loads(value))
+            state.load_lead(entity[2:], orjson.loads(value))
         counts: dict[Key, int] = {}
         for lead in leads:
             add_counts(counts, funnel_counters(fold, state, lead).items(), -1)
@@ -122,7 +122,9 @@ class FunnelAdapter:
         for lead in leads:
             add_counts(counts, funnel_counters(fold, state, lead).items(), +1)
         entities = {
-            f"L:{lead}": _dump_lead(state, lead) for lead in leads if lead in state.earliest
+            f"L:{lead}": orjson.dumps(state.dump_lead(lead)).decode()
+            for lead in leads
+            if lead in state.earliest
         }
         entities.update(
             (f"D:{d}", orjson.dumps(lead).decode())
@@ -155,8 +157,8 @@ class PipelineAdapter:
         states: dict[str, dict[str, DealFacts]] = {name: {} for name in self.folds}
         deals = {e.stream for e in events if e.stream[0] == "d"}
         for stream, value in tables.entities(view, deals).items():
-            pipeline, facts = _load_deal(orjson.loads(value))
-            states[pipeline][stream] = facts
+            data = orjson.loads(value)
+            states[data.pop("pipeline")][stream] = DealFacts.load(data)
         amounts: dict[Key, Amounts] = {}
         for name, fold in self.folds.items():
             for facts in states[name].values():
@@ -170,7 +172,7 @@ class PipelineAdapter:
             for stream, facts in states[name].items():
                 if stream in deals:
                     add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), +1)
-                    entities[stream] = _dump_deal(name, facts)
+                    entities[stream] = orjson.dumps({"pipeline": name, **facts.dump()}).decode()
         totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
         changed: dict[str, Counter] = {}
         for key, (n, amount, weighted) in amounts.items():
@@ -352,52 +354,6 @@ def _marked(events: Iterator[StreamEvent], skip: set[str]) -> Iterator[tuple[Str
             yield event, False
         else:
             yield event, not skip or event.data["id"] not in skip
-
-
-# --- entity states as JSON ----------------------------------------------------------------------
-
-
-def _load_lead(state: FunnelState, lead: str, data: dict[str, Any]) -> None:
-    state.earliest[lead] = data["e"]
-    if data.get("s"):
-        state.sequence[lead] = [tuple(x) for x in data["s"]]
-    if data.get("x"):
-        state.excluded[lead] = data["x"]
-    for name, touch in data.get("t", {}).items():
-        if name in state.touches:
-            state.touches[name][lead] = (touch[0], touch[1])
-
-
-def _dump_lead(state: FunnelState, lead: str) -> str:
-    data: dict[str, Any] = {"e": state.earliest[lead]}
-    if lead in state.sequence:
-        data["s"] = state.sequence[lead]
-    if lead in state.excluded:
-        data["x"] = state.excluded[lead]
-    data["t"] = {n: t[lead] for n, t in state.touches.items() if lead in t}
-    return orjson.dumps(data).decode()
-
-
-def _load_deal(data: dict[str, Any]) -> tuple[str, DealFacts]:
-    stays = [Stay(*s) for s in data.pop("stays")]
-    pipeline = data.pop("pipeline")
-    return pipeline, DealFacts(**data, stays=stays)
-
-
-def _dump_deal(pipeline: str, facts: DealFacts) -> str:
-    data = {
-        "pipeline": pipeline,
-        "stage": facts.stage,
-        "amount": facts.amount,
-        "owner": facts.owner,
-        "opened_at": facts.opened_at,
-        "last_at": facts.last_at,
-        "expected_close_on": facts.expected_close_on,
-        "stays": [[s.stage, s.entered, s.left] for s in facts.stays],
-        "closed_at": facts.closed_at,
-        "lost_reason": facts.lost_reason,
-    }
-    return orjson.dumps(data).decode()
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]

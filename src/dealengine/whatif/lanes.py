@@ -10,8 +10,7 @@ shared by all lanes).
 A scenario lane's funnels and pipelines are overlays on the baseline lane's states when the two
 share an as-of (whatif/overlay.py): only the leads and deals the scenario changes are folded
 again (a scenario that scales amounts folds its pipeline whole). Event types a scenario never
-changes skip its transforms; a lane whose overlays would find no recorded event changed is not
-fed at all. The transforms (filters, `drop`, `scale_amounts`,
+changes skip its transforms. The transforms (filters, `drop`, `scale_amounts`,
 `shift`, `lost_after_days`) are here too.
 """
 
@@ -24,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from dealengine.domain.deal import stage_after
-from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
+from dealengine.domain.definitions import PipelineDefinition, Pipelines
 from dealengine.domain.events import EVENT_TYPES, format_time
 from dealengine.domain.values import shifted
 from dealengine.projections.funnel import (
@@ -77,37 +76,6 @@ PipelineState = dict[str, DealFacts]
 Piece = tuple[FunnelState, Hashable, LeadKeep | None, set[str] | None]
 
 
-# --- fold keys: what a fold's `apply` reads of its definition -----------------------------------
-
-
-def funnel_fold_key(d: FunnelDefinition) -> Hashable:
-    """Two funnel definitions with the same key fold the same events into the same state,
-    but for the leads' sequences, which only the ordered modes keep (`apply` adds them to the
-    state it builds otherwise): `FunnelProjection.apply` reads the steps' events, the
-    exclusions, the attribution and the touch fields. The mode, the window, the step windows,
-    the cohort period and the step names are read only by the reports (tests/test_whatif.py
-    checks this on generated histories)."""
-    return (
-        tuple(tuple(s.events) for s in d.steps),
-        tuple(sorted(d.exclusions)),
-        d.attribution,
-        tuple(dict.fromkeys(("channel", *d.breakdowns))),
-    )
-
-
-def pipeline_fold_key(d: PipelineDefinition, default: bool) -> Hashable:
-    """Likewise for a pipeline: `PipelineProjection.apply` reads its name, initial stage, which
-    stages are closed and the stage events; probabilities, forecast categories and stale limits
-    are read only by `report()`."""
-    return (
-        d.name,
-        default,
-        d.initial_stage,
-        tuple((s.name, s.closed) for s in d.stages),
-        tuple(sorted(d.events.items())),
-    )
-
-
 # --- lanes ---------------------------------------------------------------------------------------
 
 
@@ -124,7 +92,7 @@ class Lane:
     overlaid: dict[Hashable, tuple[list[Overlay], set[str]]] = field(default_factory=dict)
 
     def funnel(self, fold: FunnelProjection) -> Hashable:
-        key = funnel_fold_key(fold.definition)
+        key = fold.fold_key
         held = self.funnels.get(key)
         if held is None or (fold.keep_sequence and not held[0].keep_sequence):
             # a fold that keeps the sequences (ordered modes) serves the reached mode too
@@ -132,7 +100,7 @@ class Lane:
         return key
 
     def pipeline(self, fold: PipelineProjection) -> Hashable:
-        key = pipeline_fold_key(fold.definition, fold.default)
+        key = fold.fold_key
         if key not in self.pipelines:
             self.pipelines[key] = (fold, fold.initial())
         return key
@@ -305,15 +273,6 @@ class ScenarioLane(Lane):
                     same(event)
 
         funnels = [o for o in overlays if isinstance(o, Overlay)]
-        read_as_is = untouched
-        if len(funnels) == len(overlays):  # only funnels: do they read the amounts it scales?
-            amounts = any("amount" in overlay.fold.fields for overlay in funnels)
-            read_as_is = untouched_types(self.plan, amounts=amounts)
-        if not held and read_as_is >= EVENT_TYPES.keys():
-            # only overlays, and every recorded event as the base has it (as far as they read
-            # it): nothing differs before the scenario's own events, fed after the pass
-            # (`finish`), which copy from the base's final states
-            return []
         folds: list[tuple[Apply, set[str]]] = [
             (feed, types - untouched),
             (as_recorded, recorded_as_is & untouched),
@@ -438,16 +397,15 @@ def _scenario_feed(
     return feed, flush
 
 
-def untouched_types(plan: Resolved, *, amounts: bool = True) -> frozenset[str]:
-    """The event types whose events the scenario's filters and transforms leave as recorded
-    (`amounts=False`: but for their amounts, for a reader that does not read them)."""
+def untouched_types(plan: Resolved) -> frozenset[str]:
+    """The event types whose events the scenario's filters and transforms leave as recorded."""
     f, t = plan.scenario.filter, plan.scenario.transform
     if f.start or f.end:
         return frozenset()
     changed = set(t.drop)
     if _deal_rule(plan) is not None or t.lost_after_days:
         changed |= DEAL_EVENT_TYPES
-    if t.scale_amounts is not None and amounts:
+    if t.scale_amounts is not None:
         changed |= {name for name, cls in EVENT_TYPES.items() if "amount" in cls.model_fields}
     for shift in t.shift:
         changed |= DEAL_EVENT_TYPES if shift.stage is not None else set(_shifted(plan, shift))

@@ -17,10 +17,9 @@ hypothetical deal change a few deals of the baseline's pipeline, not all of them
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from dealengine.projections.funnel import LEAD, FunnelProjection, FunnelState, in_partition
-from dealengine.projections.pipeline import DealFacts, PipelineProjection, Stay
+from dealengine.projections.pipeline import DealFacts, PipelineProjection
 from dealengine.projections.stream import StreamEvent
 
 
@@ -52,7 +51,11 @@ class Overlay:
         a hypothetical event or a loss): fold them into the changed leads' states, and copy a
         lead's baseline state first when they change it."""
         types = self.types
-        if recorded is not None and len(produced) == 1 and self._same(recorded, produced[0]):
+        if (
+            recorded is not None
+            and len(produced) == 1
+            and self.fold.folds_alike(recorded, produced[0])
+        ):
             self.same(produced[0])
             return
         leads = [self._recorded_lead(recorded)] if recorded is not None else []
@@ -85,19 +88,6 @@ class Overlay:
             lead = event.stream[5:]
         if lead in self.changed:
             self.fold.apply(self.state, event)
-
-    def _same(self, recorded: StreamEvent, event: StreamEvent) -> bool:
-        """Whether the funnel reads the same of both events."""
-        if event is recorded:
-            return True
-        a, b = recorded.data, event.data
-        return (
-            recorded.type == event.type
-            and recorded.stream == event.stream
-            and a["occurred_at"] == b["occurred_at"]
-            and a.get("lead_id") == b.get("lead_id")
-            and all(a.get(name) == b.get(name) for name in self.fold.fields)
-        )
 
     def _opened_lead(self, event: StreamEvent) -> str | None:
         """The lead a `deal_opened` links its deal to (in this fold's partition of leads)."""
@@ -145,15 +135,7 @@ class Overlay:
                 self.deals_of.setdefault(linked, []).append(deal)
         self.changed.add(lead)
         self.changed_by_any.add(lead)
-        if (earliest := base.earliest.get(lead)) is not None:
-            mine.earliest[lead] = earliest.copy()
-        if (sequence := base.sequence.get(lead)) is not None:
-            mine.sequence[lead] = sequence.copy()
-        if (excluded := base.excluded.get(lead)) is not None:
-            mine.excluded[lead] = excluded.copy()
-        for name, touches in base.touches.items():
-            if (touch := touches.get(lead)) is not None:
-                mine.touches[name][lead] = touch
+        base.copy_lead(lead, into=mine)
         for deal in self.deals_of.get(lead, ()):
             mine.lead_of_deal[deal] = lead
 
@@ -198,9 +180,8 @@ class DealOverlay:
     def _copy(self, deal: str) -> None:
         self.changed.add(deal)
         facts = self.base.get(deal)
-        if facts is not None:  # its stays are copied: the baseline's fold changes the last one
-            stays = [Stay(s.stage, s.entered, s.left) for s in facts.stays]
-            self.state[deal] = replace(facts, stays=stays)
+        if facts is not None:
+            self.state[deal] = facts.copy()
 
     def merged(self) -> dict[str, DealFacts]:
         """The scenario's deals: the baseline's it left alone, and the changed ones it has."""

@@ -28,17 +28,11 @@ from dealengine.projections.funnel import (
     FunnelTotals,
     FunnelView,
 )
-from dealengine.projections.partitioned import Early
-from dealengine.projections.pipeline import (
-    DEAL_EVENT_TYPES,
-    Derived,
-    PipelineProjection,
-    PipelineView,
-)
+from dealengine.projections.pipeline import Derived, PipelineProjection, PipelineView
 from dealengine.projections.stream import FoldPass, collector_paused
 from dealengine.store.recorders import Partition
 from dealengine.whatif.hypothetical import hypothetical_events
-from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane, untouched_types
+from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane
 from dealengine.whatif.lawful import FirstKept, may_break_rules
 from dealengine.whatif.result import RuleBreaks, ScenarioResult, Views, WhatIf, diff
 from dealengine.whatif.scenario import (
@@ -54,10 +48,10 @@ if TYPE_CHECKING:
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
-# `over_partitions(work)`: work(part, fold_pass, early) in each partition of the leads (see
+# `over_partitions(work)`: work(part, fold_pass) in each partition of the leads (see
 # StreamPasses.over_partitions), the results in partition order
 OverPartitions = Callable[
-    [Callable[[Partition | None, FoldPass, Early], "PartResult"]], list["PartResult"]
+    [Callable[[Partition | None, FoldPass], "PartResult"]], list["PartResult"]
 ]
 
 
@@ -138,6 +132,11 @@ class Job:
     funnel_key: Hashable = None
     pipeline_key: Hashable = None
 
+    @property
+    def deals(self) -> PipelineState:
+        """The pipeline state the job's pipeline report reads (in this partition)."""
+        return self.lane.pipelines[self.pipeline_key][1]
+
 
 def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) -> Resolved:
     """Load (a path), validate (a mapping) and resolve one scenario against the engine."""
@@ -171,7 +170,8 @@ def run_what_if(
     large store, else one: everything): its `fold_pass(folds, None)` is the engine's own pass
     over that partition's events (the events the views see, corrections honoured), given every
     lane's folds at once. The funnel reports sum the partitions' totals; each pipeline report
-    is made in one partition (`_pipelines_here`), those of selected leads in partition 0.
+    is made in one partition (`_pipelines_here`), those of selected leads in partition 0 (this
+    process), after the pass, once the selections of every partition have met.
 
     The cyclic collector is paused for the whole run: the states die (by reference counting)
     when it returns, before the collector resumes (see `Engine.views`)."""
@@ -244,19 +244,25 @@ def run_what_if(
         job.funnel_key = job.lane.funnel(job.funnel)
         job.pipeline_key = job.lane.pipeline(job.pipeline)
 
-    parts = over_partitions(
-        lambda part, fold_pass, early: _fold_part(lanes, jobs, part, fold_pass, now, early)
-    )
+    parts = over_partitions(lambda part, fold_pass: _fold_part(lanes, jobs, part, fold_pass, now))
     reports: dict[Hashable, FunnelView | PipelineView] = {}
+    selections: dict[Hashable, dict[str, bool]] = {}
     for part in parts:
         reports.update(part.pipelines)
+        for key, decided in part.selections.items():
+            selections.setdefault(key, {}).update(decided)
     views = []
     for job in jobs:
-        funnel_key = _funnel_report_key(job)
+        funnel_key, pipeline_key = _funnel_report_key(job), _pipeline_report_key(job)
         if funnel_key not in reports:
             totals = [t for part in parts for t in part.funnels[funnel_key]]
             reports[funnel_key] = job.funnel.assemble(totals, job.as_of)
-        funnel, pipeline = reports[funnel_key], reports[_pipeline_report_key(job)]
+        if pipeline_key not in reports:  # on selected leads: folded in partition 0 (here)
+            assert job.plan is not None
+            selected = (selections[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
+            deals = parts[0].selected_deals[pipeline_key]
+            reports[pipeline_key] = _pipeline_report(job, deals, now, parts[0].derived, selected)
+        funnel, pipeline = reports[funnel_key], reports[pipeline_key]
         assert isinstance(funnel, FunnelView) and isinstance(pipeline, PipelineView)
         views.append(Views(funnel=funnel, pipeline=pipeline))
     base = views[0]
@@ -282,85 +288,39 @@ def run_what_if(
 @dataclass(slots=True)
 class PartResult:
     """What one partition of the leads gives the what-if: per funnel report, the totals of its
-    pieces; the pipeline reports it made."""
+    pieces; the pipeline reports it made; per selection of leads, whether each of its leads'
+    deals is kept. In partition 0 (this process), the pipeline states the reports on selected
+    leads read after the pass, and the deals' facts derived so far (shared with those)."""
 
     funnels: dict[Hashable, list[FunnelTotals]]
     pipelines: dict[Hashable, PipelineView]
+    selections: dict[Hashable, dict[str, bool]]
+    selected_deals: dict[Hashable, PipelineState]
+    derived: dict[Hashable, list[Derived]]
     rule_breaks: dict[str, tuple[int, int]] = field(default_factory=dict)  # leads, deals
 
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
-    """The jobs whose pipeline report partition `part` makes (the first job of each distinct
-    report); none that selects leads: partition 0 reports on those, once every partition has
-    sent it its selections (`_fold_part`).
-
-    A partition that reports on a lane's pipeline state folds it over every deal (an overlay:
-    the baseline's state too) and derives its deals' facts once for all its reports on that
-    state; the others feed the lane only their own leads' deals. The reports are placed one
-    by one, the dearest first, each where the load it leaves is least (`_report_needs`,
-    `_REPORT_COST`), partition 0 (which also makes the funnel reports at the end) loaded
-    first with the selections' states and losing ties."""
-    first = {_pipeline_report_key(job): job for job in reversed(jobs)}
-    reports = list(first.values())[::-1]
-    if part is None:
-        return [job for job in reports if not _selection_key(job.plan)]
-    n = part[1]
-    load = [0.0] * n
-    states: list[set[Hashable]] = [set() for _ in range(n)]
-    placed: list[list[Job]] = [[] for _ in range(n)]
-
-    def cost(job: Job, i: int) -> float:
-        _, _, report, send = _REPORT_COST
-        needed = sum(cost for state, cost in _report_needs(job) if state not in states[i])
-        return needed + report + (send if i else 0.0)
-
-    def place(job: Job, i: int) -> None:
-        load[i] += cost(job, i)
-        states[i].update(state for state, _ in _report_needs(job))
-
-    for job in reports:
-        if _selection_key(job.plan):
-            place(job, 0)
-    rest = [job for job in reports if not _selection_key(job.plan)]
-    rest.sort(key=lambda job: -_deal_work(job.lane))  # stable: the dearest lanes first
-    for job in rest:
-        i = min(range(n), key=lambda i: (load[i] + cost(job, i), -i))
-        place(job, i)
-        placed[i].append(job)
-    return placed[part[0]]
+    """The jobs whose pipeline report partition `part` makes: the first job of each distinct
+    report, dealt round the partitions in turn; none that selects leads (partition 0 reports
+    on those after the pass). A partition folds the pipeline states its reports read over
+    every deal; the others feed a lane only their own leads' deals."""
+    first: dict[Hashable, Job] = {}
+    for job in jobs:
+        if not _selection_key(job.plan):
+            first.setdefault(_pipeline_report_key(job), job)
+    reports = list(first.values())
+    return reports if part is None else reports[part[0] :: part[1]]
 
 
-# a report's relative cost (at 1,000,000 events, one unit is about 0.4 s): folding a lane's
-# pipeline over every deal (twice that for a lane of its own stream, three times when its
-# transforms change deals' events), deriving the deals' facts, making one report on them,
-# sending it from a child process to this one
-_REPORT_COST = (1.0, 0.4, 0.5, 0.1)
-
-
-State = tuple[int, Hashable, datetime | None]  # a lane, a pipeline fold key, an as-of
-
-
-def _report_needs(job: Job) -> list[tuple[State, float]]:
-    """The pipeline states a job's report reads, each with its cost where it is not folded
-    yet: its lane's (the fold over every deal and the lane's transforms, the deals' facts
-    derived), and for an overlay the baseline's too (then the lane's costs its transforms)."""
-    fold, derive, _, _ = _REPORT_COST
-    lane, key, work = job.lane, job.pipeline_key, _deal_work(job.lane)
+def _states_read(job: Job) -> list[tuple[int, Hashable]]:
+    """The pipeline states (lane, fold key) a job's report reads: its lane's, and for an
+    overlay the baseline's too."""
+    lane, key = job.lane, job.pipeline_key
     if isinstance(lane, ScenarioLane) and key in lane.deal_overlays:
         assert lane.base is not None
-        return [
-            ((id(lane.base), key, job.as_of), fold + derive),
-            ((id(lane), key, job.as_of), work),
-        ]
-    return [((id(lane), key, job.as_of), fold * (1 + work) + derive)]
-
-
-def _deal_work(lane: Lane) -> int:
-    """How much a lane does per deal event beside the pipeline fold: 2 when its transforms
-    change deals' events, 1 when it has its own stream, else 0."""
-    if not isinstance(lane, ScenarioLane) or lane.plan is None:
-        return 0
-    return 1 if untouched_types(lane.plan) >= DEAL_EVENT_TYPES else 2
+        return [(id(lane), key), (id(lane.base), key)]
+    return [(id(lane), key)]
 
 
 def _pipeline_report(
@@ -416,17 +376,16 @@ def _fold_part(
     part: Partition | None,
     fold_pass: FoldPass,
     now: datetime,
-    early: Early,
 ) -> PartResult:
     """Fold every lane over the events of partition `part` (None: all of them), sum what its
     leads give each distinct funnel report, and report on the pipeline states homed here.
-    The reports on selected leads are made in partition 0, once every partition has sent it
-    (`early`, right after its pass) which of its leads' deals each selection keeps."""
+    Each partition says which of its leads' deals each selection of leads keeps; partition 0
+    keeps the pipeline states the reports on selected leads read (made after the pass)."""
     for lane in lanes:
         for fold, _ in lane.funnels.values():
             fold.partition = part
     reporting = _pipelines_here(jobs, part)
-    here = {state[:2] for job in reporting for state, _ in _report_needs(job)}
+    here = {state for job in reporting for state in _states_read(job)}
     home = part is None or part[0] == 0  # partition 0, in this process
     selecting = [job for job in jobs if _selection_key(job.plan)]
     if home:
@@ -443,8 +402,7 @@ def _fold_part(
     fold_pass([*(f for lane in reversed(scenario_last) for f in made[id(lane)]), *checks], None)
     for lane in lanes:
         lane.finish(part)
-    result = PartResult({}, {}, {c.name: (c.leads, c.deals) for c in checks})
-    selections: dict[Hashable, dict[str, bool]] = {}  # per selection, whether each deal is kept
+    result = PartResult({}, {}, {}, {}, {}, {c.name: (c.leads, c.deals) for c in checks})
     # the pieces of every report summed by state and definition, each with the leads it
     # selects (or all), in one pass over the state's leads
     Group = tuple[int, str]  # a state (its id) and a definition
@@ -457,7 +415,8 @@ def _fold_part(
         if job.plan is not None and _selection_key(job.plan):
             state = job.lane.funnels[job.funnel_key][1]
             keep = _keep_rule(job.plan, state.touches)
-            selections[_funnel_state_key(job)] = {d: keep(k) for d, k in state.lead_of_deal.items()}
+            kept = {deal: keep(lead) for deal, lead in state.lead_of_deal.items()}
+            result.selections[_funnel_state_key(job)] = kept
             rejectable = _rejectable(job.plan, state.touches)
             pieces: list[Piece] = [(state, _selection_key(job.plan), keep, rejectable)]
         else:
@@ -469,8 +428,6 @@ def _fold_part(
             keeps = groups.setdefault(group, (job.funnel, state, {}))[2]
             keeps.setdefault(chosen, (rule, unsure))
             wanted[funnel_key].append((group, chosen))
-    if selecting:
-        early.send(selections)
     summed: dict[tuple[Hashable, Hashable], FunnelTotals] = {}
     for at, (funnel, state, keeps) in groups.items():
         rules = [rule for rule, _ in keeps.values()]
@@ -482,25 +439,14 @@ def _fold_part(
         for chosen, totals in zip(keeps, every, strict=True):
             summed[at, chosen] = totals
     result.funnels = {key: [summed[piece] for piece in wanted[key]] for key in wanted}
-    derived: dict[Hashable, list[Derived]] = {}
+    derived = result.derived if home else {}
     for job in reporting:
-        deals = job.lane.pipelines[job.pipeline_key][1]
-        result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, deals, now, derived)
-    if home and selecting:  # every partition's selections, sent right after its pass
-        kept: dict[Hashable, dict[str, bool]] = {}
-        for sent in early.gather():
-            for key, decided in sent.items():
-                kept.setdefault(key, {}).update(decided)
-        for job in selecting:
-            assert job.plan is not None
-            key = _pipeline_report_key(job)
-            if key not in result.pipelines:
-                deals = job.lane.pipelines[job.pipeline_key][1]
-                selected = (kept[_funnel_state_key(job)], _keep_rule(job.plan, {})(None))
-                result.pipelines[key] = _pipeline_report(job, deals, now, derived, selected)
+        result.pipelines[_pipeline_report_key(job)] = _pipeline_report(job, job.deals, now, derived)
     del groups, summed, made, derived
     if home:  # free the states in this process while the others finish (a child exits
-        for lane in lanes:  # without freeing them)
+        for job in selecting:  # without freeing them), but those reported on after the pass
+            result.selected_deals[_pipeline_report_key(job)] = job.deals
+        for lane in lanes:
             lane.release()
     return result
 
