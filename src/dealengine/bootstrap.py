@@ -24,7 +24,10 @@ from dealengine.projections.passes import StreamPasses
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
-from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.store.application import Store, store_file, tables_lock, views_env
+from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
+from dealengine.subscriptions.notices import Notices
+from dealengine.subscriptions.tables import SubscriptionTables
 from dealengine.views.live import LiveViews
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
 from dealengine.views.worker import Owner
@@ -48,6 +51,7 @@ class Wiring:
     states: States
     reports: Reports
     live: LiveViews
+    subscriptions: Subscriptions
 
 
 def bootstrap(
@@ -67,6 +71,7 @@ def bootstrap(
     store = Store(settings)
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    states = States(store, evolve)
     return Wiring(
         settings=settings,
         store=store,
@@ -75,9 +80,10 @@ def bootstrap(
         clock=clock,
         evolve=evolve,
         passes=passes,
-        states=States(store, evolve),
+        states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel),
     )
 
 
@@ -117,4 +123,23 @@ def _live_views(
         None if settings.read_only else open_tables,
         owner,
         channel,
+    )
+
+
+def _subscriptions(
+    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition
+) -> Subscriptions:
+    """Subscribers' positions in the store's own database; one owner per subscriber: an
+    advisory lock on PostgreSQL, a file lock beside a SQLite file."""
+    database_url = settings.database_url
+    tables = SubscriptionTables(store.recorder.datastore, postgres=bool(database_url))
+
+    def open_lock() -> Lock:
+        if database_url:
+            schema: str = store.recorder.datastore.schema  # type: ignore[union-attr]
+            return AdvisoryLock(Owner(database_url, schema))
+        return FileLock(None if settings.db == ":memory:" else str(store_file(settings.db)))
+
+    return Subscriptions(
+        store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )

@@ -32,6 +32,8 @@ from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
 from dealengine.settings import Settings
+from dealengine.subscriptions.dispatch import Handler
+from dealengine.subscriptions.tables import Position
 from dealengine.views.materialised import Lag, MaterialisedView, ProjectionName
 
 if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
@@ -75,6 +77,7 @@ class Engine:
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
         self.passes = parts.passes
+        self.subscriptions = parts.subscriptions
         self._apply = parts.evolve
         self._load = parts.states.load
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
@@ -85,6 +88,7 @@ class Engine:
         return cls(Settings(db=":memory:", database_url=None), **kwargs)
 
     def close(self) -> None:
+        self.subscriptions.close()
         self.live.close()
         self.store.close()
 
@@ -341,6 +345,14 @@ class Engine:
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (see views/worker.py)."""
         self.live.follow(names, poll)
+
+    # --- subscriptions ----------------------------------------------------------------------
+
+    def subscribe(self, name: str, handler: Handler, **options: Any) -> Position:
+        """A durable subscriber: every event and derived notice, in recorded order, at least
+        once (exactly once for a `transactional` handler's own writes); see
+        dealengine.subscriptions.dispatch for `types`, `from_start`, `retry`, `run`."""
+        return self.subscriptions.subscribe(name, handler, **options)
 
     # --- audit: corrections, tamper evidence -----------------------------------------------
 
