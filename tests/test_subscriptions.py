@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from dealengine import Engine
 from dealengine.subscriptions.dispatch import Retry
 from dealengine.subscriptions.notices import Notice
@@ -20,7 +18,9 @@ FAST = Retry(first=0.01, longest=0.02, give_up_after=0.05)
 def a_won_deal(engine: Engine) -> None:
     engine.record("ad_viewed", "L-1", "2026-03-01T10:00:00Z", channel="paid", campaign="c")
     engine.record("lead_qualified", "L-1", "2026-03-02T10:00:00Z", by="sdr")
-    engine.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="100", owner="ana")
+    engine.record(
+        "deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="100", owner="ana"
+    )
     engine.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")
     engine.record("deal_won", "D-1", "2026-03-05T10:00:00Z", amount="100")
 
@@ -127,7 +127,9 @@ def test_a_failing_handler_is_retried_then_parked_and_replay_resumes(engine: Eng
 def test_replay_from_a_position_hands_the_events_after_it_again(engine: Engine) -> None:
     a_won_deal(engine)
     got: list[int] = []
-    engine.subscribe("s", lambda n: got.append(n.position), types=["deal_won", "deal_opened"], run=False)
+    engine.subscribe(
+        "s", lambda n: got.append(n.position), types=["deal_won", "deal_opened"], run=False
+    )
     engine.subscriptions.catch_up("s")
     engine.subscriptions.replay("s", 4)
     engine.subscriptions.catch_up("s")
