@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import structlog
 
@@ -30,8 +30,12 @@ from dealengine.views.worker import Owner
 
 log = structlog.get_logger("dealengine.subscriptions")
 
-Handler = Callable[..., None]  # handler(notice) or, transactional, handler(notice, cursor)
+Handler = Callable[..., object]
+"""handler(notice), or for a `transactional` subscriber handler(notice, cursor). A plain
+handler may return a callable: it is called with the cursor of the transaction that moves the
+position (a record of the work done, written with the position)."""
 BATCH = 500
+GROUP = 100  # events whose records and position are written in one transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,7 @@ class Subscriptions:
         self.open_lock = open_lock
         self.poll = poll
         self.subscribers: dict[str, Subscriber] = {}
+        self.webhooks: Sequence[Any] = ()  # dealengine.subscriptions.webhooks.Webhook
         self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self._created = False
 
@@ -208,6 +213,26 @@ class Subscriptions:
         finally:
             lock.close()
 
+    def work(self, stopping: threading.Event, names: Sequence[str] = ()) -> None:
+        """Run as a worker until `stopping`: the webhooks and the subscribers `names` (already
+        registered in this process), each where this process owns it."""
+        from dealengine.subscriptions.webhooks import register_webhooks
+
+        hooks = register_webhooks(self, self.webhooks, run=False)
+        unknown = [n for n in names if n not in self.subscribers]
+        if unknown:
+            raise DealEngineError(f"no subscriber {', '.join(unknown)} registered here")
+        if not hooks and not names:
+            raise DealEngineError("nothing to run: no webhooks in webhooks.toml, no subscriber")
+        log.info("subscribers.run", subscribers=[*hooks, *names])
+        self.run([*hooks, *names], stopping)
+
+    def start_webhooks(self) -> list[str]:
+        """Deliver the webhooks from threads of this process (until `close`)."""
+        from dealengine.subscriptions.webhooks import register_webhooks
+
+        return register_webhooks(self, self.webhooks, run=True)
+
     def catch_up(self, name: str) -> int:
         """Handle every notice recorded so far for subscriber `name`, here and now (tests, a
         one-shot run); the position reached."""
@@ -251,7 +276,16 @@ class Subscriptions:
 
 
 class Run:
-    """One subscriber's loop state: its notices' derivation and the batch in hand."""
+    """One subscriber's loop: its notices' derivation, and the events handled but not yet
+    written (`group`), written together: a commit per event would bound a subscriber at a
+    few hundred events a second on PostgreSQL.
+
+    A transactional subscriber's group is handled in one transaction; when it fails, each of
+    its events is handled again in a transaction of its own, with retries. A plain handler's
+    events are handed over one by one (retrying each), their records and the position written
+    together after up to GROUP events, or before waiting or parking: a crash in between hands
+    them again (at least once).
+    """
 
     def __init__(self, subs: Subscriptions, subscriber: Subscriber, stopping: threading.Event):
         self.subs = subs
@@ -270,59 +304,90 @@ class Run:
         )
         if not rows:
             return False
-        written = at = position.position  # in the table; handled (events no notice wanted)
-        for notification in rows:
-            if self.stopping.is_set():
-                break
-            notices = [n for n in self.notices.of(notification) if wanted(n, self.subscriber.types)]
-            if not notices:
-                at = notification.id
-                continue
-            try:
-                written = at = self._handle(written, at, notification.id, notices)
-            except Moved:
-                return True  # replayed meanwhile: start again from the new position
-            except Parked:
-                return False
-        if at != written:
-            try:
-                with tables.advancing(name, written, at):
-                    pass
-            except Moved:
-                pass
+        self.written = self.at = position.position  # in the table; handled
+        self.group: list[tuple[int, list[Notice]]] = []
+        self.after: list[Callable[[Any], object]] = []
+        try:
+            for notification in rows:
+                if self.stopping.is_set():
+                    break
+                notices = [
+                    n for n in self.notices.of(notification) if wanted(n, self.subscriber.types)
+                ]
+                if notices:
+                    self._take(notification.id, notices)
+                self.at = notification.id
+                if len(self.group) >= GROUP:
+                    self._flush()
+            self._flush()
+        except Moved:
+            return True  # replayed meanwhile: start again from the new position
+        except Parked:
+            return False
         return True
 
-    def _handle(self, at: int, handled: int, position: int, notices: list[Notice]) -> int:
-        """Hand `notices` (of the event at `position`) over and move from `at` to `position`
-        (`handled`: the last event before it, none of whose notices were wanted)."""
-        subscriber, tables = self.subscriber, self.subs.tables
+    def _take(self, position: int, notices: list[Notice]) -> None:
+        if self.subscriber.transactional:
+            self.group.append((position, notices))
+            return
+        done = self._with_retries(position, notices, self._hand_over)
+        self.after.extend(w for w in done if callable(w))
+        self.group.append((position, notices))
+
+    def _hand_over(self, position: int, notices: list[Notice]) -> list[object]:
+        return [self.subscriber.handler(notice) for notice in notices]
+
+    def _flush(self) -> None:
+        """Write the group's records and the position reached, in one transaction."""
+        tables, name = self.subs.tables, self.subscriber.name
+        if self.subscriber.transactional and self.group:
+            group, self.group = self.group, []
+            try:
+                with tables.advancing(name, self.written, self.at) as cursor:
+                    for _, notices in group:
+                        for notice in notices:
+                            self.subscriber.handler(notice, cursor)
+            except (Moved, Parked):
+                raise
+            except Exception:  # one by one, with retries: a transaction each
+                for position, notices in group:
+                    self._with_retries(position, notices, self._in_transaction)
+                    self.written = position
+            else:
+                self.written = self.at
+                return
+        if self.at == self.written:
+            return
+        after, self.after, self.group = self.after, [], []
+        with tables.advancing(name, self.written, self.at) as cursor:
+            for write in after:
+                write(cursor)
+        self.written = self.at
+
+    def _in_transaction(self, position: int, notices: list[Notice]) -> list[object]:
+        with self.subs.tables.advancing(self.subscriber.name, self.written, position) as c:
+            for notice in notices:
+                self.subscriber.handler(notice, c)
+        return []
+
+    def _with_retries(
+        self, position: int, notices: list[Notice], attempt_once: Callable[..., list[object]]
+    ) -> list[object]:
+        """`attempt_once(position, notices)`, retried with backoff; parks when it gives up."""
+        subscriber = self.subscriber
         delays = iter(subscriber.retry.delays())
         attempt = 0
         while True:
             attempt += 1
             try:
-                if subscriber.transactional:
-                    with tables.advancing(subscriber.name, at, position) as cursor:
-                        for notice in notices:
-                            subscriber.handler(notice, cursor)
-                else:
-                    for notice in notices:
-                        subscriber.handler(notice)
-                    with tables.advancing(subscriber.name, at, position):
-                        pass
-                return position
+                return attempt_once(position, notices)
             except Moved:
                 raise
             except Exception as e:
-                delay = next(delays, None)
+                delay = None if isinstance(e, GiveUp) else next(delays, None)
                 error = f"{type(e).__name__}: {e}"
-                if delay is None or self.stopping.is_set():
-                    if delay is None:
-                        tables.park(subscriber.name, at, handled, position, notices[0].id, error)
-                        log.error(
-                            "subscriber.parked", subscriber=subscriber.name, position=position,
-                            notice=notices[0].id, error=error, attempts=attempt,
-                        )  # fmt: skip
+                if delay is None:
+                    self._park(position, notices[0].id, error, attempt)
                     raise Parked from e
                 log.warning(
                     "subscriber.retry", subscriber=subscriber.name, position=position,
@@ -331,6 +396,21 @@ class Run:
                 )  # fmt: skip
                 if self.stopping.wait(delay):
                     raise Parked from e  # stopping: not parked, picked up again on start
+
+    def _park(self, position: int, notice: str, error: str, attempts: int) -> None:
+        """Park at the event at `position`, after writing what was handled before it."""
+        name = self.subscriber.name
+        if not self.subscriber.transactional:
+            self._flush()
+        self.subs.tables.park(name, self.written, self.written, position, notice, error)
+        log.error(
+            "subscriber.parked", subscriber=name, position=position, notice=notice,
+            error=error, attempts=attempts,
+        )  # fmt: skip
+
+
+class GiveUp(Exception):
+    """Raised by a handler for a failure a retry cannot mend: parked at once."""
 
 
 class Parked(Exception):
