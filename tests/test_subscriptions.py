@@ -140,19 +140,19 @@ def test_a_transactional_subscriber_writes_exactly_once_with_its_position(engine
     tables = engine.subscriptions.tables
     engine.subscriptions.ensure_tables()
     with tables.transaction(commit=True) as c:
-        c.execute("CREATE TABLE seen_by_crm (notice TEXT NOT NULL)")
+        c.execute(tables.sql("CREATE TABLE {p}seen_by_crm (notice TEXT NOT NULL)"))
     a_won_deal(engine)
     failures = iter([True, False])
 
     def handler(notice: Notice, cursor: Any) -> None:
-        cursor.execute(tables.sql("INSERT INTO seen_by_crm (notice) VALUES (?)"), (notice.id,))
+        cursor.execute(tables.sql("INSERT INTO {p}seen_by_crm (notice) VALUES (?)"), (notice.id,))
         if notice.type == "deal_won" and next(failures):
             raise RuntimeError("after writing: the transaction is rolled back")
 
     engine.subscribe("crm", handler, transactional=True, retry=FAST, run=False)
     engine.subscriptions.catch_up("crm")
     with tables.transaction(commit=False) as c:
-        c.execute("SELECT notice FROM seen_by_crm")
+        c.execute(tables.sql("SELECT notice FROM {p}seen_by_crm"))
         rows = [r["notice"] for r in c.fetchall()]
     assert len(rows) == len(set(rows)) == 13
 

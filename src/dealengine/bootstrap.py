@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import cast
 
 from eventsourcing.persistence import InfrastructureFactory
@@ -28,6 +29,7 @@ from dealengine.store.application import Store, store_file, tables_lock, views_e
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
+from dealengine.subscriptions.webhooks import load_webhooks
 from dealengine.views.live import LiveViews
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
 from dealengine.views.worker import Owner
@@ -140,6 +142,10 @@ def _subscriptions(
             return AdvisoryLock(Owner(database_url, schema))
         return FileLock(None if settings.db == ":memory:" else str(store_file(settings.db)))
 
-    return Subscriptions(
+    subscriptions = Subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
+    subscriptions.webhooks = load_webhooks(
+        Path(settings.webhooks) if settings.webhooks else None
+    ).webhooks
+    return subscriptions

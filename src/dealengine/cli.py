@@ -912,6 +912,71 @@ def whatif(
         show_what_if(out(), result)
 
 
+# --- the host: subscribers and webhooks ------------------------------------------------------
+
+subscribers_app = typer.Typer(
+    help="Durable subscribers and the webhooks built on them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(subscribers_app, name="subscribers")
+
+
+@subscribers_app.command("run", cls=Command)
+def subscribers_run() -> None:
+    """Deliver the webhooks of webhooks.toml until SIGINT/SIGTERM: one owner per webhook
+    (a PostgreSQL advisory lock, a file lock beside a SQLite store); run any number."""
+
+    def act(e: Engine) -> None:
+        from dealengine.views.worker import stop_on_signals
+
+        with stop_on_signals() as stopping:
+            e.subscriptions.work(stopping)
+
+    using_engine(act)
+
+
+@subscribers_app.command("status", cls=Command)
+def subscribers_status(fmt: FormatOption = Format.table) -> None:
+    """Each subscriber's position, how far behind the store it is, and its parked event."""
+    rows = using_engine(lambda e: e.subscriptions.status())
+    data = [
+        {
+            "name": p.name, "position": p.position, "head": head, "lag": max(0, head - p.position),
+            "parked_position": p.parked_position, "parked_notice": p.parked_notice,
+            "parked_error": p.parked_error, "updated_at": p.updated_at,
+        }
+        for p, head in rows
+    ]  # fmt: skip
+    if fmt is Format.json:
+        emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table("subscriber", "position", "lag", "parked at", "error", box=None)
+    for row in data:
+        parked = row["parked_position"]
+        table.add_row(
+            str(row["name"]), str(row["position"]), str(row["lag"]),
+            "" if parked is None else f"{parked} ({row['parked_notice']})",
+            str(row["parked_error"] or ""),
+        )  # fmt: skip
+    out().print(table if data else "no subscribers")
+
+
+@subscribers_app.command("replay", cls=Command)
+def subscribers_replay(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    from_: Annotated[
+        int | None,
+        typer.Option("--from", metavar="N", help="first event to hand again (default: parked)"),
+    ] = None,
+) -> None:
+    """Rewind a subscriber: it handles the events from position N again, and is unparked."""
+    position = using_engine(lambda e: e.subscriptions.replay(name, from_))
+    err().print(f"{name}: at {position.position}, the next event handled is after it")
+
+
 def main() -> None:
     app()
 

@@ -30,5 +30,7 @@ class Settings(BaseSettings):
     4, once the store holds 50,000 events; 1: always in this process. A child is forked: it
     opens its own connection and touches none of this process's connections or threads (a
     PostgreSQL pool runs threads here)."""
+    webhooks: str | None = None
+    """webhooks.toml to read (default: the one beside funnel.toml, if any)."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

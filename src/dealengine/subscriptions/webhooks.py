@@ -1,0 +1,207 @@
+"""Signed webhooks: each `[[webhooks]]` of webhooks.toml is a durable subscriber that POSTs
+every notice it wants to its URL, as Stripe and GitHub do.
+
+The body is the notice's JSON; `Dealengine-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
+"t.body")>` and `Dealengine-Event-Id` (the notice id: the receiver dedupes by it). A timeout,
+a connection error or a 5xx is retried with exponential backoff for `retry_for` seconds, then
+the webhook is parked; another 4xx parks it at once. Every attempt goes to the delivery log;
+the successful one in the transaction that moves the webhook's position, so a crash never loses
+or reorders a delivery (it may repeat one: at least once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic import Field, field_validator
+
+from dealengine.domain.definitions import Definition, definitions_dir, load
+from dealengine.domain.events import EVENT_TYPES
+from dealengine.subscriptions.dispatch import GiveUp, Retry, Subscriptions
+from dealengine.subscriptions.notices import DERIVED, Notice
+from dealengine.subscriptions.tables import SubscriptionTables
+
+log = structlog.get_logger("dealengine.webhooks")
+
+SIGNATURE = "Dealengine-Signature"
+EVENT_ID = "Dealengine-Event-Id"
+USER_AGENT = "dealengine-webhooks/1"
+
+
+class Webhook(Definition):
+    url: str
+    events: list[str] = Field(min_length=1)
+    secret: str = Field(min_length=16, repr=False)
+    name: str | None = None
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=10.0, gt=0, le=300)
+    retry_for: float = Field(default=3600.0, gt=0)
+    """Seconds a failing delivery is retried for before the webhook is parked."""
+    first_retry: float = Field(default=1.0, gt=0)
+    longest_retry: float = Field(default=300.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, events: list[str]) -> list[str]:
+        for event in events:
+            kind = event.partition(":")[0]
+            if kind not in EVENT_TYPES and kind not in DERIVED:
+                known = ", ".join([*DERIVED, *sorted(EVENT_TYPES)])
+                raise ValueError(f"unknown event {event!r} (known: {known})")
+        return events
+
+    @property
+    def subscriber(self) -> str:
+        """The webhook's subscriber name: `webhook:` and its name, or its URL's host and path."""
+        if self.name:
+            return f"webhook:{self.name}"
+        parts = urlsplit(self.url)
+        return f"webhook:{parts.netloc}{parts.path}"
+
+
+class Webhooks(Definition):
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+
+def load_webhooks(path: Path | None = None) -> Webhooks:
+    """The webhooks of `path` (default: webhooks.toml beside funnel.toml, if there is one)."""
+    path = path or definitions_dir() / "webhooks.toml"
+    if not path.is_file():
+        return Webhooks()
+    return load(Webhooks, path)
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, *, tolerance: float = 300, now: float | None = None
+) -> bool:
+    """What a receiver does: the signature is ours and fresh (within `tolerance` seconds)."""
+    fields = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(fields["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, fields.get("v1", ""))
+
+
+class DeliveryFailed(Exception):
+    """A timeout, a connection error or a 5xx: retried."""
+
+
+class Refused(GiveUp):
+    """The receiver answered 4xx: parked at once (a retry would be refused the same way)."""
+
+
+Post = Callable[[Webhook, bytes, dict[str, str]], int]
+
+
+def post(hook: Webhook, body: bytes, headers: dict[str, str]) -> int:
+    """POST `body` to the webhook's URL: the status (connect and read time-outs apply)."""
+    parts = urlsplit(hook.url)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    conn = connection_class(parts.netloc, timeout=hook.connect_timeout)
+    try:
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(hook.read_timeout)
+        path = parts.path or "/"
+        conn.request("POST", f"{path}?{parts.query}" if parts.query else path, body, headers)
+        response = conn.getresponse()
+        response.read(65536)
+        return response.status
+    finally:
+        conn.close()
+
+
+class Delivery:
+    """The handler of one webhook's subscriber."""
+
+    def __init__(self, hook: Webhook, tables: SubscriptionTables, send: Post = post) -> None:
+        self.hook = hook
+        self.tables = tables
+        self.send = send
+        self.attempts: dict[str, int] = {}
+
+    def __call__(self, notice: Notice) -> Callable[[Any], None]:
+        hook, body = self.hook, notice.json_bytes()
+        attempt = self.attempts[notice.id] = self.attempts.get(notice.id, 0) + 1
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            EVENT_ID: notice.id,
+            SIGNATURE: sign(hook.secret, body, int(time.time())),
+        }
+        status: int | None = None
+        try:
+            status = self.send(hook, body, headers)
+        except (OSError, http.client.HTTPException) as e:
+            error = f"{type(e).__name__}: {e}"
+            self._log_failure(notice, attempt, None, error)
+            raise DeliveryFailed(error) from e
+        if status >= 500 or status in (408, 429):
+            self._log_failure(notice, attempt, status, f"HTTP {status}")
+            raise DeliveryFailed(f"HTTP {status} from {hook.url}")
+        if status >= 300:
+            self._log_failure(notice, attempt, status, f"HTTP {status}")
+            raise Refused(f"HTTP {status} from {hook.url}")
+        self.attempts.pop(notice.id, None)
+
+        def log_success(cursor: Any) -> None:
+            self.tables.log_delivery(
+                cursor, hook.subscriber, notice.id, notice.position, attempt, hook.url, status, None
+            )
+
+        return log_success
+
+    def _log_failure(self, notice: Notice, attempt: int, status: int | None, error: str) -> None:
+        log.warning(
+            "webhook.failed", webhook=self.hook.subscriber, notice=notice.id, attempt=attempt,
+            status=status, error=error,
+        )  # fmt: skip
+        with self.tables.transaction(commit=True) as c:
+            self.tables.log_delivery(
+                c, self.hook.subscriber, notice.id, notice.position, attempt, self.hook.url,
+                status, error,
+            )  # fmt: skip
+
+
+def register_webhooks(
+    subscriptions: Subscriptions, hooks: Sequence[Webhook], *, run: bool, send: Post = post
+) -> list[str]:
+    """Each webhook as a subscriber from the start of the store; their names."""
+    names = []
+    for hook in hooks:
+        subscriptions.subscribe(
+            hook.subscriber,
+            Delivery(hook, subscriptions.tables, send),
+            types=hook.events,
+            retry=Retry(hook.first_retry, hook.longest_retry, hook.retry_for),
+            run=run,
+        )
+        names.append(hook.subscriber)
+    return names
