@@ -22,6 +22,7 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.projections.passes import StreamPasses
+from dealengine.service.keys import ApiKeys
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
@@ -54,6 +55,7 @@ class Wiring:
     reports: Reports
     live: LiveViews
     subscriptions: Subscriptions
+    keys: ApiKeys
 
 
 def bootstrap(
@@ -86,6 +88,7 @@ def bootstrap(
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel),
+        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
     )
 
 

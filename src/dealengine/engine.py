@@ -77,7 +77,7 @@ class Engine:
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
         self.passes = parts.passes
-        self.subscriptions = parts.subscriptions
+        self.subscriptions, self.keys = parts.subscriptions, parts.keys
         self._apply = parts.evolve
         self._load = parts.states.load
         self._cache: dict[str, State] = {}  # states of streams this engine wrote; may be stale
