@@ -118,33 +118,61 @@ class Refused(GiveUp):
 Post = Callable[[Webhook, bytes, dict[str, str]], int]
 
 
-def post(hook: Webhook, body: bytes, headers: dict[str, str]) -> int:
-    """POST `body` to the webhook's URL: the status (connect and read time-outs apply)."""
-    parts = urlsplit(hook.url)
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = connection_class(parts.netloc, timeout=hook.connect_timeout)
-    try:
+class Sender:
+    """POSTs to one webhook's URL over a kept-alive connection (opened again when the receiver
+    closed it). Connect and read time-outs apply."""
+
+    def __init__(self) -> None:
+        self.conn: http.client.HTTPConnection | None = None
+
+    def __call__(self, hook: Webhook, body: bytes, headers: dict[str, str]) -> int:
+        parts = urlsplit(hook.url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        reused = self.conn is not None
+        conn = self.conn or self._open(hook)
+        try:
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            response.read(65536)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused:
+                raise
+            return self(hook, body, headers)  # the receiver closed an idle connection: once more
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        else:
+            self.conn = conn
+        return response.status
+
+    @staticmethod
+    def _open(hook: Webhook) -> http.client.HTTPConnection:
+        parts = urlsplit(hook.url)
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        conn = connection_class(parts.netloc, timeout=hook.connect_timeout)
         conn.connect()
         if conn.sock is not None:
             conn.sock.settimeout(hook.read_timeout)
-        path = parts.path or "/"
-        conn.request("POST", f"{path}?{parts.query}" if parts.query else path, body, headers)
-        response = conn.getresponse()
-        response.read(65536)
-        return response.status
-    finally:
-        conn.close()
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class Delivery:
     """The handler of one webhook's subscriber."""
 
-    def __init__(self, hook: Webhook, tables: SubscriptionTables, send: Post = post) -> None:
+    def __init__(self, hook: Webhook, tables: SubscriptionTables, send: Post | None = None) -> None:
         self.hook = hook
         self.tables = tables
-        self.send = send
+        self.send = send or Sender()
         self.attempts: dict[str, int] = {}
 
     def __call__(self, notice: Notice) -> Callable[[Any], None]:
@@ -191,7 +219,7 @@ class Delivery:
 
 
 def register_webhooks(
-    subscriptions: Subscriptions, hooks: Sequence[Webhook], *, run: bool, send: Post = post
+    subscriptions: Subscriptions, hooks: Sequence[Webhook], *, run: bool, send: Post | None = None
 ) -> list[str]:
     """Each webhook as a subscriber from the start of the store; their names."""
     names = []
