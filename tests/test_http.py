@@ -279,3 +279,17 @@ def test_the_openapi_contract_and_docs_are_served(api: Api) -> None:
     assert {"/v1/interactions", "/v1/deals/{deal_id}", "/v1/events", "/v1/whatif"} <= schema.json()[
         "paths"
     ].keys()
+
+
+def test_a_deal_endpoint_refuses_a_leads_event_and_if_match_star_needs_the_deal(api: Api) -> None:
+    with api.client("write") as http:
+        lead_event = http.post("/v1/deals/D-1/interactions", json={
+            "type": "ad_viewed", "occurred_at": "2026-03-01T10:00:00Z", "channel": "paid"})  # fmt: skip
+        absent = http.post("/v1/deals/D-1/interactions", headers={"If-Match": "*"}, json={
+            k: v for k, v in OPENED.items() if k != "deal_id"})  # fmt: skip
+        http.post("/v1/interactions", json=OPENED)
+        present = http.post("/v1/deals/D-1/interactions", headers={"If-Match": "*"}, json={
+            "type": "proposal_sent", "occurred_at": "2026-03-04T10:00:00Z"})  # fmt: skip
+    assert lead_event.status_code == 422 and lead_event.json()["field"] == "type"
+    assert absent.status_code == 412
+    assert present.status_code == 201 and present.headers["ETag"] == '"2"'

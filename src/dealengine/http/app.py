@@ -60,7 +60,7 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     _errors(app)
     _logging(app)
     _writes(app, engine, limits, keys)
-    _reads(app, engine, keys)
+    _reads(app, engine, limits, keys)
     _events(app, engine, limits, keys)
     return app
 
@@ -299,6 +299,9 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
         body = await read_json(request, limits)
         if isinstance(body, list):
             raise Problem(422, "Invalid request", "one interaction, not an array", field=None)
+        if isinstance(body, dict) and EVENT_AGGREGATE.get(str(body.get("type")), "deal") != "deal":
+            raise Problem(422, "Invalid interaction", f"{body['type']} is a lead's event, not a "
+                          "deal's", field="type", pointer="/type")  # fmt: skip
         [command] = commands_of(body, limits, idempotency_key, deal_id=deal_id)
         expected = _version_of(if_match) if if_match else None
 
@@ -306,10 +309,11 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
             with engine_locks.hold(f"deal:{deal_id}"):
                 if expected is not None:
                     current = _current_version(engine, deal_id)
-                    if current != expected:
+                    if current != expected and not (expected == ANY and current > 0):
                         problem = Problem(
                             412, "Precondition failed",
-                            f"deal {deal_id} is at version {current}, not {expected}",
+                            f"deal {deal_id} is at version {current}, not "
+                            + ("any" if expected == ANY else str(expected)),
                             current_version=current,
                         )  # fmt: skip
                         problem.headers["ETag"] = f'"{current}"'
@@ -324,7 +328,12 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
         return response
 
 
+ANY = -1  # If-Match: * (the deal exists, at any version)
+
+
 def _version_of(if_match: str) -> int:
+    if if_match.strip() == "*":
+        return ANY
     text = if_match.strip().removeprefix("W/").strip('"')
     if not text.isdigit():
         raise Problem(
@@ -390,7 +399,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
-def _reads(app: FastAPI, engine: Engine, keys: KeyCheck) -> None:
+def _reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
     read, audit = Depends(keys("read")), Depends(keys("audit"))
 
     def state_response(kind: str, id: str, as_of: str | None, known_at: str | None,
@@ -534,7 +543,7 @@ def _reads(app: FastAPI, engine: Engine, keys: KeyCheck) -> None:
     async def whatif(request: Request) -> Response:
         """The views under other rules beside the real ones (`dealengine whatif --format
         json`); nothing is written."""
-        body = await read_json(request, Limits())
+        body = await read_json(request, limits)
         scenarios = body.get("scenarios") if isinstance(body, dict) else None
         if (
             not isinstance(scenarios, list)
