@@ -1034,6 +1034,8 @@ def serve(
     """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs."""
 
     def act(e: Engine) -> None:
+        import threading
+
         try:
             import uvicorn
 
@@ -1044,12 +1046,29 @@ def serve(
             raise DealEngineError(
                 f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
             ) from None
+        from dealengine.views.worker import stop_on_signals
+
+        class Server(uvicorn.Server):
+            """Stops on SIGINT/SIGTERM like the workers: finishes, closes the engine, exit 0
+            (uvicorn's own handling re-raises the signal, killing the process)."""
+
+            @contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                with stop_on_signals() as stopping:
+                    threading.Thread(target=self._stop_when, args=(stopping,), daemon=True).start()
+                    yield
+
+            def _stop_when(self, stopping: Any) -> None:
+                stopping.wait()
+                self.should_exit = True
+
         if webhooks:
             e.subscriptions.start_webhooks()
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(e), host=host, port=port, log_config=None, access_log=False,
             timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
         )  # fmt: skip
+        Server(config).run()
 
     using_engine(act)
 
