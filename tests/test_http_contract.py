@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -15,10 +14,9 @@ from dealengine import Engine, Settings
 from tests.http_server import serving
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    db = Path(tmp_path_factory.mktemp("contract")) / "store.db"
-    with Engine(Settings(db=str(db), database_url=None)) as engine:
+@pytest.fixture
+def live(settings: Settings) -> Iterator[tuple[str, str]]:
+    with Engine(settings) as engine:
         engine.record("ad_viewed", "L-1", "2026-03-01T10:00:00Z", channel="paid", campaign="c")
         engine.record(
             "deal_opened", "D-1", "2026-03-03T10:00:00Z", lead_id="L-1", amount="10", owner="ana"
