@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,7 @@ class Subscriptions:
         self.new_notices = notices
         self.open_lock = open_lock
         self.poll = poll
+        self.refresh_every = 5.0  # seconds between looks at the webhooks' definitions
         self.subscribers: dict[str, Subscriber] = {}
         self.webhooks: Sequence[Any] = ()  # dealengine.subscriptions.webhooks.Webhook
         self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
@@ -194,12 +196,23 @@ class Subscriptions:
         self._threads[name] = (thread, stopping)
         thread.start()
 
-    def run(self, names: Sequence[str], stopping: threading.Event) -> None:
-        """Keep subscribers `names` caught up until `stopping` is set, for each one it owns."""
+    def run(
+        self,
+        names: Sequence[str],
+        stopping: threading.Event,
+        refresh: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
+        """Keep subscribers `names` caught up until `stopping` is set, for each one it owns;
+        with `refresh`, the names are asked for again every `refresh_every` seconds (webhooks
+        added or removed through the API)."""
         lock = self.open_lock()
-        runs = {name: Run(self, self.subscribers[name], stopping) for name in names}
+        runs: dict[str, Run] = {}
+        refreshed = -float("inf")
         try:
             while not stopping.is_set():
+                if refresh is not None and time.monotonic() - refreshed > self.refresh_every:
+                    names, refreshed = refresh(), time.monotonic()
+                self._keep(runs, names, lock, stopping)
                 busy = False
                 for name, run in runs.items():
                     if lock.try_take(name):
@@ -213,25 +226,47 @@ class Subscriptions:
         finally:
             lock.close()
 
-    def work(self, stopping: threading.Event, names: Sequence[str] = ()) -> None:
-        """Run as a worker until `stopping`: the webhooks and the subscribers `names` (already
-        registered in this process), each where this process owns it."""
-        from dealengine.subscriptions.webhooks import register_webhooks
+    def _keep(
+        self, runs: dict[str, Run], names: Sequence[str], lock: Lock, stopping: threading.Event
+    ) -> None:
+        """Runs for exactly `names`, each for its subscriber as registered now."""
+        for name in set(runs) - set(names):
+            del runs[name]
+            lock.release(name)
+        for name in names:
+            subscriber = self.subscribers[name]
+            if name not in runs or runs[name].subscriber is not subscriber:
+                runs[name] = Run(self, subscriber, stopping)
 
-        hooks = register_webhooks(self, self.webhooks, run=False)
+    def work(self, stopping: threading.Event, names: Sequence[str] = ()) -> None:
+        """Run as a worker until `stopping`: the webhooks (of webhooks.toml and the API, looked
+        at again every few seconds) and the subscribers `names` (already registered in this
+        process), each where this process owns it."""
+        from dealengine.subscriptions.webhooks import sync_webhooks
+
         unknown = [n for n in names if n not in self.subscribers]
         if unknown:
             raise DealEngineError(f"no subscriber {', '.join(unknown)} registered here")
+        hooks = sync_webhooks(self)
         if not hooks and not names:
-            raise DealEngineError("nothing to run: no webhooks in webhooks.toml, no subscriber")
+            raise DealEngineError(
+                "nothing to run: no webhooks (webhooks.toml, POST /v1/webhooks), no subscriber"
+            )
         log.info("subscribers.run", subscribers=[*hooks, *names])
-        self.run([*hooks, *names], stopping)
+        self.run([*hooks, *names], stopping, lambda: [*sync_webhooks(self), *names])
 
-    def start_webhooks(self) -> list[str]:
-        """Deliver the webhooks from threads of this process (until `close`)."""
-        from dealengine.subscriptions.webhooks import register_webhooks
+    def start_webhooks(self) -> None:
+        """Deliver the webhooks from a thread of this process (until `close`), picking up the
+        ones added or removed through the API."""
+        from dealengine.subscriptions.webhooks import sync_webhooks
 
-        return register_webhooks(self, self.webhooks, run=True)
+        stopping = threading.Event()
+        thread = threading.Thread(
+            target=self.run, args=([], stopping, lambda: sync_webhooks(self)),
+            name="webhooks", daemon=True,
+        )  # fmt: skip
+        self._threads["webhooks"] = (thread, stopping)
+        thread.start()
 
     def catch_up(self, name: str) -> int:
         """Handle every notice recorded so far for subscriber `name`, here and now (tests, a

@@ -25,6 +25,8 @@ TABLES = (
     "url TEXT NOT NULL, status INTEGER, error TEXT, at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS dealengine_deliveries_notice "
     "ON {p}dealengine_deliveries (subscriber, notice_id)",
+    "CREATE TABLE IF NOT EXISTS {p}dealengine_webhooks (name TEXT PRIMARY KEY, "
+    "definition TEXT NOT NULL, created_at TEXT NOT NULL)",
 )
 
 
@@ -184,6 +186,29 @@ class SubscriptionTables:
                 (subscriber, limit),
             )
             return [dict(row) for row in c.fetchall()]
+
+    def webhooks(self) -> list[str]:
+        """The definitions (JSON) of the webhooks added through the API."""
+        with self.transaction(commit=False) as c:
+            c.execute(self.sql("SELECT definition FROM {p}dealengine_webhooks ORDER BY name"))
+            return [row["definition"] for row in c.fetchall()]
+
+    def add_webhook(self, name: str, definition: str) -> bool:
+        """Keep a webhook's definition; False when one has that name."""
+        with self.transaction(commit=True) as c:
+            c.execute(
+                self.sql(
+                    "INSERT INTO {p}dealengine_webhooks (name, definition, created_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"
+                ),
+                (name, definition, now_text()),
+            )
+            return _rowcount(c) == 1
+
+    def remove_webhook(self, name: str) -> bool:
+        with self.transaction(commit=True) as c:
+            c.execute(self.sql("DELETE FROM {p}dealengine_webhooks WHERE name = ?"), (name,))
+            return _rowcount(c) == 1
 
 
 class Moved(Exception):

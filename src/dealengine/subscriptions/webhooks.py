@@ -24,8 +24,9 @@ import structlog
 from pydantic import Field, field_validator
 
 from dealengine.domain.definitions import Definition, definitions_dir, load
+from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import EVENT_TYPES
-from dealengine.subscriptions.dispatch import GiveUp, Retry, Subscriptions
+from dealengine.subscriptions.dispatch import GiveUp, Retry, Subscriber, Subscriptions
 from dealengine.subscriptions.notices import DERIVED, Notice
 from dealengine.subscriptions.tables import SubscriptionTables
 
@@ -231,5 +232,62 @@ def register_webhooks(
             retry=Retry(hook.first_retry, hook.longest_retry, hook.retry_for),
             run=run,
         )
+        names.append(hook.subscriber)
+    return names
+
+
+# --- webhooks added through the API (kept in the store beside the subscriptions) ---------------
+
+
+class WebhookExists(DealEngineError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a webhook named {name!r} exists")
+
+
+def all_webhooks(subscriptions: Subscriptions) -> list[Webhook]:
+    """The webhooks of webhooks.toml, then those added through the API."""
+    subscriptions.ensure_tables()
+    stored = [Webhook.model_validate_json(d) for d in subscriptions.tables.webhooks()]
+    return [*subscriptions.webhooks, *stored]
+
+
+def add_webhook(subscriptions: Subscriptions, hook: Webhook) -> Webhook:
+    """Keep a webhook made through the API; workers start delivering within seconds."""
+    if not hook.name:
+        raise DealEngineError("a webhook added through the API needs a name")
+    if any(h.subscriber == hook.subscriber for h in all_webhooks(subscriptions)):
+        raise WebhookExists(hook.name)
+    if not subscriptions.tables.add_webhook(hook.name, hook.model_dump_json()):
+        raise WebhookExists(hook.name)
+    return hook
+
+
+def remove_webhook(subscriptions: Subscriptions, name: str) -> None:
+    """Forget a webhook added through the API (its position and delivery log stay)."""
+    subscriptions.ensure_tables()
+    if not subscriptions.tables.remove_webhook(name):
+        in_file = any(h.name == name for h in subscriptions.webhooks)
+        raise DealEngineError(
+            f"webhook {name!r} is in webhooks.toml: remove it there"
+            if in_file
+            else f"no webhook {name!r} added through the API"
+        )
+
+
+def sync_webhooks(subscriptions: Subscriptions, send: Post | None = None) -> list[str]:
+    """Register every webhook as it is defined now (a changed one afresh); their names."""
+    names = []
+    for hook in all_webhooks(subscriptions):
+        current = subscriptions.subscribers.get(hook.subscriber)
+        handler = current.handler if current else None
+        if not (isinstance(handler, Delivery) and handler.hook == hook):
+            subscriptions.subscribers[hook.subscriber] = Subscriber(
+                hook.subscriber,
+                Delivery(hook, subscriptions.tables, send),
+                frozenset(hook.events),
+                retry=Retry(hook.first_retry, hook.longest_retry, hook.retry_for),
+            )
+            subscriptions.tables.register(hook.subscriber, 0)
         names.append(hook.subscriber)
     return names
