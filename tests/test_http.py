@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -293,3 +294,37 @@ def test_a_deal_endpoint_refuses_a_leads_event_and_if_match_star_needs_the_deal(
     assert lead_event.status_code == 422 and lead_event.json()["field"] == "type"
     assert absent.status_code == 412
     assert present.status_code == 201 and present.headers["ETag"] == '"2"'
+
+
+def test_webhooks_added_through_the_api_are_delivered_and_removed(api: Api) -> None:
+    from tests.test_webhooks_crash import SECRET, Receiver
+
+    with Receiver() as receiver:
+        receiver.random.random = lambda: 1.0  # type: ignore[method-assign]  # never fails
+        hook = {"name": "crm", "url": receiver.url, "secret": SECRET, "events": ["deal_opened"]}
+        with api.client("admin") as http:
+            added = http.post("/v1/webhooks", json=hook)
+            twice = http.post("/v1/webhooks", json=hook)
+            ftp = http.post("/v1/webhooks", json={**hook, "name": "x", "url": "ftp://h/x"})
+            listed = http.get("/v1/webhooks")
+        with api.client("write") as http:
+            forbidden = http.post("/v1/webhooks", json=hook)
+            http.post("/v1/interactions", json=OPENED)
+        api.engine.subscriptions.refresh_every = 0.1
+        api.engine.subscriptions.start_webhooks()
+        deadline = time.monotonic() + 20
+        while not receiver.first:
+            assert time.monotonic() < deadline, "not delivered"
+            time.sleep(0.05)
+        with api.client("admin") as http:
+            removed = http.delete("/v1/webhooks/crm")
+            again = http.delete("/v1/webhooks/crm")
+    assert added.status_code == 201 and added.headers["Location"] == "/v1/webhooks/crm"
+    assert twice.status_code == 409 and twice.headers["content-type"] == PROBLEM
+    assert ftp.status_code == 422 and ftp.json()["field"] == "url"
+    assert forbidden.status_code == 403
+    assert [h["subscriber"] for h in listed.json()] == ["webhook:crm"]
+    assert SECRET not in listed.text
+    [body] = receiver.first.values()
+    assert (body["type"], body["aggregate_id"]) == ("deal_opened", "D-1")
+    assert removed.status_code == 204 and again.status_code == 404

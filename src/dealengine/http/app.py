@@ -62,6 +62,7 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     _writes(app, engine, limits, keys)
     _reads(app, engine, limits, keys)
     _events(app, engine, limits, keys)
+    _webhooks(app, engine, limits, keys)
     return app
 
 
@@ -657,3 +658,61 @@ async def _stream(request: Request, engine: Engine, limits: Limits, position: in
             yield b": keep-alive\n\n"
             quiet_since = time.monotonic()
         await asyncio.sleep(limits.sse_poll)
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def _webhooks(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
+    from pydantic import ValidationError
+
+    from dealengine.subscriptions.webhooks import (
+        Webhook,
+        WebhookExists,
+        add_webhook,
+        all_webhooks,
+        remove_webhook,
+    )
+
+    admin = Depends(keys("admin"))
+
+    def shown(hook: Webhook) -> dict[str, Any]:
+        return hook.model_dump(mode="json", exclude={"secret"}) | {"subscriber": hook.subscriber}
+
+    @app.get("/v1/webhooks", dependencies=[admin])
+    async def webhooks() -> Response:
+        """Every webhook, of webhooks.toml and added here (never their secrets)."""
+        found = await run_in_threadpool(all_webhooks, engine.subscriptions)
+        return json_response([shown(h) for h in found])
+
+    @app.post(
+        "/v1/webhooks", status_code=201, dependencies=[admin],
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": Webhook.model_json_schema()}}}},
+        responses={409: {"description": "a webhook has that name"}},
+    )  # fmt: skip
+    async def add(request: Request) -> Response:
+        """Add a webhook (`name`, `url`, `events`, `secret`, ...: as in webhooks.toml); the
+        workers (`dealengine subscribers run`, `serve --webhooks`) deliver to it within
+        seconds, from the first event recorded."""
+        body = await read_json(request, limits)
+        try:
+            hook = Webhook.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            raise Problem(422, "Invalid webhook", f"{field}: {first['msg']}", field=field) from None
+        try:
+            await run_in_threadpool(add_webhook, engine.subscriptions, hook)
+        except WebhookExists as e:
+            raise Problem(409, "Webhook exists", str(e), name=e.name) from None
+        return json_response(shown(hook), 201, {"Location": f"/v1/webhooks/{hook.name}"})
+
+    @app.delete("/v1/webhooks/{name}", status_code=204, dependencies=[admin])
+    async def remove(name: str) -> Response:
+        """Remove a webhook added here; deliveries to it stop within seconds."""
+        try:
+            await run_in_threadpool(remove_webhook, engine.subscriptions, name)
+        except DealEngineError as e:
+            raise Problem(404, "Not found", str(e)) from None
+        return Response(status_code=204)
