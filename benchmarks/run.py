@@ -46,6 +46,7 @@ TITLES = {
     "whatif": "What-if: the baseline and 3 scenarios in one read (vs one full rebuild)",
     "verify": "Verifying every hash chain (dealengine verify)",
     "startup": "Start-up of `dealengine --help` in a new process (target: at most 0.3 s)",
+    "http-record": "HTTP API: single-interaction POSTs to `dealengine serve` vs engine.record",
 }
 
 
@@ -74,6 +75,9 @@ RATIOS: dict[str, list[tuple[str, Match]]] = {
     ],
     "ingest-batched": [("vs (d)", lambda r, c: c.case == "d" and c.backend == r.backend)],
     "whatif": [("vs rebuild", lambda r, c: c.case == "rebuild" and c.backend == r.backend)],
+    "http-record": [
+        ("vs engine.record", lambda r, c: c.case.startswith("engine.") and c.backend == r.backend)
+    ],
 }
 
 
@@ -128,6 +132,9 @@ def group_table(group: str, rows: list[Row]) -> str:
     ratios = RATIOS.get(group, [])
     headers = ["lines", "case", "store", "median", "rounds", "events", "events/s"]
     headers += [name for name, _ in ratios] + ["PG vs SQLite"]
+    latency = any("p50_ms" in r.extra for r in mine)  # per-call latencies, where measured
+    if latency:
+        headers += ["p50", "p99"]
     lines = [
         [
             f"{r.size:,}",
@@ -139,6 +146,11 @@ def group_table(group: str, rows: list[Row]) -> str:
             f"{r.events / r.median:,.0f}",
             *(ratio(r, mine, match) for _, match in ratios),
             ratio(r, mine, pg_vs_sqlite, same_size=group != "ingest-one"),
+            *(
+                [f"{r.extra.get('p50_ms', '')} ms", f"{r.extra.get('p99_ms', '')} ms"]
+                if latency
+                else []
+            ),
         ]
         for r in mine
     ]

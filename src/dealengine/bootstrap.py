@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import cast
 
 from eventsourcing.persistence import InfrastructureFactory
@@ -22,11 +23,16 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import VersionConflict
 from dealengine.projections.passes import StreamPasses
+from dealengine.service.keys import ApiKeys
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
-from dealengine.store.application import Store, tables_lock, views_env
+from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
+from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
+from dealengine.subscriptions.notices import Notices
+from dealengine.subscriptions.tables import SubscriptionTables
+from dealengine.subscriptions.webhooks import load_webhooks
 from dealengine.views.live import LiveViews
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
 from dealengine.views.worker import Owner
@@ -50,6 +56,8 @@ class Wiring:
     states: States
     reports: Reports
     live: LiveViews
+    subscriptions: Subscriptions
+    keys: ApiKeys
 
 
 def bootstrap(
@@ -69,6 +77,7 @@ def bootstrap(
     store = Store(settings)
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    states = States(store, evolve)
     return Wiring(
         settings=settings,
         store=store,
@@ -77,9 +86,11 @@ def bootstrap(
         clock=clock,
         evolve=evolve,
         passes=passes,
-        states=States(store, evolve),
+        states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel),
+        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
     )
 
 
@@ -128,3 +139,26 @@ def _live_views(
         channel,
         settings.view_batch,
     )
+
+
+def _subscriptions(
+    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition
+) -> Subscriptions:
+    """Subscribers' positions in the store's own database; one owner per subscriber: an
+    advisory lock on PostgreSQL, a file lock beside a SQLite file."""
+    database_url = settings.database_url
+    tables = SubscriptionTables(store.recorder.datastore, postgres=bool(database_url))
+
+    def open_lock() -> Lock:
+        if database_url:
+            schema: str = store.recorder.datastore.schema  # type: ignore[union-attr]
+            return AdvisoryLock(Owner(database_url, schema))
+        return FileLock(None if settings.db == ":memory:" else str(store_file(settings.db)))
+
+    subscriptions = Subscriptions(
+        store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
+    )
+    subscriptions.webhooks = load_webhooks(
+        Path(settings.webhooks) if settings.webhooks else None
+    ).webhooks
+    return subscriptions

@@ -932,6 +932,167 @@ def whatif(
         show_what_if(out(), result)
 
 
+# --- the host: subscribers and webhooks ------------------------------------------------------
+
+subscribers_app = typer.Typer(
+    help="Durable subscribers and the webhooks built on them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(subscribers_app, name="subscribers")
+
+
+@subscribers_app.command("run", cls=Command)
+def subscribers_run() -> None:
+    """Deliver the webhooks of webhooks.toml until SIGINT/SIGTERM: one owner per webhook
+    (a PostgreSQL advisory lock, a file lock beside a SQLite store); run any number."""
+
+    def act(e: Engine) -> None:
+        from dealengine.views.worker import stop_on_signals
+
+        with stop_on_signals() as stopping:
+            e.subscriptions.work(stopping)
+
+    using_engine(act)
+
+
+@subscribers_app.command("status", cls=Command)
+def subscribers_status(fmt: FormatOption = Format.table) -> None:
+    """Each subscriber's position, how far behind the store it is, and its parked event."""
+    rows = using_engine(lambda e: e.subscriptions.status())
+    data = [
+        {
+            "name": p.name, "position": p.position, "head": head, "lag": max(0, head - p.position),
+            "parked_position": p.parked_position, "parked_notice": p.parked_notice,
+            "parked_error": p.parked_error, "updated_at": p.updated_at,
+        }
+        for p, head in rows
+    ]  # fmt: skip
+    if fmt is Format.json:
+        emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table("subscriber", "position", "lag", "parked at", "error", box=None)
+    for row in data:
+        parked = row["parked_position"]
+        table.add_row(
+            str(row["name"]), str(row["position"]), str(row["lag"]),
+            "" if parked is None else f"{parked} ({row['parked_notice']})",
+            str(row["parked_error"] or ""),
+        )  # fmt: skip
+    out().print(table if data else "no subscribers")
+
+
+@subscribers_app.command("replay", cls=Command)
+def subscribers_replay(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    from_: Annotated[
+        int | None,
+        typer.Option("--from", metavar="N", help="first event to hand again (default: parked)"),
+    ] = None,
+) -> None:
+    """Rewind a subscriber: it handles the events from position N again, and is unparked."""
+    position = using_engine(lambda e: e.subscriptions.replay(name, from_))
+    err().print(f"{name}: at {position.position}, the next event handled is after it")
+
+
+# --- the host: API keys and the HTTP API -----------------------------------------------------
+
+keys_app = typer.Typer(help="Keys for the HTTP API.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create", cls=Command)
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    scope: Annotated[str, typer.Option(metavar="read|write|audit|admin", help="what it may do")],
+) -> None:
+    """Make a key and print it, once: the store keeps only its hash."""
+    made, key = using_engine(lambda e: e.keys.create(name, scope))
+    err().print(f"key {made.id} ({made.name}, {made.scope}): shown once, keep it now")
+    sys.stdout.write(f"{key}\n")
+
+
+@keys_app.command("list", cls=Command)
+def keys_list(fmt: FormatOption = Format.table) -> None:
+    """Every key: id, name, scope, when made and revoked (never the key)."""
+    found = using_engine(lambda e: e.keys.all())
+    rows = [
+        {"id": k.id, "name": k.name, "scope": k.scope, "created_at": k.created_at,
+         "revoked_at": k.revoked_at}
+        for k in found
+    ]  # fmt: skip
+    if fmt is Format.json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", "scope", "created", "revoked", box=None)
+    for row in rows:
+        table.add_row(*(str(v or "") for v in row.values()))
+    out().print(table if rows else "no keys")
+
+
+@keys_app.command("revoke", cls=Command)
+def keys_revoke(
+    key: Annotated[str, typer.Argument(metavar="ID", help="the key's id or name")],
+) -> None:
+    """Revoke a key: refused within seconds (servers remember a good key for 5 s)."""
+    revoked = using_engine(lambda e: e.keys.revoke(key))
+    err().print(f"revoked key {revoked.id} ({revoked.name})")
+
+
+@_command()
+def serve(
+    host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the port")] = 8765,
+    webhooks: Annotated[
+        bool, typer.Option(help="deliver webhooks.toml's webhooks from this process too")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs."""
+
+    def act(e: Engine) -> None:
+        import threading
+
+        try:
+            import uvicorn
+
+            from dealengine.http.app import create_app
+        except ImportError as missing:
+            from dealengine.domain.errors import DealEngineError
+
+            raise DealEngineError(
+                f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
+            ) from None
+        from dealengine.views.worker import stop_on_signals
+
+        class Server(uvicorn.Server):
+            """Stops on SIGINT/SIGTERM like the workers: finishes, closes the engine, exit 0
+            (uvicorn's own handling re-raises the signal, killing the process)."""
+
+            @contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                with stop_on_signals() as stopping:
+                    threading.Thread(target=self._stop_when, args=(stopping,), daemon=True).start()
+                    yield
+
+            def _stop_when(self, stopping: Any) -> None:
+                stopping.wait()
+                self.should_exit = True
+
+        if webhooks:
+            e.subscriptions.start_webhooks()
+        config = uvicorn.Config(
+            create_app(e), host=host, port=port, log_config=None, access_log=False,
+            timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
+        )  # fmt: skip
+        Server(config).run()
+
+    using_engine(act)
+
+
 def main() -> None:
     app()
 

@@ -46,6 +46,8 @@ from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, Pip
 from dealengine.projections.stream import StreamEvent
 from dealengine.settings import Settings
 from dealengine.store.cache import StateCache
+from dealengine.subscriptions.dispatch import Handler
+from dealengine.subscriptions.tables import Position
 from dealengine.views.materialised import Lag, MaterialisedView, ProjectionName
 
 if TYPE_CHECKING:  # imported when used: dealengine.whatif builds on this module
@@ -89,6 +91,7 @@ class Engine:
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
         self.passes = parts.passes
+        self.subscriptions, self.keys = parts.subscriptions, parts.keys
         self._apply = parts.evolve
         self._load = parts.states.load
         self._cache: StateCache[State] = StateCache(CACHE_LIMIT)  # may be stale: see store/cache
@@ -112,6 +115,7 @@ class Engine:
         return self._retries
 
     def close(self) -> None:
+        self.subscriptions.close()
         self.live.close()
         self.store.close()
 
@@ -374,6 +378,14 @@ class Engine:
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (see views/worker.py)."""
         self.live.follow(names, poll)
+
+    # --- subscriptions ----------------------------------------------------------------------
+
+    def subscribe(self, name: str, handler: Handler, **options: Any) -> Position:
+        """A durable subscriber: every event and derived notice, in recorded order, at least
+        once (exactly once for a `transactional` handler's own writes); see
+        dealengine.subscriptions.dispatch for `types`, `from_start`, `retry`, `run`."""
+        return self.subscriptions.subscribe(name, handler, **options)
 
     # --- audit: corrections, tamper evidence -----------------------------------------------
 

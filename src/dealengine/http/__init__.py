@@ -1,0 +1,1 @@
+"""The HTTP API (the `http` extra): FastAPI on uvicorn, one shared Engine (dealengine.http.app)."""
