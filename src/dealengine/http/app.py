@@ -61,6 +61,7 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     _logging(app)
     _writes(app, engine, limits, keys)
     _reads(app, engine, limits, keys)
+    _view_reads(app, engine, limits, keys)
     _events(app, engine, limits, keys)
     _webhooks(app, engine, limits, keys)
     return app
@@ -401,7 +402,8 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def _reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
-    read, audit = Depends(keys("read")), Depends(keys("audit"))
+    """A lead's or a deal's state and history."""
+    read = Depends(keys("read"))
 
     def state_response(kind: str, id: str, as_of: str | None, known_at: str | None,
                        if_none_match: str | None) -> Response:  # fmt: skip
@@ -460,6 +462,12 @@ def _reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
                            version: Version = None) -> Response:  # fmt: skip
         """Every event of the deal in order, with its stage and amount after each."""
         return await run_in_threadpool(history, "deal", deal_id, as_of, known_at, version)
+
+
+
+def _view_reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
+    """The funnel, the pipeline, the what-if, verify and a deal's audit."""
+    read, audit = Depends(keys("read")), Depends(keys("audit"))
 
     @app.get("/v1/funnel", dependencies=[read])
     async def funnel(
@@ -666,9 +674,9 @@ async def _stream(request: Request, engine: Engine, limits: Limits, position: in
 def _webhooks(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
     from pydantic import ValidationError
 
+    from dealengine.domain.errors import WebhookExists
     from dealengine.subscriptions.webhooks import (
         Webhook,
-        WebhookExists,
         add_webhook,
         all_webhooks,
         remove_webhook,
