@@ -22,6 +22,7 @@ from dealengine.domain.errors import (
     UnknownEvent,
     UnknownEventType,
     VersionConflict,
+    WebhookExists,
 )
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ __all__ = [
     "UnknownEventType",
     "VerifyReport",
     "VersionConflict",
+    "WebhookExists",
     "WhatIf",
     "ingest_jsonl",
     "load_funnel",

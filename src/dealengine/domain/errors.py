@@ -73,3 +73,11 @@ class StoreError(DealEngineError):
 class VersionConflict(StoreError):
     """Another writer stored the same version of a lead or deal (or the same view position)
     first. The engine re-reads and re-decides; ConcurrencyConflict when that keeps failing."""
+
+
+class WebhookExists(DealEngineError):
+    """A webhook of that name is defined already (webhooks.toml or the HTTP API)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a webhook named {name!r} exists")

@@ -24,7 +24,7 @@ import structlog
 from pydantic import Field, field_validator
 
 from dealengine.domain.definitions import Definition, definitions_dir, load
-from dealengine.domain.errors import DealEngineError
+from dealengine.domain.errors import DealEngineError, WebhookExists
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.subscriptions.dispatch import GiveUp, Retry, Subscriber, Subscriptions
 from dealengine.subscriptions.notices import DERIVED, Notice
@@ -237,12 +237,6 @@ def register_webhooks(
 
 
 # --- webhooks added through the API (kept in the store beside the subscriptions) ---------------
-
-
-class WebhookExists(DealEngineError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"a webhook named {name!r} exists")
 
 
 def all_webhooks(subscriptions: Subscriptions) -> list[Webhook]:
