@@ -276,7 +276,7 @@ def test_a_store_error_on_a_batch_costs_only_its_line(
 def test_an_unforeseen_error_deciding_a_line_costs_only_its_line(
     memory_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dealengine.engine as module
+    import dealengine.service.commands as module
 
     decide = module.decide
 

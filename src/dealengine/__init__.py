@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from dealengine.domain.interaction import Interaction
     from dealengine.domain.lead import Lead
     from dealengine.domain.replay import TimelineEntry
-    from dealengine.engine import Engine, Recorded
+    from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
     from dealengine.ingest.mapping import BadCell
     from dealengine.projections.funnel import (
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         StageView,
         StaleDeal,
     )
+    from dealengine.service.commands import Recorded
     from dealengine.settings import Settings
     from dealengine.views.materialised import Lag, OutOfDate
     from dealengine.whatif.result import (
@@ -82,7 +83,8 @@ if TYPE_CHECKING:
     from dealengine.whatif.scenario import Scenario
 
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
-    "dealengine.engine": ("Engine", "Recorded"),
+    "dealengine.engine": ("Engine",),
+    "dealengine.service.commands": ("Recorded",),
     "dealengine.settings": ("Settings",),
     "dealengine.domain.lead": ("Lead",),
     "dealengine.domain.deal": ("Deal",),

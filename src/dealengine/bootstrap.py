@@ -13,6 +13,7 @@ from typing import cast
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from dealengine.audit.integrity import Integrity
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
@@ -23,6 +24,7 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import VersionConflict
 from dealengine.projections.passes import StreamPasses
+from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
@@ -58,6 +60,8 @@ class Wiring:
     live: LiveViews
     subscriptions: Subscriptions
     keys: ApiKeys
+    commands: Commands
+    integrity: Integrity
 
 
 def bootstrap(
@@ -78,6 +82,7 @@ def bootstrap(
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
     states = States(store, evolve)
+    key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
         settings=settings,
         store=store,
@@ -91,6 +96,8 @@ def bootstrap(
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel),
         keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
+        commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
+        integrity=Integrity(store, key, clock),
     )
 
 

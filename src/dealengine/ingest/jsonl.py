@@ -19,9 +19,10 @@ import orjson
 from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError, UnknownEventType
 from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
-from dealengine.engine import Engine, Outcome
+from dealengine.engine import Engine
 from dealengine.logs import get_logger
 from dealengine.projections.stream import collector_paused
+from dealengine.service.commands import Outcome
 
 log = get_logger("dealengine.ingest")
 

@@ -1,0 +1,275 @@
+"""The write path: decide each command on its lead's and deal's states, evolve them, append
+the events at the expected versions in one transaction, retry when another writer got there
+first. One writer at a time per Engine (its threads take turns); other processes are kept
+apart by optimistic concurrency."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, cast
+
+from dealengine.domain.corrections import decide_void
+from dealengine.domain.deal import OPENING_TYPES, opening_ids
+from dealengine.domain.decider import Evolvers, State, decide
+from dealengine.domain.definitions import Pipelines
+from dealengine.domain.errors import (
+    ConcurrencyConflict,
+    DealEngineError,
+    InvalidEvent,
+    VersionConflict,
+)
+from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
+from dealengine.domain.interaction import Interaction
+from dealengine.domain.replay import replay
+from dealengine.logs import get_logger
+from dealengine.store.application import Store
+from dealengine.store.cache import StateCache
+
+log = get_logger("dealengine.commands")
+
+MAX_ATTEMPTS = 8
+CACHE_LIMIT = 200_000
+_MISSING: Any = object()  # not in a dict (None is a state: no events)
+
+
+class Recorded(NamedTuple):
+    """What one command stored: its events, or none when its idempotency key was seen before."""
+
+    events: list[DomainEvent]
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.events
+
+
+Outcome = Recorded | DealEngineError
+Command = Interaction | list[Interaction]  # a list: one unit, stored whole or not at all
+Events = list[DomainEvent]
+
+
+class Commands:
+    def __init__(
+        self,
+        store: Store,
+        pipelines: Pipelines,
+        evolve: Evolvers,
+        load: Callable[[str], State],
+        which: Callable[[str], str],
+        clock: Callable[[], datetime],
+        key: bytes | None,
+    ) -> None:
+        self.store, self.pipelines, self.clock = store, pipelines, clock
+        self._apply, self._load, self._which, self._key = evolve, load, which, key
+        self._cache: StateCache[State] = StateCache(CACHE_LIMIT)  # may be stale: see store/cache
+        # One writer at a time in this process: decide, append and publish as one step, so
+        # threads sharing this engine wait for each other instead of conflicting and retrying.
+        # (Both stores take one lock per insert anyway: SQLite's, and eventsourcing's table
+        # lock on PostgreSQL.) Readers take no lock.
+        self._write_lock = threading.Lock()
+        self._retries = 0
+
+    @property
+    def retries(self) -> int:
+        """Writes re-read and re-decided because another writer stored a version of the same
+        lead or deal first (in another process: this engine's own threads take turns)."""
+        return self._retries
+
+    def execute_batch(self, commands: Sequence[Command], *, strict: bool = False) -> list[Outcome]:
+        """Decide every command in order and store all their events in one transaction.
+
+        A refused command gets its error in the result and stores nothing; the others are
+        kept (with `strict`, the first refusal ends the batch and nothing is stored). A list of
+        commands (a CSV row's events) is one unit: decided together and stored whole, its
+        outcome all of their events, or its first refusal and nothing (nor any effect on the
+        commands after it). When another writer got there first, the batch is re-read and
+        re-decided, a few times.
+        """
+        touched: set[str] = set()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._write_lock:
+                outcomes, pending, work = self._decide_all(commands, strict)
+                touched = set(work)
+                if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
+                    return outcomes  # the copies hold the refused batch's events: not kept
+                if not pending:
+                    self._cache.publish(work)  # the states as read: complete
+                    return outcomes
+                try:
+                    self.store.append(pending)
+                except VersionConflict:  # another writer appended first: re-read, re-decide
+                    self._cache.discard(touched)
+                    self._retries += 1
+                else:
+                    self._cache.publish(work)
+                    return outcomes
+            time.sleep(random.uniform(0, 0.01 * attempt))  # the lock is free while waiting
+        raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
+
+    def check(self, commands: Sequence[Command]) -> list[Outcome]:
+        """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
+        return self._decide_all(commands, strict=True)[0]
+
+    def _decide_all(
+        self, commands: Sequence[Command], strict: bool
+    ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
+        """Decide commands in order on working copies of their aggregates' states.
+
+        States come from this engine's cache when it has them; nothing is put in the cache
+        here (the caller publishes the copies once they are stored). A cached state may be
+        stale: a wrong acceptance is caught by the version check when saving, and a refusal
+        based on a cached state is re-decided once on a fresh read before it is reported.
+        """
+        work, fresh = self._prefetch(commands)  # fresh: read from the store during this call
+        changed: set[str] = set()  # have pending events in this batch
+        used: list[str] = []
+        load = self._load
+
+        def state(stream: str) -> State:
+            used.append(stream)
+            current = work.get(stream, _MISSING)
+            if current is _MISSING:
+                current = self._cache.take([stream]).get(stream, _MISSING)
+                if current is _MISSING:
+                    current = load(stream)
+                    fresh.add(stream)
+                work[stream] = current
+            return cast(State, current)
+
+        now = self.clock()
+        pipelines = self.pipelines
+        evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
+        key = self._key
+
+        def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
+            """`cmd`'s events, applied to the working states (their prior states kept in
+            `undo`, for a unit), or the error refusing it."""
+            used.clear()
+            try:
+                events = decide(pipelines, cmd, state, now, key)
+            except DealEngineError:
+                doubtful = {s for s in used if s not in fresh and s not in changed}
+                if not doubtful:
+                    raise
+                for stream in doubtful:
+                    work[stream] = load(stream)
+                    fresh.add(stream)
+                events = decide(pipelines, cmd, state, now, key)
+            except Exception as e:  # a value the boundary did not foresee: this command alone
+                log.exception("engine.unforeseen", type=cmd.event_type, target=cmd.target)
+                raise InvalidEvent(f"cannot be recorded: {type(e).__name__}: {e}") from e
+            for event in events:
+                stream = event.originator_id
+                prior = work.get(stream, _MISSING)  # decide() read it: no second state() call
+                if prior is _MISSING:
+                    prior = state(stream)
+                if undo is not None and stream not in undo:
+                    undo[stream] = (cast(State, prior), stream in changed)
+                work[stream] = evolve[type(event)](cast(State, prior), event)
+                changed.add(stream)
+            return events
+
+        def decide_unit(unit: list[Interaction]) -> Events:
+            """All of the unit's events, or its first refusal with the states as they were."""
+            undo: dict[str, tuple[State, bool]] = {}
+            events: Events = []
+            try:
+                for cmd in unit:
+                    events.extend(decide_one(cmd, undo))
+            except DealEngineError:
+                for stream, (prior, was_changed) in undo.items():
+                    work[stream] = prior
+                    if not was_changed:
+                        changed.discard(stream)
+                raise
+            return events
+
+        outcomes: list[Outcome] = []
+        pending: list[DomainEvent] = []
+        for cmd in commands:
+            try:
+                events = decide_unit(cmd) if isinstance(cmd, list) else decide_one(cmd, None)
+            except DealEngineError as e:
+                outcomes.append(e)
+                if strict:
+                    break
+                continue
+            pending.extend(events)
+            outcomes.append(tuple.__new__(Recorded, (events,)))  # Recorded(events), one call less
+        return outcomes, pending, work
+
+    def _prefetch(self, commands: Sequence[Command]) -> tuple[dict[str, State], set[str]]:
+        """Working copies of the states of the streams the commands name: the cached ones, and
+        the others read from the store in one go (also returned as the set of those read)."""
+        wanted: set[str] = set()
+        add = wanted.add
+        for cmd in _each(commands):
+            event_type = cmd.event_type
+            if event_type in OPENING_TYPES:
+                deal_id, lead_id = opening_ids_or_none(cmd)
+                wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
+            else:  # originator_id(kind, target), as decide() names it
+                add(f"{EVENT_TYPES[event_type].aggregate}:{cmd.target}")
+        work = self._cache.take(wanted)
+        missing = sorted(wanted - work.keys())
+        if missing:
+            events = self.store.events_of(missing)
+            work.update(dict.fromkeys(missing))  # no events: None (what replay gives)
+            for stream, found in events.items():
+                work[stream] = replay(found, self._apply)
+        return work, set(missing)
+
+    def void(
+        self,
+        id: str,
+        event_id: str,
+        *,
+        reason: str,
+        actor: str = "api",
+        source: str = "api",
+        idempotency_key: str | None = None,
+    ) -> Recorded:
+        """Void the event `event_id` of lead or deal `id` with an `event_voided` event (the rule,
+        and what is refused: dealengine.domain.corrections). Nothing is rewritten."""
+        stream = self._which(id)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._write_lock:  # see execute_batch
+                events = cast(list[DomainEvent], self.store.events(stream))
+                void = decide_void(
+                    self.pipelines, self._apply, stream, events, event_id, reason=reason,
+                    actor=actor, source=source, idempotency_key=idempotency_key,
+                    now=self.clock(), key=self._key,
+                )  # fmt: skip
+                if void is None:
+                    return Recorded([])
+                try:
+                    self.store.append([void])
+                except VersionConflict:  # another writer appended first: re-read, re-decide
+                    self._retries += 1
+                else:
+                    self._cache.publish({stream: replay([*events, void], self._apply)})
+                    return Recorded([void])
+            time.sleep(random.uniform(0, 0.01 * attempt))
+        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+
+def _each(commands: Sequence[Command]) -> Iterator[Interaction]:
+    for cmd in commands:
+        if isinstance(cmd, list):
+            yield from cmd
+        else:
+            yield cmd
+
+
+def _stream(kind: str, user_id: str | None) -> str | None:
+    return originator_id(kind, user_id) if user_id else None  # type: ignore[arg-type]
+
+
+def opening_ids_or_none(cmd: Interaction) -> tuple[str | None, str | None]:
+    try:
+        return opening_ids(cmd)
+    except DealEngineError:
+        return None, None  # decide() reports it
