@@ -10,7 +10,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from baselines import es_save, notifications
 from dealengine import Engine
 from dealengine.domain.events import DomainEvent
-from dealengine.ingest.jsonl import IngestReport, ingest_jsonl, interaction_from
+from dealengine.domain.lines import interaction_from
+from dealengine.ingest.jsonl import IngestReport, ingest_jsonl
 from harness import BACKENDS, ONE_BY_ONE, SIZES, SMALL, events_in, history, measure
 
 

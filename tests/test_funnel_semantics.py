@@ -12,7 +12,7 @@ import pytest
 
 from dealengine import Engine
 from dealengine.domain.events import parse_moment
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "funnel-semantics.md"
 BLOCK = re.compile(r"```(jsonl|toml|expect)\n(.*?)```", re.S)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from dealengine import Engine, Settings
 from dealengine.demo import generate
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 from dealengine.views.materialised import OutOfDate
 
 from .conftest import PG_URL, need_postgres

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from dealengine import Engine
 from dealengine.cli import app
 from dealengine.demo import generate
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 
 MOVES = ("open_at_start", "new", "reopened", "amount_up", "amount_down", "won", "lost",
          "open_at_end")  # fmt: skip

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dealengine import Engine
 from dealengine.demo import START, generate
 from dealengine.domain.events import format_time
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 from dealengine.projections.funnel import FunnelProjection
 from dealengine.projections.stream import StreamEvent
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from dealengine import Engine
 from dealengine.cli import app
 from dealengine.demo import generate
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 from dealengine.report import render_report
 
 CHROMIUM = os.environ.get("DEALENGINE_CHROMIUM", "/usr/bin/chromium")

@@ -510,7 +510,7 @@ def test_a_missing_scenario_file_and_duplicate_names(engine: Engine, tmp_path: P
 
 def test_folds_are_shared_only_when_they_build_the_same_state() -> None:
     from dealengine.demo import generate
-    from dealengine.ingest.jsonl import interaction_from
+    from dealengine.domain.lines import interaction_from
     from dealengine.projections.funnel import FunnelProjection
     from dealengine.projections.pipeline import PipelineProjection
     from dealengine.whatif.scenario import resolve

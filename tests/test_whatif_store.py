@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dealengine import Engine, Settings
 from dealengine.cli import app
 from dealengine.demo import generate
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 from dealengine.whatif import load_scenario
 
 from .conftest import PG_URL, Clock

@@ -16,7 +16,7 @@ import pytest
 
 from dealengine import Engine, Settings
 from dealengine.demo import generate
-from dealengine.ingest.jsonl import interaction_from
+from dealengine.domain.lines import interaction_from
 from dealengine.views.worker import lock_key
 
 from .conftest import PG_URL

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         load_pipelines,
     )
     from dealengine.domain.events import DomainEvent
-    from dealengine.domain.interaction import Interaction
+    from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
@@ -67,7 +67,6 @@ if TYPE_CHECKING:
         StageView,
         StaleDeal,
     )
-    from dealengine.service.commands import Recorded
     from dealengine.settings import Settings
     from dealengine.views.materialised import Lag, OutOfDate
     from dealengine.whatif.result import (
@@ -84,11 +83,10 @@ if TYPE_CHECKING:
 
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
     "dealengine.engine": ("Engine",),
-    "dealengine.service.commands": ("Recorded",),
     "dealengine.settings": ("Settings",),
     "dealengine.domain.lead": ("Lead",),
     "dealengine.domain.deal": ("Deal",),
-    "dealengine.domain.interaction": ("Interaction",),
+    "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DomainEvent",),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",

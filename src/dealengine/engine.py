@@ -22,13 +22,12 @@ from dealengine.domain.errors import (
     DealEngineError,
 )
 from dealengine.domain.events import DomainEvent
-from dealengine.domain.interaction import Interaction
+from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
-from dealengine.service.commands import Command, Outcome, Recorded
 from dealengine.settings import Settings
 from dealengine.subscriptions.dispatch import Handler
 from dealengine.subscriptions.tables import Position

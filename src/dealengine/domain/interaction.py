@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from random import getrandbits
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from dealengine.domain.chain import event_hash, topic_of, with_own_hash
-from dealengine.domain.errors import InvalidEvent, UnknownEventType
+from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
 from dealengine.domain.events import (
     CHAIN_HASH,
     EVENT_TYPES,
@@ -146,3 +146,27 @@ def build(
     cache[STORED_JSON] = with_own_hash(state, own)
     cache[CHAIN_HASH] = own
     return event
+
+
+class Recorded(NamedTuple):
+    """What one command stored: its events, or none when its idempotency key was seen before."""
+
+    events: list[DomainEvent]
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.events
+
+
+Outcome = Recorded | DealEngineError
+Command = Interaction | list[Interaction]  # a list: one unit, stored whole or not at all
+
+
+class Writer(Protocol):
+    """What records commands: the Engine, or its command side (service/commands.py)."""
+
+    def execute_batch(
+        self, commands: Sequence[Command], *, strict: bool = False
+    ) -> list[Outcome]: ...
+
+    def check(self, commands: Sequence[Command]) -> list[Outcome]: ...

@@ -27,12 +27,11 @@ from starlette.responses import Response, StreamingResponse
 from dealengine.domain.deal import Deal
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, parse_moment
-from dealengine.domain.interaction import Interaction
+from dealengine.domain.interaction import Interaction, Recorded
 from dealengine.domain.lead import Lead
+from dealengine.domain.lines import interaction_from
 from dealengine.engine import Engine
 from dealengine.http.problems import Problem, problem_of
-from dealengine.ingest.jsonl import interaction_from
-from dealengine.service.commands import Recorded
 from dealengine.service.keys import ApiKey, Scope
 
 log = structlog.get_logger("dealengine.http")

@@ -7,28 +7,19 @@ idempotency key (its `id`, or a digest of its content), so re-ingesting a file a
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError, UnknownEventType
-from dealengine.domain.events import EVENT_TYPES
-from dealengine.domain.interaction import Interaction
-from dealengine.engine import Engine
+from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError
+from dealengine.domain.interaction import Command, Outcome, Writer
+from dealengine.domain.lines import RawLine, parse_line
 from dealengine.logs import get_logger
 from dealengine.projections.stream import collector_paused
-from dealengine.service.commands import Outcome
 
 log = get_logger("dealengine.ingest")
 
-RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
-Command = Interaction | list[Interaction]  # a line's: a CSV row's interactions are one unit
-ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
 BATCH_LINES = 2000
 
 
@@ -52,68 +43,6 @@ class IngestReport:
     @property
     def ok(self) -> bool:
         return not self.rejected
-
-
-def parse_line(text: str | RawLine, source: str, actor: str) -> Interaction:
-    """One JSONL line (or a decoded one) as a command, or InvalidEvent naming what is wrong."""
-    if isinstance(text, InvalidEvent):
-        raise text
-    if isinstance(text, dict):
-        return interaction_from(text, source, actor)
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise InvalidEvent(undecodable(text, "utf-8") or f"not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
-    return interaction_from(obj, source, actor)
-
-
-def undecodable(raw: str | bytes, encoding: str) -> str | None:
-    """Why the bytes of a line are not text in `encoding` (the first bad byte and where)."""
-    if isinstance(raw, str):
-        return None
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        return f"not valid {encoding}: byte 0x{raw[e.start]:02x} at byte offset {e.start}"
-    return None
-
-
-def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interaction:
-    """A decoded interaction (a JSONL line, a mapped CSV row) as a command."""
-    event_type = obj.get("type")
-    if event_type is None:
-        raise InvalidEvent("field 'type': missing")
-    if not isinstance(event_type, str):
-        raise InvalidEvent(f"field 'type': expected a string, got {event_type!r}")
-    if event_type not in EVENT_TYPES:
-        raise UnknownEventType(event_type, sorted(EVENT_TYPES))
-    id_field, envelope = _ENVELOPE[event_type]
-    target = obj.get(id_field)
-    if target is None:
-        raise InvalidEvent(f"field '{id_field}': missing")
-    if not isinstance(target, str):
-        raise InvalidEvent(f"field '{id_field}': expected a string, got {target!r}")
-    key = obj.get("id")
-    if key is None:
-        key = (
-            "sha256:"
-            + hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-        )
-    elif not isinstance(key, str) or not key.strip():
-        raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
-    fields = {name: value for name, value in obj.items() if name not in envelope}
-    return Interaction(
-        event_type, target, obj.get("occurred_at"), fields, obj.get("actor", actor), source, key
-    )
-
-
-# Per event type: the name of its target's field, and the keys of a line that are not fields.
-_ENVELOPE = {
-    name: (f"{cls.aggregate}_id", frozenset((*ENVELOPE_KEYS, f"{cls.aggregate}_id")))
-    for name, cls in EVENT_TYPES.items()
-}
 
 
 def numbered_lines(
@@ -147,7 +76,7 @@ def check_first_line(path: Path, raw: bytes) -> None:
 
 
 def ingest_jsonl(
-    engine: Engine,
+    engine: Writer,
     path: Path,
     *,
     actor: str,
@@ -165,7 +94,7 @@ def ingest_jsonl(
 
 
 def ingest_lines(
-    engine: Engine,
+    engine: Writer,
     numbered: Iterable[tuple[int, RawLine]],
     report: IngestReport,
     source: str,
@@ -224,7 +153,7 @@ def _parse_all(
 
 
 def _ingest_batch(
-    engine: Engine, batch: list[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
+    engine: Writer, batch: list[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
 ) -> None:
     started = time.perf_counter()
     parsed = _parse_all(batch, source, actor, report, stop=False)
@@ -257,7 +186,7 @@ def _ingest_batch(
     )
 
 
-def _alone(engine: Engine, command: Command) -> Outcome:
+def _alone(engine: Writer, command: Command) -> Outcome:
     try:
         return engine.execute_batch([command])[0]
     except StoreError as e:
@@ -270,7 +199,7 @@ def _first_line(error: Exception) -> str:
 
 
 def _ingest_strict(
-    engine: Engine,
+    engine: Writer,
     numbered: Iterable[tuple[int, RawLine]],
     source: str,
     actor: str,

@@ -20,8 +20,9 @@ from pydantic import Field, field_validator
 from dealengine.domain.definitions import Definition, load
 from dealengine.domain.errors import DealEngineError, InvalidEvent
 from dealengine.domain.events import EVENT_TYPES
-from dealengine.engine import Engine
-from dealengine.ingest.jsonl import IngestReport, RawLine, ingest_lines, undecodable
+from dealengine.domain.interaction import Writer
+from dealengine.domain.lines import RawLine, undecodable
+from dealengine.ingest.jsonl import IngestReport, ingest_lines
 
 PLACEHOLDER = re.compile(r"{([^{}]+)}")
 ESCAPED = re.compile("[\udc80-\udcff]")  # an undecodable byte, read with surrogateescape
@@ -252,7 +253,7 @@ def check_header(path: Path, mapping: Mapping) -> None:
 
 
 def ingest_csv(
-    engine: Engine,
+    engine: Writer,
     path: Path,
     mapping: Mapping,
     *,

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, opening_ids
@@ -23,7 +23,7 @@ from dealengine.domain.errors import (
     VersionConflict,
 )
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
-from dealengine.domain.interaction import Interaction
+from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.replay import replay
 from dealengine.logs import get_logger
 from dealengine.store.application import Store
@@ -36,18 +36,6 @@ CACHE_LIMIT = 200_000
 _MISSING: Any = object()  # not in a dict (None is a state: no events)
 
 
-class Recorded(NamedTuple):
-    """What one command stored: its events, or none when its idempotency key was seen before."""
-
-    events: list[DomainEvent]
-
-    @property
-    def duplicate(self) -> bool:
-        return not self.events
-
-
-Outcome = Recorded | DealEngineError
-Command = Interaction | list[Interaction]  # a list: one unit, stored whole or not at all
 Events = list[DomainEvent]
 
 

@@ -34,7 +34,7 @@ from dealengine.domain.errors import (
 )
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
-from dealengine.ingest.jsonl import interaction_from, parse_line
+from dealengine.domain.lines import interaction_from, parse_line
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
 
