@@ -13,9 +13,10 @@ exactly as the store would hold it), appended after the real stream of their sce
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ from dealengine.domain.deal import (
     Deal,
 )
 from dealengine.domain.decider import decide, evolver
-from dealengine.domain.definitions import Pipelines
+from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import (
     DealEngineError,
     InvalidEvent,
@@ -38,8 +39,19 @@ from dealengine.domain.lines import interaction_from, parse_line
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
 
-if TYPE_CHECKING:
-    from dealengine.engine import Engine
+
+class RecordedHistory(Protocol):
+    """What a what-if reads of the store beside its stream: the definitions in force, the
+    clock, and the states of recorded leads and deals (the Engine is one)."""
+
+    funnel_definition: FunnelDefinition
+    pipelines: Pipelines
+    clock: Callable[[], datetime]
+
+    def lead(self, lead_id: str) -> Lead: ...
+
+    def deal(self, deal_id: str) -> Deal: ...
+
 
 State = Lead | Deal | None
 ACTOR = "whatif"
@@ -48,7 +60,7 @@ FIELD = re.compile(r"(?:\w+: )?field '\w+'")  # how an InvalidEvent names its fi
 SAFE_PREFIXES = ("not valid JSON", "not valid utf-8", "expected a JSON object")  # no values
 
 
-def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
+def hypothetical_events(engine: RecordedHistory, plan: Resolved) -> list[StreamEvent]:
     """The scenario's hypothetical events, decided in order, as stream events."""
     commands = list(_commands(plan))
     if not commands:
@@ -77,7 +89,7 @@ def hypothetical_events(engine: Engine, plan: Resolved) -> list[StreamEvent]:
     return decided
 
 
-def _recorded(engine: Engine, stream: str, pipelines: Pipelines) -> State:
+def _recorded(engine: RecordedHistory, stream: str, pipelines: Pipelines) -> State:
     """The state the recorded history gives (None for a lead or deal never recorded)."""
     kind, _, user_id = stream.partition(":")
     try:

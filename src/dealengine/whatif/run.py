@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -31,7 +31,7 @@ from dealengine.projections.funnel import (
 from dealengine.projections.pipeline import Derived, PipelineProjection, PipelineView
 from dealengine.projections.stream import FoldPass, collector_paused
 from dealengine.store.recorders import Partition
-from dealengine.whatif.hypothetical import hypothetical_events
+from dealengine.whatif.hypothetical import RecordedHistory, hypothetical_events
 from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane
 from dealengine.whatif.lawful import FirstKept, may_break_rules
 from dealengine.whatif.result import RuleBreaks, ScenarioResult, Views, WhatIf, diff
@@ -42,9 +42,6 @@ from dealengine.whatif.scenario import (
     resolve,
     validated,
 )
-
-if TYPE_CHECKING:
-    from dealengine.engine import Engine
 
 ScenarioLike = Scenario | Path | str | Mapping[str, Any]
 Keep = Callable[[str | None], bool]  # whether a lead (None: a deal without one) is selected
@@ -138,7 +135,9 @@ class Job:
         return self.lane.pipelines[self.pipeline_key][1]
 
 
-def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) -> Resolved:
+def plan_of(
+    engine: RecordedHistory, item: ScenarioLike, n: int, as_of: datetime | None
+) -> Resolved:
     """Load (a path), validate (a mapping) and resolve one scenario against the engine."""
     if isinstance(item, Scenario | Mapping):
         source = "<scenario>"
@@ -154,7 +153,7 @@ def plan_of(engine: Engine, item: ScenarioLike, n: int, as_of: datetime | None) 
 
 @collector_paused()
 def run_what_if(
-    engine: Engine,
+    engine: RecordedHistory,
     scenarios: Sequence[ScenarioLike],
     over_partitions: OverPartitions,
     *,
