@@ -55,7 +55,7 @@ class Engine:
         self.passes = parts.passes
         self.subscriptions, self.keys = parts.subscriptions, parts.keys
         self.commands, self.integrity = parts.commands, parts.integrity
-        self._apply = parts.evolve  # the audit report replays with it
+        self.evolve = parts.evolve  # evolve(state, event): a lead's or a deal's next state
 
     @classmethod
     def in_memory(cls, **kwargs: Any) -> Engine:

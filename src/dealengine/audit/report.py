@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import BaseModel
@@ -20,12 +21,29 @@ from pydantic import BaseModel
 from dealengine.audit.states import canonical_json, state_fields
 from dealengine.audit.verify import Checker, Finding, Row, check_chain
 from dealengine.domain.deal import Deal
+from dealengine.domain.decider import Evolvers
+from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import ENVELOPE_FIELDS, EventVoided, format_time
+from dealengine.domain.lead import Lead
 from dealengine.domain.replay import TimelineEntry
+from dealengine.settings import Settings
+from dealengine.store.application import Store
 
-if TYPE_CHECKING:
-    from dealengine.engine import Engine
+
+class DealRecords(Protocol):
+    """What an audit report reads (the Engine is one): the store, the definitions and audit
+    key in force, the clock, the evolver, and a deal's or lead's timeline and state."""
+
+    store: Store
+    settings: Settings
+    pipelines: Pipelines
+    clock: Callable[[], datetime]
+    evolve: Evolvers
+
+    def lead(self, lead_id: str) -> Lead: ...
+
+    def timeline(self, id: str) -> list[TimelineEntry]: ...
 
 HISTORY_COLUMNS = (
     "version",
@@ -148,7 +166,7 @@ class AuditReport(BaseModel):
     integrity: Integrity
 
 
-def build_report(engine: Engine, deal_id: str) -> AuditReport:
+def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
     """The audit report of deal `deal_id` as the store holds it now."""
     stream = f"deal:{deal_id}"
     if not engine.store.exists(stream) and engine.store.exists(f"lead:{deal_id}"):
@@ -213,13 +231,13 @@ def _activity(events: list[Any]) -> dict[str, Counter[str]]:
 
 
 def _stays(
-    engine: Engine, kept: list[TimelineEntry], now: datetime, is_closed: Any
+    engine: DealRecords, kept: list[TimelineEntry], now: datetime, is_closed: Any
 ) -> list[StageStay]:
     """Stays in each stage, from the corrected events (stage changes dated by occurred_at)."""
     stays: list[StageStay] = []
     state = None
     for entry in kept:
-        state = engine._apply(state, entry.event)
+        state = engine.evolve(state, entry.event)
         assert isinstance(state, Deal)
         at = entry.event.occurred_at
         if stays and stays[-1].stage == state.stage:
@@ -238,12 +256,12 @@ def _days(start: datetime, end: datetime) -> float:
     return round((end - start).total_seconds() / 86400, 2)
 
 
-def _amounts(engine: Engine, kept: list[TimelineEntry]) -> list[AmountChange]:
+def _amounts(engine: DealRecords, kept: list[TimelineEntry]) -> list[AmountChange]:
     changes: list[AmountChange] = []
     state = None
     for entry in kept:
         before = state.amount if isinstance(state, Deal) else None
-        state = engine._apply(state, entry.event)
+        state = engine.evolve(state, entry.event)
         assert isinstance(state, Deal)
         if before is not None and state.amount != before:
             ev = entry.event
@@ -260,7 +278,7 @@ def _amounts(engine: Engine, kept: list[TimelineEntry]) -> list[AmountChange]:
     return changes
 
 
-def _integrity(engine: Engine, streams: list[str]) -> Integrity:
+def _integrity(engine: DealRecords, streams: list[str]) -> Integrity:
     findings: list[Finding] = []
     count = 0
     for stored in _grouped(engine, streams):
@@ -272,7 +290,7 @@ def _integrity(engine: Engine, streams: list[str]) -> Integrity:
     )
 
 
-def _grouped(engine: Engine, streams: list[str]) -> list[tuple[str, list[Row]]]:
+def _grouped(engine: DealRecords, streams: list[str]) -> list[tuple[str, list[Row]]]:
     rows: dict[str, list[Row]] = {s: [] for s in streams}
     for stored in engine.store.recorder.select_streams(streams):
         state = stored.state if isinstance(stored.state, bytes) else str(stored.state).encode()
