@@ -269,3 +269,16 @@ def test_the_batch_mapper_equals_the_mapper(memory_engine: Engine, clock: Clock)
     batch = mapper.to_stored_events(recorded)
     assert batch == [mapper.to_stored_event(e) for e in recorded]
     assert [vars(s) for s in batch] == [vars(mapper.to_stored_event(e)) for e in recorded]
+
+
+def test_an_event_class_is_stored_under_eventsourcings_own_topic() -> None:
+    """domain.chain.topic_of makes the topic without the store: it must be the one
+    eventsourcing gives the class (a stored event's topic resolves back to its class)."""
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    from dealengine.domain.chain import topic_of
+    from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
+
+    for cls in [*EVENT_TYPES.values(), *VOID_EVENTS]:
+        assert topic_of(cls) == get_topic(cls)
+        assert resolve_topic(topic_of(cls)) is cls

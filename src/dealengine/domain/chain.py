@@ -32,8 +32,6 @@ import hmac
 from functools import cache
 from hashlib import sha256
 
-from eventsourcing.utils import get_topic
-
 KEYED = "hmac-sha256:"  # the prefix of a hash made under DEALENGINE_AUDIT_KEY
 _OWN = b',"hash":"'  # the own hash member, the stored JSON's last one
 _TAIL = b'"}'
@@ -97,5 +95,7 @@ def is_keyed(own: str) -> bool:
 
 @cache
 def topic_of(cls: type) -> str:
-    """The topic an event class is stored under (eventsourcing's `module:QualName`)."""
-    return get_topic(cls)
+    """The topic an event class is stored under: eventsourcing's `module:QualName` (what its
+    `get_topic` gives a class without a TOPIC attribute), made here so that the domain needs
+    nothing of the store to hash an event."""
+    return f"{cls.__module__}:{cls.__qualname__}"

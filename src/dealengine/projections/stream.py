@@ -16,8 +16,8 @@ from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import orjson
 
+from dealengine.domain.chain import topic_of
 from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
-from dealengine.store.mapper import topic_of
 from dealengine.store.recorders import Row
 
 V = TypeVar("V")

@@ -6,15 +6,15 @@ back with full validation; the projections skip this and read the JSON themselve
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, cast
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import resolve_topic
 from pydantic import ValidationError
 
+from dealengine.domain.chain import topic_of
 from dealengine.domain.events import STORED_JSON, TIGHTENED, DomainEvent, as_stored
 
 
@@ -24,11 +24,6 @@ class OrjsonTranscoder(Transcoder):
 
     def decode(self, data: bytes) -> Any:
         return orjson.loads(data)
-
-
-@cache
-def topic_of(cls: type[DomainEvent]) -> str:
-    return get_topic(cls)
 
 
 class PydanticMapper(Mapper[str]):
