@@ -38,6 +38,7 @@ from eventsourcing.utils import Environment
 
 from dealengine import Settings, VersionConflict
 from dealengine.domain.corrections import decide_void
+from dealengine.projections.funnel import in_partition
 from dealengine.store.application import Store, store_env, views_env
 from dealengine.store.recorders import PostgresStreamingRecorder, SQLiteStreamingRecorder
 from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder
@@ -300,6 +301,9 @@ def test_a_partition_holds_every_deal_and_its_share_of_the_leads(
 ) -> None:
     insert(store, *PARTITIONED)
     assert [s for _, s in streamed(store, part=part)] == expected
+    # the SQL selects what the folds' own rule (projections.funnel.in_partition) keeps
+    kept = [s for s, _ in PARTITIONED if s.startswith("deal:") or in_partition(s, part)]
+    assert kept == expected
 
 
 def test_a_partition_keeps_the_bounds(store: Store) -> None:
