@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from dealengine.domain.errors import DealEngineError
+from dealengine.store.own_tables import OwnTables
 
 Scope = Literal["read", "write", "audit", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -47,25 +48,14 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class ApiKeys:
-    """The keys' table in the store's database (the store's datastore, as subscriptions)."""
+class ApiKeys(OwnTables):
+    """The keys' table in the store's database (store/own_tables.py)."""
 
-    def __init__(self, datastore: Any, postgres: bool) -> None:
-        self.datastore = datastore
-        self.postgres = postgres
-        self.prefix = f'"{datastore.schema}".' if postgres else ""
-        self._created = False
-
-    def _sql(self, statement: str) -> str:
-        statement = statement.replace("{p}", self.prefix)
-        return statement.replace("?", "%s") if self.postgres else statement
+    statements = (TABLE,)
 
     def _tx(self, *, commit: bool) -> AbstractContextManager[Any]:
-        if not self._created:
-            self._created = True
-            with self.datastore.transaction(commit=True) as c:
-                c.execute(self._sql(TABLE))
-        return self.datastore.transaction(commit=commit)  # type: ignore[no-any-return]
+        self.ensure()
+        return self.transaction(commit=commit)
 
     def create(self, name: str, scope: str) -> tuple[ApiKey, str]:
         """A new key: its record, and the key itself (shown once, never stored)."""
@@ -78,7 +68,7 @@ class ApiKeys:
         created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         with self._tx(commit=True) as c:
             c.execute(
-                self._sql(
+                self.sql(
                     "INSERT INTO {p}dealengine_api_keys (id, name, scope, hash, created_at) "
                     "VALUES (?, ?, ?, ?, ?)"
                 ),
@@ -89,7 +79,7 @@ class ApiKeys:
     def all(self) -> list[ApiKey]:
         with self._tx(commit=False) as c:
             c.execute(
-                self._sql(
+                self.sql(
                     "SELECT id, name, scope, created_at, revoked_at FROM {p}dealengine_api_keys "
                     "ORDER BY created_at, id"
                 )
@@ -108,7 +98,7 @@ class ApiKeys:
         revoked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         with self._tx(commit=True) as c:
             c.execute(
-                self._sql("UPDATE {p}dealengine_api_keys SET revoked_at = ? WHERE id = ?"),
+                self.sql("UPDATE {p}dealengine_api_keys SET revoked_at = ? WHERE id = ?"),
                 (revoked, found[0].id),
             )
         return ApiKey(found[0].id, found[0].name, found[0].scope, found[0].created_at, revoked)
@@ -117,7 +107,7 @@ class ApiKeys:
         """The key's record, if it is one of ours and not revoked."""
         with self._tx(commit=False) as c:
             c.execute(
-                self._sql(
+                self.sql(
                     "SELECT id, name, scope, created_at, revoked_at, hash FROM "
                     "{p}dealengine_api_keys WHERE hash = ?"
                 ),

@@ -145,12 +145,9 @@ class Subscriptions:
         self.subscribers: dict[str, Subscriber] = {}
         self.webhooks: Sequence[Any] = ()  # dealengine.subscriptions.webhooks.Webhook
         self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
-        self._created = False
 
     def ensure_tables(self) -> None:
-        if not self._created:
-            self.tables.create()
-            self._created = True
+        self.tables.ensure()
 
     def add(self, subscriber: Subscriber) -> Position:
         """Register a subscriber (its position starts at 0, or at the store's head)."""

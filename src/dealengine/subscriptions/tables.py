@@ -11,10 +11,12 @@ PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from dealengine.store.own_tables import OwnTables
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {p}dealengine_subscriptions (name TEXT PRIMARY KEY, "
@@ -50,26 +52,10 @@ def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class SubscriptionTables:
-    """The subscriptions' reads and writes on the store's datastore (eventsourcing's SQLite or
-    PostgreSQL datastore: `transaction(commit=...)` gives a cursor)."""
+class SubscriptionTables(OwnTables):
+    """The subscriptions' reads and writes on the store's datastore (store/own_tables.py)."""
 
-    def __init__(self, datastore: Any, postgres: bool) -> None:
-        self.datastore = datastore
-        self.postgres = postgres
-        self.prefix = f'"{datastore.schema}".' if postgres else ""
-
-    def sql(self, statement: str) -> str:
-        statement = statement.replace("{p}", self.prefix)
-        return statement.replace("?", "%s") if self.postgres else statement
-
-    def transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=commit)  # type: ignore[no-any-return]
-
-    def create(self) -> None:
-        with self.transaction(commit=True) as c:
-            for statement in TABLES:
-                c.execute(self.sql(statement))
+    statements = TABLES
 
     def get(self, name: str) -> Position | None:
         with self.transaction(commit=False) as c:
