@@ -21,15 +21,18 @@ from pydantic import BaseModel, ConfigDict
 from dealengine.domain.deal import Deal
 from dealengine.domain.decider import Evolvers, State
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import VOID_EVENTS, DomainEvent
+from dealengine.domain.events import (
+    ENVELOPE_FIELDS,
+    STORED_OUTSIDE_JSON,
+    VOID_EVENTS,
+    DomainEvent,
+)
 from dealengine.store.application import Store
 
 STAGE_ENTERED = "deal.stage_entered"
 STEP_REACHED = "lead.step_reached"
 DERIVED = (STAGE_ENTERED, STEP_REACHED)
-ENVELOPE = frozenset(
-    ("id", "occurred_at", "recorded_at", "actor", "source", "idempotency_key", "prev_hash")
-)
+ENVELOPE = frozenset(ENVELOPE_FIELDS) - STORED_OUTSIDE_JSON  # the stored JSON's envelope
 CACHE_LIMIT = 50_000
 
 
