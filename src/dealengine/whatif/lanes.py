@@ -339,7 +339,7 @@ def _scenario_feed(
     pipelines = plan.pipelines
     start = format_time(f.start) if f.start else None
     end = format_time(f.end) if f.end else None
-    keep_deal = _deal_rule(plan)
+    keep_deal = deal_rule(plan)
     dropped: set[str] = set()
     pipeline_of: dict[str, str] = {}
     drop = frozenset(t.drop)
@@ -403,7 +403,7 @@ def untouched_types(plan: Resolved) -> frozenset[str]:
     if f.start or f.end:
         return frozenset()
     changed = set(t.drop)
-    if _deal_rule(plan) is not None or t.lost_after_days:
+    if deal_rule(plan) is not None or t.lost_after_days:
         changed |= DEAL_EVENT_TYPES
     if t.scale_amounts is not None:
         changed |= {name for name, cls in EVENT_TYPES.items() if "amount" in cls.model_fields}
@@ -412,7 +412,7 @@ def untouched_types(plan: Resolved) -> frozenset[str]:
     return frozenset(EVENT_TYPES) - changed
 
 
-def _deal_rule(plan: Resolved) -> Callable[[str | None, str], bool] | None:
+def deal_rule(plan: Resolved) -> Callable[[str | None, str], bool] | None:
     """Whether a deal (its owner, its pipeline) is kept; None when every deal is."""
     f = plan.scenario.filter
     only_owners, only_pipelines = f.only.owners, f.only.pipelines

@@ -14,7 +14,7 @@ from dealengine.domain.events import format_time
 from dealengine.projections.funnel import in_partition
 from dealengine.projections.stream import StreamEvent
 from dealengine.store.recorders import Partition
-from dealengine.whatif.lanes import _deal_rule
+from dealengine.whatif.lanes import deal_rule
 from dealengine.whatif.scenario import Resolved
 
 NEEDS_A_LEAD = frozenset({"lead_qualified", "lead_disqualified", "lead_converted"})
@@ -42,7 +42,7 @@ class FirstKept:
         self.end = format_time(f.end) if f.end else None
         self.bound = format_time(plan.as_of) if plan.as_of else None
         self.drop = frozenset(t.drop)
-        self.keep_deal = _deal_rule(plan)
+        self.keep_deal = deal_rule(plan)
         self.default_pipeline = plan.pipelines.default.name
         self.seen: set[str] = set()
         self.leads = self.deals = 0
