@@ -23,6 +23,7 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.personal import LeadKeys
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
@@ -31,6 +32,7 @@ from dealengine.service.states import States
 from dealengine.settings import Settings
 from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
+from dealengine.store.lead_keys import StoredLeadKeys
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
@@ -70,9 +72,11 @@ def bootstrap(
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
     clock: Clock = utc_now,
+    lead_keys: LeadKeys | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions)."""
+    environment's settings and the shipped definitions); leads' data keys in `lead_keys`
+    (default: the store's own table)."""
     settings = settings or Settings()
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
@@ -81,7 +85,8 @@ def bootstrap(
     store = Store(settings)
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
-    states = States(store, evolve)
+    lead_keys = lead_keys or StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
+    states = States(store, evolve, lead_keys)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
         settings=settings,
@@ -96,7 +101,9 @@ def bootstrap(
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel),
         keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
-        commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
+        commands=Commands(
+            store, pipelines, evolve, states.load, states.which, clock, key, lead_keys
+        ),
         integrity=Integrity(store, key, clock),
     )
 

@@ -24,6 +24,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
@@ -46,8 +47,12 @@ class Engine:
         pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
         clock: Clock = utc_now,
+        lead_keys: LeadKeys | None = None,
     ) -> None:
-        parts = bootstrap(settings, pipeline=pipeline, funnel=funnel, clock=clock)
+        """`lead_keys`: where leads' data keys live (default: the store's own table)."""
+        parts = bootstrap(
+            settings, pipeline=pipeline, funnel=funnel, clock=clock, lead_keys=lead_keys
+        )
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
         self.pipeline_definition = self.pipelines.default

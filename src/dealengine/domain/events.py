@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
+from dealengine.domain.personal import PERSONAL
 from dealengine.domain.values import (
     TIME_FORMAT,
     Amount,
@@ -234,6 +235,27 @@ class LeadConverted(LeadEvent):
     deal_id: Identifier
 
 
+class LeadIdentified(LeadEvent):
+    """Who is behind a lead: personal data, sealed with the lead's key (domain/personal.py).
+    Not a touch: it needs a lead already created by one, and counts in the funnel only where
+    a step names it."""
+
+    event_type: ClassVar[str] = "lead_identified"
+    email: Annotated[Text | None, PERSONAL] = None
+    name: Annotated[Text | None, PERSONAL] = None
+    phone: Annotated[Text | None, PERSONAL] = None
+    company: Annotated[Text | None, PERSONAL] = None
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> LeadIdentified:
+        if all(getattr(self, f) is None for f in IDENTITY_FIELDS):
+            raise ValueError(f"give at least one of {', '.join(IDENTITY_FIELDS)}")
+        return self
+
+
+IDENTITY_FIELDS = ("email", "name", "phone", "company")
+
+
 # --- on a Deal -------------------------------------------------------------------------------
 
 
@@ -300,6 +322,7 @@ LEAD_EVENTS: tuple[type[LeadEvent], ...] = (
     LeadQualified,
     LeadDisqualified,
     LeadConverted,
+    LeadIdentified,
 )
 DEAL_EVENTS: tuple[type[DealEvent], ...] = (
     DealOpened,
@@ -337,6 +360,7 @@ class DealEventVoided(EventVoided):
 
 
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
+
 
 # Interactions that may be a lead's first event (they create the lead when it is new).
 LEAD_TOUCHES = frozenset(

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import EVENT_TYPES, format_utc
+from dealengine.domain.personal import personal_fields
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
 
@@ -227,9 +228,10 @@ class FunnelProjection:
             name: (
                 self.step_of.get(name),
                 name in self.exclusions,
-                tuple(f for f in self.fields if f in cls.model_fields),
+                tuple(f for f in self.fields if f in cls.model_fields and f not in personal),
             )
             for name, cls in EVENT_TYPES.items()
+            for personal in [personal_fields(cls)]  # sealed values: never a breakdown's group
         }
         # what `apply` reads of an event besides its type and stream
         self.event_fields = ("occurred_at", "lead_id", *self.fields)

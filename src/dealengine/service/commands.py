@@ -24,8 +24,10 @@ from dealengine.domain.errors import (
 )
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import replay
 from dealengine.logs import get_logger
+from dealengine.service.personal import Sealer
 from dealengine.store.application import Store
 from dealengine.store.cache import StateCache
 
@@ -49,9 +51,11 @@ class Commands:
         which: Callable[[str], str],
         clock: Callable[[], datetime],
         key: bytes | None,
+        lead_keys: LeadKeys,
     ) -> None:
         self.store, self.pipelines, self.clock = store, pipelines, clock
         self._apply, self._load, self._which, self._key = evolve, load, which, key
+        self.lead_keys = lead_keys  # personal values are sealed with their lead's key
         self._cache: StateCache[State] = StateCache(CACHE_LIMIT)  # may be stale: see store/cache
         # One writer at a time in this process: decide, append and publish as one step, so
         # threads sharing this engine wait for each other instead of conflicting and retrying.
@@ -79,7 +83,7 @@ class Commands:
         touched: set[str] = set()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._write_lock:
-                outcomes, pending, work = self._decide_all(commands, strict)
+                outcomes, pending, work = self._decide_all(commands, strict, dry=False)
                 touched = set(work)
                 if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
                     return outcomes  # the copies hold the refused batch's events: not kept
@@ -99,10 +103,10 @@ class Commands:
 
     def check(self, commands: Sequence[Command]) -> list[Outcome]:
         """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
-        return self._decide_all(commands, strict=True)[0]
+        return self._decide_all(commands, strict=True, dry=True)[0]
 
     def _decide_all(
-        self, commands: Sequence[Command], strict: bool
+        self, commands: Sequence[Command], strict: bool, *, dry: bool
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
         """Decide commands in order on working copies of their aggregates' states.
 
@@ -131,11 +135,14 @@ class Commands:
         pipelines = self.pipelines
         evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
         key = self._key
+        sealer = Sealer(self.lead_keys, create=not dry)
+        sealer.prefetch(_each(commands))
 
         def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
             """`cmd`'s events, applied to the working states (their prior states kept in
             `undo`, for a unit), or the error refusing it."""
             used.clear()
+            cmd = sealer.sealed(cmd, state)  # before deciding: no error shows a plaintext
             try:
                 events = decide(pipelines, cmd, state, now, key)
             except DealEngineError:

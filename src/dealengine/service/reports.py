@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.personal import personal_fields
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.passes import StreamPasses
 from dealengine.projections.pipeline import (
@@ -30,10 +31,12 @@ from dealengine.store.recorders import Partition
 @cache
 def breakdown_fields() -> list[str]:
     """The fields a breakdown can group by: those some event type carries, beside the
-    bookkeeping every event has (ids, versions, times, hashes)."""
+    bookkeeping every event has (ids, versions, times, hashes) and personal data."""
     bookkeeping = {"originator_id", "originator_version", "id", "occurred_at", "recorded_at",
                    "idempotency_key", "prev_hash"}  # fmt: skip
-    fields = {f for cls in EVENT_TYPES.values() for f in cls.model_fields}
+    fields = {
+        f for cls in EVENT_TYPES.values() for f in cls.model_fields if f not in personal_fields(cls)
+    }
     return sorted(fields - bookkeeping)
 
 

@@ -10,14 +10,17 @@ from dealengine.domain.decider import Evolvers, State
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
 from dealengine.domain.events import AggregateKind, DomainEvent, originator_id
 from dealengine.domain.lead import Lead
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import Moment, TimelineEntry, replay, select, timeline
+from dealengine.service.personal import revealed
 from dealengine.store.application import Store
 
 
 class States:
-    def __init__(self, store: Store, evolve: Evolvers) -> None:
+    def __init__(self, store: Store, evolve: Evolvers, lead_keys: LeadKeys) -> None:
         self.store = store
         self.evolve = evolve
+        self.lead_keys = lead_keys  # to show personal values, or `[erased]`
 
     def load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
@@ -51,7 +54,8 @@ class States:
         self, id: str, as_of: Moment, known_at: Moment, version: int | None
     ) -> list[DomainEvent]:
         events = cast(list[DomainEvent], self.store.events(self.which(id)))
-        return select(events, as_of=as_of, known_at=known_at, version=version)
+        chosen = select(events, as_of=as_of, known_at=known_at, version=version)
+        return revealed(chosen, self.lead_keys)
 
     def timeline(
         self, id: str, as_of: Moment, known_at: Moment, version: int | None
