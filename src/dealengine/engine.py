@@ -231,6 +231,14 @@ class Engine:
             idempotency_key=idempotency_key,
         )  # fmt: skip
 
+    def forget(
+        self, lead_id: str, *, reason: str, actor: str = "api", source: str = "api"
+    ) -> Recorded:
+        """Erase a lead's personal data: its key destroyed, a `lead_forgotten` recorded (who,
+        when, why); its personal fields read `[erased]` from then on, in every history and
+        report; its funnel and pipeline figures stay (docs/privacy.md)."""
+        return self.commands.forget(lead_id, reason=reason, actor=actor, source=source)
+
     def verify(
         self, *, seal: str | None = None, manifest: Path | None = None, seals: bool = False,
         progress: Callable[[int], None] | None = None,

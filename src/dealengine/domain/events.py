@@ -362,6 +362,15 @@ class DealEventVoided(EventVoided):
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
 
 
+class LeadForgotten(LeadEvent):
+    """An erasure (recorded by Engine.forget, never ingested): the lead's data key was
+    destroyed, so its personal fields read `[erased]` from then on; who asked, when and why.
+    The lead's status and its place in the funnel and pipeline do not change."""
+
+    event_type: ClassVar[str] = "lead_forgotten"
+    reason: Text
+
+
 # Interactions that may be a lead's first event (they create the lead when it is new).
 LEAD_TOUCHES = frozenset(
     {

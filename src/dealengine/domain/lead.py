@@ -11,9 +11,10 @@ from dealengine.domain.events import (
     LEAD_TOUCHES,
     DomainEvent,
     LeadConverted,
+    LeadForgotten,
     with_key,
 )
-from dealengine.domain.interaction import Interaction, build
+from dealengine.domain.interaction import Interaction, InteractionFields, build
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
 
@@ -105,3 +106,14 @@ def lead_refusal(lead: Lead, event_type: str) -> str | None:
         case ("lead_disqualified", "disqualified"):
             return "already disqualified"
     return None
+
+
+def decide_forget(
+    lead: Lead | None, cmd: InteractionFields, reason: str, key: bytes | None = None
+) -> LeadForgotten:
+    """The `lead_forgotten` recording that the lead's personal data was erased (`cmd`: who,
+    when; `reason`: why). Any lead may be forgotten, again too; its status stays."""
+    if lead is None:
+        raise UnknownAggregate(f"lead {cmd.target}")
+    at = (("lead", cmd.target), lead.version + 1, cmd, cmd.occurred_at, lead.head, key)
+    return build(LeadForgotten, *at, reason=reason)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import EVENT_TYPES, format_utc
+from dealengine.domain.events import EVENT_TYPES, LeadForgotten, format_utc
 from dealengine.domain.personal import personal_fields
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
@@ -233,6 +233,7 @@ class FunnelProjection:
             for name, cls in EVENT_TYPES.items()
             for personal in [personal_fields(cls)]  # sealed values: never a breakdown's group
         }
+        self.plan[LeadForgotten.event_type] = (None, False, ())  # an erasure: counts nowhere
         # what `apply` reads of an event besides its type and stream
         self.event_fields = ("occurred_at", "lead_id", *self.fields)
         # what the pass hands this fold: deal_opened links a deal to its lead

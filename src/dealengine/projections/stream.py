@@ -17,13 +17,14 @@ from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 import orjson
 
 from dealengine.domain.chain import topic_of
-from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
+from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS, LeadForgotten
 from dealengine.store.recorders import Row
 
 V = TypeVar("V")
 
 TYPE_OF_TOPIC: dict[str, str] = {topic_of(cls): name for name, cls in EVENT_TYPES.items()}
 TYPE_OF_TOPIC.update({topic_of(cls): cls.event_type for cls in VOID_EVENTS})
+TYPE_OF_TOPIC[topic_of(LeadForgotten)] = LeadForgotten.event_type
 VOIDED = "event_voided"
 
 

@@ -23,9 +23,17 @@ from dealengine.domain.errors import (
     VersionConflict,
 )
 from dealengine.domain.events import EVENT_TYPES, DomainEvent, originator_id
-from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
+from dealengine.domain.interaction import (
+    Command,
+    Interaction,
+    InteractionFields,
+    Outcome,
+    Recorded,
+)
+from dealengine.domain.lead import Lead, decide_forget
 from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import replay
+from dealengine.domain.values import check_identifier
 from dealengine.logs import get_logger
 from dealengine.service.personal import Sealer
 from dealengine.store.application import Store
@@ -247,6 +255,35 @@ class Commands:
                 else:
                     self._cache.publish({stream: replay([*events, void], self._apply)})
                     return Recorded([void])
+            time.sleep(random.uniform(0, 0.01 * attempt))
+        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+    def forget(
+        self, lead_id: str, *, reason: str, actor: str = "api", source: str = "api"
+    ) -> Recorded:
+        """Erase the lead's personal data: destroy its key, then record `lead_forgotten` (who,
+        when, why). Its sealed values read `[erased]` from then on; its later ones get a new
+        key. Run again after a failure: the key is destroyed first, the event follows."""
+        try:
+            check_identifier(lead_id, "lead_id")
+        except ValueError as e:
+            raise InvalidEvent(str(e)) from None
+        stream = originator_id("lead", lead_id)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._write_lock:  # see execute_batch
+                lead = cast(Lead | None, self._load(stream))
+                now = self.clock()
+                cmd = InteractionFields("lead_forgotten", lead_id, now, {}, actor, source, None)
+                event = decide_forget(lead, cmd, reason, self._key)
+                destroyed = self.lead_keys.destroy(lead_id)
+                log.info("lead.forgotten", lead=lead_id, keys_destroyed=destroyed)
+                try:
+                    self.store.append([event])
+                except VersionConflict:  # another writer appended first: re-read, re-decide
+                    self._retries += 1
+                else:
+                    self._cache.publish({stream: self._apply[type(event)](lead, event)})
+                    return Recorded([event])
             time.sleep(random.uniform(0, 0.01 * attempt))
         raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
 
