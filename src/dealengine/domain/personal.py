@@ -124,10 +124,12 @@ def _unb64(text: str) -> bytes:
     return urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def seal(value: str, key: LeadKey, stream: str, field: str) -> str:
-    """`value` encrypted under the lead's key, for the field `field` of an event of `stream`."""
+def seal(value: str, key: LeadKey, stream: str, field: str, cipher: AESGCM | None = None) -> str:
+    """`value` encrypted under the lead's key, for the field `field` of an event of `stream`
+    (`cipher`: the key's AESGCM, when the caller made it once for several values)."""
     nonce = os.urandom(12)
-    sealed = AESGCM(key.secret).encrypt(nonce, value.encode(), _aad(key.id, stream, field))
+    cipher = cipher or AESGCM(key.secret)
+    sealed = cipher.encrypt(nonce, value.encode(), _aad(key.id, stream, field))
     return f"{SEALED_PREFIX}{key.id}:{_b64(nonce)}:{_b64(sealed)}"
 
 

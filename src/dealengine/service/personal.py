@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from dealengine.domain.deal import Deal
 from dealengine.domain.decider import State
 from dealengine.domain.errors import InvalidEvent
@@ -25,21 +27,25 @@ from dealengine.domain.personal import (
 
 
 def has_personal_values(cmd: Interaction) -> bool:
+    personal = personal_fields(cmd.event_class)
+    if not personal:  # most commands: no call below
+        return False
     fields = cmd.fields
-    return any(fields.get(name) is not None for name in personal_fields(cmd.event_class))
+    return any(fields.get(name) is not None for name in personal)
 
 
 class Sealer:
-    """Seals the commands of one batch: each lead's key read once (made when the lead has none
-    and `create`; a dry run seals under a throwaway key and stores nothing)."""
+    """Seals the commands of one batch: the keys of the batch's leads read, and the missing
+    ones made, in one go (a key made for a command then refused holds nothing; a dry run
+    seals under throwaway keys and stores none)."""
 
     def __init__(self, keys: LeadKeys, *, create: bool) -> None:
         self.keys, self.create = keys, create
         self._held: dict[str, LeadKey] = {}
+        self._ciphers: dict[str, AESGCM] = {}  # per key id, for this batch only
 
     def prefetch(self, commands: Iterable[Interaction]) -> None:
-        """Read the keys that the leads of these commands' personal values already have, in
-        one go."""
+        """The keys of the leads of these commands' personal values, read or made at once."""
         wanted = {
             cmd.target
             for cmd in commands
@@ -47,7 +53,7 @@ class Sealer:
         }
         wanted -= self._held.keys()
         if wanted:
-            self._held.update(self.keys.keys_for(wanted, create=False))
+            self._held.update(self.keys.keys_for(wanted, create=self.create))
 
     def key(self, lead_id: str) -> LeadKey:
         held = self._held.get(lead_id)
@@ -77,7 +83,10 @@ class Sealer:
             if value is not None:
                 plain = checked_plaintext(cls, name, value)
                 key = key or self.key(lead_id)
-                fields[name] = seal(plain, key, stream, name)
+                cipher = self._ciphers.get(key.id) or self._ciphers.setdefault(
+                    key.id, AESGCM(key.secret)
+                )
+                fields[name] = seal(plain, key, stream, name, cipher)
         return cmd._replace(fields=fields)
 
 
