@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from dealengine.domain.events import DomainEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
+    from dealengine.domain.personal import LeadKey, LeadKeys, personal_fields
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
@@ -110,6 +111,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
     "dealengine.ingest.mapping": ("BadCell",),
+    "dealengine.domain.personal": ("LeadKey", "LeadKeys", "personal_fields"),
 }  # fmt: skip
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -157,6 +159,8 @@ __all__ = [
     "InvalidEvent",
     "Lag",
     "Lead",
+    "LeadKey",
+    "LeadKeys",
     "Money",
     "Movement",
     "Moves",
@@ -192,4 +196,5 @@ __all__ = [
     "ingest_jsonl",
     "load_funnel",
     "load_pipelines",
+    "personal_fields",
 ]
