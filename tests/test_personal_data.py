@@ -471,3 +471,17 @@ def test_a_what_if_may_hold_personal_values_and_shows_none(memory_engine: Engine
     steps = {s.name: s.leads for s in result["identified-demo"].funnel.steps}
     assert steps["intent"] == FUNNEL["intent"] + 1  # L-3's demo request; the identification: none
     assert memory_engine.commands.lead_keys.keys_for(["L-3"], create=False) == {}
+
+
+def test_the_sealing_benchmark_runs() -> None:
+    """benchmarks/personal.py (its figures: benchmarks/RESULTS.md), once, on a tiny history."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "personal.py"), "--leads", "20", "--rounds", "1"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| SQLite | ingest (JSONL, batched) | CPU |" in result.stdout
