@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import orjson
 import psycopg
@@ -23,9 +24,10 @@ from typer.testing import CliRunner
 
 from dealengine import Engine, InvalidEvent, Settings, StoreError, UnknownAggregate
 from dealengine.cli import app
-from dealengine.domain.events import LeadIdentified
+from dealengine.domain.events import EVENT_TYPES, DealEvent, LeadIdentified, Text
 from dealengine.domain.personal import (
     ERASED,
+    PERSONAL,
     LeadKey,
     new_lead_key,
     personal_fields,
@@ -485,3 +487,38 @@ def test_the_sealing_benchmark_runs() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "| SQLite | ingest (JSONL, batched) | CPU |" in result.stdout
+
+
+class DealContactNoted(DealEvent):
+    """An event class of the kind a declared interaction makes: one personal field, on a deal."""
+
+    event_type: ClassVar[str] = "deal_contact_noted"
+    contact: Annotated[Text | None, PERSONAL] = None
+
+
+def test_any_event_class_with_a_personal_field_is_sealed_with_its_leads_key(
+    memory_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sealing works from the marker, not from names: a deal's personal field is sealed with
+    the key of the deal's lead, and erased with it; a deal without a lead refuses one."""
+    monkeypatch.setitem(EVENT_TYPES, DealContactNoted.event_type, DealContactNoted)
+    identified(memory_engine)
+    memory_engine.record("deal_opened", "D-2", "2026-03-03T10:00:00Z", amount="10", owner="bo")
+    memory_engine.record(
+        "deal_opened", "D-3", "2026-03-06T10:00:00Z", lead_id="L-2", amount="10", owner="bo"
+    )
+    recorded = memory_engine.record(
+        "deal_contact_noted", "D-3", "2026-03-07T10:00:00Z", contact="Ana's assistant, ext. 12"
+    )
+    sealed = recorded.events[0].contact  # type: ignore[attr-defined]
+    assert sealed.startswith("enc:v1:") and key_of(sealed) == key_of(
+        sealed_values(memory_engine, "lead:L-2")[0]
+    )
+    shown = {e.event_type: e.payload() for e in memory_engine.history("D-3")}
+    assert shown["deal_contact_noted"] == {"contact": "Ana's assistant, ext. 12"}
+    with pytest.raises(InvalidEvent, match="deal D-2 has no lead"):
+        memory_engine.record("deal_contact_noted", "D-2", "2026-03-04T10:00:00Z", contact="x")
+    memory_engine.forget("L-2", reason="request")
+    shown = {e.event_type: e.payload() for e in memory_engine.history("D-3")}
+    assert shown["deal_contact_noted"] == {"contact": ERASED}
+    assert memory_engine.verify().ok
