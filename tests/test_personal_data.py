@@ -522,3 +522,32 @@ def test_any_event_class_with_a_personal_field_is_sealed_with_its_leads_key(
     shown = {e.event_type: e.payload() for e in memory_engine.history("D-3")}
     assert shown["deal_contact_noted"] == {"contact": ERASED}
     assert memory_engine.verify().ok
+
+
+def test_writers_starting_together_share_one_key_per_lead(settings: Settings) -> None:
+    """Four stores opened on one database make the keys' table and a lead's key at the same
+    moment: no error, and one key for the lead they share."""
+    import threading
+
+    from dealengine.store.application import Store
+    from dealengine.store.lead_keys import StoredLeadKeys
+
+    stores = [Store(settings) for _ in range(4)]
+    found: list[str] = []
+    errors: list[BaseException] = []
+
+    def first_use(store: Store, n: int) -> None:
+        keys = StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
+        try:
+            found.append(keys.keys_for([f"L-{n}", "L-shared"])["L-shared"].id)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_use, args=(s, n)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    assert errors == [] and len(found) == 4 and len(set(found)) == 1

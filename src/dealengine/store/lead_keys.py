@@ -21,7 +21,7 @@ import psycopg
 
 from dealengine.domain.errors import StoreError
 from dealengine.domain.personal import LeadKey, new_lead_key
-from dealengine.store.errors import translated
+from dealengine.store.errors import CONFLICTS, translated
 from dealengine.store.own_tables import OwnTables
 
 TABLE = "dealengine_lead_keys"
@@ -36,6 +36,14 @@ class StoredLeadKeys(OwnTables):
         f"CREATE TABLE IF NOT EXISTS {{p}}{TABLE} (key_id TEXT PRIMARY KEY, "
         "lead_id TEXT NOT NULL UNIQUE, secret TEXT NOT NULL, created_at TEXT NOT NULL)",
     )
+
+    def ensure(self) -> None:
+        """Create the table once; on PostgreSQL, two processes creating it at the same moment
+        collide in the catalogue: the loser finds it made."""
+        try:
+            super().ensure()
+        except (*CONFLICTS, psycopg.errors.InternalError_):
+            super().ensure()
 
     @contextmanager
     def _tx(self, *, commit: bool) -> Iterator[Any]:
