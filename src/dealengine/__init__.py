@@ -21,6 +21,7 @@ from dealengine.domain.errors import (
     UnknownAggregate,
     UnknownEvent,
     UnknownEventType,
+    UnknownTenant,
     VersionConflict,
     WebhookExists,
 )
@@ -185,6 +186,7 @@ __all__ = [
     "UnknownAggregate",
     "UnknownEvent",
     "UnknownEventType",
+    "UnknownTenant",
     "VerifyReport",
     "VersionConflict",
     "WebhookExists",
