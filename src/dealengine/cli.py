@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dealengine.views.materialised import Lag, ProjectionName
 
 FunnelMode = Literal["reached", "ordered", "strict"]
-GLOBAL_OPTIONS = ("--log-format", "--log-level")
+GLOBAL_OPTIONS = ("--log-format", "--log-level", "--tenant")
 
 
 def _plain_help(params: list[Any], ctx: Any) -> list[Any]:
@@ -172,15 +172,32 @@ def main_options(
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
     ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEALENGINE_TENANT", metavar="NAME", help="the workspace; after the command too"
+        ),
+    ] = None,
 ) -> None:
     """An event-sourced engine for sales funnels and deal pipelines.
 
     The store is a SQLite file (DEALENGINE_DB, default in your data directory), or PostgreSQL
-    when DEALENGINE_DATABASE_URL=postgresql://... is set.
+    when DEALENGINE_DATABASE_URL=postgresql://... is set; --tenant NAME (DEALENGINE_TENANT):
+    a tenant's own store (dealengine tenants).
     """
     from dealengine.logs import configure
 
     configure(log_format, log_level)
+    chosen.tenant = tenant
+
+
+class Chosen:
+    """What the global options chose for this invocation."""
+
+    tenant: str | None = None
+
+
+chosen = Chosen()
 
 
 def using_engine(action: Callable[[Engine], R]) -> R:
@@ -190,7 +207,7 @@ def using_engine(action: Callable[[Engine], R]) -> R:
         from dealengine.engine import Engine
         from dealengine.settings import Settings
 
-        with Engine(Settings()) as e:
+        with Engine(Settings(), tenant=chosen.tenant) as e:
             return action(e)
 
     return run(act)
@@ -360,10 +377,10 @@ def info(fmt: FormatOption = Format.table) -> None:
     from dealengine.views.materialised import digest
 
     def act(e: Engine) -> dict[str, Any]:
-        return {
+        return ({"tenant": e.tenant} if e.tenant else {}) | {
             "store": store_name(e.settings),
             "backend": "postgresql" if e.settings.database_url else "sqlite",
-            "definitions": str(definitions_dir()),
+            "definitions": str(e.tenant_definitions or definitions_dir()),
             "funnel_digest": digest(e.funnel_definition),
             "pipelines_digest": digest(e.pipelines),
             "pipelines": list(e.pipelines.by_name),
@@ -922,7 +939,7 @@ def whatif(
         from dealengine.engine import Engine
         from dealengine.settings import Settings
 
-        with Engine(Settings(read_only=True)) as e:
+        with Engine(Settings(read_only=True), tenant=chosen.tenant) as e:
             return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
 
     result = run(act)
@@ -1041,6 +1058,73 @@ def keys_revoke(
     """Revoke a key: refused within seconds (servers remember a good key for 5 s)."""
     revoked = using_engine(lambda e: e.keys.revoke(key))
     err().print(f"revoked key {revoked.id} ({revoked.name})")
+
+
+# --- tenants: workspaces, each with a store of its own ---------------------------------------
+
+tenants_app = typer.Typer(
+    help="Tenants: workspaces, each with its own store, views, subscriptions, keys and "
+    "definitions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(tenants_app, name="tenants")
+TenantArgument = Annotated[str, typer.Argument(metavar="NAME", help="a-z, 0-9 and _, 1-40")]
+
+
+def _with_tenants(action: Callable[[Any], R]) -> R:
+    """Run `action` on the configured store's Tenants (dealengine.tenants), then close them."""
+
+    def act() -> R:
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants
+
+        with Tenants(Settings()) as tenants:
+            return action(tenants)
+
+    return run(act)
+
+
+@tenants_app.command("create", cls=Command)
+def tenants_create(name: TenantArgument) -> None:
+    """Make a tenant: a store of its own (a folder beside the store file, or a PostgreSQL
+    schema); then use it with --tenant NAME or DEALENGINE_TENANT=NAME."""
+    _with_tenants(lambda t: t.create(name))
+    err().print(f"tenant {name} created")
+
+
+@tenants_app.command("list", cls=Command)
+def tenants_list(fmt: FormatOption = Format.table) -> None:
+    """Every tenant of the configured store, by name."""
+    names = _with_tenants(lambda t: t.names())
+    if fmt is Format.json:
+        emit_json(names)
+        return
+    out().print("\n".join(names) if names else "no tenants")
+
+
+@tenants_app.command("drop", cls=Command)
+def tenants_drop(
+    name: TenantArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Delete a tenant and everything it holds: events, views, subscriptions, keys (and its
+    folder, with its definitions). Asks first, unless --yes."""
+    from dealengine.domain.errors import UnknownTenant
+    from dealengine.store.tenants import tenant_name
+
+    def check(tenants: Any) -> None:
+        if tenant_name(name) not in tenants.names():
+            raise UnknownTenant(f"no tenant {name!r}: nothing dropped (dealengine tenants list)")
+
+    _with_tenants(check)
+    if not yes and not typer.confirm(
+        f"drop tenant {name} and all its events, views, subscriptions and keys?", default=False
+    ):
+        err().print(f"tenant {name} not dropped")
+        raise typer.Exit(1)
+    _with_tenants(lambda t: t.drop(name))
+    err().print(f"tenant {name} dropped")
 
 
 @_command()

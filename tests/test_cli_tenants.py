@@ -1,0 +1,128 @@
+"""Tenants on the command line: `tenants create|list|drop`, `--tenant` / DEALENGINE_TENANT on
+every command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dealengine import Settings
+from dealengine.cli import app
+from dealengine.tenants import Tenants
+
+ROOT = Path(__file__).resolve().parents[1]
+VISIT = (
+    '{"type": "site_visited", "lead_id": "L-1", "occurred_at": "2026-03-01T09:00:00Z", '
+    '"channel": "x"}\n'
+)
+DEMO = '{"type": "demo_requested", "lead_id": "L-1", "occurred_at": "2026-03-02T09:00:00Z"}\n'
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cli(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    """A CLI on a fresh store (a SQLite file, or a fresh PostgreSQL schema); any tenant left
+    is dropped afterwards."""
+    monkeypatch.delenv("DEALENGINE_TENANT", raising=False)
+    if request.param == "sqlite":
+        monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "cli.db"))
+        monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("DEALENGINE_DATABASE_URL", request.getfixturevalue("pg_schema_url"))
+    yield CliRunner()
+    with Tenants() as tenants:
+        for name in tenants.names():
+            tenants.drop(name)
+
+
+def ok(result: object) -> str:
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    return str(result.stdout)  # type: ignore[attr-defined]
+
+
+def one_line_error(result: object, *parts: str) -> None:
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    lines = str(result.stderr).strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+
+
+def test_create_list_and_drop(cli: CliRunner) -> None:
+    assert ok(cli.invoke(app, ["tenants", "list"])) == "no tenants\n"
+    ok(cli.invoke(app, ["tenants", "create", "acme"]))
+    ok(cli.invoke(app, ["tenants", "create", "beta"]))
+    assert ok(cli.invoke(app, ["tenants", "list"])) == "acme\nbeta\n"
+    assert json.loads(ok(cli.invoke(app, ["tenants", "list", "--format", "json"]))) == [
+        "acme", "beta",
+    ]  # fmt: skip
+    one_line_error(cli.invoke(app, ["tenants", "create", "acme"]), "tenant 'acme' exists")
+    one_line_error(cli.invoke(app, ["tenants", "create", "Acme"]), "tenant name 'Acme'")
+    refused = cli.invoke(app, ["tenants", "drop", "acme"], input="n\n")
+    assert refused.exit_code == 1 and "drop tenant acme and all its events" in refused.stdout
+    assert "tenant acme not dropped" in refused.stderr
+    assert ok(cli.invoke(app, ["tenants", "list"])) == "acme\nbeta\n"
+    ok(cli.invoke(app, ["tenants", "drop", "acme"], input="y\n"))
+    ok(cli.invoke(app, ["tenants", "drop", "beta", "--yes"]))
+    assert ok(cli.invoke(app, ["tenants", "list"])) == "no tenants\n"
+    one_line_error(cli.invoke(app, ["tenants", "drop", "acme", "--yes"]), "no tenant 'acme'")
+    one_line_error(
+        cli.invoke(app, ["tenants", "drop", "default", "--yes"]),
+        "'default' is the store without a tenant",
+    )
+
+
+def test_tenant_option_and_variable_choose_the_store(cli: CliRunner, tmp_path: Path) -> None:
+    visit, both = tmp_path / "visit.jsonl", tmp_path / "both.jsonl"
+    visit.write_text(VISIT)
+    both.write_text(VISIT + DEMO)
+    ok(cli.invoke(app, ["tenants", "create", "acme"]))
+    ok(cli.invoke(app, ["tenants", "create", "beta"]))
+    ok(cli.invoke(app, ["--tenant", "acme", "ingest", str(both)]))
+    ok(cli.invoke(app, ["ingest", str(visit), "--tenant", "beta"]))
+
+    def steps(*args: str, env: dict[str, str] | None = None) -> list[int]:
+        shown = ok(cli.invoke(app, ["funnel", "--format", "json", *args], env=env))
+        return [s["leads"] for s in json.loads(shown)["steps"]]
+
+    # by hand: acme's L-1 reached intent (its demo); beta's L-1 only awareness
+    assert steps("--tenant", "acme") == [1, 1, 1, 1, 0, 0, 0]
+    assert steps(env={"DEALENGINE_TENANT": "beta"}) == [1, 0, 0, 0, 0, 0, 0]
+    assert steps() == [0] * 7  # the store without a tenant
+    assert steps("--full", "--tenant", "acme") == [1, 1, 1, 1, 0, 0, 0]
+    history = json.loads(
+        ok(cli.invoke(app, ["history", "L-1", "--format", "json", "--tenant", "beta"]))
+    )
+    assert [e["type"] for e in history] == ["site_visited"]
+    info = json.loads(ok(cli.invoke(app, ["info", "--format", "json", "--tenant", "acme"])))
+    assert info["tenant"] == "acme" and info["events"] == 2
+    assert "tenant" not in json.loads(ok(cli.invoke(app, ["info", "--format", "json"])))
+    one_line_error(cli.invoke(app, ["funnel", "--tenant", "nope"]), "no tenant 'nope'")
+    one_line_error(cli.invoke(app, ["funnel", "--tenant", "No/pe"]), "tenant name 'No/pe'")
+
+
+def test_a_tenants_definitions_folder_is_its_own(tmp_path: Path) -> None:
+    """Given acme's own funnel.toml (its first step only ad views), acme's funnel follows it
+    and the store without a tenant keeps the shipped one."""
+    settings = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    shipped = (ROOT / "projections" / "funnel.toml").read_text()
+    own = tmp_path / "s-tenants" / "acme" / "definitions"
+    own.mkdir(parents=True)
+    (own / "funnel.toml").write_text(
+        shipped.replace('events = ["ad_viewed", "site_visited"]', 'events = ["ad_viewed"]')
+    )
+    with Tenants(settings) as tenants:
+        tenants.create("acme")
+        for name in ("acme", None):
+            tenants.engine(name).record("site_visited", "L-1", "2026-03-01T09:00:00Z", channel="x")
+        assert tenants.engine("acme").funnel().steps[0].leads == 0  # a visit is not awareness
+        assert tenants.engine(None).funnel().steps[0].leads == 1
+        assert tenants.engine("acme").tenant_definitions == own
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
