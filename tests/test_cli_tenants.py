@@ -1,18 +1,27 @@
 """Tenants on the command line: `tenants create|list|drop`, `--tenant` / DEALENGINE_TENANT on
-every command."""
+every command, and workers (`project --follow`, `subscribers run`) serving every tenant."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from dealengine import Settings
+from dealengine import Engine, Settings
 from dealengine.cli import app
+from dealengine.demo import generate
+from dealengine.domain.lines import interaction_from
 from dealengine.tenants import Tenants
+from tests.test_webhooks_crash import SECRET, Receiver
+from tests.test_workers import holders, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 VISIT = (
@@ -123,6 +132,101 @@ def test_a_tenants_definitions_folder_is_its_own(tmp_path: Path) -> None:
         assert tenants.engine("acme").funnel().steps[0].leads == 0  # a visit is not awareness
         assert tenants.engine(None).funnel().steps[0].leads == 1
         assert tenants.engine("acme").tenant_definitions == own
+
+
+def worker_env(**more: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **more)
+    env.pop("DEALENGINE_TENANT", None)
+    return env
+
+
+def test_one_projection_worker_serves_three_tenants(pg_schema_url: str) -> None:
+    """Given three tenants with different histories (and a fourth created while the worker
+    runs), one `project --follow` keeps each tenant's views equal to a full fold of that
+    tenant's stream, holding one owner lock per tenant and view."""
+    base = pg_schema_url.rpartition("schema=")[2]
+    settings = Settings(database_url=pg_schema_url)
+    lines = generate(120, 5)
+    sizes = {"acme": 100, "beta": 250, "gamma": 400}
+    with Tenants(settings) as tenants:
+        try:
+            for name, size in sizes.items():
+                tenants.create(name)
+                batch = [interaction_from(line, "t", "t") for line in lines[:size]]
+                tenants.engine(name).execute_batch(batch)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "dealengine.cli", "project", "--follow"],
+                env=worker_env(DEALENGINE_DATABASE_URL=pg_schema_url),
+            )
+            try:
+                tenants.create("delta")
+                tenants.engine("delta").execute_batch(
+                    [interaction_from(line, "t", "t") for line in lines[:30]]
+                )
+                for name in [*sizes, "delta"]:
+                    schema = f"{base}__{name}"
+                    for projection in ("funnel", "pipeline"):
+                        assert len(wait_for(lambda s=schema, p=projection: holders(s, p))) == 1
+                    engine = tenants.engine(name)
+                    wait_for(lambda e=engine: e.live_funnel(catch_up=False)[1].behind == 0)
+                    wait_for(lambda e=engine: e.live_pipeline(catch_up=False)[1].behind == 0)
+                    funnel, pipeline = engine.views()
+                    live_funnel, _ = engine.live_funnel(catch_up=False)
+                    live_pipeline, _ = engine.live_pipeline(catch_up=False)
+                    assert [s.leads for s in live_funnel.steps] == [s.leads for s in funnel.steps]
+                    assert [(s.open_deals, s.amount) for s in live_pipeline.stages] == [
+                        (s.open_deals, s.amount) for s in pipeline.stages
+                    ]
+                    assert live_pipeline.won.amount == pipeline.won.amount
+                counts = {n: tenants.engine(n).views()[0].steps[0].leads for n in sizes}
+                assert counts["acme"] < counts["beta"] < counts["gamma"]  # three histories
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(timeout=30) == 0
+                assert holders(f"{base}__acme", "funnel") == []
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        finally:
+            for name in tenants.names():
+                tenants.drop(name)
+
+
+def test_one_subscriptions_worker_delivers_every_tenants_webhooks(tmp_path: Path) -> None:
+    """Given acme and beta with webhooks of their own (their definitions folders), one
+    `subscribers run` delivers acme's deal stages to acme's receiver, beta's to beta's."""
+    settings = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    with Receiver() as to_acme, Receiver() as to_beta, Tenants(settings) as tenants:
+        for receiver in (to_acme, to_beta):
+            receiver.random.random = lambda: 1.0  # type: ignore[method-assign]  # never fails
+        for name, receiver in (("acme", to_acme), ("beta", to_beta)):
+            own = tmp_path / "s-tenants" / name / "definitions"
+            own.mkdir(parents=True)
+            (own / "webhooks.toml").write_text(
+                f'[[webhooks]]\nname = "crm"\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n'
+                'events = ["deal.stage_entered"]\n'
+            )
+            tenants.create(name)
+        acme, beta = tenants.engine("acme"), tenants.engine("beta")
+        acme.record("deal_opened", "D-1", "2026-03-03T10:00:00Z", amount="10", owner="ana")
+        acme.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")
+        beta.record("deal_opened", "D-1", "2026-03-05T10:00:00Z", amount="20", owner="bo")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dealengine.cli", "subscribers", "run"],
+            env=worker_env(DEALENGINE_DB=str(tmp_path / "s.db")),
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(to_acme.first) < 2 or len(to_beta.first) < 1:
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(1)  # nothing more arrives
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+        assert [b["stage"] for b in to_acme.first.values()] == ["prospecting", "proposal"]
+        assert [b["stage"] for b in to_beta.first.values()] == ["prospecting"]
+        with Engine(settings) as default:
+            assert default.subscriptions.status() == []  # the default store has no webhook
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

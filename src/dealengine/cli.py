@@ -597,23 +597,51 @@ def project(
     follow: Annotated[bool, typer.Option(help="keep following the store (PostgreSQL)")] = False,
 ) -> None:
     """Bring the materialised views up to date; with --follow, run as a projection worker
-    until SIGINT/SIGTERM: one owner per view across machines (PostgreSQL advisory locks)."""
+    until SIGINT/SIGTERM: one owner per view across machines (PostgreSQL advisory locks),
+    for the store and every tenant (--tenant: that one)."""
     names = _projections(projection)
 
     def act(e: Engine) -> None:
+        for name in names:
+            err().print(f"{name}: {e.view(name).catch_up()} events applied")
+
+    if not follow:
+        using_engine(act)
+        return
+    from dealengine.tenants import follow_views
+
+    no_postgres = "--follow needs PostgreSQL: on SQLite the views catch up before each query"
+    _every_tenant(follow_views(names), needs_postgres=no_postgres)
+
+
+def _every_tenant(
+    work: Callable[[Engine, Any], None],
+    *,
+    alone: Callable[[Engine, Any], None] | None = None,
+    needs_postgres: str | None = None,
+) -> None:
+    """A worker's `work` until SIGINT/SIGTERM for the tenant chosen (--tenant), or else for
+    the store and every tenant, tenants created meanwhile too (dealengine.tenants); `alone`
+    instead when there is no tenant at all."""
+
+    def act() -> None:
         from dealengine.domain.errors import DealEngineError
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants, work_every_tenant
+        from dealengine.views.worker import stop_on_signals
 
-        if not follow:
-            for name in names:
-                err().print(f"{name}: {e.view(name).catch_up()} events applied")
-            return
-        if not e.settings.database_url:
-            raise DealEngineError(
-                "--follow needs PostgreSQL: on SQLite the views catch up before each query"
-            )
-        e.follow(names)
+        settings = Settings()
+        if needs_postgres and not settings.database_url:
+            raise DealEngineError(needs_postgres)
+        with Tenants(settings) as tenants, stop_on_signals() as stopping:
+            if chosen.tenant is not None:
+                work_every_tenant(tenants, alone or work, stopping, [chosen.tenant])
+            elif alone is not None and not tenants.names():
+                work_every_tenant(tenants, alone, stopping, [None])
+            else:
+                work_every_tenant(tenants, work, stopping)
 
-    using_engine(act)
+    run(act)
 
 
 def _projections(text: str) -> list[ProjectionName]:
@@ -964,13 +992,9 @@ def subscribers_run() -> None:
     """Deliver the webhooks of webhooks.toml until SIGINT/SIGTERM: one owner per webhook
     (a PostgreSQL advisory lock, a file lock beside a SQLite store); run any number."""
 
-    def act(e: Engine) -> None:
-        from dealengine.views.worker import stop_on_signals
+    from dealengine.tenants import deliver_webhooks
 
-        with stop_on_signals() as stopping:
-            e.subscriptions.work(stopping)
-
-    using_engine(act)
+    _every_tenant(deliver_webhooks, alone=lambda e, stopping: e.subscriptions.work(stopping))
 
 
 @subscribers_app.command("status", cls=Command)
