@@ -102,7 +102,7 @@ def bootstrap(
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
-        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
+        keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
     )

@@ -1159,21 +1159,27 @@ def serve(
         bool, typer.Option(help="deliver webhooks.toml's webhooks from this process too")
     ] = False,
 ) -> None:
-    """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs."""
+    """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs.
 
-    def act(e: Engine) -> None:
+    For the store and every tenant, each request going to the tenant its key names (a key
+    made with --tenant); with --tenant, for that tenant only."""
+
+    def act() -> None:
         import threading
 
         try:
             import uvicorn
 
             from dealengine.http.app import create_app
+            from dealengine.http.tenants import TenantRouter
         except ImportError as missing:
             from dealengine.domain.errors import DealEngineError
 
             raise DealEngineError(
                 f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
             ) from None
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants
         from dealengine.views.worker import stop_on_signals
 
         class Server(uvicorn.Server):
@@ -1190,15 +1196,25 @@ def serve(
                 stopping.wait()
                 self.should_exit = True
 
-        if webhooks:
-            e.subscriptions.start_webhooks()
-        config = uvicorn.Config(
-            create_app(e), host=host, port=port, log_config=None, access_log=False,
-            timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
-        )  # fmt: skip
-        Server(config).run()
+        def opened(e: Engine) -> None:
+            if webhooks:
+                e.subscriptions.start_webhooks()
 
-    using_engine(act)
+        with Tenants(Settings()) as tenants:
+            api: Any
+            if chosen.tenant is not None:
+                api = create_app(tenants.engine(chosen.tenant))
+                opened(tenants.engine(chosen.tenant))
+            else:
+                api = TenantRouter(tenants, on_open=opened)
+                api.app_for(None)  # the store opens now: a bad one fails here, not per request
+            config = uvicorn.Config(
+                api, host=host, port=port, log_config=None, access_log=False,
+                timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
+            )  # fmt: skip
+            Server(config).run()
+
+    run(act)
 
 
 def main() -> None:
