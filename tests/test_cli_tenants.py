@@ -111,6 +111,13 @@ def test_tenant_option_and_variable_choose_the_store(cli: CliRunner, tmp_path: P
     info = json.loads(ok(cli.invoke(app, ["info", "--format", "json", "--tenant", "acme"])))
     assert info["tenant"] == "acme" and info["events"] == 2
     assert "tenant" not in json.loads(ok(cli.invoke(app, ["info", "--format", "json"])))
+    scenario = ROOT / "projections" / "scenarios" / "demo-counts-as-qualified.toml"
+    whatif = json.loads(
+        ok(cli.invoke(app, ["whatif", str(scenario), "--format", "json", "--tenant", "acme"]))
+    )
+    assert [s["leads"] for s in whatif["baseline"]["funnel"]["steps"]] == [1, 1, 1, 1, 0, 0, 0]
+    verified = json.loads(ok(cli.invoke(app, ["verify", "--format", "json", "--tenant", "beta"])))
+    assert (verified["events"], verified["streams"]) == (1, 1)
     one_line_error(cli.invoke(app, ["funnel", "--tenant", "nope"]), "no tenant 'nope'")
     one_line_error(cli.invoke(app, ["funnel", "--tenant", "No/pe"]), "tenant name 'No/pe'")
 

@@ -8,6 +8,7 @@ computed here by hand, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -311,3 +312,28 @@ def test_the_channel_of_the_public_schema_is_unchanged() -> None:
     long_a, long_b = "a" * 50 + "__x", "a" * 50 + "__y"
     assert len({notify_channel(long_a, "e"), notify_channel(long_b, "e")}) == 2
     assert all(len(notify_channel(s, "dealengine_events")) <= 63 for s in (long_a, long_b))
+
+
+def test_the_engine_factory_gives_each_thread_the_same_engine(tenants: Tenants) -> None:
+    """Given 8 threads asking for acme's and beta's engines at once, each tenant gets one
+    engine, shared, and each thread's write lands in its tenant."""
+    found: list[tuple[str, Engine]] = []
+    start = threading.Barrier(8)
+
+    def ask(n: int) -> None:
+        name = ("acme", "beta")[n % 2]
+        start.wait()
+        engine = tenants.engine(name)
+        engine.record("site_visited", f"T-{n}", AT.format(20), channel="threads")
+        found.append((name, engine))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(e) for name, e in found if name == "acme"}) == 1
+    assert len({id(e) for name, e in found if name == "beta"}) == 1
+    for name in ("acme", "beta"):  # 4 new leads each, on top of the history
+        assert steps(tenants.engine(name).views()[0])[0] == STEPS[name][0] + 4
+    assert steps(tenants.engine(None).views()[0]) == STEPS[None]
