@@ -187,6 +187,11 @@ def test_one_projection_worker_serves_three_tenants(pg_schema_url: str) -> None:
                     assert live_pipeline.won.amount == pipeline.won.amount
                 counts = {n: tenants.engine(n).views()[0].steps[0].leads for n in sizes}
                 assert counts["acme"] < counts["beta"] < counts["gamma"]  # three histories
+                tenants.drop("delta")  # while the worker follows it: the others go on
+                acme = tenants.engine("acme")
+                acme.execute_batch([interaction_from(line, "t", "t") for line in lines[100:150]])
+                wait_for(lambda: acme.live_funnel(catch_up=False)[1].behind == 0)
+                assert worker.poll() is None
                 worker.send_signal(signal.SIGTERM)
                 assert worker.wait(timeout=30) == 0
                 assert holders(f"{base}__acme", "funnel") == []
