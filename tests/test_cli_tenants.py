@@ -118,6 +118,15 @@ def test_tenant_option_and_variable_choose_the_store(cli: CliRunner, tmp_path: P
     assert [s["leads"] for s in whatif["baseline"]["funnel"]["steps"]] == [1, 1, 1, 1, 0, 0, 0]
     verified = json.loads(ok(cli.invoke(app, ["verify", "--format", "json", "--tenant", "beta"])))
     assert (verified["events"], verified["streams"]) == (1, 1)
+    key = ok(
+        cli.invoke(app, ["keys", "create", "--name", "app", "--scope", "read", "--tenant", "acme"])
+    )
+    assert key.strip().endswith(".acme")
+    listed = json.loads(
+        ok(cli.invoke(app, ["keys", "list", "--format", "json", "--tenant", "acme"]))
+    )
+    assert [k["name"] for k in listed] == ["app"]
+    assert json.loads(ok(cli.invoke(app, ["keys", "list", "--format", "json"]))) == []
     one_line_error(cli.invoke(app, ["funnel", "--tenant", "nope"]), "no tenant 'nope'")
     one_line_error(cli.invoke(app, ["funnel", "--tenant", "No/pe"]), "tenant name 'No/pe'")
 
