@@ -1093,7 +1093,9 @@ tenants_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(tenants_app, name="tenants")
-TenantArgument = Annotated[str, typer.Argument(metavar="NAME", help="a-z, 0-9 and _, 1-40")]
+TenantArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="a lowercase letter, then a-z, 0-9, single _; 1-40")
+]
 
 
 def _with_tenants(action: Callable[[Any], R]) -> R:
