@@ -33,6 +33,7 @@ from dealengine.settings import Settings
 from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
 from dealengine.store.lead_keys import StoredLeadKeys
+from dealengine.store.tenants import definition_file, definitions_folder, located
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
@@ -50,6 +51,8 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
+    tenant: str | None
+    tenant_definitions: Path | None  # the tenant's own definitions folder, if it has one
     settings: Settings
     store: Store
     pipelines: Pipelines
@@ -77,11 +80,13 @@ def bootstrap(
     """Everything an Engine works with, for these settings and definitions (default: the
     environment's settings and the shipped definitions); leads' data keys in `lead_keys`
     (default: the store's own table)."""
-    settings = settings or Settings()
+    asked = settings or Settings()
+    settings = located(asked)  # the tenant's store, if a tenant is asked for
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = pipeline or load_pipelines()
-    funnel = funnel or load_funnel()
+    pipelines = pipeline or load_pipelines(definition_file(asked, "pipeline.toml"))
+    funnel = funnel or load_funnel(definition_file(asked, "funnel.toml"))
+    webhooks = definition_file(asked, "webhooks.toml")
     store = Store(settings)
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
@@ -89,6 +94,8 @@ def bootstrap(
     states = States(store, evolve, lead_keys)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
+        tenant=asked.tenant,
+        tenant_definitions=definitions_folder(asked),
         settings=settings,
         store=store,
         pipelines=pipelines,
@@ -99,8 +106,8 @@ def bootstrap(
         states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
-        subscriptions=_subscriptions(settings, store, states, evolve, funnel),
-        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
+        keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
         commands=Commands(
             store, pipelines, evolve, states.load, states.which, clock, key, lead_keys
         ),
@@ -156,8 +163,9 @@ def _live_views(
 
 
 def _subscriptions(
-    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition
-) -> Subscriptions:
+    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition,
+    webhooks: Path | None,
+) -> Subscriptions:  # fmt: skip
     """Subscribers' positions in the store's own database; one owner per subscriber: an
     advisory lock on PostgreSQL, a file lock beside a SQLite file."""
     database_url = settings.database_url
@@ -173,6 +181,6 @@ def _subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else None
+        Path(settings.webhooks) if settings.webhooks else webhooks
     ).webhooks
     return subscriptions

@@ -47,12 +47,19 @@ class Engine:
         pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
         clock: Clock = utc_now,
+        tenant: str | None = None,
         lead_keys: LeadKeys | None = None,
     ) -> None:
-        """`lead_keys`: where leads' data keys live (default: the store's own table)."""
+        """An engine on the store `settings` name (default: the environment's), or on its
+        tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants);
+        `lead_keys`: where leads' data keys live (default: the store's own table)."""
+        if tenant is not None:
+            settings = (settings or Settings()).model_copy(update={"tenant": tenant})
         parts = bootstrap(
             settings, pipeline=pipeline, funnel=funnel, clock=clock, lead_keys=lead_keys
         )
+        self.tenant = parts.tenant  # None: the store without a tenant
+        self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
         self.pipeline_definition = self.pipelines.default
