@@ -94,7 +94,7 @@ def test_lead_identified_needs_one_field_and_an_existing_lead(memory_engine: Eng
     with pytest.raises(InvalidEvent) as refused:
         memory_engine.record("lead_identified", "L-1", "2026-03-01T11:00:00Z")
     assert str(refused.value) == (
-        "lead_identified: give at least one of email, name, phone, company"
+        "lead_identified: field 'email', 'name', 'phone' or 'company': give one at least"
     )
     assert len(memory_engine.history("L-1")) == 1  # nothing stored
 
@@ -131,7 +131,7 @@ def test_an_ingested_bad_line_names_the_line_not_the_value(tmp_path: Path) -> No
         "people.jsonl:2",
         "people.jsonl:3",
     ]
-    assert "give at least one of email, name, phone, company" in errors[0]
+    assert "field 'email', 'name', 'phone' or 'company': give one at least" in errors[0]
     assert "field 'phone'" in errors[1] and "private" not in result.output + result.stderr
     shown = runner.invoke(app, ["history", "L-1", "--format", "json"], env=env)
     assert [e.get("email") for e in orjson.loads(shown.stdout)] == [None, EMAIL]

@@ -249,7 +249,8 @@ class LeadIdentified(LeadEvent):
     @model_validator(mode="after")
     def _names_someone(self) -> LeadIdentified:
         if all(getattr(self, f) is None for f in IDENTITY_FIELDS):
-            raise ValueError(f"give at least one of {', '.join(IDENTITY_FIELDS)}")
+            named = [f"'{f}'" for f in IDENTITY_FIELDS]
+            raise ValueError(f"field {', '.join(named[:-1])} or {named[-1]}: give one at least")
         return self
 
 
