@@ -551,3 +551,28 @@ def test_writers_starting_together_share_one_key_per_lead(settings: Settings) ->
     for store in stores:
         store.close()
     assert errors == [] and len(found) == 4 and len(set(found)) == 1
+
+
+def test_a_tenants_keys_are_its_own(settings: Settings, clock: Clock) -> None:
+    """The same lead id identified in two tenants: forgetting it in one erases nothing of the
+    other (each tenant's keys live in its own store)."""
+    from dealengine.tenants import Tenants
+
+    with Tenants(settings, clock=clock) as tenants:
+        try:
+            for name in ("acme", "beta"):
+                tenants.create(name)
+                visited(tenants.engine(name), "L-1")
+                tenants.engine(name).record(
+                    "lead_identified", "L-1", "2026-03-01T10:05:00Z", email=EMAIL
+                )
+            tenants.engine("acme").forget("L-1", reason="request")
+            assert payloads(tenants.engine("acme"), "L-1")[1] == (
+                "lead_identified", {"email": ERASED}
+            )  # fmt: skip
+            assert payloads(tenants.engine("beta"), "L-1")[1] == (
+                "lead_identified", {"email": EMAIL}
+            )  # fmt: skip
+        finally:
+            for name in tenants.names():
+                tenants.drop(name)
