@@ -4,7 +4,7 @@ stores they fork, the views' tables and the workers' locks) and hands them to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
@@ -23,6 +24,7 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.events import DomainEvent
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
@@ -40,6 +42,7 @@ from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, Vi
 from dealengine.views.worker import Owner
 
 Clock = Callable[[], datetime]
+InteractionModels = Interactions | Sequence[type[DomainEvent]]
 
 
 def utc_now() -> datetime:
@@ -52,6 +55,7 @@ class Wiring:
     store: Store
     pipelines: Pipelines
     funnel: FunnelDefinition
+    interactions: Interactions
     clock: Clock
     evolve: Evolvers
     passes: StreamPasses
@@ -70,17 +74,21 @@ def bootstrap(
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
     clock: Clock = utc_now,
+    interactions: InteractionModels | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions)."""
+    environment's settings and the shipped definitions). `interactions`: the model's whole
+    catalogue, or pydantic models to register beside the built-in ones."""
     settings = settings or Settings()
+    if not isinstance(interactions, Interactions):
+        interactions = BUILT_IN.with_models(interactions or ())
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
     pipelines = pipeline or load_pipelines()
-    funnel = funnel or load_funnel()
-    store = Store(settings)
+    funnel = funnel or load_funnel(context=interactions.context)
+    store = Store(settings, interactions)
     evolve = evolver(pipelines)
-    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
@@ -88,6 +96,7 @@ def bootstrap(
         store=store,
         pipelines=pipelines,
         funnel=funnel,
+        interactions=interactions,
         clock=clock,
         evolve=evolve,
         passes=passes,
@@ -101,13 +110,13 @@ def bootstrap(
     )
 
 
-def _child_stores(settings: Settings) -> Callable[[], Store] | None:
+def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[], Store] | None:
     """How a forked child opens the store (read-only, its own connection); None when it
     cannot: an in-memory store lives in this process only."""
     if settings.db == ":memory:" and not settings.database_url:
         return None
     read_only = settings.model_copy(update={"read_only": True})
-    return lambda: Store(read_only)
+    return lambda: Store(read_only, interactions)
 
 
 def _live_views(

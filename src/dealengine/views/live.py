@@ -62,7 +62,11 @@ class LiveViews:
                 if self.tables is None:
                     self.tables = self.open_tables()
                 adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(FunnelProjection(self.funnel_definition))
+                    FunnelAdapter(
+                        FunnelProjection(
+                            self.funnel_definition, interactions=self.source.interactions
+                        )
+                    )
                     if name == "funnel"
                     else PipelineAdapter(
                         [
