@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +26,7 @@ import orjson
 import pytest
 
 from dealengine import Engine, Interactions, Settings
-from dealengine.domain.catalogue import BUILT_IN
+from dealengine.domain.catalogue import BUILT_IN, load_interactions
 from dealengine.domain.chain import topic_of
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import LeadEvent, Text, WebinarAttended
@@ -183,3 +184,66 @@ def test_a_version_without_its_upcaster_is_refused() -> None:
 
     with pytest.raises(ValueError, match="skipped is at version 3 but has no upcast_v2_v3"):
         Interactions([Skipped])
+
+
+DECLARED_V1 = """
+[[interactions]]
+name = "trial_started"
+on = "lead"
+fields = { plan = "text", seats = "integer" }
+"""
+DECLARED_V2 = """
+[[interactions]]
+name = "trial_started"
+on = "lead"
+version = 2
+fields = { tier = { type = "text", required = true }, seats = "integer", trial_days = { type = "integer", required = true } }
+
+[interactions.upcasts.v1_v2]
+rename = { plan = "tier" }
+defaults = { trial_days = 14 }
+"""
+
+
+@pytest.fixture
+def declared(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    v1, v2 = tmp_path / "v1.toml", tmp_path / "v2.toml"
+    v1.write_text(DECLARED_V1)
+    v2.write_text(DECLARED_V2)
+    yield v1, v2
+
+
+def test_a_declared_interaction_at_version_2_reads_its_version_1_events(
+    store: Path, declared: tuple[Path, Path]
+) -> None:
+    v1, v2 = declared
+    with open_engine(store, interactions=load_interactions(v1)) as engine:
+        engine.record("trial_started", "L-3", "2026-01-07T10:00:00Z", plan="pro", seats=3)
+        engine.record("trial_started", "L-5", "2026-01-08T10:00:00Z", plan="team")
+    after_v1 = stored_rows(store)
+    interactions = load_interactions(v2)
+    funnel = FunnelDefinition.model_validate(
+        {"steps": [{"name": "aware", "events": ["ad_viewed", "site_visited"]},
+                   {"name": "trial", "events": ["trial_started"]}],
+         "breakdowns": ["tier", "trial_days"]},
+        context=interactions.context,
+    )  # fmt: skip
+    with open_engine(store, interactions=interactions, funnel=funnel) as engine:
+        trial = engine.history("L-3")[-1]
+        assert trial.event_type == "trial_started"
+        assert trial.payload() == {"tier": "pro", "seats": 3, "trial_days": 14}
+        engine.record("trial_started", "L-6", "2026-01-09T10:00:00Z", tier="pro", trial_days=30)
+        with pytest.raises(Exception, match="field 'trial_days': missing"):
+            engine.record("trial_started", "L-7", "2026-01-09T10:00:00Z", tier="pro")
+        assert engine.verify().ok
+        view = engine.funnel()
+        # aware: L-1..L-4 by their touches, L-5 and L-6 passed it on the way to `trial`
+        assert [(s.name, s.leads) for s in view.steps] == [("aware", 6), ("trial", 3)]
+        tiers = view.breakdowns["tier"]
+        # L-3's tier is its upcast plan, L-6's recorded: both "pro"; L-1, L-2, L-4 have none
+        assert {k: v.steps[1].leads for k, v in tiers.items()} == {
+            "pro": 2, "team": 1, "unknown": 0,
+        }  # fmt: skip
+        days = view.breakdowns["trial_days"]  # L-3 and L-5 from the upcaster's default
+        assert {k: v.steps[1].leads for k, v in days.items()} == {"14": 2, "30": 1, "unknown": 0}
+    assert set(after_v1) <= set(stored_rows(store))  # the version 1 bytes are as they were

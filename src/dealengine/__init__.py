@@ -27,7 +27,7 @@ from dealengine.domain.errors import (
 
 if TYPE_CHECKING:
     from dealengine.audit.verify import Finding, Seal, VerifyReport
-    from dealengine.domain.catalogue import Interactions
+    from dealengine.domain.catalogue import Interactions, load_interactions
     from dealengine.domain.deal import Deal
     from dealengine.domain.definitions import (
         FunnelDefinition,
@@ -89,7 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DealEvent", "DomainEvent", "LeadEvent"),
-    "dealengine.domain.catalogue": ("Interactions",),
+    "dealengine.domain.catalogue": ("Interactions", "load_interactions"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -196,5 +196,6 @@ __all__ = [
     "WhatIf",
     "ingest_jsonl",
     "load_funnel",
+    "load_interactions",
     "load_pipelines",
 ]

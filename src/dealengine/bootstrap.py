@@ -14,7 +14,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
-from dealengine.domain.catalogue import BUILT_IN, Interactions
+from dealengine.domain.catalogue import Interactions, load_interactions, with_stage_moves
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
@@ -78,13 +78,13 @@ def bootstrap(
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions (default: the
     environment's settings and the shipped definitions). `interactions`: the model's whole
-    catalogue, or pydantic models to register beside the built-in ones."""
+    catalogue, or pydantic models to declare beside the definitions folder's."""
     settings = settings or Settings()
     if not isinstance(interactions, Interactions):
-        interactions = BUILT_IN.with_models(interactions or ())
+        interactions = load_interactions().with_models(interactions or ())
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = pipeline or load_pipelines()
+    pipelines = with_stage_moves(pipeline or load_pipelines(), interactions)
     funnel = funnel or load_funnel(context=interactions.context)
     store = Store(settings, interactions)
     evolve = evolver(pipelines)

@@ -48,8 +48,8 @@ class Engine:
         clock: Clock = utc_now,
         interactions: InteractionModels | None = None,
     ) -> None:
-        """`interactions`: pydantic models of interactions to record beside the built-in ones,
-        or a whole `Interactions` catalogue."""
+        """`interactions`: pydantic models of interactions to record beside the built-in ones
+        and the definitions folder's (interactions.toml), or a whole `Interactions` catalogue."""
         parts = bootstrap(
             settings, pipeline=pipeline, funnel=funnel, clock=clock, interactions=interactions
         )

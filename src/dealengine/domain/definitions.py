@@ -92,7 +92,7 @@ class PipelineDefinition(Definition):
     moves: Moves = Moves()
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _consistent(self, info: ValidationInfo) -> Self:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise KeyedError("stages", f"stage names repeat: {names}")
@@ -101,8 +101,9 @@ class PipelineDefinition(Definition):
                 raise KeyedError("stages", f"exactly one stage must be closed = {kind!r}")
         if self.initial_stage not in self.open_stages:
             raise KeyedError("initial_stage", f"{self.initial_stage!r} is not an open stage")
+        declared = set(event_types(info)) - EVENT_TYPES.keys()  # a declared stage (catalogue)
         for event, stage in self.events.items():
-            if event not in STAGE_EVENTS:
+            if event not in STAGE_EVENTS and event not in declared:
                 raise KeyedError(
                     f"events.{event}", f"not a stage event (one of {', '.join(STAGE_EVENTS)})"
                 )

@@ -212,6 +212,7 @@ class LeadEvent(DomainEvent):
 
 class DealEvent(DomainEvent):
     aggregate: ClassVar[AggregateKind] = "deal"
+    moves_to_stage: ClassVar[str | None] = None  # a declared interaction's `stage`
 
 
 # --- on a Lead -------------------------------------------------------------------------------

@@ -212,7 +212,9 @@ class PipelineProjection:
     def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
-        self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
+        # what the pass hands this fold: the deal events, and the declared ones that move a
+        # deal (a pipeline's events name them: domain/catalogue.py, with_stage_moves)
+        self.event_types = DEAL_EVENT_TYPES.union(definition.events)
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
 
