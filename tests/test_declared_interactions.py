@@ -245,6 +245,8 @@ def test_a_declared_field_may_be_personal(model: Path) -> None:
     trial = load_interactions(model / "interactions.toml")["trial_started"]
     assert personal_fields(trial) == frozenset({"email"})
     assert topic_of(trial) == "dealengine.declared:trial_started"
+    # one class per declaration in a process: loading the folder again makes no new one
+    assert load_interactions(model / "interactions.toml")["trial_started"] is trial
 
 
 class MeetingBooked(LeadEvent):

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
 
@@ -194,7 +195,11 @@ class DeclaredInteraction(Definition):
         return self
 
     def model(self) -> type[DomainEvent]:
-        """The pydantic model of this interaction, on the envelope every event shares."""
+        """The pydantic model of this interaction, on the envelope every event shares: one
+        class per declaration in a process, whichever engines load it."""
+        return _model_of(self.model_dump_json())
+
+    def build(self) -> type[DomainEvent]:
         fields: dict[str, Any] = {}
         for field, declared in self.fields.items():
             spec = declared if isinstance(declared, DeclaredField) else DeclaredField(type=declared)
@@ -223,6 +228,11 @@ class DeclaredInteraction(Definition):
 
 def _class_name(name: str) -> str:
     return "".join(part.title() for part in name.split("_"))
+
+
+@lru_cache(maxsize=256)
+def _model_of(declaration: str) -> type[DomainEvent]:
+    return DeclaredInteraction.model_validate_json(declaration).build()
 
 
 class InteractionsFile(Definition):
