@@ -46,6 +46,7 @@ from dealengine.domain.chain import topic_of
 from dealengine.domain.personal import personal_fields
 from dealengine.domain.values import Text
 from dealengine.ingest.mapping import ingest_csv, load_mapping
+from dealengine.subscriptions.webhooks import load_webhooks
 
 INTERACTIONS = """
 [[interactions]]
@@ -306,3 +307,16 @@ def test_a_declared_stage_no_pipeline_has_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidDefinition) as refused:
         Engine.in_memory(interactions=load_interactions(path))
     assert str(refused.value) == f"{path}: signed.stage: no pipeline has an open stage 'signing'"
+
+
+def test_a_webhook_may_name_a_declared_interaction(model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "webhooks.toml"
+    path.write_text(
+        '[[webhooks]]\nurl = "https://crm.example.com/hook"\nevents = ["trial_started"]\n'
+        'secret = "0123456789abcdef"\n'
+    )
+    interactions = load_interactions(model / "interactions.toml")
+    [hook] = load_webhooks(path, interactions.context).webhooks
+    assert hook.events == ["trial_started"]
+    with pytest.raises(InvalidDefinition, match="unknown event 'trial_started'"):
+        load_webhooks(path)  # the built-in interactions only

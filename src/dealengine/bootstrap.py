@@ -175,6 +175,6 @@ def _subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else None
+        Path(settings.webhooks) if settings.webhooks else None, store.interactions.context
     ).webhooks
     return subscriptions

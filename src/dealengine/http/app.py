@@ -712,7 +712,7 @@ def _webhooks(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> N
         seconds, from the first event recorded."""
         body = await read_json(request, limits)
         try:
-            hook = Webhook.model_validate(body)
+            hook = Webhook.model_validate(body, context=engine.interactions.context)
         except ValidationError as e:
             first = e.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or None
