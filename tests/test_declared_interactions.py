@@ -195,6 +195,9 @@ def test_what_if_drops_and_adds_declared_interactions(engine: Engine) -> None:
             {"name": "no-trials", "transform": {"drop": ["trial_started"]}},
             # D-2 stays in proposal
             {"name": "unsigned", "transform": {"drop": ["contract_signed"]}},
+            # D-2 left proposal a day after it entered: only its stay in negotiation counts
+            {"name": "lost-in-proposal", "transform": {"lost_after_days": {"proposal": 5}}},
+            {"name": "lost-in-negotiation", "transform": {"lost_after_days": {"negotiation": 2}}},
             {"name": "one-more-trial", "events": [
                 {"type": "trial_started", "lead_id": "L-3", "plan": "pro",
                  "occurred_at": "2026-03-04T09:00:00Z"},
@@ -206,6 +209,12 @@ def test_what_if_drops_and_adds_declared_interactions(engine: Engine) -> None:
     assert [s.leads for s in no_trials] == [4, 2, 2, 2, 1]
     unsigned = {s.name: s.open_deals for s in result["unsigned"].pipeline.stages}
     assert (unsigned["proposal"], unsigned["negotiation"]) == (1, 0)
+    kept = result["lost-in-proposal"].pipeline
+    assert {s.name: s.open_deals for s in kept.stages}["negotiation"] == 1
+    assert kept.lost_reasons == {}
+    lost = result["lost-in-negotiation"].pipeline
+    assert {s.name: s.open_deals for s in lost.stages}["negotiation"] == 0
+    assert lost.lost_reasons == {"what-if: over 2 days in negotiation": 1}
     more = result["one-more-trial"].funnel
     assert [s.leads for s in more.steps] == [5, 5, 2, 2, 1]
     assert more.breakdowns["plan"]["pro"].steps[1].leads == 3
