@@ -34,6 +34,7 @@ from dealengine import (
     Engine,
     IllegalTransition,
     InvalidDefinition,
+    InvalidEvent,
     LeadEvent,
     Settings,
     UnknownEventType,
@@ -235,6 +236,12 @@ def test_a_recorded_declared_interaction_is_idempotent(engine: Engine) -> None:
     assert len(first.events) == 1 and again.duplicate
 
 
+def test_a_declared_integer_is_one_json_readers_hold(engine: Engine) -> None:
+    engine.record("trial_started", "L-8", "2026-03-10T09:00:00Z", seats=2**63 - 1)
+    with pytest.raises(InvalidEvent, match="field 'seats': Input should be less than or equal"):
+        engine.record("trial_started", "L-9", "2026-03-10T09:00:00Z", seats=2**63)
+
+
 def test_the_registry_is_per_model(engine: Engine, tmp_path: Path) -> None:
     """Another engine in the same process, on the built-in catalogue only, knows nothing of
     the declared interactions: it refuses them, and says so of a store that holds them."""
@@ -299,6 +306,8 @@ def test_a_declared_name_may_not_clash_with_a_built_in(tmp_path: Path) -> None:
         ('fields = { id = "text" }', "interactions.0.fields.id: a name every interaction uses"),
         ('stage = "negotiation"', "interactions.0.stage: only a deal interaction moves a deal"),
         ("version = 2", "interactions.0.upcasts: version 2 needs the steps: v1_v2"),
+        ('fields = { amount = "text" }', "interactions.0.fields.amount: an amount field must be"),
+        ('fields = { "Seats" = "integer" }', "interactions.0.fields.Seats: a field name is a-z"),
     ],
 )
 def test_a_bad_declaration_names_the_file_and_the_key(

@@ -50,7 +50,7 @@ DECLARED_MODULE = "dealengine.declared"  # the module part of a declared interac
 
 FIELD_TYPES: dict[str, Any] = {
     "text": Text,
-    "integer": int,
+    "integer": Annotated[int, Field(ge=-(2**63), le=2**63 - 1)],  # what JSON readers hold
     "decimal": Annotated[Decimal, Field(allow_inf_nan=False)],
     "amount": Amount,
     "boolean": bool,
@@ -186,6 +186,9 @@ class DeclaredInteraction(Definition):
                 raise KeyedError(f"fields.{field}", "a name every interaction uses already")
             if not re.fullmatch(NAME, field):
                 raise KeyedError(f"fields.{field}", "a field name is a-z, 0-9 and _")
+            if field == "amount" and _type_of(self.fields[field]) != "amount":
+                # a deal's amount follows any event's `amount` (deal.py, the pipeline fold)
+                raise KeyedError("fields.amount", "an amount field must be of type amount")
         if self.stage is not None and self.on != "deal":
             raise KeyedError("stage", "only a deal interaction moves a deal to a stage")
         steps = [f"v{v}_v{v + 1}" for v in range(1, self.version)]
@@ -202,7 +205,7 @@ class DeclaredInteraction(Definition):
     def build(self) -> type[DomainEvent]:
         fields: dict[str, Any] = {}
         for field, declared in self.fields.items():
-            spec = declared if isinstance(declared, DeclaredField) else DeclaredField(type=declared)
+            spec = DeclaredField(type=declared) if isinstance(declared, str) else declared
             value_type = FIELD_TYPES[spec.type]
             if not spec.required:
                 value_type = value_type | None
@@ -228,6 +231,10 @@ class DeclaredInteraction(Definition):
 
 def _class_name(name: str) -> str:
     return "".join(part.title() for part in name.split("_"))
+
+
+def _type_of(declared: FieldType | DeclaredField) -> FieldType:
+    return declared if isinstance(declared, str) else declared.type
 
 
 @lru_cache(maxsize=256)
