@@ -22,6 +22,7 @@ pipelines. The history, and what it gives, by hand:
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -338,3 +339,47 @@ def test_a_webhook_may_name_a_declared_interaction(model: Path, tmp_path: Path) 
     assert hook.events == ["trial_started"]
     with pytest.raises(InvalidDefinition, match="unknown event 'trial_started'"):
         load_webhooks(path)  # the built-in interactions only
+
+
+def test_the_cli_records_and_reports_declared_interactions(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands on the folder's model. (The folder is patched in here, where `--definitions`
+    / DEALENGINE_DEFINITIONS will select it.)"""
+    from typer.testing import CliRunner
+
+    from dealengine.cli import app
+    from dealengine.domain import catalogue, definitions
+
+    shutil.copyfile(definitions.definitions_dir() / "pipeline.toml", model / "pipeline.toml")
+    monkeypatch.setattr(definitions, "definitions_dir", lambda: model)
+    monkeypatch.setattr(catalogue, "definitions_dir", lambda: model)
+    monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "cli.db"))
+    monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
+    jsonl, csv, mapping = tmp_path / "h.jsonl", tmp_path / "trials.csv", tmp_path / "trials.toml"
+    jsonl.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in LINES))
+    csv.write_text(CSV)
+    mapping.write_text(MAPPING)
+    scenario = tmp_path / "no-trials.toml"
+    scenario.write_text('[transform]\ndrop = ["trial_started"]\n')
+    cli = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = cli.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.stdout
+
+    run("ingest", str(jsonl), code=1)  # line 14 rejected
+    run("ingest", str(csv), "--mapping", str(mapping), code=1)  # line 4 rejected
+    funnel = orjson.loads(run("funnel", "--format", "json"))
+    assert [(s["name"], s["leads"]) for s in funnel["steps"]] == FUNNEL_BY_HAND
+    pipeline = orjson.loads(run("pipeline", "--format", "json"))
+    assert [s["open_deals"] for s in pipeline["stages"]][:4] == [0, 0, 0, 1]
+    history = orjson.loads(run("history", "L-1", "--format", "json"))
+    assert history[1]["type"] == "trial_started" and history[1]["plan"] == "pro"
+    audit = orjson.loads(run("audit", "D-2", "--format", "json"))
+    assert audit["timeline"][-1]["type"] == "contract_signed"
+    whatif = orjson.loads(run("whatif", str(scenario), "--format", "json"))
+    steps = whatif["scenarios"]["no-trials"]["funnel"]["steps"]
+    assert [s["leads"] for s in steps] == [4, 2, 2, 2, 1]
+    run("verify")
