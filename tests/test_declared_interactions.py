@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +33,7 @@ import orjson
 import pytest
 
 from dealengine import (
+    DealEvent,
     Engine,
     IllegalTransition,
     InvalidDefinition,
@@ -383,3 +385,22 @@ def test_the_cli_records_and_reports_declared_interactions(
     steps = whatif["scenarios"]["no-trials"]["funnel"]["steps"]
     assert [s["leads"] for s in steps] == [4, 2, 2, 2, 1]
     run("verify")
+
+
+class CallHeld(DealEvent):
+    """A deal interaction that moves no stage: still the deal's latest activity."""
+
+    event_type: ClassVar[str] = "call_held"
+
+
+def test_a_declared_deal_interaction_keeps_a_deal_from_going_stale() -> None:
+    """proposal's stale limit is 21 days: on 30 March, a deal whose proposal went out on
+    2 March is stale, unless a call on 20 March (10 days before) was its latest activity."""
+    now = datetime(2026, 3, 30, 12, tzinfo=UTC)
+    with Engine.in_memory(interactions=[CallHeld], clock=lambda: now) as engine:
+        for deal in ("D-1", "D-2"):
+            engine.record("deal_opened", deal, "2026-03-01T09:00:00Z", amount="10", owner="ana")
+            engine.record("proposal_sent", deal, "2026-03-02T09:00:00Z")
+        engine.record("call_held", "D-2", "2026-03-20T09:00:00Z")
+        assert engine.deal("D-2").stage == "proposal"
+        assert [s.deal_id for s in engine.pipeline().stale] == ["D-1"]

@@ -111,7 +111,11 @@ class Reports:
             known = ", ".join(self.pipelines.by_name)
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
-        return PipelineProjection(definition, default=definition is self.pipelines.default)
+        return PipelineProjection(
+            definition,
+            default=definition is self.pipelines.default,
+            interactions=self.passes.store.interactions,
+        )
 
     def funnel_projection(
         self, definition: FunnelDefinition, part: Partition | None = None

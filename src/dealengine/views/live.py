@@ -70,7 +70,11 @@ class LiveViews:
                     if name == "funnel"
                     else PipelineAdapter(
                         [
-                            PipelineProjection(p, default=p is self.pipelines.default)
+                            PipelineProjection(
+                                p,
+                                default=p is self.pipelines.default,
+                                interactions=self.source.interactions,
+                            )
                             for p in self.pipelines.pipelines
                         ]
                     )

@@ -215,7 +215,9 @@ def run_what_if(
             None,
             plain_lane(as_of),
             FunnelProjection(engine.funnel_definition, None, interactions),
-            PipelineProjection(baseline, default=baseline is engine.pipelines.default),
+            PipelineProjection(
+                baseline, default=baseline is engine.pipelines.default, interactions=interactions
+            ),
             as_of,
         )
     ]
@@ -243,7 +245,7 @@ def run_what_if(
                 plan,
                 lane,
                 FunnelProjection(plan.funnel, None, interactions),
-                PipelineProjection(definition, default=default),
+                PipelineProjection(definition, default=default, interactions=interactions),
                 plan.as_of,
             )
         )
