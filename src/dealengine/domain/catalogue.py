@@ -84,6 +84,8 @@ class Interactions:
             check_upcasters(model)
             types[model.event_type] = model
         self.types: Mapping[str, type[DomainEvent]] = types
+        # the model of an interaction, or None: the dict's own get (once per command)
+        self.get: Callable[[str], type[DomainEvent] | None] = types.get
         self.by_topic: Mapping[str, type[DomainEvent]] = {
             topic_of(model): model for model in (*types.values(), *VOID_EVENTS)
         }
@@ -99,9 +101,6 @@ class Interactions:
 
     def __getitem__(self, name: str) -> type[DomainEvent]:
         return self.types[name]
-
-    def get(self, name: str) -> type[DomainEvent] | None:
-        return self.types.get(name)
 
     @property
     def context(self) -> dict[str, Any]:
