@@ -11,7 +11,7 @@ one upcaster per version step (events.upcast).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -92,12 +92,6 @@ class Interactions:
         self.reading: Mapping[str, Reading] = {
             topic: (model.event_type, _upcast_of(model)) for topic, model in self.by_topic.items()
         }
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.types
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.types)
 
     def __getitem__(self, name: str) -> type[DomainEvent]:
         return self.types[name]
