@@ -4,7 +4,7 @@ stores they fork, the views' tables and the workers' locks) and hands them to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
+from dealengine.domain.catalogue import Interactions, load_interactions, with_stage_moves
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
@@ -23,6 +24,7 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.personal import LeadKeys
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
@@ -43,6 +45,7 @@ from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, Vi
 from dealengine.views.worker import Owner
 
 Clock = Callable[[], datetime]
+InteractionModels = Interactions | Sequence[type[DomainEvent]]
 
 
 def utc_now() -> datetime:
@@ -57,6 +60,7 @@ class Wiring:
     store: Store
     pipelines: Pipelines
     funnel: FunnelDefinition
+    interactions: Interactions
     clock: Clock
     evolve: Evolvers
     passes: StreamPasses
@@ -75,21 +79,30 @@ def bootstrap(
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
     clock: Clock = utc_now,
+    interactions: InteractionModels | None = None,
     lead_keys: LeadKeys | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions); leads' data keys in `lead_keys`
-    (default: the store's own table)."""
+    environment's settings and the shipped definitions). `interactions`: the model's whole
+    catalogue, or pydantic models to declare beside the definitions folder's; leads' data
+    keys in `lead_keys` (default: the store's own table)."""
     asked = settings or Settings()
     settings = located(asked)  # the tenant's store, if a tenant is asked for
+    if not isinstance(interactions, Interactions):
+        declared = load_interactions(definition_file(asked, "interactions.toml"))
+        interactions = declared.with_models(interactions or ())
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = pipeline or load_pipelines(definition_file(asked, "pipeline.toml"))
-    funnel = funnel or load_funnel(definition_file(asked, "funnel.toml"))
+    pipelines = with_stage_moves(
+        pipeline or load_pipelines(definition_file(asked, "pipeline.toml")), interactions
+    )
+    funnel = funnel or load_funnel(
+        definition_file(asked, "funnel.toml"), context=interactions.context
+    )
     webhooks = definition_file(asked, "webhooks.toml")
-    store = Store(settings)
+    store = Store(settings, interactions)
     evolve = evolver(pipelines)
-    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     lead_keys = lead_keys or StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
     states = States(store, evolve, lead_keys)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
@@ -100,6 +113,7 @@ def bootstrap(
         store=store,
         pipelines=pipelines,
         funnel=funnel,
+        interactions=interactions,
         clock=clock,
         evolve=evolve,
         passes=passes,
@@ -115,13 +129,13 @@ def bootstrap(
     )
 
 
-def _child_stores(settings: Settings) -> Callable[[], Store] | None:
+def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[], Store] | None:
     """How a forked child opens the store (read-only, its own connection); None when it
     cannot: an in-memory store lives in this process only."""
     if settings.db == ":memory:" and not settings.database_url:
         return None
     read_only = settings.model_copy(update={"read_only": True})
-    return lambda: Store(read_only)
+    return lambda: Store(read_only, interactions)
 
 
 def _live_views(
@@ -181,6 +195,6 @@ def _subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else webhooks
+        Path(settings.webhooks) if settings.webhooks else webhooks, store.interactions.context
     ).webhooks
     return subscriptions

@@ -62,11 +62,19 @@ class LiveViews:
                 if self.tables is None:
                     self.tables = self.open_tables()
                 adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(FunnelProjection(self.funnel_definition))
+                    FunnelAdapter(
+                        FunnelProjection(
+                            self.funnel_definition, interactions=self.source.interactions
+                        )
+                    )
                     if name == "funnel"
                     else PipelineAdapter(
                         [
-                            PipelineProjection(p, default=p is self.pipelines.default)
+                            PipelineProjection(
+                                p,
+                                default=p is self.pipelines.default,
+                                interactions=self.source.interactions,
+                            )
                             for p in self.pipelines.pipelines
                         ]
                     )
