@@ -365,6 +365,40 @@ def test_by_stream_reads_past_one_fetch(store: Store) -> None:
     assert ids == [f"lead:L-{n:05d}" for n in range(many)]
 
 
+@pytest.mark.parametrize(
+    ("locale", "plain"),
+    [
+        ("LC_COLLATE 'C' LC_CTYPE 'C'", True),  # sorted by the primary key's index as it is
+        ("LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'", False),  # not C or POSIX by name
+        # ICU's en-US is the default collation here, whatever LC_COLLATE says:
+        ("LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'", False),
+    ],
+)
+def test_by_stream_reads_in_code_point_order_whatever_the_database_collation(
+    locale: str, plain: bool
+) -> None:
+    """The database's collation is read from pg_database (PostgreSQL 16 has no lc_collate
+    setting), with its locale provider: an ICU database that says LC_COLLATE 'C' sorts as
+    ICU does ('deal:D_1' before 'deal:D-1'), so the read asks for the C collation itself."""
+    need_postgres()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 {locale}")
+    url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        store = Store(Settings(database_url=url))
+        try:
+            insert(store, *(BY_STREAM[i] for i in (10, 4, 1, 7, 0, 9, 3, 6, 2, 8, 5)))
+            assert [(oid, v) for oid, v, *_ in store.recorder.by_stream()] == BY_STREAM
+            with psycopg.connect(url) as conn:
+                assert PostgresStreamingRecorder.sorts_as_c(conn) is plain
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 def test_select_streams_reads_the_streams_asked_for_each_in_version_order(store: Store) -> None:
     insert(store, ("deal:D-2", 2), ("deal:D-1", 1), ("lead:L-1", 1), ("deal:D-2", 1))
     insert(store, ("deal:D-1", 2), ("deal:D-2", 3))

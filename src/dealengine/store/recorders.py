@@ -20,7 +20,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
@@ -266,8 +266,7 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             conn.transaction(force_rollback=True),
             conn.cursor(name="dealengine_by_stream", row_factory=tuple_row) as cursor,
         ):
-            collation = conn.cursor(row_factory=tuple_row).execute("SHOW lc_collate").fetchone()
-            plain = collation is not None and collation[0] in ("C", "POSIX")
+            plain = self.sorts_as_c(conn)
             order = SQL("originator_id") if plain else SQL('originator_id COLLATE "C"')
             cursor.itersize = FETCH
             cursor.execute(
@@ -278,6 +277,19 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             )
             for oid, version, topic, state, position in cursor:
                 yield oid, version, topic, bytes(state), position
+
+    @staticmethod
+    def sorts_as_c(conn: Connection[Any]) -> bool:
+        """Does the database's default collation order text by code point: libc's C or
+        POSIX? Read from pg_database (PostgreSQL 16 removed the `lc_collate` setting), with
+        its locale provider (from 15: an ICU default collation keeps a libc `datcollate` it
+        does not sort by; read through to_jsonb, which gives null on a server without it)."""
+        with conn.cursor(row_factory=tuple_row) as cursor:
+            found = cursor.execute(
+                "SELECT datcollate, to_jsonb(d) ->> 'datlocprovider' FROM pg_database d"
+                " WHERE datname = current_database()"
+            ).fetchone()
+        return found is not None and found[0] in ("C", "POSIX") and found[1] in (None, "c")
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
