@@ -355,6 +355,7 @@ def test_by_stream_reads_every_event_by_stream_in_code_point_order_then_version(
     assert [(oid, version) for oid, version, *_ in rows] == BY_STREAM
     for oid, version, topic, state, position in rows:
         assert (topic, state) == ("topic", f"{oid} v{version}".encode())
+        assert type(state) is bytes
         assert position == positions[oid, version]
 
 
