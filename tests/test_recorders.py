@@ -400,6 +400,28 @@ def test_by_stream_reads_in_code_point_order_whatever_the_database_collation(
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+def test_by_stream_leaves_a_sqlite_store_unmapped(tmp_path: Path) -> None:
+    """The file is memory-mapped for the read only: after it, whole or abandoned, the
+    connection reads it as before (no mapping)."""
+    store = Store(Settings(db=str(tmp_path / "store.db"), database_url=None))
+    try:
+        insert(store, *BY_STREAM)
+        assert len(list(store.recorder.by_stream())) == len(BY_STREAM)
+        assert mapped(store) == 0
+        reading = store.recorder.by_stream()
+        next(reading)
+        reading.close()
+        assert mapped(store) == 0
+    finally:
+        store.close()
+
+
+def mapped(store: Store) -> int:
+    with store.recorder.datastore.transaction(commit=False) as c:
+        c.execute("PRAGMA mmap_size")
+        return int(c.fetchone()[0])
+
+
 def test_select_streams_reads_the_streams_asked_for_each_in_version_order(store: Store) -> None:
     insert(store, ("deal:D-2", 2), ("deal:D-1", 1), ("lead:L-1", 1), ("deal:D-2", 1))
     insert(store, ("deal:D-1", 2), ("deal:D-2", 3))
