@@ -20,8 +20,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg import Connection, Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg import Connection
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
@@ -192,36 +192,44 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             ).format(self._seals())
         )
 
-        # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
-        self.insert_arrays_statement = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state)"
-            " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[])"
-            " RETURNING notification_id"
-        ).format(self._table(), Identifier(self.datastore.originator_id_type))
+        # The insert of a batch: COPY in binary (see insert_events).
+        self.copy_statement = SQL(
+            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+        ).format(self._table())
+        self.copy_types = [self.datastore.originator_id_type, "int8", "text", "bytea"]
+        self.last_position_statement = SQL(
+            "SELECT currval(pg_get_serial_sequence({}, 'notification_id'))"
+        ).format(Literal(f'"{self.datastore.schema}"."{self.events_table_name}"'))
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
-    ) -> None:
-        """The parent's insert (table lock, NOTIFY for the followers, one INSERT ... RETURNING
-        notification_id), with the events sent as four arrays of plain types.
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The parent's insert in one transaction (its table lock, NOTIFY for the followers),
+        the events sent by COPY in binary: a third less time than one INSERT of them all,
+        whose parameters the server has to parse; a taken (stream, version) fails the whole
+        COPY as it failed the INSERT (an IntegrityError), storing nothing.
 
-        The parent sends one array of a composite type, which psycopg dumps in pure Python
-        (about half the time of a batched ingest); arrays of text, bigint and bytea are dumped
-        by psycopg's C code. unnest() of several arrays yields their rows in order, so the
-        notification ids come back in the order of `stored_events`, as before.
+        COPY returns no notification ids: they are the sequence's last `len(stored_events)`
+        values, consecutive and in the order of `stored_events`, since the table lock keeps
+        every other insert out of the sequence until this transaction ends.
         """
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_arrays_statement,
-            (
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
-            ),
-            prepare=True,
-        )
+        if not stored_events:
+            return []
+        if self.datastore.enable_db_functions:  # not the store's setting: the parent's way
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            with curs.copy(self.copy_statement) as copy:
+                copy.set_types(self.copy_types)
+                write = copy.write_row
+                for s in stored_events:
+                    write((s.originator_id, s.originator_version, s.topic, s.state))
+            found = curs.execute(self.last_position_statement, prepare=True).fetchone()
+        assert found is not None
+        last = int(found["currval"])
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     def _table(self) -> Composed:
         return SQL("{}.{}").format(
