@@ -6,10 +6,13 @@ PostgreSQL cases skip without a server, like the tests, and fail with DEALENGINE
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +38,18 @@ def test_every_benchmark_case_runs_on_a_tiny_history(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
+
+
+def test_a_new_run_keeps_the_sections_of_results_measured_by_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_run", run)  # its dataclasses look themselves up
+    spec.loader.exec_module(run)
+    by_hand = "<!-- measured by hand: run.py keeps what follows -->\n## Verify\n\n| a | b |\n"
+    assert run.kept(f"# dealengine benchmarks\n\n## Rebuild\n\n| x |\n\n{by_hand}") == (
+        "\n" + by_hand
+    )
+    assert run.kept("# dealengine benchmarks\n\n## Rebuild\n\n| x |\n") == ""
