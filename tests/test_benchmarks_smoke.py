@@ -7,6 +7,7 @@ PostgreSQL cases skip without a server, like the tests, and fail with DEALENGINE
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,23 @@ def test_a_new_run_keeps_the_sections_of_results_measured_by_hand(
         "\n" + by_hand
     )
     assert run.kept("# dealengine benchmarks\n\n## Rebuild\n\n| x |\n") == ""
+
+
+def test_rounds_times_a_case_by_wall_and_cpu_on_a_tiny_history(tmp_path: Path) -> None:
+    env = os.environ | {"DEALENGINE_BENCH_CACHE": str(tmp_path)}
+    script = str(ROOT / "benchmarks" / "rounds.py")
+    for case, rounds in (("verify", 2), ("ingest", 1), ("es_save", 1)):
+        result = subprocess.run(
+            [sys.executable, script, "smoke", case, "sqlite", str(rounds), "300"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(r["tag"], r["case"], r["backend"]) for r in lines] == [
+            ("smoke", case, "sqlite")
+        ] * rounds
+        assert all(r["wall"] > 0 and r["cpu"] > 0 for r in lines)
