@@ -26,6 +26,7 @@ from dealengine.domain.errors import VersionConflict
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
+from dealengine.service.rates import ExchangeRateBook
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
@@ -62,6 +63,7 @@ class Wiring:
     keys: ApiKeys
     commands: Commands
     integrity: Integrity
+    rates: ExchangeRateBook
 
 
 def bootstrap(
@@ -83,6 +85,7 @@ def bootstrap(
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
+    rates = ExchangeRateBook(store, clock, key)
     return Wiring(
         settings=settings,
         store=store,
@@ -98,6 +101,7 @@ def bootstrap(
         keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
+        rates=rates,
     )
 
 

@@ -18,6 +18,7 @@ import orjson
 
 from dealengine.domain.chain import topic_of
 from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
+from dealengine.domain.rates import RATE_EVENTS
 from dealengine.store.recorders import Row
 
 V = TypeVar("V")
@@ -25,6 +26,8 @@ V = TypeVar("V")
 TYPE_OF_TOPIC: dict[str, str] = {topic_of(cls): name for name, cls in EVENT_TYPES.items()}
 TYPE_OF_TOPIC.update({topic_of(cls): cls.event_type for cls in VOID_EVENTS})
 VOIDED = "event_voided"
+# Exchange rates are read apart, up front (`Store.rate_events`): no fold sees them.
+RATE_TOPICS = frozenset(topic_of(cls) for cls in RATE_EVENTS)
 
 
 class StreamEvent(NamedTuple):
@@ -57,11 +60,19 @@ def event_types_of(fold: Fold[Any]) -> Collection[str] | None:
     return types
 
 
-def decode(rows: Iterable[Row]) -> Iterator[StreamEvent]:
-    """Stored rows as stream events: the JSON decoded, the topic turned into the event type."""
+def decode(rows: Iterable[Row], *, rates_as: str | None = None) -> Iterator[StreamEvent]:
+    """Stored rows as stream events: the JSON decoded, the topic turned into the event type.
+    A rate's event is left out, or with `rates_as`, yielded as that type, its data not read
+    (for a reader that counts positions)."""
     type_of, loads, new = TYPE_OF_TOPIC, orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
-        event_type = type_of.get(topic) or _unknown(position, stream, topic)
+        event_type = type_of.get(topic)
+        if event_type is None:
+            if topic not in RATE_TOPICS:
+                _unknown(position, stream, topic)
+            if rates_as is not None:
+                yield new(StreamEvent, (position, stream, rates_as, {}))
+            continue
         yield new(StreamEvent, (position, stream, event_type, loads(state)))
 
 
@@ -128,6 +139,7 @@ def fold_rows(
             if types is None or event_type in types
         ]
         table[topic] = (event_type, [] if skip_ids and event_type == VOIDED else pairs)
+    table.update((topic, ("", [])) for topic in RATE_TOPICS)
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
         entry = table.get(topic)
