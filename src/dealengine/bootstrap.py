@@ -95,7 +95,7 @@ def bootstrap(
         evolve=evolve,
         passes=passes,
         states=states,
-        reports=Reports(funnel, pipelines, passes, clock),
+        reports=Reports(funnel, pipelines, passes, clock, rates.rates),
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel),
         keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.rates import NO_RATES, ExchangeRates
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.passes import StreamPasses
 from dealengine.projections.pipeline import (
@@ -44,11 +45,13 @@ class Reports:
         pipelines: Pipelines,
         passes: StreamPasses,
         clock: Callable[[], datetime],
+        rates: Callable[[], ExchangeRates] = lambda: NO_RATES,
     ) -> None:
         self.funnel_definition = funnel
         self.pipelines = pipelines
         self.passes = passes
         self.clock = clock
+        self.rates = rates  # the exchange rates known now (service/rates.py)
 
     @collector_paused()
     def views(
@@ -102,7 +105,7 @@ class Reports:
                 pipeline.apply(after, event)
                 if at < first:
                     pipeline.apply(before, event)
-        return changes(pipeline.definition, before, after, start, end)
+        return changes(pipeline, before, after, start, end)
 
     def projection(self, name: str | None) -> PipelineProjection:
         """The fold of pipeline `name` (None: the default one)."""
@@ -110,7 +113,8 @@ class Reports:
             known = ", ".join(self.pipelines.by_name)
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
-        return PipelineProjection(definition, default=definition is self.pipelines.default)
+        default = definition is self.pipelines.default
+        return PipelineProjection(definition, default=default, rates=self.rates())
 
     def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
         """The funnel definition with this call's options (None: the definition's own)."""
