@@ -152,8 +152,15 @@ class ExchangeRates:
         return [latest[p] for p in sorted(latest)]
 
     def with_rates(self, extra: Iterable[KnownRate]) -> ExchangeRates:
-        """These rates and `extra`, recorded after them (a what-if's overrides)."""
+        """These rates and `extra`, recorded after them."""
         return ExchangeRates([*self.rates, *extra])
+
+    def overridden(self, replacing: Iterable[KnownRate]) -> ExchangeRates:
+        """These rates with every rate of the pairs in `replacing` replaced by those (a
+        what-if's `rates`): the other pairs, and the inverses, as they are."""
+        new = list(replacing)
+        pairs = {r.pair for r in new}
+        return ExchangeRates([*(r for r in self.rates if r.pair not in pairs), *new])
 
 
 NO_RATES = ExchangeRates()

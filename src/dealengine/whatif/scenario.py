@@ -36,7 +36,7 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time, parse_moment
-from dealengine.domain.values import Days, SignedDays, UtcDatetime
+from dealengine.domain.values import Currency, Days, Rate, SignedDays, UtcDatetime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,6 +124,25 @@ class Transform(Definition):
         return self
 
 
+class RateOverride(Definition):
+    """An exchange rate the scenario uses instead of the recorded ones of its pair (every rate
+    of the pair is replaced by the scenario's: domain/rates.py `ExchangeRates.overridden`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_currency: Currency = Field(alias="from")
+    to_currency: Currency = Field(alias="to")
+    rate: Rate
+    effective_from: date = date(1, 1, 1)  # default: in force on every day
+
+    @model_validator(mode="after")
+    def _two_currencies(self) -> Self:
+        if self.from_currency == self.to_currency:
+            reason = f"a rate converts between two currencies, got {self.to_currency}"
+            raise KeyedError("to", reason)
+        return self
+
+
 class Scenario(Definition):
     """One what-if scenario (a TOML file in projections/scenarios/, or built in Python)."""
 
@@ -146,6 +165,8 @@ class Scenario(Definition):
     transform: Transform = Transform()
     events: list[dict[str, Any]] = Field(default_factory=list)
     """Hypothetical events, inline: the JSONL ingest format as TOML tables."""
+    rates: list[RateOverride] = Field(default_factory=list)
+    """Exchange rates used instead of the recorded ones of their pairs (`[[rates]]`)."""
 
 
 def load_scenario(path: Path) -> Scenario:
