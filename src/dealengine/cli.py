@@ -665,7 +665,9 @@ def history(
     )  # fmt: skip
     for entry in entries:
         ev = entry.event
-        state = " ".join(str(v) for v in state_fields(entry.after).values())
+        after = state_fields(entry.after)
+        after.pop("currency_after", None)  # the table: on deal_opened's fields (as recorded)
+        state = " ".join(str(v) for v in after.values())
         kind = ev.event_type + (f" (voided by v{entry.voided_by})" if entry.voided_by else "")
         table.add_row(
             str(ev.originator_version), _time(ev.occurred_at), _time(ev.recorded_at), ev.actor,
