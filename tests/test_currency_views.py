@@ -306,3 +306,67 @@ def test_rates_are_stored_and_read_back_on_every_store(engine: Engine) -> None:
         engine.void_rate("EUR", "USD", "0" * 32, reason="typo")
     report = engine.verify()
     assert (report.findings, report.streams, report.events) == ([], 1, 3)  # rates:EUR-USD
+
+
+def test_a_scenario_overrides_a_pairs_rates_and_keeps_the_others(memory_engine: Engine) -> None:
+    two_rates(memory_engine)  # EUR->USD 1.10, then 1.20 from July
+    open_deal(memory_engine, "D-eur", "2025-05-01T10:00:00Z", "1000")
+    open_deal(memory_engine, "D-gbp", "2025-05-01T10:00:00Z", "100", currency="GBP")
+    scenario = {
+        "name": "weak-euro",
+        "rates": [{"from": "EUR", "to": "USD", "rate": "1.05"},
+                  {"from": "GBP", "to": "USD", "rate": "1.25", "effective_from": "2025-06-01"}],
+    }  # fmt: skip
+    plain = {"name": "nothing-but-gbp", "rates": [{"from": "GBP", "to": "USD", "rate": "1.30"}]}
+    result = memory_engine.what_ifs([scenario, plain], as_of=d("2025-08-31T23:59:59"))
+    base = result.baseline.pipeline.stages[0]
+    assert (base.amount, base.unconverted) == (Decimal("1200.00"), {"GBP": Decimal("100")})
+    weak = result["weak-euro"].pipeline.stages[0]
+    assert (weak.amount, weak.unconverted) == (Decimal("1175.00"), {})  # 1050 + 125
+    other = result["nothing-but-gbp"].pipeline.stages[0]
+    assert other.amount == Decimal("1330.00")  # the recorded 1.20 for EUR, 1.30 for GBP
+    assert memory_engine.pipeline(as_of=d("2025-08-31T23:59:59")).stages[0].amount == Decimal(
+        "1200.00"
+    )  # nothing recorded
+
+
+def test_a_scenario_rate_between_one_currency_is_refused_naming_its_key(
+    memory_engine: Engine,
+) -> None:
+    bad = {"name": "x", "rates": [{"from": "EUR", "to": "EUR", "rate": "1"}]}
+    with pytest.raises(DealEngineError, match=r"rates\.0\.to: a rate converts between two"):
+        memory_engine.what_if(bad)
+
+
+def test_each_deal_is_rounded_before_the_stage_sums_them(memory_engine: Engine) -> None:
+    memory_engine.set_rate("EUR", "USD", "0.125", "2025-01-01")
+    open_deal(memory_engine, "D-1", "2025-05-01T10:00:00Z", "1")
+    open_deal(memory_engine, "D-2", "2025-05-01T10:00:00Z", "1")
+    stage = memory_engine.pipeline().stages[0]
+    assert stage.amount == Decimal("0.24")  # 0.125 -> 0.12 twice, not round(0.25)
+
+
+def test_history_shows_the_deals_own_amount_and_currency(cli: CliRunner) -> None:
+    with Engine(Settings(), clock=lambda: d("2025-09-01T00:00:00")) as engine:
+        open_deal(engine, "D-1", "2025-05-01T10:00:00Z", "1000")
+        engine.record("proposal_sent", "D-1", "2025-05-02T10:00:00Z", amount="1200.50")
+    rows = orjson.loads(cli.invoke(app, ["history", "D-1", "--format", "json"]).stdout)
+    assert [(r["amount_after"], r["currency_after"]) for r in rows] == [
+        ("1000", "EUR"),
+        ("1200.50", "EUR"),
+    ]
+    assert rows[0]["currency"] == "EUR"
+
+
+def test_a_usd_deal_in_the_olist_pipeline_reports_in_brl(memory_engine: Engine) -> None:
+    memory_engine.set_rate("BRL", "USD", "0.2", "2018-01-01")  # its inverse: 100 USD = 500 BRL
+    open_deal(memory_engine, "D-1", "2018-05-01T10:00:00Z", "100", currency="USD")
+    memory_engine.record("deal_opened", "D-2", "2018-05-01T10:00:00Z", amount="300",
+                         owner="ana", pipeline="olist")  # fmt: skip
+    memory_engine.record("deal_opened", "D-3", "2018-05-01T10:00:00Z", amount="100",
+                         currency="USD", owner="ana", pipeline="olist")  # fmt: skip
+    olist = memory_engine.pipeline(pipeline_name="olist")
+    assert olist.currency == "BRL"
+    first = olist.stages[0]
+    assert (first.open_deals, first.amount) == (2, Decimal("800.00"))  # 300 + 100 / 0.2
+    assert first.amounts_by_currency == {"BRL": Decimal("300"), "USD": Decimal("100")}
