@@ -370,3 +370,12 @@ def test_a_usd_deal_in_the_olist_pipeline_reports_in_brl(memory_engine: Engine) 
     first = olist.stages[0]
     assert (first.open_deals, first.amount) == (2, Decimal("800.00"))  # 300 + 100 / 0.2
     assert first.amounts_by_currency == {"BRL": Decimal("300"), "USD": Decimal("100")}
+
+
+def test_what_a_host_touches_of_currencies_is_exported(memory_engine: Engine) -> None:
+    import dealengine
+
+    memory_engine.set_rate("EUR", "USD", "1.1", "2025-01-01")
+    assert isinstance(memory_engine.rates()[0], dealengine.KnownRate)
+    assert dealengine.ExchangeRates(memory_engine.rates()).rates == memory_engine.rates()
+    assert dealengine.MissingRate and dealengine.RateOverride

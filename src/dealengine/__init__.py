@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from dealengine.domain.events import DomainEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
+    from dealengine.domain.rates import ExchangeRates, KnownRate
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         CycleView,
         DealStageTimes,
         ForecastView,
+        MissingRate,
         Money,
         Movement,
         PipelineBreakdown,
@@ -79,7 +81,7 @@ if TYPE_CHECKING:
         StepChange,
         WhatIf,
     )
-    from dealengine.whatif.scenario import Scenario
+    from dealengine.whatif.scenario import RateOverride, Scenario
 
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
     "dealengine.engine": ("Engine",),
@@ -88,6 +90,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DomainEvent",),
+    "dealengine.domain.rates": ("ExchangeRates", "KnownRate"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -96,7 +99,8 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
         "ConversionTime", "FunnelBreakdown", "FunnelStepView", "FunnelView", "HistogramBucket",
     ),
     "dealengine.projections.pipeline": (
-        "ClosedView", "CycleView", "DealStageTimes", "ForecastView", "Money", "Movement",
+        "ClosedView", "CycleView", "DealStageTimes", "ForecastView", "MissingRate", "Money",
+        "Movement",
         "PipelineBreakdown", "PipelineChanges", "PipelineView", "StageStay", "StageTime",
         "StageView", "StaleDeal",
     ),
@@ -105,7 +109,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
         "AmountChange", "CountChange", "Diff", "RateChange", "ScenarioResult", "StageChange",
         "StepChange", "WhatIf",
     ),
-    "dealengine.whatif.scenario": ("Scenario",),
+    "dealengine.whatif.scenario": ("RateOverride", "Scenario"),
     "dealengine.domain.replay": ("TimelineEntry",),
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
@@ -142,6 +146,7 @@ __all__ = [
     "Diff",
     "DomainEvent",
     "Engine",
+    "ExchangeRates",
     "Finding",
     "ForecastView",
     "FunnelBreakdown",
@@ -155,8 +160,10 @@ __all__ = [
     "Interaction",
     "InvalidDefinition",
     "InvalidEvent",
+    "KnownRate",
     "Lag",
     "Lead",
+    "MissingRate",
     "Money",
     "Movement",
     "Moves",
@@ -167,6 +174,7 @@ __all__ = [
     "PipelineView",
     "Pipelines",
     "RateChange",
+    "RateOverride",
     "Recorded",
     "Rejected",
     "Scenario",
