@@ -379,3 +379,25 @@ def test_what_a_host_touches_of_currencies_is_exported(memory_engine: Engine) ->
     assert isinstance(memory_engine.rates()[0], dealengine.KnownRate)
     assert dealengine.ExchangeRates(memory_engine.rates()).rates == memory_engine.rates()
     assert dealengine.MissingRate and dealengine.RateOverride
+
+
+def test_the_html_report_shows_the_converted_and_original_amounts_and_the_warning(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    with Engine(Settings(), clock=lambda: d("2025-09-01T00:00:00")) as engine:
+        two_rates(engine)
+        open_deal(engine, "D-eur", "2025-05-01T10:00:00Z", "1000")
+        open_deal(engine, "D-gbp", "2025-05-01T10:00:00Z", "100", currency="GBP")
+    out = tmp_path / "r.html"
+    made = cli.invoke(app, ["report", "-o", str(out), "--as-of", "2025-08-31",
+                            "--changes", "2025-06-01", "2025-08-31"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    page = out.read_text()
+    table = page.split("id='pipeline-table'>")[1].split("</table>")[0]
+    assert "<th>by currency (original)</th><th>unconverted (no rate)</th>" in table
+    assert "<td>1,200.00 USD</td>" in table  # 1000 EUR at 1.20; the GBP deal not summed
+    assert "<td>1,000.00 EUR, 100.00 GBP</td><td>100.00 GBP</td>" in table
+    assert "warning: no exchange rate GBP-&gt;USD in force on 2025-08-31" in page
+    waterfall = page.split("id='waterfall-table'>")[1].split("</table>")[0]
+    assert "<td>rate effect</td><td>1</td><td>100.00 USD</td>" in waterfall
+    assert "<td>unconverted (no rate)</td><td></td><td>100.00 GBP</td>" in waterfall
