@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from dealengine import Engine, Settings
 from dealengine.cli import app
-from dealengine.demo import generate, write_jsonl
+from dealengine.demo import NOW, generate, write_jsonl
 from dealengine.domain.errors import DealEngineError, InvalidEvent
+from dealengine.ingest.jsonl import ingest_jsonl
 
 CENT = Decimal("0.01")
 STAGE_OF = {"deal_opened": "prospecting", "discovery_completed": "discovery",
@@ -401,3 +402,29 @@ def test_the_html_report_shows_the_converted_and_original_amounts_and_the_warnin
     waterfall = page.split("id='waterfall-table'>")[1].split("</table>")[0]
     assert "<td>rate effect</td><td>1</td><td>100.00 USD</td>" in waterfall
     assert "<td>unconverted (no rate)</td><td></td><td>100.00 GBP</td>" in waterfall
+
+
+def test_a_pass_split_over_processes_converts_as_one_process(tmp_path: Path) -> None:
+    lines = eur_history()[:4000]
+    jsonl = tmp_path / "eur.jsonl"
+    write_jsonl(jsonl, lines)
+    store = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    with Engine(store, clock=lambda: NOW) as engine:
+        assert not ingest_jsonl(engine, jsonl, actor="t").rejected
+        engine.set_rate("EUR", "USD", "1.25", "2000-01-01")
+    scenario = {"name": "weak", "rates": [{"from": "EUR", "to": "USD", "rate": "1.05"}]}
+    found = []
+    for processes in (1, 3):
+        split = store.model_copy(update={"rebuild_processes": processes})
+        with Engine(split, clock=lambda: NOW) as engine:
+            assert engine.passes.split(engine.store.position()) == processes
+            _, pipeline = engine.views()
+            weak = engine.what_if(scenario)["weak"].pipeline
+            found.append((pipeline.model_dump(), weak.model_dump()))
+    assert found[0] == found[1]
+    want = reference(lines, Decimal("1.25"))
+    assert [s["amount"] for s in found[1][0]["stages"]] == [want["amount"][s] for s in OPEN]
+    assert (
+        found[1][1]["stages"][0]["amount"]
+        == reference(lines, Decimal("1.05"))["amount"]["prospecting"]
+    )
