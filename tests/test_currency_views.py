@@ -428,3 +428,24 @@ def test_a_pass_split_over_processes_converts_as_one_process(tmp_path: Path) -> 
         found[1][1]["stages"][0]["amount"]
         == reference(lines, Decimal("1.05"))["amount"]["prospecting"]
     )
+
+
+def test_the_deals_list_shows_each_deals_own_and_converted_amount_and_warns_once(
+    cli: CliRunner,
+) -> None:
+    with Engine(Settings(), clock=lambda: d("2025-09-01T00:00:00")) as engine:
+        two_rates(engine)
+        open_deal(engine, "D-eur", "2025-05-01T10:00:00Z", "1000")
+        open_deal(engine, "D-gbp", "2025-05-01T10:00:00Z", "100", currency="GBP")
+        engine.record("deal_won", "D-gbp", "2025-06-10T10:00:00Z", amount="100")
+    result = cli.invoke(app, ["pipeline", "--deals", "--as-of", "2025-08-31", "--format", "json"])
+    deals = {x["deal_id"]: x for x in orjson.loads(result.stdout)}
+    assert (deals["D-eur"]["amount"], deals["D-eur"]["currency"]) == ("1000.00", "EUR")
+    assert deals["D-eur"]["converted_amount"] == "1200.00"
+    assert deals["D-gbp"]["converted_amount"] is None
+    assert [x for x in result.stderr.splitlines() if x.startswith("warning")] == [
+        "warning: no exchange rate GBP->USD in force on 2025-06-10: 1 deal(s) left "
+        "unconverted; add it with: dealengine rates set GBP USD RATE --from 2025-06-10"
+    ]  # a won deal needs the rate of its close date
+    table = cli.invoke(app, ["pipeline", "--deals", "--as-of", "2025-08-31"]).stdout
+    assert "1000.00 EUR (1200.00)" in table and "100.00 GBP (no rate)" in table

@@ -486,6 +486,7 @@ def pipeline(
         )
         # by stage in the pipeline's order (open stages, then won and lost), then by deal
         times.sort(key=lambda d: (defn.index.get(d.stage, len(defn.index)), d.deal_id))
+        warn_missing_rates(missing_of(times, defn))
         if fmt is Format.json:
             emit_json([d.model_dump(mode="json") for d in times])
         else:
@@ -1097,6 +1098,14 @@ def rates_void(
     )
     for ev in recorded.events:
         err().print(f"recorded {ev.originator_id} v{ev.originator_version}: exchange_rate_voided")
+
+
+def missing_of(times: list[Any], definition: Any) -> list[Any]:
+    """The missing rates of `pipeline --deals`' unconverted deals."""
+    from dealengine.projections.pipeline import PipelineProjection
+
+    needs = ((t.currency, t.rate_day) for t in times if t.converted_amount is None)
+    return PipelineProjection(definition).missing_for(needs)
 
 
 def warn_missing_rates(missing: list[Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -153,6 +153,7 @@ class DealStageTimes(Money):
     by_stage: list[StageTime]
     currency: str  # the deal's own (`amount` is in it)
     converted_amount: Decimal | None  # in the pipeline's currency; None: no rate
+    rate_day: date | None = None  # the day whose rate converts it (another currency only)
 
 
 @dataclass(slots=True)
@@ -399,10 +400,14 @@ class PipelineProjection:
 
     def missing_rates(self, deals: list[Derived]) -> list[MissingRate]:
         """The rates the unconverted deals need, by pair, each from the earliest day needed."""
+        return self.missing_for((x.facts.currency or "", x.missing) for x in deals)
+
+    def missing_for(self, needs: Iterable[tuple[str, date | None]]) -> list[MissingRate]:
+        """The missing rates of (currency, day without a rate or None) pairs, by currency."""
         needed: dict[str, list[date]] = defaultdict(list)
-        for x in deals:
-            if x.missing is not None:
-                needed[x.facts.currency or ""].append(x.missing)
+        for currency, day in needs:
+            if day is not None:
+                needed[currency].append(day)
         to = self.definition.currency
         return [
             MissingRate(from_currency=c, to_currency=to, on=min(days), deals=len(days))
@@ -413,7 +418,8 @@ class PipelineProjection:
         """For every deal: when it entered and left each stage; latest and cumulative days."""
         report = []
         for stream, facts in view.items():
-            converted = self.convert(facts, self.rate_day(facts, now))
+            day = self.rate_day(facts, now) if facts.currency is not None else None
+            converted = self.convert(facts, day) if day is not None else Decimal(facts.amount)
             stays = [_stay(s) for s in facts.stays]
             by_stage: dict[str, list[float]] = defaultdict(list)
             for stay in stays:
@@ -432,6 +438,7 @@ class PipelineProjection:
                     ],
                     currency=facts.currency or self.definition.currency,
                     converted_amount=converted,
+                    rate_day=day,
                 )
             )
         return report
