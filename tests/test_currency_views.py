@@ -281,8 +281,10 @@ def test_rates_import_is_idempotent_and_refuses_a_bad_file_whole(
         (("EUR", "EUR", "1", "2025-01-01"), "a rate converts between two currencies"),
         (("EUR", "USD", "0", "2025-01-01"), "field 'rate'"),
         (("EUR", "USD", "-1.2", "2025-01-01"), "field 'rate'"),
-        (("EUR", "USD", "x", "2025-01-01"), "field 'rate': not a decimal"),
-        (("EUR", "USD", "1.1", "2025-13-01"), "field 'effective_from': not a date"),
+        (("EUR", "USD", "x", "2025-01-01"), "field 'rate': Input should be a valid decimal"),
+        (("EUR", "USD", "1.1", "2025-13-01"), "field 'effective_from': Input should be a valid"),
+        (("EUR", "USD", "1.12345678901", "2025-01-01"), "field 'rate': .* 10 decimal places"),
+        (("EUR", "USDX", "1.1", "2025-01-01"), "field 'to': not an ISO 4217 currency code"),
     ],
 )
 def test_a_bad_rate_is_refused_naming_the_field(
@@ -335,7 +337,9 @@ def test_a_scenario_rate_between_one_currency_is_refused_naming_its_key(
     memory_engine: Engine,
 ) -> None:
     bad = {"name": "x", "rates": [{"from": "EUR", "to": "EUR", "rate": "1"}]}
-    with pytest.raises(DealEngineError, match=r"rates\.0\.to: a rate converts between two"):
+    with pytest.raises(
+        DealEngineError, match=r"rates\.0: .*a rate converts between two currencies, got EUR"
+    ):
         memory_engine.what_if(bad)
 
 

@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
-from pydantic import model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from dealengine.domain.events import AggregateKind, DomainEvent
 from dealengine.domain.values import Currency, Rate, Text, minor_unit
@@ -35,10 +35,13 @@ class RateEvent(DomainEvent):
     aggregate: ClassVar[AggregateKind] = "rates"
 
 
-class ExchangeRateSet(RateEvent):
-    """One `from_currency` is `rate` `to_currency` from the start of `effective_from` (UTC)."""
+class ExchangeRate(BaseModel):
+    """A rate's own fields, the rules of a rate wherever one is given (an event, a CSV line,
+    `rates set`): one `from_currency` is `rate` `to_currency` from the start of
+    `effective_from` (UTC)."""
 
-    event_type: ClassVar[str] = "exchange_rate_set"
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     from_currency: Currency
     to_currency: Currency
     rate: Rate
@@ -49,6 +52,16 @@ class ExchangeRateSet(RateEvent):
         if self.from_currency == self.to_currency:
             raise ValueError(f"a rate converts between two currencies, got {self.from_currency}")
         return self
+
+    @property
+    def pair(self) -> Pair:
+        return self.from_currency, self.to_currency
+
+
+class ExchangeRateSet(ExchangeRate, RateEvent):  # (this order: the envelope's fields first)
+    """A rate recorded on the stream of its pair."""
+
+    event_type: ClassVar[str] = "exchange_rate_set"
 
 
 class ExchangeRateVoided(RateEvent):

@@ -7,11 +7,10 @@ import csv
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -28,6 +27,7 @@ from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import InteractionFields, Recorded, build, describe
 from dealengine.domain.rates import (
     RATE_EVENTS,
+    ExchangeRate,
     ExchangeRates,
     ExchangeRateSet,
     ExchangeRateVoided,
@@ -39,16 +39,10 @@ from dealengine.domain.rates import (
 from dealengine.store.application import Store
 
 MAX_ATTEMPTS = 8
-CSV_COLUMNS = ("from", "to", "rate", "effective_from")
+FIELDS = {"from": "from_currency", "to": "to_currency", "rate": "rate",
+          "effective_from": "effective_from"}  # fmt: skip
+CSV_COLUMNS = tuple(FIELDS)  # a rate's fields as a CSV's header and `rates set` name them
 TYPE_OF_RATE_TOPIC = {topic_of(cls): cls.event_type for cls in RATE_EVENTS}
-
-
-class RateLine(NamedTuple):
-    """A rate to record: one line of a CSV, or the arguments of `rates set`."""
-
-    pair: Pair
-    rate: Decimal
-    effective_from: date
 
 
 class ExchangeRateBook:
@@ -67,7 +61,7 @@ class ExchangeRateBook:
         return ExchangeRates(known_rates((types[t], orjson.loads(s)) for _, _, t, s in rows))
 
     def set(
-        self, lines: Sequence[RateLine], *, actor: str = "api", source: str = "api"
+        self, lines: Sequence[ExchangeRate], *, actor: str = "api", source: str = "api"
     ) -> Recorded:
         """Record `lines` in one transaction (a rate already recorded, same pair, rate and
         date, records nothing). Each line is validated first: a bad one raises InvalidEvent
@@ -91,8 +85,7 @@ class ExchangeRateBook:
                 )
                 event = build(
                     ExchangeRateSet, ("rates", stream[6:]), version + 1, cmd, now, head,
-                    self._key, from_currency=line.pair[0], to_currency=line.pair[1],
-                    rate=line.rate, effective_from=line.effective_from,
+                    self._key, **line.model_dump(),
                 )  # fmt: skip
                 heads[stream] = (version + 1, event.chain_hash())
                 new.append(event)
@@ -158,37 +151,23 @@ class ExchangeRateBook:
         raise ConcurrencyConflict(streams, MAX_ATTEMPTS)
 
 
-def rate_line(values: dict[str, Any], where: str) -> RateLine:
-    """A rate to record from its four values (strings), checked: InvalidEvent naming `where`
-    and the field otherwise."""
+def rate_line(values: Mapping[str, Any], where: str) -> ExchangeRate:
+    """A rate to record from its four values (`from`, `to`, `rate`, `effective_from`), checked
+    by the rate's own rules: InvalidEvent naming `where` and the field otherwise."""
+    given = {name: values[key] for key, name in FIELDS.items()}
+    for name, value in given.items():
+        if isinstance(value, str):
+            given[name] = value.strip().upper() if name.endswith("currency") else value.strip()
     try:
-        rate = Decimal(str(values["rate"]).strip())
-    except InvalidOperation:
-        raise InvalidEvent(f"{where}: field 'rate': not a decimal: {values['rate']!r}") from None
-    try:
-        day = date.fromisoformat(str(values["effective_from"]).strip())
-    except ValueError:
-        raise InvalidEvent(
-            f"{where}: field 'effective_from': not a date (YYYY-MM-DD): "
-            f"{values['effective_from']!r}"
-        ) from None
-    pair = (str(values["from"]).strip().upper(), str(values["to"]).strip().upper())
-    # the event's own rules (currencies, rate limits): built once, not stored
-    try:
-        ExchangeRateSet.model_validate(
-            {"originator_id": "rates:check", "originator_version": 1,
-             "id": "00000000-0000-4000-8000-000000000000", "occurred_at": "2000-01-01T00:00:00Z",
-             "recorded_at": "2000-01-01T00:00:00Z", "actor": "-", "source": "-",
-             "from_currency": pair[0], "to_currency": pair[1], "rate": rate,
-             "effective_from": day}
-        )  # fmt: skip
+        return ExchangeRate.model_validate(given)
     except ValidationError as e:
-        reason = describe(e).replace("'from_currency'", "'from'").replace("'to_currency'", "'to'")
+        reason = describe(e)
+        for key, name in FIELDS.items():
+            reason = reason.replace(f"'{name}'", f"'{key}'")
         raise InvalidEvent(f"{where}: {reason}") from None
-    return RateLine(pair, rate, day)
 
 
-def read_rates_csv(path: Path) -> list[RateLine]:
+def read_rates_csv(path: Path) -> list[ExchangeRate]:
     """The rates of a CSV file with the columns from,to,rate,effective_from (in any order;
     other columns refused), each line checked: InvalidEvent naming FILE:LINE and the field."""
     try:

@@ -36,7 +36,8 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES, format_time, parse_moment
-from dealengine.domain.values import Currency, Days, Rate, SignedDays, UtcDatetime
+from dealengine.domain.rates import ExchangeRate
+from dealengine.domain.values import Currency, Days, SignedDays, UtcDatetime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,23 +125,16 @@ class Transform(Definition):
         return self
 
 
-class RateOverride(Definition):
+class RateOverride(ExchangeRate):
     """An exchange rate the scenario uses instead of the recorded ones of its pair (every rate
-    of the pair is replaced by the scenario's: domain/rates.py `ExchangeRates.overridden`)."""
+    of the pair is replaced by the scenario's: domain/rates.py `ExchangeRates.overridden`);
+    the rules of any rate, its currencies named `from` and `to`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     from_currency: Currency = Field(alias="from")
     to_currency: Currency = Field(alias="to")
-    rate: Rate
     effective_from: date = date(1, 1, 1)  # default: in force on every day
-
-    @model_validator(mode="after")
-    def _two_currencies(self) -> Self:
-        if self.from_currency == self.to_currency:
-            reason = f"a rate converts between two currencies, got {self.to_currency}"
-            raise KeyedError("to", reason)
-        return self
 
 
 class Scenario(Definition):
