@@ -150,7 +150,8 @@ def test_an_open_deal_follows_the_as_of_rate_and_a_closed_one_keeps_its_close_da
 
     spring = memory_engine.pipeline(as_of=d("2025-05-31T23:59:59"))
     autumn = memory_engine.pipeline(as_of=d("2025-08-31T23:59:59"))
-    now, _ = memory_engine.live_pipeline()
+    now, lag = memory_engine.live_pipeline()
+    assert lag.behind == 0  # the rates' events count as read by the materialised views
     assert spring.stages[0].amount == Decimal("1150.00")  # 1000 x 1.10 + 50
     assert autumn.stages[0].amount == now.stages[0].amount == Decimal("1250.00")  # x 1.20
     assert spring.won.amount == autumn.won.amount == now.won.amount == Decimal("1100.00")
@@ -453,3 +454,12 @@ def test_the_deals_list_shows_each_deals_own_and_converted_amount_and_warns_once
     ]  # a won deal needs the rate of its close date
     table = cli.invoke(app, ["pipeline", "--deals", "--as-of", "2025-08-31"]).stdout
     assert "1000.00 EUR (1200.00)" in table and "100.00 GBP (no rate)" in table
+
+
+@pytest.mark.parametrize("command", [[], ["set"], ["import"], ["list"], ["void"]])
+def test_the_rates_commands_help_without_type_noise(cli: CliRunner, command: list[str]) -> None:
+    short = cli.invoke(app, ["rates", *command, "-h"])
+    assert short.exit_code == 0, short.output
+    assert short.stdout == cli.invoke(app, ["rates", *command, "--help"]).stdout
+    for noise in ("<bool>", "<str>", "<path>", "list[", "<float>", "str,str", "{"):
+        assert noise not in short.stdout, (noise, short.stdout)
