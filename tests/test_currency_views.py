@@ -306,10 +306,12 @@ def test_rates_are_stored_and_read_back_on_every_store(engine: Engine) -> None:
     event_id = engine.rates()[1].id
     engine.void_rate("EUR", "USD", event_id, reason="typo")
     assert [str(r.rate) for r in engine.rates()] == ["1.10"]
+    assert not engine.set_rate("EUR", "USD", "1.20", "2025-07-01").duplicate  # set again
+    assert [str(r.rate) for r in engine.rates()] == ["1.10", "1.20"]
     with pytest.raises(DealEngineError, match="no rate with id"):
         engine.void_rate("EUR", "USD", "0" * 32, reason="typo")
     report = engine.verify()
-    assert (report.findings, report.streams, report.events) == ([], 1, 3)  # rates:EUR-USD
+    assert (report.findings, report.streams, report.events) == ([], 1, 4)  # rates:EUR-USD
 
 
 def test_a_scenario_overrides_a_pairs_rates_and_keeps_the_others(memory_engine: Engine) -> None:

@@ -28,7 +28,12 @@ Pair = tuple[str, str]  # (from, to)
 
 def rates_stream(pair: Pair) -> str:
     """The stream that holds the rates of `pair`."""
-    return f"{RATES}:{pair[0]}-{pair[1]}"
+    return f"{RATES}:{pair_id(pair)}"
+
+
+def pair_id(pair: Pair) -> str:
+    """The id of a pair's stream within its kind: `EUR-USD`."""
+    return f"{pair[0]}-{pair[1]}"
 
 
 class RateEvent(DomainEvent):

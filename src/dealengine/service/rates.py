@@ -27,12 +27,14 @@ from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import InteractionFields, Recorded, build, describe
 from dealengine.domain.rates import (
     RATE_EVENTS,
+    RATES,
     ExchangeRate,
     ExchangeRates,
     ExchangeRateSet,
     ExchangeRateVoided,
     Pair,
     known_rates,
+    pair_id,
     rate_key,
     rates_stream,
 )
@@ -84,7 +86,7 @@ class ExchangeRateBook:
                     ExchangeRateSet.event_type, stream, now, {}, actor, source, key
                 )
                 event = build(
-                    ExchangeRateSet, ("rates", stream[6:]), version + 1, cmd, now, head,
+                    ExchangeRateSet, (RATES, pair_id(line.pair)), version + 1, cmd, now, head,
                     self._key, **line.model_dump(),
                 )  # fmt: skip
                 heads[stream] = (version + 1, event.chain_hash())
@@ -117,7 +119,7 @@ class ExchangeRateBook:
             return [
                 build(
                     ExchangeRateVoided,
-                    ("rates", stream[6:]),
+                    (RATES, pair_id(pair)),
                     len(events) + 1,
                     cmd,
                     now,

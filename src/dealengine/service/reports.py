@@ -66,6 +66,7 @@ class Reports:
         funnel = FunnelProjection(self.funnel_definition)
         pipeline = self.projection(pipeline_name)
         totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
+        pipeline = self.converting(pipeline)
         return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
 
     @collector_paused()  # see views()
@@ -78,14 +79,16 @@ class Reports:
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> PipelineView:
         pipeline = self.projection(pipeline_name)
-        return pipeline.report(self.passes.fold([pipeline], as_of)[0], as_of, self.clock())
+        state = self.passes.fold([pipeline], as_of)[0]
+        return self.converting(pipeline).report(state, as_of, self.clock())
 
     @collector_paused()  # see views()
     def stage_times(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> list[DealStageTimes]:
         pipeline = self.projection(pipeline_name)
-        return pipeline.stage_times(self.passes.fold([pipeline], as_of)[0], as_of or self.clock())
+        state = self.passes.fold([pipeline], as_of)[0]
+        return self.converting(pipeline).stage_times(state, as_of or self.clock())
 
     @collector_paused()  # see views()
     def pipeline_changes(
@@ -105,7 +108,7 @@ class Reports:
                 pipeline.apply(after, event)
                 if at < first:
                     pipeline.apply(before, event)
-        return changes(pipeline, before, after, start, end)
+        return changes(self.converting(pipeline), before, after, start, end)
 
     def projection(self, name: str | None) -> PipelineProjection:
         """The fold of pipeline `name` (None: the default one)."""
@@ -113,8 +116,13 @@ class Reports:
             known = ", ".join(self.pipelines.by_name)
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
-        default = definition is self.pipelines.default
-        return PipelineProjection(definition, default=default, rates=self.rates())
+        return PipelineProjection(definition, default=definition is self.pipelines.default)
+
+    def converting(self, pipeline: PipelineProjection) -> PipelineProjection:
+        """`pipeline` with the exchange rates known now, read after its pass (the fold needs
+        none: only its reports convert)."""
+        pipeline.rates = self.rates()
+        return pipeline
 
     def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
         """The funnel definition with this call's options (None: the definition's own)."""
