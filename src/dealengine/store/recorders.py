@@ -13,6 +13,7 @@ events: `dealengine_seals` (number, sealed_at, seal, prev, digest), appended to,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -191,9 +192,22 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
                 yield from rows
 
 
+def notify_channel(schema: str, table: str) -> str:
+    """The NOTIFY channel of the events table `table` in `schema`: one per schema, so a worker
+    of one tenant is not woken by another's writes (the `public` schema keeps the table's name,
+    as before). A channel name is at most 63 bytes: a longer one is a digest of the schema."""
+    if schema == "public":
+        return table
+    channel = f"{schema}_{table}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return f"{table}_{hashlib.sha256(schema.encode()).hexdigest()[:24]}"
+
+
 class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.channel_name = notify_channel(self.datastore.schema, self.events_table_name)
         self.sql_create_statements.append(
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (notification_id) WHERE topic IN ({})").format(
                 Identifier(f"{self.events_table_name}_voids_idx"),
