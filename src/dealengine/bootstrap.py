@@ -28,6 +28,7 @@ from dealengine.domain.events import DomainEvent
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
+from dealengine.service.rates import ExchangeRateBook
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
@@ -69,6 +70,7 @@ class Wiring:
     keys: ApiKeys
     commands: Commands
     integrity: Integrity
+    rates: ExchangeRateBook
 
 
 def bootstrap(
@@ -101,6 +103,7 @@ def bootstrap(
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
+    rates = ExchangeRateBook(store, clock, key)
     return Wiring(
         tenant=asked.tenant,
         tenant_definitions=definitions_folder(asked),
@@ -113,12 +116,13 @@ def bootstrap(
         evolve=evolve,
         passes=passes,
         states=states,
-        reports=Reports(funnel, pipelines, passes, clock),
+        reports=Reports(funnel, pipelines, passes, clock, rates.rates),
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
         keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
+        rates=rates,
     )
 
 

@@ -44,6 +44,7 @@ from dealengine.domain.events import (
     upcast,
 )
 from dealengine.domain.personal import PERSONAL
+from dealengine.domain.rates import RATE_EVENTS
 from dealengine.domain.values import Amount, Text, UtcDatetime
 
 DECLARED_MODULE = "dealengine.declared"  # the module part of a declared interaction's topic
@@ -70,7 +71,7 @@ Reading = tuple[str, Callable[[dict[str, Any]], dict[str, Any]] | None]
 
 class Interactions:
     """The interactions of one model, by name (`types`) and by stored topic (`by_topic`, the
-    corrections too). Immutable once made: share it between threads."""
+    corrections and the exchange rates too). Immutable once made: share it between threads."""
 
     def __init__(
         self, models: Iterable[type[DomainEvent]], sources: Mapping[str, str] | None = None
@@ -87,10 +88,12 @@ class Interactions:
         # the model of an interaction, or None: the dict's own get (once per command)
         self.get: Callable[[str], type[DomainEvent] | None] = types.get
         self.by_topic: Mapping[str, type[DomainEvent]] = {
-            topic_of(model): model for model in (*types.values(), *VOID_EVENTS)
+            topic_of(model): model for model in (*types.values(), *VOID_EVENTS, *RATE_EVENTS)
         }
-        self.reading: Mapping[str, Reading] = {
-            topic: (model.event_type, _upcast_of(model)) for topic, model in self.by_topic.items()
+        self.reading: Mapping[str, Reading] = {  # the folds never read a rate (domain/rates.py)
+            topic: (model.event_type, _upcast_of(model))
+            for topic, model in self.by_topic.items()
+            if model.aggregate != "rates"
         }
 
     def __getitem__(self, name: str) -> type[DomainEvent]:

@@ -35,6 +35,14 @@ VOID_TOPICS = tuple(topic_of(cls) for cls in VOID_EVENTS)
 _VOID_TOPICS_SQL = "(" + ", ".join(f"'{t}'" for t in VOID_TOPICS) + ")"  # literals: the index's
 
 
+# The rates' streams (`rates:EUR-USD`, dealengine.domain.rates): a range of the primary key's
+# index in any collation (a prefix is a range in every one), then the exact prefix.
+RATES_RANGE = (
+    "originator_id >= 'rates' AND originator_id < 'ratet'"
+    " AND substr(originator_id, 1, 6) = 'rates:'"
+)
+
+
 def _voided(states: Iterator[bytes]) -> set[str]:
     return {str(orjson.loads(state)["voided_event_id"]) for state in states}
 
@@ -86,6 +94,23 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
             cursor.row_factory = None
             cursor.execute(sql, params)
             return _voided(state for (state,) in cursor.fetchall())
+
+    def rate_rows(self, stop: int | None = None) -> list[Row]:
+        """The exchange rates' events (streams `rates:...`), up to position `stop`, in recorded
+        order: a range of the stream ids' index (RATES_RANGE)."""
+        sql = (
+            f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name}"
+            f" WHERE {RATES_RANGE}"
+        )
+        params: list[int] = []
+        if stop is not None:
+            sql += " AND rowid <= ?"
+            params.append(stop)
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(sql + " ORDER BY rowid", params)
+            return [tuple(row) for row in cursor.fetchall()]
 
     def count(self) -> int:
         with self.datastore.transaction(commit=False) as c:
@@ -281,6 +306,19 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql, params)
             return _voided(bytes(state) for (state,) in cur)
+
+    def rate_rows(self, stop: int | None = None) -> list[Row]:
+        """As the SQLite recorder's `rate_rows`."""
+        sql = SQL("SELECT notification_id, originator_id, topic, state FROM {} WHERE ").format(
+            self._table()
+        ) + SQL(RATES_RANGE)  # fmt: skip
+        params: list[int] = []
+        if stop is not None:
+            sql += SQL(" AND notification_id <= %s")
+            params.append(stop)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql + SQL(" ORDER BY notification_id"), params)
+            return [(nid, oid, topic, bytes(state)) for nid, oid, topic, state in cur]
 
     def count(self) -> int:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
