@@ -55,10 +55,8 @@ def test_json_shapes(cli: CliRunner) -> None:
     assert (
         isinstance(pipeline["stages"][0]["amount"], str) and "." in pipeline["stages"][0]["amount"]
     )
-    assert set(pipeline["won"]) == {"deals", "amount"} and set(pipeline["lost"]) == {
-        "deals",
-        "amount",
-    }
+    closed = {"deals", "amount", "amounts_by_currency", "unconverted"}
+    assert set(pipeline["won"]) == closed and set(pipeline["lost"]) == closed
     assert 0 <= pipeline["win_rate"] <= 1
 
     history = orjson.loads(cli.invoke(app, ["history", "L-000001", "--format", "json"]).stdout)

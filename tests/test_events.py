@@ -209,7 +209,7 @@ def test_money_is_decimal_never_float(memory_engine: Engine) -> None:
             "2026-03-03T10:00:00Z",
             lead_id="L-1",
             amount="10",
-            currency="EUR",
+            currency="EURO",
             owner="x",
         )
     memory_engine.record(

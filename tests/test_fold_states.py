@@ -96,7 +96,7 @@ def a_deal() -> DealFacts:
         "won", "1200.50", "ana", "2026-01-01T10:00:00Z", "2026-02-01T10:00:00Z", "2026-03-01",
         [Stay("prospecting", "2026-01-01T10:00:00Z", "2026-02-01T10:00:00Z"),
          Stay("won", "2026-02-01T10:00:00Z")],
-        "2026-02-01T10:00:00Z", "budget",
+        "2026-02-01T10:00:00Z", "budget", "EUR",
     )  # fmt: skip
     for f in fields(facts):
         assert getattr(facts, f.name) not in (None, []), f"a_deal() leaves {f.name} unset"

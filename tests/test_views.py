@@ -104,8 +104,19 @@ def test_pipeline_by_hand(memory_engine: Engine) -> None:
             "weighted_amount": "0.00",
         },
     ]
-    assert pipeline["won"] == {"deals": 1, "amount": "1200.00"}
-    assert pipeline["lost"] == {"deals": 1, "amount": "300.00"}
+    assert pipeline["won"] == {
+        "deals": 1,
+        "amount": "1200.00",
+        "amounts_by_currency": {"USD": "1200.00"},
+        "unconverted": {},
+    }
+    assert pipeline["lost"] == {
+        "deals": 1,
+        "amount": "300.00",
+        "amounts_by_currency": {"USD": "300.00"},
+        "unconverted": {},
+    }
+    assert pipeline["stages"][2]["amounts_by_currency"] == {"USD": "800.00"}
     assert pipeline["win_rate"] == 0.5
     assert pipeline["by_owner"]["ana"]["win_rate"] == 0.5
     assert pipeline["by_owner"]["bruno"]["win_rate"] is None

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.personal import LeadKey, LeadKeys, personal_fields
+    from dealengine.domain.rates import ExchangeRates, KnownRate
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         CycleView,
         DealStageTimes,
         ForecastView,
+        MissingRate,
         Money,
         Movement,
         PipelineBreakdown,
@@ -83,7 +85,7 @@ if TYPE_CHECKING:
         StepChange,
         WhatIf,
     )
-    from dealengine.whatif.scenario import Scenario
+    from dealengine.whatif.scenario import RateOverride, Scenario
 
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
     "dealengine.engine": ("Engine",),
@@ -94,6 +96,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DealEvent", "DomainEvent", "LeadEvent"),
     "dealengine.domain.catalogue": ("Interactions", "load_interactions"),
+    "dealengine.domain.rates": ("ExchangeRates", "KnownRate"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -102,7 +105,8 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
         "ConversionTime", "FunnelBreakdown", "FunnelStepView", "FunnelView", "HistogramBucket",
     ),
     "dealengine.projections.pipeline": (
-        "ClosedView", "CycleView", "DealStageTimes", "ForecastView", "Money", "Movement",
+        "ClosedView", "CycleView", "DealStageTimes", "ForecastView", "MissingRate", "Money",
+        "Movement",
         "PipelineBreakdown", "PipelineChanges", "PipelineView", "StageStay", "StageTime",
         "StageView", "StaleDeal",
     ),
@@ -111,7 +115,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
         "AmountChange", "CountChange", "Diff", "RateChange", "ScenarioResult", "StageChange",
         "StepChange", "WhatIf",
     ),
-    "dealengine.whatif.scenario": ("Scenario",),
+    "dealengine.whatif.scenario": ("RateOverride", "Scenario"),
     "dealengine.domain.replay": ("TimelineEntry",),
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
@@ -150,6 +154,7 @@ __all__ = [
     "Diff",
     "DomainEvent",
     "Engine",
+    "ExchangeRates",
     "Finding",
     "ForecastView",
     "FunnelBreakdown",
@@ -164,11 +169,13 @@ __all__ = [
     "Interactions",
     "InvalidDefinition",
     "InvalidEvent",
+    "KnownRate",
     "Lag",
     "Lead",
     "LeadEvent",
     "LeadKey",
     "LeadKeys",
+    "MissingRate",
     "Money",
     "Movement",
     "Moves",
@@ -179,6 +186,7 @@ __all__ = [
     "PipelineView",
     "Pipelines",
     "RateChange",
+    "RateOverride",
     "Recorded",
     "Rejected",
     "Scenario",

@@ -29,6 +29,7 @@ from dealengine.domain.personal import LeadKeys
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
+from dealengine.service.rates import ExchangeRateBook
 from dealengine.service.reports import Reports
 from dealengine.service.states import States
 from dealengine.settings import Settings
@@ -71,6 +72,7 @@ class Wiring:
     keys: ApiKeys
     commands: Commands
     integrity: Integrity
+    rates: ExchangeRateBook
 
 
 def bootstrap(
@@ -106,6 +108,7 @@ def bootstrap(
     lead_keys = lead_keys or StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
     states = States(store, evolve, lead_keys)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
+    rates = ExchangeRateBook(store, clock, key)
     return Wiring(
         tenant=asked.tenant,
         tenant_definitions=definitions_folder(asked),
@@ -118,7 +121,7 @@ def bootstrap(
         evolve=evolve,
         passes=passes,
         states=states,
-        reports=Reports(funnel, pipelines, passes, clock),
+        reports=Reports(funnel, pipelines, passes, clock, rates.rates),
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
         keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
@@ -126,6 +129,7 @@ def bootstrap(
             store, pipelines, evolve, states.load, states.which, clock, key, lead_keys
         ),
         integrity=Integrity(store, key, clock),
+        rates=rates,
     )
 
 

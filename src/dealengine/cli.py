@@ -493,6 +493,7 @@ def pipeline(
         emit_json(moved.model_dump(mode="json")) if fmt is Format.json else show_changes(
             out(), moved
         )
+        warn_missing_rates(moved.missing_rates)
     elif deals:
         times, defn = using_engine(
             lambda e: (
@@ -502,6 +503,7 @@ def pipeline(
         )
         # by stage in the pipeline's order (open stages, then won and lost), then by deal
         times.sort(key=lambda d: (defn.index.get(d.stage, len(defn.index)), d.deal_id))
+        warn_missing_rates(missing_of(times, defn))
         if fmt is Format.json:
             emit_json([d.model_dump(mode="json") for d in times])
         else:
@@ -555,6 +557,7 @@ def _emit(
             f"dealengine pipeline --pipeline {others[0][0]}"
         )
         return
+    warn_missing_rates(getattr(view, "missing_rates", []))
     if fmt is Format.json:
         data = view.model_dump(mode="json")
         if lag is not None:
@@ -708,7 +711,9 @@ def history(
     )  # fmt: skip
     for entry in entries:
         ev = entry.event
-        state = " ".join(str(v) for v in state_fields(entry.after).values())
+        after = state_fields(entry.after)
+        after.pop("currency_after", None)  # the table: on deal_opened's fields (as recorded)
+        state = " ".join(str(v) for v in after.values())
         kind = ev.event_type + (f" (voided by v{entry.voided_by})" if entry.voided_by else "")
         table.add_row(
             str(ev.originator_version), _time(ev.occurred_at), _time(ev.recorded_at), ev.actor,
@@ -1052,6 +1057,120 @@ def subscribers_replay(
     """Rewind a subscriber: it handles the events from position N again, and is unparked."""
     position = using_engine(lambda e: e.subscriptions.replay(name, from_))
     err().print(f"{name}: at {position.position}, the next event handled is after it")
+
+
+# --- exchange rates (docs/currencies.md) -----------------------------------------------------
+
+rates_app = typer.Typer(
+    help="Exchange rates: dated events, replayed by every view.", no_args_is_help=True,
+    rich_markup_mode=None,
+)  # fmt: skip
+app.add_typer(rates_app, name="rates")
+
+
+@rates_app.command("set", cls=Command)
+def rates_set(
+    from_currency: Annotated[str, typer.Argument(metavar="FROM", help="e.g. EUR")],
+    to_currency: Annotated[str, typer.Argument(metavar="TO", help="e.g. USD")],
+    rate: Annotated[str, typer.Argument(metavar="RATE", help="TO per one FROM, e.g. 1.10")],
+    effective_from: Annotated[
+        str, typer.Option("--from", metavar="DATE", help="in force from this day (UTC) on")
+    ],
+    source: Annotated[str, typer.Option(help="where the rate comes from")] = "cli",
+    actor: Annotated[str | None, typer.Option(help="who sets it (default: your user)")] = None,
+) -> None:
+    """Record a rate, in force from DATE until the pair's next one (the same again: nothing)."""
+    import getpass
+
+    who = actor or getpass.getuser()
+    recorded = using_engine(
+        lambda e: e.set_rate(
+            from_currency, to_currency, rate, effective_from, actor=who, source=source
+        )
+    )
+    _rates_recorded(recorded.events, 1)
+
+
+@rates_app.command("import", cls=Command)
+def rates_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="from,to,rate,effective_from")],
+    actor: Annotated[str | None, typer.Option(help="who records them (default: your user)")] = None,
+) -> None:
+    """Record every rate of a CSV file, all or none; those already recorded are left out."""
+    import getpass
+
+    who = actor or getpass.getuser()
+    recorded = using_engine(lambda e: e.import_rates(file, actor=who, source=file.name))
+    _rates_recorded(recorded.events, None)
+
+
+def _rates_recorded(events: list[Any], asked: int | None) -> None:
+    for ev in events:
+        err().print(
+            f"recorded {ev.originator_id} v{ev.originator_version}: {ev.from_currency} "
+            f"{ev.to_currency} {ev.rate} from {ev.effective_from} (id {ev.id})"
+        )
+    if not events:
+        err().print("recorded nothing: " + ("the rate is" if asked else "every rate was")
+                    + " already recorded")  # fmt: skip
+
+
+@rates_app.command("list", cls=Command)
+def rates_list(as_of: AsOfOption = None, fmt: FormatOption = Format.table) -> None:
+    """Every rate recorded (voided ones left out); --as-of: the one in force per pair then."""
+    found = using_engine(lambda e: e.rates(as_of=maybe_moment(as_of)))
+    rows = [
+        {"from": r.from_currency, "to": r.to_currency, "rate": str(r.rate),
+         "effective_from": r.effective_from.isoformat(), "recorded_at": r.recorded_at,
+         "actor": r.actor, "source": r.source, "id": r.id}
+        for r in found
+    ]  # fmt: skip
+    if fmt is Format.json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(*(k.replace("_", " ") for k in rows[0]) if rows else (), box=None)
+    for row in rows:
+        table.add_row(*row.values())
+    out().print(table if rows else "no exchange rates")
+
+
+@rates_app.command("void", cls=Command)
+def rates_void(
+    from_currency: Annotated[str, typer.Argument(metavar="FROM")],
+    to_currency: Annotated[str, typer.Argument(metavar="TO")],
+    event_id: Annotated[str, typer.Argument(metavar="EVENT", help="the rate's id (rates list)")],
+    reason: Annotated[str, typer.Option(help="why the rate is a mistake")],
+    actor: Annotated[str | None, typer.Option(help="who voids it (default: your user)")] = None,
+) -> None:
+    """Void a mistaken rate: a new exchange_rate_voided event; set the right one after it."""
+    import getpass
+
+    who = actor or getpass.getuser()
+    recorded = using_engine(
+        lambda e: e.void_rate(
+            from_currency, to_currency, event_id, reason=reason, actor=who, source="cli"
+        )
+    )
+    for ev in recorded.events:
+        err().print(f"recorded {ev.originator_id} v{ev.originator_version}: exchange_rate_voided")
+
+
+def missing_of(times: list[Any], definition: Any) -> list[Any]:
+    """The missing rates of `pipeline --deals`' unconverted deals."""
+    from dealengine.projections.pipeline import PipelineProjection
+
+    needs = ((t.currency, t.rate_day) for t in times if t.converted_amount is None)
+    return PipelineProjection(definition).missing_for(needs)
+
+
+def warn_missing_rates(missing: list[Any]) -> None:
+    """One warning line for the deals left unconverted: the first missing pair and day, and
+    how to add its rate."""
+    if missing:
+        more = f" (and {len(missing) - 1} more pair(s): see missing_rates)" if missing[1:] else ""
+        err().print(f"warning: {missing[0].advice()}{more}")
 
 
 # --- the host: API keys and the HTTP API -----------------------------------------------------

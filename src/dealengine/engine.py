@@ -8,7 +8,8 @@ the commands (service/commands.py); verify and seal to the store's integrity (au
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,12 @@ from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.personal import LeadKeys
+from dealengine.domain.rates import KnownRate, day_of
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
 from dealengine.projections.stream import StreamEvent
+from dealengine.service.rates import rate_line, read_rates_csv
 from dealengine.settings import Settings
 from dealengine.subscriptions.dispatch import Handler
 from dealengine.subscriptions.tables import Position
@@ -77,6 +80,7 @@ class Engine:
         self.subscriptions, self.keys = parts.subscriptions, parts.keys
         self.commands, self.integrity = parts.commands, parts.integrity
         self.evolve = parts.evolve  # evolve(state, event): a lead's or a deal's next state
+        self.exchange_rates = parts.rates  # record, void and read the exchange rates
 
     @classmethod
     def in_memory(cls, **kwargs: Any) -> Engine:
@@ -201,6 +205,41 @@ class Engine:
         """How the open pipeline moved between two dates (one pass: two as-of folds)."""
         return self.reports.pipeline_changes(start, end, pipeline_name=pipeline_name)
 
+    # --- exchange rates (dealengine.domain.rates, docs/currencies.md) -----------------------
+
+    def set_rate(
+        self, from_currency: str, to_currency: str, rate: Decimal | str,
+        effective_from: date | str, *, actor: str = "api", source: str = "api",
+    ) -> Recorded:  # fmt: skip
+        """Record that one `from_currency` is `rate` `to_currency` from `effective_from` (a
+        day, UTC) until the pair's next rate; the same rate recorded again stores nothing."""
+        values = {"from": from_currency, "to": to_currency, "rate": rate,
+                  "effective_from": effective_from}  # fmt: skip
+        line = rate_line(values, f"rate {from_currency} {to_currency}")
+        return self.exchange_rates.set([line], actor=actor, source=source)
+
+    def import_rates(self, path: Path, *, actor: str = "api", source: str = "api") -> Recorded:
+        """Record the rates of a CSV file (columns from,to,rate,effective_from), all or none;
+        the rates already recorded are left out."""
+        lines = read_rates_csv(path)
+        return self.exchange_rates.set(lines, actor=actor, source=source or str(path))
+
+    def void_rate(
+        self, from_currency: str, to_currency: str, event_id: str, *, reason: str,
+        actor: str = "api", source: str = "api",
+    ) -> Recorded:  # fmt: skip
+        """Void a mistaken rate (its event id) with an `exchange_rate_voided` event."""
+        pair = (from_currency.upper(), to_currency.upper())
+        return self.exchange_rates.void(pair, event_id, reason=reason, actor=actor, source=source)
+
+    def rates(self, *, as_of: date | datetime | None = None) -> list[KnownRate]:
+        """Every rate recorded and not voided, in recorded order; with `as_of`, the one in force
+        on that day for each pair."""
+        known = self.exchange_rates.rates()
+        if as_of is None:
+            return known.rates
+        return known.in_force(day_of(as_of) if isinstance(as_of, datetime) else as_of)
+
     # --- materialised views ----------------------------------------------------------------
 
     def view(self, name: ProjectionName) -> MaterialisedView:
@@ -215,8 +254,13 @@ class Engine:
     def live_pipeline(
         self, *, pipeline_name: str | None = None, catch_up: bool = True
     ) -> tuple[PipelineView, Lag]:
+        """Pipeline `name` from its materialised view; when it holds deals in other currencies
+        (converted deal by deal at the rates in force now), folded from the stream instead."""
         name = self.reports.projection(pipeline_name).definition.name
-        return self.live.pipeline(name, catch_up=catch_up)
+        view, lag = self.live.pipeline(name, catch_up=catch_up)
+        if view is None:
+            return self.reports.pipeline(pipeline_name=name), lag
+        return view, lag
 
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (see views/worker.py)."""

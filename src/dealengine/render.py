@@ -16,10 +16,12 @@ from rich.table import Table
 
 from dealengine.projections.funnel import FunnelBreakdown, FunnelView
 from dealengine.projections.pipeline import (
+    ClosedView,
     DealStageTimes,
     PipelineBreakdown,
     PipelineChanges,
     PipelineView,
+    StageView,
     money,
 )
 
@@ -85,17 +87,21 @@ def _grouped(title: str, steps: Iterable[object], groups: dict[str, FunnelBreakd
 
 def show_pipeline(out: Console, view: PipelineView) -> None:
     as_of = f" as of {view.as_of:%Y-%m-%d %H:%M}" if view.as_of else ""
+    # deals in other currencies: their original amounts, and those with no rate, per stage
+    mixed = any(set(s.amounts_by_currency) - {view.currency} for s in _all_stages(view))
+    extra = ("by currency", "unconverted") if mixed else ()
     table = _table(
         f"pipeline {view.name}{as_of}",
         "stage", "probability", "open deals", f"amount ({view.currency})", "weighted",
-        "median days in stage", "mean age (days)",
+        "median days in stage", "mean age (days)", *extra,
     )  # fmt: skip
     for s in view.stages:
         table.add_row(s.name, f"{s.probability:.0%}", str(s.open_deals), money(s.amount),
                       money(s.weighted_amount), days(s.median_days_in_stage),
-                      days(s.mean_age_days))  # fmt: skip
-    table.add_row("won", "", str(view.won.deals), money(view.won.amount), style="green")
-    table.add_row("lost", "", str(view.lost.deals), money(view.lost.amount), style="red")
+                      days(s.mean_age_days), *_by_currency(s, mixed))  # fmt: skip
+    for name, c, style in (("won", view.won, "green"), ("lost", view.lost, "red")):
+        table.add_row(name, "", str(c.deals), money(c.amount), "", "", "",
+                      *_by_currency(c, mixed), style=style)  # fmt: skip
     out.print(table)
     size = money(view.average_deal_size) if view.average_deal_size is not None else "-"
     velocity = money(view.velocity_per_day) if view.velocity_per_day is not None else "-"
@@ -127,6 +133,21 @@ def show_pipeline(out: Console, view: PipelineView) -> None:
     out.print(owners)
 
 
+def _all_stages(view: PipelineView) -> list[StageView | ClosedView]:
+    return [*view.stages, view.won, view.lost]
+
+
+def _by_currency(s: StageView | ClosedView, mixed: bool) -> tuple[str, ...]:
+    """A stage's original amounts and its unconverted ones, per currency (when mixed)."""
+    if not mixed:
+        return ()
+
+    def each(by: dict[str, Decimal]) -> str:
+        return ", ".join(f"{money(v)} {c}" for c, v in by.items()) or "-"
+
+    return each(s.amounts_by_currency), each(s.unconverted)
+
+
 def _owner_row(b: PipelineBreakdown) -> list[str]:
     return [
         str(sum(s.open_deals for s in b.stages)),
@@ -148,8 +169,13 @@ def show_changes(out: Console, w: PipelineChanges) -> None:
         ("amount up", w.amount_up, "+"), ("amount down", w.amount_down, "-"),
         ("won", w.won, "-"), ("lost", w.lost, "-"), ("open at end", w.open_at_end, "="),
     ]  # fmt: skip
+    if w.rate_effect.deals:  # deals in other currencies whose rate changed in the window
+        rows.insert(5, ("rate effect", w.rate_effect, "+" if w.rate_effect.amount >= 0 else ""))
     for label, m, sign in rows:
         table.add_row(label, str(m.deals), f"{sign}{money(m.amount)}")
+    if w.unconverted:
+        left = ", ".join(f"{money(v)} {c}" for c, v in w.unconverted.items())
+        table.add_row("unconverted (no rate)", "", left)
     table.add_row("advanced (count only)", str(w.advanced.deals), money(w.advanced.amount))
     table.add_row("moved back (count only)", str(w.moved_back.deals), money(w.moved_back.amount))
     out.print(table)
@@ -168,7 +194,11 @@ def show_stage_times(
             + (f" x{s.entries}" if s.entries > 1 else "")
             for s in d.by_stage
         )
-        table.add_row(d.deal_id, names.get(d.stage, d.stage), money(d.amount), stays)
+        amount = money(d.amount)
+        if d.currency != (defn.currency if defn else d.currency):  # converted, or no rate
+            shown = money(d.converted_amount) if d.converted_amount is not None else "no rate"
+            amount = f"{amount} {d.currency} ({shown})"
+        table.add_row(d.deal_id, names.get(d.stage, d.stage), amount, stays)
     out.print(table)
 
 

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from dealengine.domain.errors import DealEngineError
 from dealengine.domain.values import shifted
 from dealengine.projections.funnel import FunnelView
-from dealengine.projections.pipeline import PipelineBreakdown, PipelineChanges, PipelineView
+from dealengine.projections.pipeline import (
+    ClosedView,
+    PipelineBreakdown,
+    PipelineChanges,
+    PipelineView,
+    StageView,
+)
 from dealengine.render import has_deals
 
 if TYPE_CHECKING:
@@ -119,10 +125,15 @@ def _pipeline_section(view: PipelineView, w: PipelineChanges, *, single: bool) -
         f"{_days(cycle['won'].median_days)}, lost {_days(cycle['lost'].median_days)}; "
         f"velocity {money(view.velocity_per_day, cur)} a day</p>"
     )
+    missing = [*view.missing_rates, *(m for m in w.missing_rates if m not in view.missing_rates)]
+    warnings = "".join(
+        f"<p class='note' id='missing-rate{key}-{i}'>warning: {html.escape(m.advice())}</p>"
+        for i, m in enumerate(missing)
+    )
     parts = [
         f"<section id='pipeline-{html.escape(name)}'>",
         f"<h2>Pipeline {html.escape(name)} ({html.escape(cur)})</h2>",
-        summary,
+        summary + warnings,
         _chart(f"pipeline{key}", _pipeline_chart(view)),
         _pipeline_table(view, f"pipeline-table{key}"),
         "<h3>Forecast categories</h3>",
@@ -315,7 +326,17 @@ def _pipeline_table(view: PipelineView, table_id: str) -> str:
         ("won", "", f"{view.won.deals:,}", money(view.won.amount, cur), ""),
         ("lost", "", f"{view.lost.deals:,}", money(view.lost.amount, cur), ""),
     ]
-    return _table(table_id, ["stage", "probability", "deals", "amount", "weighted"], rows)
+    header = ["stage", "probability", "deals", "amount", "weighted"]
+    stages: list[StageView | ClosedView] = [*view.stages, view.won, view.lost]
+    if any(set(s.amounts_by_currency) - {cur} for s in stages):  # deals in other currencies
+        header += ["by currency (original)", "unconverted (no rate)"]
+        rows = [(*row, _by_currency(s.amounts_by_currency), _by_currency(s.unconverted))
+                for row, s in zip(rows, stages, strict=True)]  # fmt: skip
+    return _table(table_id, header, rows)
+
+
+def _by_currency(amounts: dict[str, Decimal]) -> str:
+    return ", ".join(money(v, c) for c, v in amounts.items()) or "-"
 
 
 def _owner_row(b: PipelineBreakdown, cur: str) -> list[str]:
@@ -360,6 +381,7 @@ def _waterfall_moves(w: PipelineChanges) -> list[tuple[str, Any, str, int]]:
         ("reopened", w.reopened, "relative", 1),
         ("amount up", w.amount_up, "relative", 1),
         ("amount down", w.amount_down, "relative", -1),
+        *([("rate effect", w.rate_effect, "relative", 1)] if w.rate_effect.deals else []),
         ("won", w.won, "relative", -1),
         ("lost", w.lost, "relative", -1),
         ("open at end", w.open_at_end, "total", 1),
@@ -381,4 +403,6 @@ def _waterfall_chart(w: PipelineChanges, currency: str) -> go.Figure:
 def _waterfall_table(w: PipelineChanges, currency: str, table_id: str) -> str:
     rows = [(label, f"{m.deals:,}", money(m.amount, currency)) for label, m, _, _ in
             _waterfall_moves(w)]  # fmt: skip
+    if w.unconverted:
+        rows.append(("unconverted (no rate)", "", _by_currency(w.unconverted)))
     return _table(table_id, ["", "deals", "amount"], rows)

@@ -56,6 +56,7 @@ HISTORY_COLUMNS = (
     "fields",
     "stage_after",
     "amount_after",
+    "currency_after",
     "status_after",
     "voided_by",
     "hash",
@@ -536,7 +537,8 @@ def _timeline(rows: list[dict[str, Any]], zone: tzinfo | None) -> str:
         }
         css = "void" if row["type"] == "event_voided" else "voided" if row["voided_by"] else ""
         note = f" (voided by v{row['voided_by']})" if row["voided_by"] else ""
-        after = " ".join(str(row[k]) for k in ("stage_after", "amount_after") if row.get(k))
+        shown = ("stage_after", "amount_after", "currency_after")
+        after = " ".join(str(row[k]) for k in shown if row.get(k))
         table = (
             "<table class='fields'>"
             + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"

@@ -15,9 +15,11 @@ from dealengine.domain.replay import State
 
 
 def state_fields(state: State) -> dict[str, Any]:
-    """The after-state columns of a timeline: a deal's stage and amount, a lead's status."""
+    """The after-state columns of a timeline: a deal's stage, amount and the amount's
+    currency (the deal's own, as recorded), a lead's status."""
     if isinstance(state, Deal):
-        return {"stage_after": state.stage, "amount_after": str(state.amount)}
+        return {"stage_after": state.stage, "amount_after": str(state.amount),
+                "currency_after": state.currency}  # fmt: skip
     if isinstance(state, Lead):
         return {"status_after": state.status}
     return {}

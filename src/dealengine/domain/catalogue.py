@@ -45,6 +45,7 @@ from dealengine.domain.events import (
     upcast,
 )
 from dealengine.domain.personal import PERSONAL
+from dealengine.domain.rates import RATE_EVENTS
 from dealengine.domain.values import Amount, Text, UtcDatetime
 
 DECLARED_MODULE = "dealengine.declared"  # the module part of a declared interaction's topic
@@ -69,13 +70,13 @@ Reading = tuple[str, Callable[[dict[str, Any]], dict[str, Any]] | None]
 """How a fold reads a stored topic: its event type, and its upcast (None: at version 1)."""
 
 
-# Events the engine records itself, beside the interactions: corrections and erasures.
-RECORDED_BY_THE_ENGINE: tuple[type[DomainEvent], ...] = (*VOID_EVENTS, LeadForgotten)
+# Events the engine records itself, beside the interactions: corrections, erasures, rates.
+RECORDED_BY_THE_ENGINE: tuple[type[DomainEvent], ...] = (*VOID_EVENTS, LeadForgotten, *RATE_EVENTS)
 
 
 class Interactions:
     """The interactions of one model, by name (`types`) and by stored topic (`by_topic`, the
-    corrections too). Immutable once made: share it between threads."""
+    corrections and the exchange rates too). Immutable once made: share it between threads."""
 
     def __init__(
         self, models: Iterable[type[DomainEvent]], sources: Mapping[str, str] | None = None
@@ -94,8 +95,10 @@ class Interactions:
         self.by_topic: Mapping[str, type[DomainEvent]] = {
             topic_of(model): model for model in (*types.values(), *RECORDED_BY_THE_ENGINE)
         }
-        self.reading: Mapping[str, Reading] = {
-            topic: (model.event_type, _upcast_of(model)) for topic, model in self.by_topic.items()
+        self.reading: Mapping[str, Reading] = {  # the folds never read a rate (domain/rates.py)
+            topic: (model.event_type, _upcast_of(model))
+            for topic, model in self.by_topic.items()
+            if model.aggregate != "rates"
         }
 
     def __getitem__(self, name: str) -> type[DomainEvent]:

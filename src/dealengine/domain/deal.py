@@ -236,13 +236,7 @@ def decide_opening(
         raise InvalidEvent(
             f"{cmd.event_type}: field 'pipeline': unknown pipeline {name!r} ({known})"
         )
-    defn = pipelines[name]
-    currency = fields.setdefault("currency", defn.currency)
-    if currency != defn.currency:
-        raise InvalidEvent(
-            f"{cmd.event_type}: field 'currency': {currency!r} is not "
-            f"the pipeline's currency {defn.currency}"
-        )
+    fields.setdefault("currency", pipelines[name].currency)  # any other: converted in views
     events: list[DomainEvent] = [
         build(DealOpened, ("deal", deal_id), 1, cmd, now, None, key, lead_id=lead_id, **fields)
     ]

@@ -23,7 +23,7 @@ from pydantic import (
 
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES
-from dealengine.domain.values import Days
+from dealengine.domain.values import Currency, Days, explain
 
 STAGE_EVENTS = (
     "discovery_completed",
@@ -85,7 +85,7 @@ class PipelineDefinition(Definition):
     """Stages in order, which are closed, their win probabilities, and which moves are allowed."""
 
     name: str
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: Currency
     initial_stage: str
     stages: list[Stage] = Field(min_length=2)
     events: dict[str, str]
@@ -253,7 +253,7 @@ def load(model: type[T], path: Path, context: dict[str, Any] | None = None) -> T
             where = ".".join(str(p) for p in (*err["loc"], cause.key))
             raise InvalidDefinition(str(path), where, cause.reason) from e
         key = ".".join(str(p) for p in err["loc"]) or "-"
-        raise InvalidDefinition(str(path), key, err["msg"]) from e
+        raise InvalidDefinition(str(path), key, explain(err)) from e
 
 
 def load_pipelines(path: Path | None = None) -> Pipelines:

@@ -54,7 +54,7 @@ def parse_moment(text: str) -> datetime:
     return check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-AggregateKind = Literal["lead", "deal"]
+AggregateKind = Literal["lead", "deal", "rates"]  # rates: domain/rates.py
 
 ENVELOPE_FIELDS = (
     "originator_id",

@@ -107,7 +107,45 @@ Amount = Annotated[
 """Money: 0 to 999,999,999,999,999.9999 (a billion deals of the largest amount still sum
 exactly in the default decimal context of 28 digits)."""
 
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# ISO 4217 currency codes by minor unit (decimal places), current and recently withdrawn ones
+# still found in records; the units without a minor unit (gold, XDR, XXX...) are left out.
+_CODES_BY_PLACES = {
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    2: "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN "
+    "BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP ERN ETB "
+    "EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IRR JMD KES KGS "
+    "KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV "
+    "MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG "
+    "SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD "
+    "USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG ZWL",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
+}
+MINOR_UNITS: dict[str, int] = {
+    code: places for places, codes in _CODES_BY_PLACES.items() for code in codes.split()
+}
+"""Each ISO 4217 currency's minor unit: the decimal places a converted amount is rounded to."""
+CURRENCY_PATTERN = "^(?:" + "|".join(sorted(MINOR_UNITS)) + ")$"
+_RULES[CURRENCY_PATTERN] = "not an ISO 4217 currency code (three capitals, e.g. EUR)"
+
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
+"""An ISO 4217 currency code that has a minor unit (`MINOR_UNITS`): EUR, USD, JPY, BHD..."""
+
+
+def minor_unit(currency: str) -> Decimal:
+    """The smallest amount of `currency`: Decimal("0.01") for EUR, Decimal("1") for JPY."""
+    return Decimal(1).scaleb(-MINOR_UNITS[currency])
+
+
+RATE_DIGITS = 12  # integer digits of an exchange rate
+RATE_PLACES = 10  # decimal places: enough for 1 / 10,000,000 of a high-unit currency
+
+Rate = Annotated[
+    Decimal, Field(gt=0, lt=Decimal(10**RATE_DIGITS), decimal_places=RATE_PLACES,
+                   allow_inf_nan=False),
+]  # fmt: skip
+"""An exchange rate: units of the target currency for one unit of the source currency,
+above 0, below 10**12, at most 10 decimal places."""
 
 # --- time ------------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, ClassVar, NamedTuple
@@ -22,6 +22,8 @@ from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
 from dealengine.domain.events import DEAL_EVENTS
+from dealengine.domain.rates import NO_RATES, ExchangeRates, day_of
+from dealengine.domain.values import MINOR_UNITS, minor_unit
 from dealengine.projections.stream import StreamEvent
 
 CENT = Decimal("0.01")
@@ -33,10 +35,38 @@ def money(value: Decimal) -> str:
     return str(value.quantize(CENT))
 
 
+ByCurrency = dict[str, Decimal]
+"""Original amounts by currency code (`amounts_by_currency`, `unconverted`): each shown to its
+currency's minor unit."""
+
+
 class Money(BaseModel):
     @field_serializer("*", when_used="json")
     def _money(self, value: object) -> object:
-        return money(value) if isinstance(value, Decimal) else value
+        if isinstance(value, Decimal):
+            return money(value)
+        if isinstance(value, dict) and value and isinstance(next(iter(value.values())), Decimal):
+            return {c: str(v.quantize(minor_unit(c))) if c in MINOR_UNITS else str(v)
+                    for c, v in value.items()}  # fmt: skip
+        return value
+
+
+class MissingRate(BaseModel):
+    """No rate from `from_currency` to the pipeline's currency in force on `on` (the earliest
+    day one is needed): `deals` deals are left unconverted."""
+
+    from_currency: str
+    to_currency: str
+    on: date
+    deals: int
+
+    def advice(self) -> str:
+        """The one warning line a command prints."""
+        return (
+            f"no exchange rate {self.from_currency}->{self.to_currency} in force on {self.on}: "
+            f"{self.deals} deal(s) left unconverted; add it with: dealengine rates set "
+            f"{self.from_currency} {self.to_currency} RATE --from {self.on}"
+        )
 
 
 class StageView(Money):
@@ -48,11 +78,15 @@ class StageView(Money):
     median_days_in_stage: float | None = None  # over the deals that entered and left it
     mean_days_in_stage: float | None = None
     mean_age_days: float | None = None  # of the open deals now in it, since they entered
+    amounts_by_currency: ByCurrency = {}  # every deal's original amount, by its currency
+    unconverted: ByCurrency = {}  # the deals with no rate: counted, never summed in `amount`
 
 
 class ClosedView(Money):
     deals: int
     amount: Decimal
+    amounts_by_currency: ByCurrency = {}
+    unconverted: ByCurrency = {}
 
 
 class CycleView(BaseModel):
@@ -96,6 +130,7 @@ class PipelineView(PipelineBreakdown):
     forecast_by_close_month: dict[str, ForecastView]  # open deals by expected close month
     stale: list[StaleDeal]
     by_owner: dict[str, PipelineBreakdown]
+    missing_rates: list[MissingRate] = []  # by pair: each an unconverted deal's missing rate
 
 
 class StageStay(BaseModel):
@@ -117,6 +152,9 @@ class DealStageTimes(Money):
     amount: Decimal
     stays: list[StageStay]
     by_stage: list[StageTime]
+    currency: str  # the deal's own (`amount` is in it)
+    converted_amount: Decimal | None  # in the pipeline's currency; None: no rate
+    rate_day: date | None = None  # the day whose rate converts it (another currency only)
 
 
 @dataclass(slots=True)
@@ -140,6 +178,7 @@ class DealFacts:
     stays: list[Stay] = field(default_factory=list, metadata={"of": Stay})
     closed_at: str | None = None
     lost_reason: str | None = None
+    currency: str | None = None  # the deal's, when not the pipeline's
 
     def copy(self) -> DealFacts:
         """A copy the fold can change without changing this one (the fold changes the stays)."""
@@ -163,7 +202,7 @@ class DealFacts:
         """Read back `dump`."""
         names, _, kinds = _shape(cls)
         loaded: list[Any] = [
-            [of(*x) for x in data[name]] if of else data[name]
+            [of(*x) for x in data[name]] if of else data.get(name)  # (a field added since)
             for name, of in zip(names, kinds, strict=True)
         ]
         return cls(*loaded)
@@ -193,9 +232,10 @@ class Derived(NamedTuple):
 
     stream: str
     facts: DealFacts
-    amount: Decimal
+    amount: Decimal  # in the pipeline's currency; 0 when unconverted
     spent: dict[str, float]  # stage -> days, over the stays the deal left
     age: float | None  # days in its current stage; None when closed
+    missing: date | None = None  # unconverted: the day no rate was in force on
 
 
 class PipelineProjection:
@@ -216,8 +256,10 @@ class PipelineProjection:
         *,
         default: bool = True,
         interactions: Interactions = BUILT_IN,
+        rates: ExchangeRates = NO_RATES,
     ) -> None:
         self.definition = definition
+        self.rates = rates  # what the reports convert deals in other currencies with
         self.default = default  # deals opened before pipelines existed belong to the default
         # what the pass hands this fold: every deal interaction of the model (each one is the
         # deal's latest activity; a declared one may move it: domain/catalogue.py)
@@ -245,10 +287,13 @@ class PipelineProjection:
             pipeline = data.get("pipeline")
             if pipeline != d.name and (pipeline is not None or not self.default):
                 return
-            view[stream] = DealFacts(
+            facts = view[stream] = DealFacts(
                 d.initial_stage, data["amount"], data["owner"], at, at,
                 data.get("expected_close_on"), [Stay(d.initial_stage, at)],
             )  # fmt: skip
+            currency = data.get("currency")
+            if currency is not None and currency != d.currency:
+                facts.currency = currency
             return
         deal = view.get(stream)
         if deal is None:
@@ -290,7 +335,8 @@ class PipelineProjection:
         won_amount = sum((x.amount for x in won), Decimal(0))
         lost_amount = sum((x.amount for x in lost), Decimal(0))
         cycle = {"won": _cycle(won), "lost": _cycle(lost)}
-        average = won_amount / len(won) if won else None
+        won_converted = sum(1 for x in won if x.missing is None)
+        average = won_amount / won_converted if won_converted else None
         open_deals = sum(s.open_deals for s in summary.stages)
         velocity = None
         if average is not None and summary.win_rate is not None and cycle["won"].mean_days:
@@ -317,6 +363,7 @@ class PipelineProjection:
             forecast_by_close_month=self._by_close_month(deals),
             stale=self._stale(deals, moment),
             by_owner={o: self._summarise(by_owner[o]) for o in sorted(by_owner)},
+            missing_rates=self.missing_rates(deals),
         )
 
     def derive(self, view: dict[str, DealFacts], moment: datetime) -> list[Derived]:
@@ -324,8 +371,9 @@ class PipelineProjection:
         return [self._derive(stream, facts, moment) for stream, facts in view.items()]
 
     def _derive(self, stream: str, facts: DealFacts, now: datetime) -> Derived:
-        """What the report needs of a deal, computed once: its amount, the days it spent in
-        each stage it left, and its age in its stage when it is open."""
+        """What the report needs of a deal, computed once: its amount in the pipeline's
+        currency, the days it spent in each stage it left, and its age in its stage when it is
+        open."""
         spent: dict[str, float] = {}
         for stay in facts.stays:
             if stay.left is not None:
@@ -334,12 +382,50 @@ class PipelineProjection:
         age = None
         if facts.stage not in self.closed:
             age = _days(_parse(facts.stays[-1].entered), now)
-        return Derived(stream, facts, Decimal(facts.amount), spent, age)
+        if facts.currency is None:
+            return Derived(stream, facts, Decimal(facts.amount), spent, age)
+        day = self.rate_day(facts, now)
+        amount = self.convert(facts, day)
+        if amount is None:
+            return Derived(stream, facts, Decimal(0), spent, age, day)
+        return Derived(stream, facts, amount, spent, age)
+
+    def rate_day(self, facts: DealFacts, now: datetime) -> date:
+        """The day whose rate converts a deal: its close date when it is closed, else the
+        day of `now` (the view's as-of time). The rule: docs/currencies.md."""
+        closed = facts.closed_at if facts.stage in self.closed else None
+        return day_of(closed or now)
+
+    def convert(self, facts: DealFacts, day: date) -> Decimal | None:
+        """The deal's amount in the pipeline's currency at the rate in force on `day`,
+        rounded half-even to its minor unit (None: no rate)."""
+        if facts.currency is None:
+            return Decimal(facts.amount)
+        pair = (facts.currency, self.definition.currency)
+        return self.rates.convert(Decimal(facts.amount), pair, day)
+
+    def missing_rates(self, deals: list[Derived]) -> list[MissingRate]:
+        """The rates the unconverted deals need, by pair, each from the earliest day needed."""
+        return self.missing_for((x.facts.currency or "", x.missing) for x in deals)
+
+    def missing_for(self, needs: Iterable[tuple[str, date | None]]) -> list[MissingRate]:
+        """The missing rates of (currency, day without a rate or None) pairs, by currency."""
+        needed: dict[str, list[date]] = defaultdict(list)
+        for currency, day in needs:
+            if day is not None:
+                needed[currency].append(day)
+        to = self.definition.currency
+        return [
+            MissingRate(from_currency=c, to_currency=to, on=min(days), deals=len(days))
+            for c, days in sorted(needed.items())
+        ]
 
     def stage_times(self, view: dict[str, DealFacts], now: datetime) -> list[DealStageTimes]:
         """For every deal: when it entered and left each stage; latest and cumulative days."""
         report = []
         for stream, facts in view.items():
+            day = self.rate_day(facts, now) if facts.currency is not None else None
+            converted = self.convert(facts, day) if day is not None else Decimal(facts.amount)
             stays = [_stay(s) for s in facts.stays]
             by_stage: dict[str, list[float]] = defaultdict(list)
             for stay in stays:
@@ -356,6 +442,9 @@ class PipelineProjection:
                         )
                         for s, t in by_stage.items()
                     ],
+                    currency=facts.currency or self.definition.currency,
+                    converted_amount=converted,
+                    rate_day=day,
                 )
             )
         return report
@@ -366,15 +455,34 @@ class PipelineProjection:
         total: dict[str, Decimal] = defaultdict(Decimal)
         ages: dict[str, list[float]] = defaultdict(list)
         done: dict[str, list[float]] = defaultdict(list)  # cumulative days of left stays
+        originals: dict[str, ByCurrency] = defaultdict(dict)
+        unconverted: dict[str, ByCurrency] = defaultdict(dict)
+        home = d.currency
         for x in deals:
             stage = x.facts.stage
             count[stage] += 1
             total[stage] += x.amount
+            currency = x.facts.currency or home
+            original = x.amount if x.facts.currency is None else Decimal(x.facts.amount)
+            by = originals[stage]
+            by[currency] = by.get(currency, Decimal(0)) + original
+            if x.missing is not None:
+                by = unconverted[stage]
+                by[currency] = by.get(currency, Decimal(0)) + original
             for left, days in x.spent.items():
                 done[left].append(days)
             if x.age is not None:
                 ages[stage].append(x.age)
         won, lost = count[d.won_stage], count[d.lost_stage]
+
+        def closed(stage: str) -> ClosedView:
+            return ClosedView(
+                deals=count[stage],
+                amount=total[stage],
+                amounts_by_currency=_sorted(originals[stage]),
+                unconverted=_sorted(unconverted[stage]),
+            )
+
         return PipelineBreakdown(
             stages=[
                 StageView(
@@ -386,11 +494,13 @@ class PipelineProjection:
                     median_days_in_stage=statistics.median(done[s]) if done[s] else None,
                     mean_days_in_stage=statistics.fmean(done[s]) if done[s] else None,
                     mean_age_days=statistics.fmean(ages[s]) if ages[s] else None,
+                    amounts_by_currency=_sorted(originals[s]),
+                    unconverted=_sorted(unconverted[s]),
                 )
                 for s in d.open_stages
             ],
-            won=ClosedView(deals=won, amount=total[d.won_stage]),
-            lost=ClosedView(deals=lost, amount=total[d.lost_stage]),
+            won=closed(d.won_stage),
+            lost=closed(d.lost_stage),
             win_rate=won / (won + lost) if won + lost else None,
         )
 
@@ -464,6 +574,10 @@ def _days(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() / DAY
 
 
+def _sorted(by: ByCurrency) -> ByCurrency:
+    return {c: by[c] for c in sorted(by)}
+
+
 def _ratio(part: Decimal, whole: Decimal) -> float | None:
     return float(part / whole) if whole else None
 
@@ -482,12 +596,16 @@ class Movement(Money):
 
 class PipelineChanges(Money):
     """How the open pipeline moved between two dates. The amounts add up:
-    open_at_start + new + reopened + amount_up - amount_down - won - lost = open_at_end.
+    open_at_start + new + reopened + amount_up - amount_down + rate_effect - won - lost
+    = open_at_end.
     `won` and `lost` are the amounts deals closed with; a deal open at the start and closed
     by the end puts its change from its start amount to its closing amount under amount_up
     or amount_down; a deal opened in between counts under `new` at its amount at the end (or
     at its close). `advanced` and `moved_back` count the deals open at both dates that changed
-    stage (at their end amount). The rule, with an example: docs/pipeline-changes.md.
+    stage (at their end amount). A deal in another currency is converted at the start at the
+    start's rate and at the end at the end's (or its close date's); `rate_effect` (signed) is
+    what the change of rate alone made of its start amount. The rules, with examples:
+    docs/pipeline-changes.md and docs/currencies.md.
     """
 
     start: datetime
@@ -502,25 +620,53 @@ class PipelineChanges(Money):
     open_at_end: Movement
     advanced: Movement
     moved_back: Movement
+    rate_effect: Movement = Movement()
+    unconverted: ByCurrency = {}  # deals with no rate at a needed date: left out of every line
+    missing_rates: list[MissingRate] = []
+
+
+MOVEMENTS = [n for n, f in PipelineChanges.model_fields.items() if f.annotation is Movement]
 
 
 def changes(
-    definition: PipelineDefinition,
+    pipeline: PipelineProjection,
     before: dict[str, DealFacts],
     after: dict[str, DealFacts],
     start: datetime,
     end: datetime,
 ) -> PipelineChanges:
-    d = definition
-    m = {name: Movement() for name in PipelineChanges.model_fields if name not in ("start", "end")}
+    d = pipeline.definition
+    m = {name: Movement() for name in MOVEMENTS}
+    unconverted: ByCurrency = {}
+    missing: list[Derived] = []
     for stream, now in after.items():
         then = before.get(stream)
         was_open = then is not None and not d.is_closed(then.stage)
         is_open = not d.is_closed(now.stage)
-        a = Decimal(then.amount) if then is not None else Decimal(0)
-        b = Decimal(now.amount)
+        if then is not None and not was_open and not is_open:
+            continue  # closed at both dates: not in the waterfall
+        # each end converted by the view's rule; the start amount also at the end's rate
+        end_day = pipeline.rate_day(now, end)
+        b = pipeline.convert(now, end_day)
+        a_then = a = Decimal(0)  # the start amount at the start's rate, and at the end's
+        if then is not None and was_open:
+            start_day = pipeline.rate_day(then, start)
+            at_start, at_end = pipeline.convert(then, start_day), pipeline.convert(then, end_day)
+            if at_start is None:
+                b, end_day = None, start_day
+            elif at_end is None:
+                b = None
+            else:
+                a_then, a = at_start, at_end
+        if b is None:
+            currency = now.currency or d.currency
+            unconverted[currency] = unconverted.get(currency, Decimal(0)) + Decimal(now.amount)
+            missing.append(Derived(stream, now, Decimal(0), {}, None, end_day))
+            continue
         if was_open:
-            m["open_at_start"].add(a)
+            m["open_at_start"].add(a_then)
+            if a != a_then:
+                m["rate_effect"].add(a - a_then)
         if is_open:
             m["open_at_end"].add(b)
         if then is None:
@@ -539,4 +685,7 @@ def changes(
             if now.stage != then.stage:
                 forward = d.index[now.stage] > d.index[then.stage]
                 m["advanced" if forward else "moved_back"].add(b)
-    return PipelineChanges(start=start, end=end, **m)
+    return PipelineChanges(
+        start=start, end=end, **m, unconverted=_sorted(unconverted),
+        missing_rates=pipeline.missing_rates(missing),
+    )  # fmt: skip

@@ -17,12 +17,16 @@ from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 import orjson
 
 from dealengine.domain.catalogue import BUILT_IN, Reading
+from dealengine.domain.chain import topic_of
+from dealengine.domain.rates import RATE_EVENTS
 from dealengine.store.recorders import Row
 
 V = TypeVar("V")
 
 Topics = Mapping[str, Reading]  # a model's stored topics: Interactions.reading
 VOIDED = "event_voided"
+# Exchange rates are read apart, up front (`Store.rate_events`): no fold sees them.
+RATE_TOPICS = frozenset(topic_of(cls) for cls in RATE_EVENTS)
 
 
 class StreamEvent(NamedTuple):
@@ -55,12 +59,23 @@ def event_types_of(fold: Fold[Any]) -> Collection[str] | None:
     return types
 
 
-def decode(rows: Iterable[Row], topics: Topics = BUILT_IN.reading) -> Iterator[StreamEvent]:
+def decode(
+    rows: Iterable[Row], topics: Topics = BUILT_IN.reading, *, rates_as: str | None = None
+) -> Iterator[StreamEvent]:
     """Stored rows as stream events: the JSON decoded (and upcast to its type's version), the
-    topic turned into the event type, by the model's `topics`."""
+    topic turned into the event type, by the model's `topics`. A rate's event is left out, or
+    with `rates_as`, yielded as that type, its data not read (for a reader that counts
+    positions)."""
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
-        event_type, upcast = topics.get(topic) or _unknown(position, stream, topic)
+        reading = topics.get(topic)
+        if reading is None:
+            if topic not in RATE_TOPICS:
+                _unknown(position, stream, topic)
+            if rates_as is not None:
+                yield new(StreamEvent, (position, stream, rates_as, {}))
+            continue
+        event_type, upcast = reading
         data = loads(state) if upcast is None else upcast(loads(state))
         yield new(StreamEvent, (position, stream, event_type, data))
 
@@ -130,6 +145,7 @@ def fold_rows(
             if types is None or event_type in types
         ]
         table[topic] = (event_type, [] if skip_ids and event_type == VOIDED else pairs, upcast)
+    table.update((topic, ("", [], None)) for topic in RATE_TOPICS)
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
         entry = table.get(topic)

@@ -16,6 +16,7 @@ from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import format_time
 from dealengine.domain.personal import personal_fields
+from dealengine.domain.rates import NO_RATES, ExchangeRates
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.passes import StreamPasses
 from dealengine.projections.pipeline import (
@@ -51,11 +52,13 @@ class Reports:
         pipelines: Pipelines,
         passes: StreamPasses,
         clock: Callable[[], datetime],
+        rates: Callable[[], ExchangeRates] = lambda: NO_RATES,
     ) -> None:
         self.funnel_definition = funnel
         self.pipelines = pipelines
         self.passes = passes
         self.clock = clock
+        self.rates = rates  # the exchange rates known now (service/rates.py)
 
     @collector_paused()
     def views(
@@ -70,6 +73,7 @@ class Reports:
         funnel = self.funnel_projection(self.funnel_definition)
         pipeline = self.projection(pipeline_name)
         totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
+        pipeline = self.converting(pipeline)
         return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
 
     @collector_paused()  # see views()
@@ -82,14 +86,16 @@ class Reports:
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> PipelineView:
         pipeline = self.projection(pipeline_name)
-        return pipeline.report(self.passes.fold([pipeline], as_of)[0], as_of, self.clock())
+        state = self.passes.fold([pipeline], as_of)[0]
+        return self.converting(pipeline).report(state, as_of, self.clock())
 
     @collector_paused()  # see views()
     def stage_times(
         self, *, as_of: datetime | None = None, pipeline_name: str | None = None
     ) -> list[DealStageTimes]:
         pipeline = self.projection(pipeline_name)
-        return pipeline.stage_times(self.passes.fold([pipeline], as_of)[0], as_of or self.clock())
+        state = self.passes.fold([pipeline], as_of)[0]
+        return self.converting(pipeline).stage_times(state, as_of or self.clock())
 
     @collector_paused()  # see views()
     def pipeline_changes(
@@ -109,7 +115,7 @@ class Reports:
                 pipeline.apply(after, event)
                 if at < first:
                     pipeline.apply(before, event)
-        return changes(pipeline.definition, before, after, start, end)
+        return changes(self.converting(pipeline), before, after, start, end)
 
     def projection(self, name: str | None) -> PipelineProjection:
         """The fold of pipeline `name` (None: the default one)."""
@@ -128,6 +134,12 @@ class Reports:
     ) -> FunnelProjection:
         """The fold of this funnel over the store's interactions (of partition `part`)."""
         return FunnelProjection(definition, part, self.passes.store.interactions)
+
+    def converting(self, pipeline: PipelineProjection) -> PipelineProjection:
+        """`pipeline` with the exchange rates known now, read after its pass (the fold needs
+        none: only its reports convert)."""
+        pipeline.rates = self.rates()
+        return pipeline
 
     def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
         """The funnel definition with this call's options (None: the definition's own)."""

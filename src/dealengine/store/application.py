@@ -273,6 +273,11 @@ class Store:
         with translated("reading the voided events"):
             return self.recorder.voided_ids(stop)
 
+    def rate_rows(self, stop: int | None = None) -> list[Row]:
+        """The exchange rates' events, up to position `stop`, in recorded order."""
+        with translated("reading the exchange rates"):
+            return self.recorder.rate_rows(stop)
+
     def by_stream(self) -> Iterator[StreamRow]:
         """Every stored row, by stream then version, streamed: (id, version, topic, state, pos)."""
         with translated("reading every stream"):

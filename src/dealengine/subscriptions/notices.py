@@ -48,7 +48,7 @@ class Notice(BaseModel):
     position: int  # the event's notification id: the order it was recorded in
     event_id: str
     event_type: str
-    aggregate: str  # "lead" or "deal"
+    aggregate: str  # "lead", "deal" or "rates" (an exchange rate: domain/rates.py)
     aggregate_id: str
     version: int
     occurred_at: str

@@ -92,8 +92,12 @@ def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) ->
 
 
 def pipeline_counters(fold: PipelineProjection, deal: DealFacts) -> dict[Key, Amounts]:
-    """The counters a deal adds to its pipeline: by stage, owner, forecast, close month."""
+    """The counters a deal adds to its pipeline: by stage, owner, forecast, close month. A deal
+    in another currency adds only its count under `foreign`: its amount in the pipeline's
+    currency depends on the rate in force when the view is read, so no counter can hold it."""
     d = fold.definition
+    if deal.currency is not None:
+        return {("foreign", deal.currency): (1, ZERO, ZERO)}
     amount = Decimal(deal.amount)
     one: Amounts = (1, amount, amount * Decimal(str(d.probability[deal.stage])))
     counters: dict[Key, Amounts] = {
@@ -110,8 +114,11 @@ def pipeline_counters(fold: PipelineProjection, deal: DealFacts) -> dict[Key, Am
 
 def pipeline_from_counters(
     fold: PipelineProjection, counters: Mapping[Key, Amounts]
-) -> PipelineView:
-    """The pipeline view from summed counters (what sums; no days in stage, cycle or ages)."""
+) -> PipelineView | None:
+    """The pipeline view from summed counters (what sums; no days in stage, cycle or ages);
+    None when it holds deals in other currencies (they are converted from the stream)."""
+    if any(key[0] == "foreign" and value[0] for key, value in counters.items()):
+        return None
     d = fold.definition
     none: Amounts = (0, ZERO, ZERO)
     owners: dict[str, dict[str, Amounts]] = defaultdict(dict)
@@ -125,6 +132,9 @@ def pipeline_from_counters(
         elif key[0] == "lost_reason" and value[0]:
             reasons[key[1]] = value[0]
 
+    def _in_home(value: Amounts) -> dict[str, Decimal]:
+        return {d.currency: value[1]} if value[0] else {}  # every deal is in it
+
     def summary(by_stage: Mapping[str, Amounts]) -> PipelineBreakdown:
         won, lost = by_stage.get(d.won_stage, none), by_stage.get(d.lost_stage, none)
         stages = [by_stage.get(s, none) for s in d.open_stages]
@@ -136,11 +146,12 @@ def pipeline_from_counters(
                     open_deals=v[0],
                     amount=v[1],
                     weighted_amount=v[2],
+                    amounts_by_currency=_in_home(v),
                 )
                 for s, v in zip(d.open_stages, stages, strict=True)
             ],
-            won=ClosedView(deals=won[0], amount=won[1]),
-            lost=ClosedView(deals=lost[0], amount=lost[1]),
+            won=ClosedView(deals=won[0], amount=won[1], amounts_by_currency=_in_home(won)),
+            lost=ClosedView(deals=lost[0], amount=lost[1], amounts_by_currency=_in_home(lost)),
             win_rate=won[0] / (won[0] + lost[0]) if won[0] + lost[0] else None,
         )
 

@@ -92,13 +92,14 @@ class LiveViews:
         funnel, lag = view.read()
         return cast(FunnelView, funnel), lag
 
-    def pipeline(self, name: str, *, catch_up: bool = True) -> tuple[PipelineView, Lag]:
-        """Pipeline `name` from the materialised view."""
+    def pipeline(self, name: str, *, catch_up: bool = True) -> tuple[PipelineView | None, Lag]:
+        """Pipeline `name` from the materialised view (None: it holds deals in other
+        currencies, which no counter can convert: `Engine.live_pipeline` folds them)."""
         view = self.view("pipeline")
         if catch_up:
             self.catch_up(view)
         pipelines, lag = view.read()
-        return cast(dict[str, PipelineView], pipelines)[name], lag
+        return cast(dict[str, PipelineView | None], pipelines)[name], lag
 
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (views/worker.py)."""

@@ -43,6 +43,7 @@ ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
 BATCH = 5000  # events per transaction (Settings.view_batch)
 SEP = "\x1f"
+RATE = "exchange_rate"  # an exchange rate's event: counted as read, never applied
 
 
 class OutOfDate(DealEngineError):
@@ -191,7 +192,7 @@ class PipelineAdapter:
 
     def read(
         self, rows: Iterable[tuple[str, int, str | None, str | None]]
-    ) -> dict[str, PipelineView]:
+    ) -> dict[str, PipelineView | None]:
         by_pipeline: dict[str, dict[Key, Amounts]] = {name: {} for name in self.folds}
         for key, n, amount, weighted in rows:
             pipeline, *rest = key.split(SEP)
@@ -323,7 +324,8 @@ class MaterialisedView:
         out the events voided in `skip`; a void of anything else raises NewCorrection."""
         start = self.tables.position(view)
         applied = 0
-        events = _marked(decode(self.source.stream(start), self.source.interactions.reading), skip)
+        reading = self.source.interactions.reading
+        events = _marked(decode(self.source.stream(start), reading, rates_as=RATE), skip)
         while not stop() and (chunk := list(islice(events, self.batch))):
             began = time.perf_counter()
             kept = [event for event, keep in chunk if keep]
@@ -351,7 +353,9 @@ class MaterialisedView:
 def _marked(events: Iterator[StreamEvent], skip: set[str]) -> Iterator[tuple[StreamEvent, bool]]:
     """Each event, and whether the view applies it (not voided, not a void already applied)."""
     for event in events:
-        if event.type == VOIDED:
+        if event.type == RATE:
+            yield event, False  # read apart by the reports (domain/rates.py)
+        elif event.type == VOIDED:
             if event.data["voided_event_id"] not in skip:
                 raise NewCorrection(event.data["voided_event_id"])
             yield event, False

@@ -37,6 +37,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from, parse_line
+from dealengine.domain.rates import KnownRate
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
 
@@ -53,6 +54,8 @@ class RecordedHistory(Protocol):
     def lead(self, lead_id: str) -> Lead: ...
 
     def deal(self, deal_id: str) -> Deal: ...
+
+    def rates(self) -> list[KnownRate]: ...
 
 
 State = Lead | Deal | None

@@ -21,6 +21,7 @@ import orjson
 
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import format_time
+from dealengine.domain.rates import ExchangeRates, KnownRate
 from dealengine.projections.funnel import (
     UNKNOWN,
     FunnelProjection,
@@ -31,7 +32,7 @@ from dealengine.projections.funnel import (
 from dealengine.projections.pipeline import Derived, PipelineProjection, PipelineView
 from dealengine.projections.stream import FoldPass, collector_paused
 from dealengine.store.recorders import Partition
-from dealengine.whatif.hypothetical import RecordedHistory, hypothetical_events
+from dealengine.whatif.hypothetical import ACTOR, RecordedHistory, hypothetical_events
 from dealengine.whatif.lanes import Lane, Piece, PipelineState, ScenarioLane
 from dealengine.whatif.lawful import FirstKept, may_break_rules
 from dealengine.whatif.result import RuleBreaks, ScenarioResult, Views, WhatIf, diff
@@ -208,6 +209,7 @@ def run_what_if(
         return plain[bound]
 
     baseline = engine.pipelines[view]
+    recorded = ExchangeRates(engine.rates())
     interactions = engine.interactions
     jobs = [
         Job(
@@ -216,7 +218,10 @@ def run_what_if(
             plain_lane(as_of),
             FunnelProjection(engine.funnel_definition, None, interactions),
             PipelineProjection(
-                baseline, default=baseline is engine.pipelines.default, interactions=interactions
+                baseline,
+                default=baseline is engine.pipelines.default,
+                interactions=interactions,
+                rates=recorded,
             ),
             as_of,
         )
@@ -245,7 +250,12 @@ def run_what_if(
                 plan,
                 lane,
                 FunnelProjection(plan.funnel, None, interactions),
-                PipelineProjection(definition, default=default, interactions=interactions),
+                PipelineProjection(
+                    definition,
+                    default=default,
+                    interactions=interactions,
+                    rates=_rates(plan, recorded),
+                ),
                 plan.as_of,
             )
         )
@@ -376,7 +386,24 @@ def _derived(
 
 
 def _derived_key(job: Job, now: datetime) -> Hashable:
-    return (id(job.lane), job.pipeline_key, job.as_of or now)
+    return (id(job.lane), job.pipeline_key, job.as_of or now, _conversion_key(job))
+
+
+def _conversion_key(job: Job) -> Hashable:
+    """What converting a deal reads beside its facts: the pipeline's currency and the rates."""
+    return job.pipeline.definition.currency, tuple(job.pipeline.rates.rates)
+
+
+def _rates(plan: Resolved, known: ExchangeRates) -> ExchangeRates:
+    """The rates a scenario converts with: the recorded ones, its `rates` replacing their
+    pairs'."""
+    if not plan.scenario.rates:
+        return known
+    return known.overridden(
+        KnownRate(*(r.from_currency, r.to_currency, r.rate, r.effective_from),
+                  f"{plan.name}-{i}", "", ACTOR, plan.source)
+        for i, r in enumerate(plan.scenario.rates)
+    )  # fmt: skip
 
 
 def _fold_part(
@@ -478,5 +505,5 @@ def _pipeline_report_key(job: Job) -> Hashable:
     at = format_time(job.as_of) if job.as_of else None
     return (
         "pipeline", id(job.lane), job.pipeline_key, job.pipeline.definition.model_dump_json(),
-        selection, job.funnel_key if selection else None, at,
+        selection, job.funnel_key if selection else None, at, _conversion_key(job),
     )  # fmt: skip

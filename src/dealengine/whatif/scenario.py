@@ -38,7 +38,8 @@ from dealengine.domain.definitions import (
 )
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import format_time, parse_moment
-from dealengine.domain.values import Days, SignedDays, UtcDatetime
+from dealengine.domain.rates import ExchangeRate
+from dealengine.domain.values import Currency, Days, SignedDays, UtcDatetime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,6 +127,18 @@ class Transform(Definition):
         return self
 
 
+class RateOverride(ExchangeRate):
+    """An exchange rate the scenario uses instead of the recorded ones of its pair (every rate
+    of the pair is replaced by the scenario's: domain/rates.py `ExchangeRates.overridden`);
+    the rules of any rate, its currencies named `from` and `to`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_currency: Currency = Field(alias="from")
+    to_currency: Currency = Field(alias="to")
+    effective_from: date = date(1, 1, 1)  # default: in force on every day
+
+
 class Scenario(Definition):
     """One what-if scenario (a TOML file in projections/scenarios/, or built in Python)."""
 
@@ -148,6 +161,8 @@ class Scenario(Definition):
     transform: Transform = Transform()
     events: list[dict[str, Any]] = Field(default_factory=list)
     """Hypothetical events, inline: the JSONL ingest format as TOML tables."""
+    rates: list[RateOverride] = Field(default_factory=list)
+    """Exchange rates used instead of the recorded ones of their pairs (`[[rates]]`)."""
 
 
 def load_scenario(path: Path, context: dict[str, Any] | None = None) -> Scenario:
