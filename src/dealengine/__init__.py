@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from dealengine.domain.events import DomainEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
+    from dealengine.domain.model import SalesModel, load_model
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
@@ -88,6 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DomainEvent",),
+    "dealengine.domain.model": ("SalesModel", "load_model"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -169,6 +171,7 @@ __all__ = [
     "RateChange",
     "Recorded",
     "Rejected",
+    "SalesModel",
     "Scenario",
     "ScenarioResult",
     "Seal",
@@ -191,5 +194,6 @@ __all__ = [
     "WhatIf",
     "ingest_jsonl",
     "load_funnel",
+    "load_model",
     "load_pipelines",
 ]

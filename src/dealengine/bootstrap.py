@@ -15,14 +15,9 @@ from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
 from dealengine.domain.decider import Evolvers, evolver
-from dealengine.domain.definitions import (
-    FunnelDefinition,
-    PipelineDefinition,
-    Pipelines,
-    load_funnel,
-    load_pipelines,
-)
+from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.model import SalesModel, load_model
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
@@ -50,6 +45,7 @@ def utc_now() -> datetime:
 class Wiring:
     settings: Settings
     store: Store
+    model: SalesModel
     pipelines: Pipelines
     funnel: FunnelDefinition
     clock: Clock
@@ -69,15 +65,18 @@ def bootstrap(
     *,
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
+    definitions: Path | None = None,
     clock: Clock = utc_now,
 ) -> Wiring:
-    """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions)."""
+    """Everything an Engine works with, for these settings and definitions: the models given,
+    else those of the `definitions` folder, else of the settings' folder, else the shipped
+    ones."""
     settings = settings or Settings()
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = pipeline or load_pipelines()
-    funnel = funnel or load_funnel()
+    folder = definitions or settings.definitions
+    model = _model(pipeline, funnel, folder)
+    pipelines, funnel = model.pipelines, model.funnel
     store = Store(settings)
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
@@ -86,6 +85,7 @@ def bootstrap(
     return Wiring(
         settings=settings,
         store=store,
+        model=model,
         pipelines=pipelines,
         funnel=funnel,
         clock=clock,
@@ -94,11 +94,23 @@ def bootstrap(
         states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
-        subscriptions=_subscriptions(settings, store, states, evolve, funnel),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel, folder),
         keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
     )
+
+
+def _model(
+    pipelines: Pipelines | None, funnel: FunnelDefinition | None, folder: Path | None
+) -> SalesModel:
+    """The models given, the folder's for the ones not given."""
+    if pipelines is not None and funnel is not None:
+        return SalesModel(pipelines, funnel)
+    loaded = load_model(folder)
+    if pipelines is None and funnel is None:
+        return loaded
+    return SalesModel(pipelines or loaded.pipelines, funnel or loaded.funnel)
 
 
 def _child_stores(settings: Settings) -> Callable[[], Store] | None:
@@ -149,7 +161,12 @@ def _live_views(
 
 
 def _subscriptions(
-    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition
+    settings: Settings,
+    store: Store,
+    states: States,
+    evolve: Evolvers,
+    funnel: FunnelDefinition,
+    folder: Path | None,
 ) -> Subscriptions:
     """Subscribers' positions in the store's own database; one owner per subscriber: an
     advisory lock on PostgreSQL, a file lock beside a SQLite file."""
@@ -165,7 +182,8 @@ def _subscriptions(
     subscriptions = Subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
+    beside = folder / "webhooks.toml" if folder is not None else None  # the model's own
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else None
+        Path(settings.webhooks) if settings.webhooks else beside
     ).webhooks
     return subscriptions

@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from dealengine.ingest.jsonl import IngestReport
     from dealengine.projections.funnel import FunnelView
     from dealengine.projections.pipeline import PipelineView
+    from dealengine.settings import Settings
     from dealengine.views.materialised import Lag, ProjectionName
 
 FunnelMode = Literal["reached", "ordered", "strict"]
-GLOBAL_OPTIONS = ("--log-format", "--log-level")
+GLOBAL_OPTIONS = ("--log-format", "--log-level", "--definitions")
 
 
 def _plain_help(params: list[Any], ctx: Any) -> list[Any]:
@@ -168,6 +169,13 @@ def main_options(
     log_level: Annotated[
         str, typer.Option(metavar="debug|info|warning|error", help="after the command too")
     ] = "warning",
+    definitions: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="the model folder (dealengine init DIR); default: DEALENGINE_DEFINITIONS",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
@@ -176,11 +184,31 @@ def main_options(
     """An event-sourced engine for sales funnels and deal pipelines.
 
     The store is a SQLite file (DEALENGINE_DB, default in your data directory), or PostgreSQL
-    when DEALENGINE_DATABASE_URL=postgresql://... is set.
+    when DEALENGINE_DATABASE_URL=postgresql://... is set. The definitions are the shipped
+    ones, or the model folder of --definitions or DEALENGINE_DEFINITIONS.
     """
     from dealengine.logs import configure
 
     configure(log_format, log_level)
+    _chosen.definitions = definitions
+
+
+class _Chosen:
+    """What the global options choose beside the environment's settings."""
+
+    definitions: Path | None = None
+
+
+_chosen = _Chosen()
+
+
+def settings(**overrides: Any) -> Settings:
+    """The environment's settings, with --definitions if given."""
+    from dealengine.settings import Settings
+
+    if _chosen.definitions is not None:
+        overrides.setdefault("definitions", _chosen.definitions)
+    return Settings(**overrides)
 
 
 def using_engine(action: Callable[[Engine], R]) -> R:
@@ -188,9 +216,8 @@ def using_engine(action: Callable[[Engine], R]) -> R:
 
     def act() -> R:
         from dealengine.engine import Engine
-        from dealengine.settings import Settings
 
-        with Engine(Settings()) as e:
+        with Engine(settings()) as e:
             return action(e)
 
     return run(act)
@@ -353,9 +380,22 @@ def _interrupted(file: Path, report: IngestReport) -> None:
 
 
 @_command()
+def init(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="a new or empty folder")],
+) -> None:
+    """Write a working copy of the shipped definitions into DIR (pipeline.toml, funnel.toml,
+    interactions.toml, scenarios/, mappings/), to edit and use with --definitions DIR."""
+    from dealengine.domain.model import init_model_folder
+
+    written = run(lambda: init_model_folder(folder))
+    for path in written:
+        out().print(str(path))
+    err().print(f"use it: dealengine --definitions {folder} ... or DEALENGINE_DEFINITIONS={folder}")
+
+
+@_command()
 def info(fmt: FormatOption = Format.table) -> None:
     """The store in use, the definitions in use (folder and digests), and how many events."""
-    from dealengine.domain.definitions import definitions_dir
     from dealengine.store.application import store_name
     from dealengine.views.materialised import digest
 
@@ -363,7 +403,8 @@ def info(fmt: FormatOption = Format.table) -> None:
         return {
             "store": store_name(e.settings),
             "backend": "postgresql" if e.settings.database_url else "sqlite",
-            "definitions": str(definitions_dir()),
+            "definitions": e.model.source,
+            "model_digest": e.model.digest,
             "funnel_digest": digest(e.funnel_definition),
             "pipelines_digest": digest(e.pipelines),
             "pipelines": list(e.pipelines.by_name),
@@ -920,9 +961,8 @@ def whatif(
 
     def act() -> WhatIf:
         from dealengine.engine import Engine
-        from dealengine.settings import Settings
 
-        with Engine(Settings(read_only=True)) as e:
+        with Engine(settings(read_only=True)) as e:
             return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
 
     result = run(act)

@@ -24,6 +24,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
+from dealengine.domain.model import SalesModel
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
@@ -45,10 +46,17 @@ class Engine:
         *,
         pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
+        definitions: Path | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        parts = bootstrap(settings, pipeline=pipeline, funnel=funnel, clock=clock)
+        """On the store of `settings` (default: the environment's), under the model of the
+        `definitions` folder (default: the settings', else the shipped one); `pipeline` and
+        `funnel` given as loaded models replace the folder's."""
+        parts = bootstrap(
+            settings, pipeline=pipeline, funnel=funnel, definitions=definitions, clock=clock
+        )
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
+        self.model: SalesModel = parts.model  # the definitions in force and their digest
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
