@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from dealengine.domain.events import DomainEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
-    from dealengine.domain.model import SalesModel, load_model
+    from dealengine.domain.model import ModelChange, SalesModel, load_model
     from dealengine.domain.replay import TimelineEntry
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
@@ -89,7 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DomainEvent",),
-    "dealengine.domain.model": ("SalesModel", "load_model"),
+    "dealengine.domain.model": ("ModelChange", "SalesModel", "load_model"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -159,6 +159,7 @@ __all__ = [
     "InvalidEvent",
     "Lag",
     "Lead",
+    "ModelChange",
     "Money",
     "Movement",
     "Moves",

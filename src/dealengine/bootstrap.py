@@ -78,6 +78,7 @@ def bootstrap(
     model = _model(pipeline, funnel, folder)
     pipelines, funnel = model.pipelines, model.funnel
     store = Store(settings)
+    store.recorder.model = (model.digest, model.content)  # recorded with each write
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
     states = States(store, evolve)

@@ -400,11 +400,14 @@ def info(fmt: FormatOption = Format.table) -> None:
     from dealengine.views.materialised import digest
 
     def act(e: Engine) -> dict[str, Any]:
+        changes = e.model_changes()
         return {
             "store": store_name(e.settings),
             "backend": "postgresql" if e.settings.database_url else "sqlite",
             "definitions": e.model.source,
             "model_digest": e.model.digest,
+            "models_recorded": len({c.digest for c in changes}),
+            "last_recorded_model": changes[-1].digest if changes else None,
             "funnel_digest": digest(e.funnel_definition),
             "pipelines_digest": digest(e.pipelines),
             "pipelines": list(e.pipelines.by_name),

@@ -24,7 +24,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
-from dealengine.domain.model import SalesModel
+from dealengine.domain.model import ModelChange, SalesModel
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import DealStageTimes, PipelineChanges, PipelineView
@@ -252,6 +252,15 @@ class Engine:
         per-stream manifest there. A seal of a store found intact is appended to the seal
         log (`report.seals`: its number; 0 when it was not)."""
         return self.integrity.seal(manifest=manifest, progress=progress)
+
+    def model_changes(self) -> list[ModelChange]:
+        """Which model (its digest) the stored events were decided under, from which position
+        on; [] for a store written before models were recorded."""
+        return self.store.model_changes()
+
+    def recorded_model(self, digest: str) -> bytes | None:
+        """The canonical content (JSON) of a model the store recorded: the rules in force."""
+        return self.store.model_content(digest)
 
     # --- what-if ---------------------------------------------------------------------------
 

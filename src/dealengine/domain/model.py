@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -74,6 +75,15 @@ class SalesModel:
     def source(self) -> str:
         """Where the definitions come from, as an error message names it."""
         return str(self.folder) if self.folder is not None else "given to the Engine"
+
+
+class ModelChange(NamedTuple):
+    """From the event at `position` on (up to the next change), writes were decided under the
+    model `digest`, first used at `first_used_at`."""
+
+    position: int
+    digest: str
+    first_used_at: str
 
 
 def load_model(folder: Path | None = None) -> SalesModel:

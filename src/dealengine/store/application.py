@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from dealengine.domain.errors import DealEngineError, StoreError
+from dealengine.domain.model import ModelChange
 from dealengine.settings import Settings, default_db
 from dealengine.store.errors import streams_named, translated
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
@@ -274,6 +275,16 @@ class Store:
         """Every stored row, by stream then version, streamed: (id, version, topic, state, pos)."""
         with translated("reading every stream"):
             yield from self.recorder.by_stream()
+
+    def model_changes(self) -> list[ModelChange]:
+        """Where the model the writes were decided under changed (dealengine.domain.model)."""
+        with translated("reading the models recorded"):
+            return [ModelChange(*row) for row in self.recorder.model_changes()]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """The canonical content of a model recorded in the store (None: not recorded)."""
+        with translated("reading a model recorded"):
+            return self.recorder.model_content(digest)
 
     def count(self) -> int:
         with translated("counting the events"):

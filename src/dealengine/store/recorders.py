@@ -9,11 +9,18 @@ order, then version) through a streaming cursor, for verification in constant me
 partial index holds only the `event_voided` rows, so `voided_ids()` is one small indexed read.
 The seal log (`dealengine seal`, dealengine.audit.verify) is a table of its own beside the
 events: `dealengine_seals` (number, sealed_at, seal, prev, digest), appended to, never updated.
+
+The model each write was decided under (dealengine.domain.model): `dealengine_models` holds
+each model once (digest, its canonical content, first_used_at) and `dealengine_model_changes`
+one row (position, digest) wherever the model changes: the event at that position and every
+later one up to the next row were written under it. Both are written in the events' own
+transaction, under their write lock, so the rows are exact however many processes write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,7 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
-from dealengine.domain.events import VOID_EVENTS
+from dealengine.domain.events import TIME_FORMAT, VOID_EVENTS
 
 Row = tuple[int, str, str, bytes]
 Partition = tuple[int, int]  # (i, n): partition i of n
@@ -42,6 +49,13 @@ FETCH = 5000
 CHUNK = 500  # ids per query when reading many streams at once
 SEALS = "dealengine_seals"
 SealRow = tuple[int, str, str, str, str]  # number, sealed_at, seal, prev, digest
+MODELS, MODEL_CHANGES = "dealengine_models", "dealengine_model_changes"
+ModelChange = tuple[int, str, str]  # position, digest, first_used_at
+Model = tuple[str, bytes]  # digest, canonical content
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
@@ -54,7 +68,55 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {SEALS} (number INTEGER PRIMARY KEY, "
             "sealed_at TEXT NOT NULL, seal TEXT NOT NULL, prev TEXT NOT NULL, "
             "digest TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {MODELS} (digest TEXT PRIMARY KEY, "
+            "content TEXT NOT NULL, first_used_at TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {MODEL_CHANGES} (position INTEGER PRIMARY KEY, "
+            "digest TEXT NOT NULL)",
         ]
+
+    model: Model | None = None  # the model this process writes under (set by the bootstrap)
+
+    def _record_model(self, c: SQLiteCursor, position: int) -> None:
+        """In the write's transaction: a row from `position` on when the model changes."""
+        if self.model is None:
+            return
+        digest, content = self.model
+        c.execute(f"SELECT digest FROM {MODEL_CHANGES} ORDER BY position DESC LIMIT 1")
+        last = c.fetchone()
+        if last is not None and last[0] == digest:
+            return
+        c.execute(f"INSERT INTO {MODEL_CHANGES} VALUES (?, ?)", (position, digest))
+        c.execute(
+            f"INSERT INTO {MODELS} VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            (digest, content.decode(), _now()),
+        )
+
+    def model_changes(self) -> list[ModelChange]:
+        """Where the model changed, in position order ([]: a store written before models were
+        recorded, or opened read-only before the table existed)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT name FROM sqlite_master WHERE name = '{MODEL_CHANGES}'")
+            if cursor.fetchone() is None:
+                return []
+            cursor.execute(
+                f"SELECT position, c.digest, first_used_at FROM {MODEL_CHANGES} c "
+                f"JOIN {MODELS} m ON m.digest = c.digest ORDER BY position"
+            )
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """The canonical content of a recorded model (None: not recorded)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT name FROM sqlite_master WHERE name = '{MODELS}'")
+            if cursor.fetchone() is None:
+                return None
+            cursor.execute(f"SELECT content FROM {MODELS} WHERE digest = ?", (digest,))
+            row = cursor.fetchone()
+            return str(row[0]).encode() if row else None
 
     def append_seal(self, entry: SealRow) -> None:
         """Add an entry to the seal log (its number taken: an IntegrityError)."""
@@ -120,7 +182,9 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
         )
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
-        return list(range(last - len(stored_events) + 1, last + 1))
+        first = last - len(stored_events) + 1
+        self._record_model(c, first)
+        return list(range(first, last + 1))
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
@@ -182,6 +246,17 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
                 " seal text NOT NULL, prev text NOT NULL, digest text NOT NULL)"
             ).format(self._seals())
         )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (digest text PRIMARY KEY, content text NOT NULL,"
+                " first_used_at text NOT NULL)"
+            ).format(self._own(MODELS))
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, digest text NOT NULL)"
+            ).format(self._own(MODEL_CHANGES))
+        )
 
         # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
         self.insert_arrays_statement = SQL(
@@ -213,6 +288,59 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+
+    model: Model | None = None  # the model this process writes under (set by the bootstrap)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The parent's (the batch's notification ids), then, in the same transaction (the
+        events table is locked), a row from the first of them on when the model changes."""
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if self.model is not None and ids:
+            digest, content = self.model
+            curs.execute(
+                SQL(
+                    "WITH changed AS (INSERT INTO {0} SELECT %s, %s WHERE %s IS DISTINCT FROM"
+                    " (SELECT digest FROM {0} ORDER BY position DESC LIMIT 1) RETURNING digest)"
+                    " INSERT INTO {1} SELECT %s, %s, %s WHERE EXISTS (SELECT FROM changed)"
+                    " ON CONFLICT (digest) DO NOTHING"
+                ).format(self._own(MODEL_CHANGES), self._own(MODELS)),
+                (ids[0], digest, digest, digest, content.decode(), _now()),
+            )
+        return ids
+
+    def model_changes(self) -> list[ModelChange]:
+        """As the SQLite recorder's `model_changes`."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.datastore.schema}".{MODEL_CHANGES}',))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return []
+            cur.execute(
+                SQL(
+                    "SELECT position, c.digest, first_used_at FROM {} c JOIN {} m"
+                    " ON m.digest = c.digest ORDER BY position"
+                ).format(self._own(MODEL_CHANGES), self._own(MODELS))
+            )
+            return [(int(p), str(d), str(t)) for p, d, t in cur.fetchall()]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """As the SQLite recorder's `model_content`."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.datastore.schema}".{MODELS}',))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return None
+            cur.execute(
+                SQL("SELECT content FROM {} WHERE digest = %s").format(self._own(MODELS)),
+                (digest,),
+            )
+            row = cur.fetchone()
+            return str(row[0]).encode() if row else None
+
+    def _own(self, table: str) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(table))
 
     def _table(self) -> Composed:
         return SQL("{}.{}").format(

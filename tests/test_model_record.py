@@ -1,0 +1,110 @@
+"""The store remembers the model (issue 16, item 2): every write records the digest of the
+definitions it was decided under, and the model itself once, so an auditor can read which
+rules were in force for any event. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from dealengine import Engine, Settings, load_model, load_pipelines
+from dealengine.domain.definitions import definitions_dir
+from dealengine.domain.interaction import Interaction
+
+VISIT = ("site_visited", "2026-03-01T09:00:00Z")
+
+
+def visit(engine: Engine, lead: str) -> None:
+    engine.record(VISIT[0], lead, VISIT[1], channel="web")
+
+
+def other_model_engine(settings: Settings) -> Engine:
+    """An engine under a model other than the shipped one: its second pipeline only."""
+    shipped = load_pipelines()
+    only_renewals = shipped.model_copy(update={"pipelines": shipped.pipelines[1:2]})
+    return Engine(settings, pipeline=only_renewals)
+
+
+def test_each_write_records_the_model_it_was_decided_under(
+    settings: Settings, open_engine: Callable[[], Engine]
+) -> None:
+    """Given writes under the shipped model, then under another, then the shipped again, the
+    store holds one change row where the model changed, and each model once."""
+    shipped = open_engine()
+    visit(shipped, "L-1")
+    visit(shipped, "L-2")
+    batch = [Interaction(VISIT[0], f"L-{i}", VISIT[1], {"channel": "web"}) for i in (3, 4, 5)]
+    shipped.execute_batch(batch)  # positions 3-5, one transaction
+    with other_model_engine(settings) as other:
+        visit(other, "L-6")  # position 6
+        visit(other, "L-7")
+    visit(shipped, "L-8")  # position 8: back to the shipped model
+    a, b = shipped.model.digest, other.model.digest
+    assert a != b
+    changes = shipped.model_changes()
+    assert [(c.position, c.digest) for c in changes] == [(1, a), (6, b), (8, a)]
+    assert changes[0].first_used_at == changes[2].first_used_at  # the model's first use
+    assert shipped.verify().ok  # nothing about the events changed
+
+
+def test_the_recorded_model_is_the_rules_in_force(engine: Engine) -> None:
+    """The content kept is canonical JSON whose SHA-256 is the digest, and it holds the
+    stages and probabilities of the shipped pipeline.toml (read here with tomllib)."""
+    visit(engine, "L-1")
+    [change] = engine.model_changes()
+    content = engine.recorded_model(change.digest)
+    assert content is not None
+    assert change.digest == "sha256:" + hashlib.sha256(content).hexdigest()
+    recorded = orjson.loads(content)
+    toml = tomllib.loads((definitions_dir() / "pipeline.toml").read_text())
+    assert [p["name"] for p in recorded["pipelines"]["pipelines"]] == [
+        p["name"] for p in toml["pipelines"]
+    ]
+    for mine, theirs in zip(recorded["pipelines"]["pipelines"], toml["pipelines"], strict=True):
+        assert [(s["name"], s["probability"]) for s in mine["stages"]] == [
+            (s["name"], s["probability"]) for s in theirs["stages"]
+        ]
+    funnel = tomllib.loads((definitions_dir() / "funnel.toml").read_text())
+    assert [s["events"] for s in recorded["funnel"]["steps"]] == [
+        s["events"] for s in funnel["steps"]
+    ]
+    assert engine.recorded_model("sha256:" + "0" * 64) is None
+
+
+def test_a_store_written_before_models_were_recorded(settings: Settings, tmp_path: Path) -> None:
+    """Given a store without the model tables (as today's release writes it), then it reads
+    and verifies, reports no model, and the first write under this release records one."""
+    with Engine(settings) as engine:
+        engine.store.recorder.model = None  # writes as a release that records no model
+        visit(engine, "L-1")
+        visit(engine, "L-2")
+    drop_model_tables(settings)
+    with Engine(settings.model_copy(update={"read_only": True})) as reader:
+        assert reader.model_changes() == []
+        assert reader.verify().ok and reader.funnel().leads == 2
+    with Engine(settings) as engine:
+        assert engine.model_changes() == []
+        visit(engine, "L-3")
+        assert [(c.position, c.digest) for c in engine.model_changes()] == [
+            (3, load_model().digest)
+        ]
+        assert engine.verify().ok
+
+
+def drop_model_tables(settings: Settings) -> None:
+    if settings.database_url:
+        url, _, schema = settings.database_url.partition("?schema=")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in ("dealengine_models", "dealengine_model_changes"):
+                conn.execute(f'DROP TABLE "{schema}".{table}')
+        return
+    import sqlite3
+
+    with sqlite3.connect(settings.db) as conn:
+        conn.execute("DROP TABLE dealengine_models")
+        conn.execute("DROP TABLE dealengine_model_changes")
