@@ -229,13 +229,22 @@ def run(action: Callable[[], R]) -> R:
     from pydantic import ValidationError
     from rich.text import Text
 
-    from dealengine.domain.errors import DealEngineError
+    from dealengine.domain.errors import DealEngineError, UndefinedInModel
 
     try:
         return action()
     except (DealEngineError, PersistenceError, OSError, ValidationError) as e:
-        err().print(Text.assemble(("error:", "red"), f" {_one_line(e)}"))
+        line = _one_line(e)
+        if isinstance(e, UndefinedInModel):
+            line += f"; definitions in use: {_definitions_in_use()}"
+        err().print(Text.assemble(("error:", "red"), f" {line}"))
         raise typer.Exit(1) from None
+
+
+def _definitions_in_use() -> str:
+    from dealengine.domain.definitions import definitions_dir
+
+    return str((settings().definitions or definitions_dir()).resolve())
 
 
 def _one_line(e: Exception) -> str:

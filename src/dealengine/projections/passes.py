@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 from dealengine.domain.events import format_time
 from dealengine.projections.partitioned import split_pass
-from dealengine.projections.stream import Fold, FoldPass, StreamEvent, corrected, decode, fold_rows
+from dealengine.projections.stream import (
+    Fold,
+    FoldPass,
+    StreamEvent,
+    close_rows,
+    corrected,
+    decode,
+    fold_rows,
+)
 from dealengine.store.application import Store
 from dealengine.store.recorders import Partition, Row
 
@@ -95,6 +103,9 @@ def fold_pass(rows: Iterable[Row], skip_ids: set[str]) -> FoldPass:
 
     def fold(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         bound = None if as_of is None else format_time(as_of)
-        return fold_rows(rows, folds, skip_ids, bound)
+        try:
+            return fold_rows(rows, folds, skip_ids, bound)
+        finally:  # a fold that raised leaves the rows' cursor open: close it while the store is
+            close_rows(rows)
 
     return fold

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +20,7 @@ from pydantic import BaseModel, field_serializer
 
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
+from dealengine.domain.errors import undefined_pipeline, undefined_stage
 from dealengine.domain.events import DEAL_EVENTS
 from dealengine.projections.stream import StreamEvent
 
@@ -209,9 +210,18 @@ class PipelineProjection:
         "events": True,
     }
 
-    def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
+    def __init__(
+        self,
+        definition: PipelineDefinition,
+        *,
+        default: bool = True,
+        defined: Collection[str] | None = None,
+    ) -> None:
+        """`defined`: every pipeline of the model; a deal opened in another is an
+        UndefinedInModel error (None: deals of other pipelines are only ignored)."""
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
+        self.defined = defined
         self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
@@ -233,6 +243,9 @@ class PipelineProjection:
         if event_type == "deal_opened":
             pipeline = data.get("pipeline")
             if pipeline != d.name and (pipeline is not None or not self.default):
+                defined = self.defined
+                if defined is not None and pipeline is not None and pipeline not in defined:
+                    raise undefined_pipeline(f"deal {stream[5:]}", pipeline, defined)
                 return
             view[stream] = DealFacts(
                 d.initial_stage, data["amount"], data["owner"], at, at,
@@ -242,7 +255,10 @@ class PipelineProjection:
         deal = view.get(stream)
         if deal is None:
             return  # a deal of another pipeline
-        stage = stage_after(d, deal.stage, event_type, data.get("to_stage"))
+        to_stage = data.get("to_stage")
+        if to_stage is not None and to_stage not in d.index:
+            raise undefined_stage(f"deal {stream[5:]}", d.name, to_stage)
+        stage = stage_after(d, deal.stage, event_type, to_stage)
         if stage != deal.stage:
             deal.stays[-1].left = at
             deal.stays.append(Stay(stage, at))

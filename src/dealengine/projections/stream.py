@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 import orjson
 
 from dealengine.domain.chain import topic_of
+from dealengine.domain.errors import UndefinedInModel
 from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
 from dealengine.store.recorders import Row
 
@@ -58,15 +59,28 @@ def event_types_of(fold: Fold[Any]) -> Collection[str] | None:
 
 
 def decode(rows: Iterable[Row]) -> Iterator[StreamEvent]:
-    """Stored rows as stream events: the JSON decoded, the topic turned into the event type."""
+    """Stored rows as stream events: the JSON decoded, the topic turned into the event type.
+    An event of an unknown type closes the rows (their cursor) before it is raised."""
     type_of, loads, new = TYPE_OF_TOPIC, orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
-        event_type = type_of.get(topic) or _unknown(position, stream, topic)
+        event_type = type_of.get(topic)
+        if event_type is None:
+            close_rows(rows)
+            _unknown(position, stream, topic)
         yield new(StreamEvent, (position, stream, event_type, loads(state)))
 
 
+def close_rows(rows: Iterable[Row]) -> None:
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+
+
 def _unknown(position: int, stream: str, topic: str) -> NoReturn:
-    raise ValueError(f"event {position} of {stream} has an unknown topic {topic!r}")
+    raise UndefinedInModel(
+        f"event {position} of {stream} is of type {topic!r}, which the definitions in use "
+        "do not define"
+    )
 
 
 @contextmanager

@@ -110,7 +110,11 @@ class Reports:
             known = ", ".join(self.pipelines.by_name)
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
-        return PipelineProjection(definition, default=definition is self.pipelines.default)
+        return PipelineProjection(
+            definition,
+            default=definition is self.pipelines.default,
+            defined=self.pipelines.by_name,
+        )
 
     def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
         """The funnel definition with this call's options (None: the definition's own)."""

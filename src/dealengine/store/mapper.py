@@ -11,10 +11,11 @@ from typing import Any, cast
 import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import TopicError, resolve_topic
 from pydantic import ValidationError
 
 from dealengine.domain.chain import topic_of
+from dealengine.domain.errors import UndefinedInModel
 from dealengine.domain.events import STORED_JSON, TIGHTENED, DomainEvent, as_stored
 
 
@@ -78,7 +79,13 @@ class PydanticMapper(Mapper[str]):
         data.pop("hash", None)  # its own hash: not a field (domain/chain.py)
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version
-        cls: type[DomainEvent] = resolve_topic(stored_event.topic)
+        try:
+            cls: type[DomainEvent] = resolve_topic(stored_event.topic)
+        except TopicError:
+            raise UndefinedInModel(
+                f"{data['originator_id']} v{stored_event.originator_version} is of type "
+                f"{stored_event.topic!r}, which the definitions in use do not define"
+            ) from None
         try:
             event = cls.model_validate(data)
         except ValidationError as e:

@@ -66,7 +66,11 @@ class LiveViews:
                     if name == "funnel"
                     else PipelineAdapter(
                         [
-                            PipelineProjection(p, default=p is self.pipelines.default)
+                            PipelineProjection(
+                                p,
+                                default=p is self.pipelines.default,
+                                defined=self.pipelines.by_name,
+                            )
                             for p in self.pipelines.pipelines
                         ]
                     )

@@ -207,7 +207,11 @@ def run_what_if(
             None,
             plain_lane(as_of),
             FunnelProjection(engine.funnel_definition),
-            PipelineProjection(baseline, default=baseline is engine.pipelines.default),
+            PipelineProjection(
+                baseline,
+                default=baseline is engine.pipelines.default,
+                defined=engine.pipelines.by_name,
+            ),
             as_of,
         )
     ]
@@ -235,7 +239,7 @@ def run_what_if(
                 plan,
                 lane,
                 FunnelProjection(plan.funnel),
-                PipelineProjection(definition, default=default),
+                PipelineProjection(definition, default=default, defined=plan.pipelines.by_name),
                 plan.as_of,
             )
         )
