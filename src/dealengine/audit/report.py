@@ -170,10 +170,11 @@ def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
     """The audit report of deal `deal_id` as the store holds it now."""
     stream = f"deal:{deal_id}"
     if not engine.store.exists(stream) and engine.store.exists(f"lead:{deal_id}"):
-        opened = engine.lead(deal_id).deal_id
+        deals = engine.lead(deal_id).deals
+        its = f"its deal is {deals[0]}" if len(deals) == 1 else f"its deals are {', '.join(deals)}"
         raise DealEngineError(
             f"{deal_id} is a lead; audit reports a deal: "
-            + (f"its deal is {opened} (audit {opened})" if opened else "it has no deal yet")
+            + (f"{its} (audit {deals[0]})" if deals else "it has no deal yet")
             + f"; for the lead's events: history {deal_id}"
         )
     entries = engine.timeline(stream)
