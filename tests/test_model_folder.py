@@ -269,3 +269,14 @@ def test_the_api_takes_the_folder(cli: CliRunner, tmp_path: Path) -> None:
     loaded = load_model(folder)
     with Engine.in_memory(pipeline=loaded.pipelines, funnel=loaded.funnel) as engine:
         assert engine.model.digest == loaded.digest and engine.model.folder is None
+
+
+def test_the_folder_s_webhooks_toml_is_the_one_read(cli: CliRunner, tmp_path: Path) -> None:
+    folder = own_model(cli, tmp_path)
+    (folder / "webhooks.toml").write_text(
+        '[[webhooks]]\nurl = "https://crm.example/hook"\nsecret = "a-secret-of-24-characters"\nevents = ["deal_won"]\n'
+    )
+    with Engine(Settings(db=":memory:", database_url=None), definitions=folder) as engine:
+        assert [w.url for w in engine.subscriptions.webhooks] == ["https://crm.example/hook"]
+    with Engine.in_memory() as engine:  # the shipped folder has none
+        assert engine.subscriptions.webhooks == []
