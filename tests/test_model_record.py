@@ -11,8 +11,9 @@ from pathlib import Path
 
 import orjson
 import psycopg
+import pytest
 
-from dealengine import Engine, Settings, load_model, load_pipelines
+from dealengine import Engine, Settings, UnknownAggregate, load_model, load_pipelines
 from dealengine.domain.definitions import definitions_dir
 from dealengine.domain.interaction import Interaction
 
@@ -108,3 +109,23 @@ def drop_model_tables(settings: Settings) -> None:
     with sqlite3.connect(settings.db) as conn:
         conn.execute("DROP TABLE dealengine_models")
         conn.execute("DROP TABLE dealengine_model_changes")
+
+
+def test_writers_under_one_model_add_no_row_and_a_rollback_none(
+    settings: Settings, open_engine: Callable[[], Engine]
+) -> None:
+    """Two engines under the same model interleave: one row. A refused write (nothing
+    stored) changes nothing either; a later write under another model still adds its row."""
+    first, second = open_engine(), open_engine()
+    for lead in ("L-1", "L-2", "L-3"):
+        visit(first, lead)
+        visit(second, lead + "b")
+    assert [(c.position, c.digest) for c in first.model_changes()] == [(1, first.model.digest)]
+    with pytest.raises(UnknownAggregate):
+        first.record("lead_qualified", "L-404", VISIT[1], by="x")
+    with other_model_engine(settings) as other:
+        visit(other, "L-7")  # position 7
+    visit(first, "L-8")  # position 8: after another's write, checked
+    assert [(c.position, c.digest) for c in first.model_changes()] == [
+        (1, first.model.digest), (7, other.model.digest), (8, first.model.digest),
+    ]  # fmt: skip

@@ -58,7 +58,27 @@ def _now() -> str:
     return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
-class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
+class ModelRecording:
+    """What both recorders keep of the model record: the model this process writes under (set
+    by the bootstrap), and where its last committed write ended. A batch that starts right
+    there follows a write already recorded under the same model, with no other write between:
+    it needs no check (a gap, a rollback or another model: it is checked)."""
+
+    model: Model | None = None
+    _follows: tuple[int, str] | None = None  # (the next position, the digest) after our write
+
+    def _model_to_record(self, position: int) -> Model | None:
+        model = self.model
+        if model is None or self._follows == (position, model[0]):
+            return None
+        return model
+
+    def _committed(self, ids: Sequence[int] | None) -> None:
+        model = self.model
+        self._follows = (ids[-1] + 1, model[0]) if ids and model is not None else None
+
+
+class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
         return [
@@ -74,13 +94,19 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
             "digest TEXT NOT NULL)",
         ]
 
-    model: Model | None = None  # the model this process writes under (set by the bootstrap)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)
+        self._committed(ids)
+        return ids
 
     def _record_model(self, c: SQLiteCursor, position: int) -> None:
         """In the write's transaction: a row from `position` on when the model changes."""
-        if self.model is None:
+        model = self._model_to_record(position)
+        if model is None:
             return
-        digest, content = self.model
+        digest, content = model
         c.execute(f"SELECT digest FROM {MODEL_CHANGES} ORDER BY position DESC LIMIT 1")
         last = c.fetchone()
         if last is not None and last[0] == digest:
@@ -230,7 +256,7 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
                 yield from rows
 
 
-class PostgresStreamingRecorder(PostgresApplicationRecorder):
+class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.append(
@@ -289,7 +315,12 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             prepare=True,
         )
 
-    model: Model | None = None  # the model this process writes under (set by the bootstrap)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        self._committed(ids)
+        return ids
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -297,8 +328,9 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
         """The parent's (the batch's notification ids), then, in the same transaction (the
         events table is locked), a row from the first of them on when the model changes."""
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if self.model is not None and ids:
-            digest, content = self.model
+        model = self._model_to_record(ids[0]) if ids else None
+        if model is not None and ids:
+            digest, content = model
             curs.execute(
                 SQL(
                     "WITH changed AS (INSERT INTO {0} SELECT %s, %s WHERE %s IS DISTINCT FROM"
