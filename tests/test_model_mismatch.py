@@ -98,15 +98,26 @@ def test_the_model_it_was_written_under_reads_it(cli: CliRunner, tmp_path: Path)
         assert change.position == 1 and change.digest == load_model(folder).digest
 
 
-def test_a_write_onto_such_a_deal_is_refused_in_one_line(cli: CliRunner, tmp_path: Path) -> None:
+def test_a_write_onto_such_a_deal_is_a_rejected_line(cli: CliRunner, tmp_path: Path) -> None:
+    """The line naming the deal is rejected, naming the pipeline; the other lines are stored."""
     written_through_the_api(tmp_path, model_folder(tmp_path, EUR_PIPELINE))
-    won = tmp_path / "won.jsonl"
-    won.write_text(
+    lines = tmp_path / "more.jsonl"
+    lines.write_text(
+        '{"type": "site_visited", "lead_id": "L-5", "occurred_at": "2026-03-01T09:00:00Z", "channel": "web"}\n'
         '{"type": "deal_won", "deal_id": "D-1", "occurred_at": "2026-03-05T09:00:00Z"}\n'
     )
-    one_line_error(cli.invoke(app, ["ingest", str(won)]), *UNDEFINED_PIPELINE)
-    with Engine(Settings(db=str(tmp_path / "store.db"), database_url=None)) as engine:
-        assert engine.store.count() == 4  # nothing stored
+    result = cli.invoke(app, ["ingest", str(lines)])
+    assert result.exit_code == 1
+    assert f"{lines}:2: {UNDEFINED_PIPELINE[0]}" in result.stderr
+    assert "1 rejected" in result.stderr
+    settings = Settings(db=str(tmp_path / "store.db"), database_url=None)
+    with Engine(settings) as engine:
+        assert engine.store.count() == 5  # the 4 before and L-5's visit
+        with pytest.raises(UndefinedInModel, match="pipeline 'eu_sales'"):
+            engine.record("deal_won", "D-1", "2026-03-05T09:00:00Z")
+        with pytest.raises(UndefinedInModel, match="pipeline 'eu_sales'"):
+            engine.void("D-1", "v2", reason="typo")
+        assert engine.store.count() == 5
 
 
 def test_a_stage_the_model_in_use_does_not_define(cli: CliRunner, tmp_path: Path) -> None:
