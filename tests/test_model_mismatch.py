@@ -90,6 +90,12 @@ def test_the_model_it_was_written_under_reads_it(cli: CliRunner, tmp_path: Path)
     for command in (["history", "D-1"], ["audit", "D-1"], ["pipeline"]):
         result = cli.invoke(app, ["--definitions", str(folder), *command])
         assert result.exit_code == 0, result.stderr
+    digest = load_model(folder).digest
+    audit = cli.invoke(app, ["--definitions", str(folder), "audit", "D-1"])
+    assert f"rules in force for v1-v2: {digest}" in audit.stdout
+    page = tmp_path / "audit.html"
+    cli.invoke(app, ["--definitions", str(folder), "audit", "D-1", "-o", str(page)])
+    assert "<h2>Rules in force</h2>" in page.read_text() and digest in page.read_text()
     # the funnel names no pipeline: it reads the store under either model
     assert cli.invoke(app, ["funnel"]).exit_code == 0
     # and the store says which model each write was decided under

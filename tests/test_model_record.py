@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from dealengine import Engine, Settings, UnknownAggregate, load_model, load_pipelines
+from dealengine.audit.report import build_report
 from dealengine.domain.definitions import definitions_dir
 from dealengine.domain.interaction import Interaction
 
@@ -129,3 +130,32 @@ def test_writers_under_one_model_add_no_row_and_a_rollback_none(
     assert [(c.position, c.digest) for c in first.model_changes()] == [
         (1, first.model.digest), (7, other.model.digest), (8, first.model.digest),
     ]  # fmt: skip
+
+
+def test_the_audit_names_the_rules_in_force_for_each_event(settings: Settings) -> None:
+    """Given a deal opened by a release that recorded no model, moved under the shipped
+    model, then under one whose proposal probability is 0.55, then its audit names the
+    model of each run of versions."""
+    shipped = load_pipelines()
+    data = shipped.model_dump()
+    data["pipelines"][0]["stages"][2]["probability"] = 0.55  # new_business's proposal
+    changed = type(shipped).model_validate(data)
+    with Engine(settings) as engine:
+        engine.store.recorder.model = None
+        engine.record("deal_opened", "D-1", "2026-03-01T09:00:00Z", amount="10", owner="a")
+    with Engine(settings) as engine:
+        engine.record("discovery_completed", "D-1", "2026-03-02T09:00:00Z")
+        engine.record("proposal_sent", "D-1", "2026-03-03T09:00:00Z", amount="12")
+        a = engine.model.digest
+    with Engine(settings, pipeline=changed) as engine:
+        engine.record("negotiation_started", "D-1", "2026-03-04T09:00:00Z")
+        b = engine.model.digest
+        assert a != b
+        runs = build_report(engine, "D-1").rules_in_force
+        assert [(r.from_version, r.to_version, r.model) for r in runs] == [
+            (1, 1, None), (2, 3, a), (4, 4, b),
+        ]  # fmt: skip
+        content = engine.recorded_model(b)
+        assert content is not None
+        stages = orjson.loads(content)["pipelines"]["pipelines"][0]["stages"]
+        assert stages[2] == {**stages[2], "name": "proposal", "probability": 0.55}

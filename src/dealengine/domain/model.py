@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,12 @@ class ModelChange(NamedTuple):
     position: int
     digest: str
     first_used_at: str
+
+
+def model_at(changes: list[ModelChange], position: int) -> str | None:
+    """The digest in force at `position`: the last change at or before it (None: none)."""
+    at = bisect_right([c.position for c in changes], position)
+    return changes[at - 1].digest if at else None
 
 
 def load_model(folder: Path | None = None) -> SalesModel:

@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from dealengine.domain.errors import DealEngineError, StoreError
-from dealengine.domain.model import ModelChange
+from dealengine.domain.model import ModelChange, model_at
 from dealengine.settings import Settings, default_db
 from dealengine.store.errors import streams_named, translated
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
@@ -280,6 +280,14 @@ class Store:
         """Where the model the writes were decided under changed (dealengine.domain.model)."""
         with translated("reading the models recorded"):
             return [ModelChange(*row) for row in self.recorder.model_changes()]
+
+    def models_in_force(self, stream: str) -> list[str | None]:
+        """The digest of the model each of the stream's events (in version order) was decided
+        under; None for an event written before models were recorded."""
+        with translated(f"reading the models of {stream}"):
+            positions = self.recorder.positions(stream)
+            changes = [ModelChange(*row) for row in self.recorder.model_changes()]
+        return [model_at(changes, position) for position in positions]
 
     def model_content(self, digest: str) -> bytes | None:
         """The canonical content of a model recorded in the store (None: not recorded)."""

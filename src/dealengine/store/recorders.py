@@ -132,6 +132,18 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
             )
             return [tuple(row) for row in cursor.fetchall()]
 
+    def positions(self, stream: str) -> list[int]:
+        """The positions of one stream's events, in version order."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(
+                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ? "
+                "ORDER BY originator_version",
+                (stream,),
+            )
+            return [int(position) for (position,) in cursor.fetchall()]
+
     def model_content(self, digest: str) -> bytes | None:
         """The canonical content of a recorded model (None: not recorded)."""
         with self.datastore.transaction(commit=False) as c:
@@ -356,6 +368,15 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
                 ).format(self._own(MODEL_CHANGES), self._own(MODELS))
             )
             return [(int(p), str(d), str(t)) for p, d, t in cur.fetchall()]
+
+    def positions(self, stream: str) -> list[int]:
+        """As the SQLite recorder's `positions`."""
+        sql = SQL(
+            "SELECT notification_id FROM {} WHERE originator_id = %s ORDER BY originator_version"
+        ).format(self._table())
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql, (stream,))
+            return [int(position) for (position,) in cur.fetchall()]
 
     def model_content(self, digest: str) -> bytes | None:
         """As the SQLite recorder's `model_content`."""
