@@ -13,6 +13,7 @@ import pytest
 
 from dealengine import DealEngineError, Engine, FunnelDefinition, Settings
 from dealengine.audit.report import build_report
+from dealengine.subscriptions.notices import Notice
 
 FUNNEL = FunnelDefinition.model_validate(
     {
@@ -115,3 +116,18 @@ def test_split_over_processes_the_counts_are_the_same(engine: Engine) -> None:
         july = datetime(2026, 7, 1, tzinfo=UTC)  # ages measured at one moment
         assert over_processes.pipeline(as_of=july) == engine.pipeline(as_of=july)
         assert [s.leads for s in over_processes.funnel().steps] == [2, 1, 1, 1]
+
+
+def test_a_subscriber_is_told_each_step_of_the_lead_once(engine: Engine) -> None:
+    """`lead.step_reached` follows the funnel: opportunity at D-1's opening only, won at
+    D-1's win only; the renewal's and the upsell's openings and D-2's win reach no step."""
+    got: list[Notice] = []
+    engine.subscribe("crm", got.append, run=False)
+    engine.subscriptions.catch_up("crm")
+    steps = [(n.step, n.aggregate_id) for n in got if n.type == "lead.step_reached"]
+    assert steps == [
+        ("awareness", "L-1"), ("awareness", "L-2"), ("qualified", "L-1"),
+        ("opportunity", "D-1"), ("won", "D-1"),
+    ]  # fmt: skip
+    opened = [n.aggregate_id for n in got if n.type == "deal_opened"]
+    assert opened == ["D-1", "D-2", "D-3"]

@@ -281,11 +281,16 @@ class Store:
         with translated("reading the models recorded"):
             return [ModelChange(*row) for row in self.recorder.model_changes()]
 
+    def positions(self, stream: str) -> list[int]:
+        """The positions (notification ids) of one stream's events, in version order."""
+        with translated(f"reading the positions of {stream}"):
+            return self.recorder.positions(stream)
+
     def models_in_force(self, stream: str) -> list[str | None]:
         """The digest of the model each of the stream's events (in version order) was decided
         under; None for an event written before models were recorded."""
+        positions = self.positions(stream)
         with translated(f"reading the models of {stream}"):
-            positions = self.recorder.positions(stream)
             changes = [ModelChange(*row) for row in self.recorder.model_changes()]
         return [model_at(changes, position) for position in positions]
 
