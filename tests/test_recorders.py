@@ -426,9 +426,8 @@ def void(events: list[Any], version: str) -> Any:
 
 
 def test_a_batch_notifies_the_postgres_followers(pg_schema_url: str) -> None:
-    # `dealengine project --follow` waits on LISTEN: our batch insert must NOTIFY. Another
-    # schema's store on the same database notifies the same channel, so only notifications
-    # from the one session the recorder writes through count.
+    # `dealengine project --follow` waits on LISTEN: our batch insert must NOTIFY. Only
+    # notifications from the one session the recorder writes through count.
     env = store_env(Settings(database_url=pg_schema_url))
     env |= {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"}
     factory = InfrastructureFactory.construct(Environment("DealEngine", env))

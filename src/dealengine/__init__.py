@@ -22,6 +22,7 @@ from dealengine.domain.errors import (
     UnknownAggregate,
     UnknownEvent,
     UnknownEventType,
+    UnknownTenant,
     VersionConflict,
     WebhookExists,
 )
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         StaleDeal,
     )
     from dealengine.settings import Settings
+    from dealengine.tenants import Tenants
     from dealengine.views.materialised import Lag, OutOfDate
     from dealengine.whatif.result import (
         AmountChange,
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
     "dealengine.engine": ("Engine",),
     "dealengine.settings": ("Settings",),
+    "dealengine.tenants": ("Tenants",),
     "dealengine.domain.lead": ("Lead",),
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
@@ -186,11 +189,13 @@ __all__ = [
     "StaleDeal",
     "StepChange",
     "StoreError",
+    "Tenants",
     "TimelineEntry",
     "UndefinedInModel",
     "UnknownAggregate",
     "UnknownEvent",
     "UnknownEventType",
+    "UnknownTenant",
     "VerifyReport",
     "VersionConflict",
     "WebhookExists",

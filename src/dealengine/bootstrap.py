@@ -26,6 +26,7 @@ from dealengine.service.states import States
 from dealengine.settings import Settings
 from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
+from dealengine.store.tenants import definition_file, definitions_folder, located
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
@@ -43,6 +44,8 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
+    tenant: str | None
+    tenant_definitions: Path | None  # the tenant's own definitions folder, if it has one
     settings: Settings
     store: Store
     model: SalesModel
@@ -70,13 +73,15 @@ def bootstrap(
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions: the models given,
     else those of the `definitions` folder, else of the settings' folder, else the shipped
-    ones."""
-    settings = settings or Settings()
+    ones; a tenant's own definition files replace that folder's."""
+    asked = settings or Settings()
+    settings = located(asked)  # the tenant's store, if a tenant is asked for
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    folder = definitions or settings.definitions
-    model = _model(pipeline, funnel, folder)
+    folder = definitions or asked.definitions
+    model = _model(pipeline, funnel, folder, definitions_folder(asked))
     pipelines, funnel = model.pipelines, model.funnel
+    webhooks = definition_file(asked, "webhooks.toml") or _beside(folder, "webhooks.toml")
     store = Store(settings)
     store.recorder.model = (model.digest, model.content)  # recorded with each write
     evolve = evolver(pipelines)
@@ -84,6 +89,8 @@ def bootstrap(
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
+        tenant=asked.tenant,
+        tenant_definitions=definitions_folder(asked),
         settings=settings,
         store=store,
         model=model,
@@ -95,23 +102,33 @@ def bootstrap(
         states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
-        subscriptions=_subscriptions(settings, store, states, evolve, funnel, folder),
-        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
+        keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
     )
 
 
 def _model(
-    pipelines: Pipelines | None, funnel: FunnelDefinition | None, folder: Path | None
+    pipelines: Pipelines | None,
+    funnel: FunnelDefinition | None,
+    folder: Path | None,
+    own: Path | None,
 ) -> SalesModel:
-    """The models given, the folder's for the ones not given."""
+    """The models given, the folder's for the ones not given (`own`'s files instead, where it
+    has them: a tenant's definitions)."""
     if pipelines is not None and funnel is not None:
         return SalesModel(pipelines, funnel)
-    loaded = load_model(folder)
+    loaded = load_model(folder, own)
     if pipelines is None and funnel is None:
         return loaded
     return SalesModel(pipelines or loaded.pipelines, funnel or loaded.funnel)
+
+
+def _beside(folder: Path | None, file: str) -> Path | None:
+    """`file` in the model folder, if one is given (else load_webhooks looks beside the
+    shipped definitions)."""
+    return folder / file if folder is not None else None
 
 
 def _child_stores(settings: Settings) -> Callable[[], Store] | None:
@@ -162,13 +179,9 @@ def _live_views(
 
 
 def _subscriptions(
-    settings: Settings,
-    store: Store,
-    states: States,
-    evolve: Evolvers,
-    funnel: FunnelDefinition,
-    folder: Path | None,
-) -> Subscriptions:
+    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition,
+    webhooks: Path | None,
+) -> Subscriptions:  # fmt: skip
     """Subscribers' positions in the store's own database; one owner per subscriber: an
     advisory lock on PostgreSQL, a file lock beside a SQLite file."""
     database_url = settings.database_url
@@ -183,8 +196,7 @@ def _subscriptions(
     subscriptions = Subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
-    beside = folder / "webhooks.toml" if folder is not None else None  # the model's own
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else beside
+        Path(settings.webhooks) if settings.webhooks else webhooks
     ).webhooks
     return subscriptions

@@ -48,13 +48,20 @@ class Engine:
         funnel: FunnelDefinition | None = None,
         definitions: Path | None = None,
         clock: Clock = utc_now,
+        tenant: str | None = None,
     ) -> None:
-        """On the store of `settings` (default: the environment's), under the model of the
-        `definitions` folder (default: the settings', else the shipped one); `pipeline` and
-        `funnel` given as loaded models replace the folder's."""
+        """An engine on the store `settings` name (default: the environment's), or on its
+        tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants);
+        under the model of the `definitions` folder (default: the settings', else the shipped
+        one; a tenant's own definition files replace its files); `pipeline` and `funnel` given
+        as loaded models replace the folder's."""
+        if tenant is not None:
+            settings = (settings or Settings()).model_copy(update={"tenant": tenant})
         parts = bootstrap(
             settings, pipeline=pipeline, funnel=funnel, definitions=definitions, clock=clock
         )
+        self.tenant = parts.tenant  # None: the store without a tenant
+        self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
         self.model: SalesModel = parts.model  # the definitions in force and their digest
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel

@@ -93,16 +93,21 @@ def model_at(changes: list[ModelChange], position: int) -> str | None:
     return changes[at - 1].digest if at else None
 
 
-def load_model(folder: Path | None = None) -> SalesModel:
+def load_model(folder: Path | None = None, own: Path | None = None) -> SalesModel:
     """The model in `folder` (its pipeline.toml and funnel.toml; default: the shipped
-    definitions). A missing folder or file, or a bad definition, fails naming it."""
+    definitions), with `own`'s files instead where it has them (a tenant's definitions). A
+    missing folder or file, or a bad definition, fails naming it."""
     folder = (folder or definitions_dir()).resolve()
     if not folder.is_dir():
         raise DealEngineError(
             f"definitions folder {folder}: not a folder (write one with: dealengine init DIR)"
         )
+    files = {name: folder / name for name in MODEL_FILES}
+    if own is not None:
+        files.update({name: own / name for name in MODEL_FILES if (own / name).is_file()})
+    used = own if any(path.parent == own for path in files.values()) else folder
     return SalesModel(
-        load_pipelines(folder / "pipeline.toml"), load_funnel(folder / "funnel.toml"), folder
+        load_pipelines(files["pipeline.toml"]), load_funnel(files["funnel.toml"]), used
     )
 
 

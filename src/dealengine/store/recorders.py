@@ -19,6 +19,7 @@ transaction, under their write lock, so the rows are exact however many processe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -268,9 +269,22 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
                 yield from rows
 
 
+def notify_channel(schema: str, table: str) -> str:
+    """The NOTIFY channel of the events table `table` in `schema`: one per schema, so a worker
+    of one tenant is not woken by another's writes (the `public` schema keeps the table's name,
+    as before). A channel name is at most 63 bytes: a longer one is a digest of the schema."""
+    if schema == "public":
+        return table
+    channel = f"{schema}_{table}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return f"{table}_{hashlib.sha256(schema.encode()).hexdigest()[:24]}"
+
+
 class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.channel_name = notify_channel(self.datastore.schema, self.events_table_name)
         self.sql_create_statements.append(
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (notification_id) WHERE topic IN ({})").format(
                 Identifier(f"{self.events_table_name}_voids_idx"),
