@@ -11,7 +11,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from dealengine import Engine, Settings, load_model
+from dealengine import Engine, Settings, Tenants, load_model
 from dealengine.cli import app
 from dealengine.domain.definitions import definitions_dir
 
@@ -280,3 +280,23 @@ def test_the_folder_s_webhooks_toml_is_the_one_read(cli: CliRunner, tmp_path: Pa
         assert [w.url for w in engine.subscriptions.webhooks] == ["https://crm.example/hook"]
     with Engine.in_memory() as engine:  # the shipped folder has none
         assert engine.subscriptions.webhooks == []
+
+
+def test_a_tenant_s_own_files_replace_the_model_folder_s(cli: CliRunner, tmp_path: Path) -> None:
+    """Given the model folder (EUR pipeline, own funnel) and tenant acme with a funnel.toml of
+    its own, acme reads its own funnel and the folder's pipeline; the store without a tenant
+    reads the folder's both."""
+
+    folder = own_model(cli, tmp_path)
+    settings = Settings(db=str(tmp_path / "s.db"), database_url=None, definitions=folder)
+    own = tmp_path / "s-tenants" / "acme" / "definitions"
+    own.mkdir(parents=True)
+    (own / "funnel.toml").write_text('[[steps]]\nname = "seen"\nevents = ["site_visited"]\n')
+    with Tenants(settings) as tenants:
+        tenants.create("acme")
+        acme, plain = tenants.engine("acme"), tenants.engine(None)
+        assert acme.funnel_definition.names == ["seen"]
+        assert list(acme.pipelines.by_name) == ["eu_sales"]
+        assert plain.funnel_definition.names == ["visit", "webinar", "deal", "customer"]
+        assert acme.model.digest not in (plain.model.digest, load_model(folder).digest)
+        assert plain.model.digest == load_model(folder).digest
