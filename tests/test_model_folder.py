@@ -107,16 +107,15 @@ def test_init_writes_a_copy_of_the_shipped_definitions(cli: CliRunner, tmp_path:
     folder = tmp_path / "mymodel"
     shown = ok(cli.invoke(app, ["init", str(folder)]))
     shipped = definitions_dir()
-    for name in ("pipeline.toml", "funnel.toml"):
+    for name in ("pipeline.toml", "funnel.toml", "interactions.toml"):
         assert (folder / name).read_bytes() == (shipped / name).read_bytes()
         assert (folder / name).read_text().startswith("#")  # commented
         assert str(folder / name) in shown
     for sub in ("scenarios", "mappings"):
         copied = sorted(p.name for p in (folder / sub).iterdir())
         assert copied == sorted(p.name for p in (shipped / sub).iterdir()) and copied
-    interactions = (folder / "interactions.toml").read_text().splitlines()
-    assert interactions and all(line.startswith("#") for line in interactions)
-    assert any("trial_started" in line for line in interactions)
+    shipped_interactions = (shipped / "interactions.toml").read_bytes()
+    assert (folder / "interactions.toml").read_bytes() == shipped_interactions
     # the copy is a working model: the same rules as the shipped one
     assert load_model(folder).digest == load_model().digest
 
@@ -231,6 +230,7 @@ def test_the_digest_is_of_the_rules_not_the_bytes(cli: CliRunner, tmp_path: Path
     )
     assert load_model(folder).digest == model.digest
     expected = {
+        "interactions": {},  # none declared (the folder has no interactions.toml)
         "funnel": {"attribution": "first_touch", "breakdowns": ["campaign"], "cohort": "month",
                    "conversion_window_days": 90.0, "exclusions": [], "mode": "reached",
                    "steps": [{"events": [e], "name": n, "within_days": None} for n, e in (

@@ -29,6 +29,7 @@ from dealengine.domain.errors import (
 
 if TYPE_CHECKING:
     from dealengine.audit.verify import Finding, Seal, VerifyReport
+    from dealengine.domain.catalogue import Interactions, load_interactions
     from dealengine.domain.deal import Deal
     from dealengine.domain.definitions import (
         FunnelDefinition,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
         load_funnel,
         load_pipelines,
     )
-    from dealengine.domain.events import DomainEvent
+    from dealengine.domain.events import DealEvent, DomainEvent, LeadEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.model import ModelChange, SalesModel, load_model
@@ -92,8 +93,9 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.lead": ("Lead",),
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
-    "dealengine.domain.events": ("DomainEvent",),
+    "dealengine.domain.events": ("DealEvent", "DomainEvent", "LeadEvent"),
     "dealengine.domain.model": ("ModelChange", "SalesModel", "load_model"),
+    "dealengine.domain.catalogue": ("Interactions", "load_interactions"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -144,6 +146,7 @@ __all__ = [
     "CycleView",
     "Deal",
     "DealEngineError",
+    "DealEvent",
     "DealStageTimes",
     "Diff",
     "DomainEvent",
@@ -159,10 +162,12 @@ __all__ = [
     "IllegalTransition",
     "IngestReport",
     "Interaction",
+    "Interactions",
     "InvalidDefinition",
     "InvalidEvent",
     "Lag",
     "Lead",
+    "LeadEvent",
     "ModelChange",
     "Money",
     "Movement",
@@ -202,6 +207,7 @@ __all__ = [
     "WhatIf",
     "ingest_jsonl",
     "load_funnel",
+    "load_interactions",
     "load_model",
     "load_pipelines",
 ]

@@ -4,7 +4,7 @@ stores they fork, the views' tables and the workers' locks) and hands them to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,9 +14,11 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.model import SalesModel, load_model
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
@@ -36,6 +38,7 @@ from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, Vi
 from dealengine.views.worker import Owner
 
 Clock = Callable[[], datetime]
+InteractionModels = Interactions | Sequence[type[DomainEvent]]
 
 
 def utc_now() -> datetime:
@@ -51,6 +54,7 @@ class Wiring:
     model: SalesModel
     pipelines: Pipelines
     funnel: FunnelDefinition
+    interactions: Interactions
     clock: Clock
     evolve: Evolvers
     passes: StreamPasses
@@ -70,22 +74,30 @@ def bootstrap(
     funnel: FunnelDefinition | None = None,
     definitions: Path | None = None,
     clock: Clock = utc_now,
+    interactions: InteractionModels | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions: the models given,
     else those of the `definitions` folder, else of the settings' folder, else the shipped
-    ones; a tenant's own definition files replace that folder's."""
+    ones; a tenant's own definition files replace that folder's. `interactions`: the model's
+    whole catalogue, or pydantic models to declare beside the folder's."""
     asked = settings or Settings()
     settings = located(asked)  # the tenant's store, if a tenant is asked for
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
     folder = definitions or asked.definitions
-    model = _model(pipeline, funnel, folder, definitions_folder(asked))
-    pipelines, funnel = model.pipelines, model.funnel
+    catalogue, models = (
+        (interactions, ()) if isinstance(interactions, Interactions) else (None, interactions)
+    )
+    model = load_model(
+        folder, definitions_folder(asked), pipelines=pipeline, funnel=funnel,
+        interactions=catalogue, models=models or (),
+    )  # fmt: skip
+    pipelines, funnel, interactions = model.pipelines, model.funnel, model.interactions
     webhooks = definition_file(asked, "webhooks.toml") or _beside(folder, "webhooks.toml")
-    store = Store(settings)
+    store = Store(settings, interactions)
     store.recorder.model = (model.digest, model.content)  # recorded with each write
     evolve = evolver(pipelines)
-    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
@@ -96,6 +108,7 @@ def bootstrap(
         model=model,
         pipelines=pipelines,
         funnel=funnel,
+        interactions=interactions,
         clock=clock,
         evolve=evolve,
         passes=passes,
@@ -109,35 +122,19 @@ def bootstrap(
     )
 
 
-def _model(
-    pipelines: Pipelines | None,
-    funnel: FunnelDefinition | None,
-    folder: Path | None,
-    own: Path | None,
-) -> SalesModel:
-    """The models given, the folder's for the ones not given (`own`'s files instead, where it
-    has them: a tenant's definitions)."""
-    if pipelines is not None and funnel is not None:
-        return SalesModel(pipelines, funnel)
-    loaded = load_model(folder, own)
-    if pipelines is None and funnel is None:
-        return loaded
-    return SalesModel(pipelines or loaded.pipelines, funnel or loaded.funnel)
-
-
 def _beside(folder: Path | None, file: str) -> Path | None:
     """`file` in the model folder, if one is given (else load_webhooks looks beside the
     shipped definitions)."""
     return folder / file if folder is not None else None
 
 
-def _child_stores(settings: Settings) -> Callable[[], Store] | None:
+def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[], Store] | None:
     """How a forked child opens the store (read-only, its own connection); None when it
     cannot: an in-memory store lives in this process only."""
     if settings.db == ":memory:" and not settings.database_url:
         return None
     read_only = settings.model_copy(update={"read_only": True})
-    return lambda: Store(read_only)
+    return lambda: Store(read_only, interactions)
 
 
 def _live_views(
@@ -197,6 +194,6 @@ def _subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else webhooks
+        Path(settings.webhooks) if settings.webhooks else webhooks, store.interactions.context
     ).webhooks
     return subscriptions

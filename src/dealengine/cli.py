@@ -340,7 +340,7 @@ def ingest(
     def act(e: Engine) -> IngestReport:
         who = actor or getpass.getuser()
         if mapping is not None:
-            rules = load_mapping(mapping)
+            rules = load_mapping(mapping, e.interactions.context)
             with _progress(_rows(file), f"ingesting {file.name}", bytes_=False) as advance:
                 return ingest_csv(
                     e, file, rules, actor=who, strict=strict, progress=advance, report=so_far

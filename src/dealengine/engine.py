@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dealengine.audit.verify import (
     VerifyReport,
 )
-from dealengine.bootstrap import Clock, bootstrap, utc_now
+from dealengine.bootstrap import Clock, InteractionModels, bootstrap, utc_now
 from dealengine.domain.deal import Deal
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import (
@@ -49,22 +49,31 @@ class Engine:
         definitions: Path | None = None,
         clock: Clock = utc_now,
         tenant: str | None = None,
+        interactions: InteractionModels | None = None,
     ) -> None:
         """An engine on the store `settings` name (default: the environment's), or on its
         tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants);
         under the model of the `definitions` folder (default: the settings', else the shipped
         one; a tenant's own definition files replace its files); `pipeline` and `funnel` given
-        as loaded models replace the folder's."""
+        as loaded models replace the folder's. `interactions`: pydantic models of
+        interactions to record beside the built-in ones and the folder's (interactions.toml),
+        or a whole `Interactions` catalogue."""
         if tenant is not None:
             settings = (settings or Settings()).model_copy(update={"tenant": tenant})
         parts = bootstrap(
-            settings, pipeline=pipeline, funnel=funnel, definitions=definitions, clock=clock
+            settings,
+            pipeline=pipeline,
+            funnel=funnel,
+            definitions=definitions,
+            clock=clock,
+            interactions=interactions,
         )
         self.tenant = parts.tenant  # None: the store without a tenant
         self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
         self.model: SalesModel = parts.model  # the definitions in force and their digest
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
+        self.interactions = parts.interactions  # the model's catalogue
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
         self.passes = parts.passes
@@ -108,7 +117,9 @@ class Engine:
         **fields: Any,
     ) -> Recorded:
         """Record one interaction on lead or deal `id`; raises a DealEngineError if refused."""
-        cmd = Interaction(type, id, occurred_at, fields, actor, source, idempotency_key)
+        cmd = Interaction(
+            type, id, occurred_at, fields, actor, source, idempotency_key, self.interactions
+        )
         outcome = self.execute_batch([cmd])[0]
         if isinstance(outcome, DealEngineError):
             raise outcome

@@ -41,7 +41,7 @@ def decide(
         return decide_opening(
             pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now, key
         )
-    if EVENT_TYPES[event_type].aggregate == "lead":
+    if cmd.event_class.aggregate == "lead":
         return decide_lead(cast(Lead | None, state(f"lead:{cmd.target}")), cmd, now, key)
     deal = cast(Deal | None, state(f"deal:{cmd.target}"))
     return decide_deal(pipelines, deal, cmd, now, key)

@@ -1,11 +1,12 @@
-"""The sales model: the definitions a store's writes are decided under (the pipelines and the
-funnel), read from one folder, and the digest that names them.
+"""The sales model: the definitions a store's writes are decided under (the pipelines, the
+funnel and the declared interactions), read from one folder, and the digest that names them.
 
 The digest is a SHA-256 of the definitions' canonical content: the validated models as JSON
-(defaults filled in, keys sorted), not the files' bytes. So a comment or a key spelled in
-another order is the same model, a changed probability or stage is another one, and the models
-an API host builds in code get the digest of the folder they match. The content is what the
-store keeps beside the digest (store/recorders.py), for an auditor to read the rules back.
+(defaults filled in, keys sorted; a declared interaction as its JSON schema and version), not
+the files' bytes. So a comment or a key spelled in another order is the same model, a changed
+probability, stage or field is another one, and the models an API host builds in code get the
+digest of the folder they match. The content is what the store keeps beside the digest
+(store/recorders.py), for an auditor to read the rules back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +22,13 @@ from typing import NamedTuple
 
 import orjson
 
+from dealengine.domain.catalogue import (
+    BUILT_IN,
+    BUILT_IN_NAMES,
+    Interactions,
+    load_interactions,
+    with_stage_moves,
+)
 from dealengine.domain.definitions import (
     FunnelDefinition,
     Pipelines,
@@ -28,42 +37,34 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.domain.errors import DealEngineError
+from dealengine.domain.events import DomainEvent
 
-MODEL_FILES = ("pipeline.toml", "funnel.toml")
-COPIED = ("pipeline.toml", "funnel.toml", "scenarios", "mappings")  # what `init` copies
-INTERACTIONS_EXAMPLE = """\
-# Interactions you declare beside the built-in ones (ad_viewed, deal_won, ...): each is
-# recorded, validated, hashed, audited and mapped like a built-in one, and may be named in
-# funnel steps, exclusions and breakdowns. Every line below is a comment: an example.
-#
-# [[interactions]]
-# name = "trial_started"
-# on = "lead"                       # or "deal"
-# fields = { plan = "text", seats = "integer" }
-#   (a field is text, integer, decimal, amount, boolean, date or datetime)
-#
-# [[interactions]]
-# name = "contract_signed"
-# on = "deal"
-# stage = "negotiation"             # moves the deal there, under the stage rules
-"""
+MODEL_FILES = ("pipeline.toml", "funnel.toml", "interactions.toml")
+COPIED = (*MODEL_FILES, "scenarios", "mappings")  # what `init` copies
 
 
 @dataclass(frozen=True)
 class SalesModel:
-    """The pipelines and the funnel in force, and the folder they were read from (None: given
-    as loaded models)."""
+    """The pipelines, the funnel and the interactions in force, and the folder they were read
+    from (None: given as loaded models)."""
 
     pipelines: Pipelines
     funnel: FunnelDefinition
+    interactions: Interactions = BUILT_IN
     folder: Path | None = None
 
     @cached_property
     def content(self) -> bytes:
         """The canonical content: what the digest is taken of and what the store keeps."""
+        declared = {
+            name: {"version": model.class_version, "schema": model.model_json_schema()}
+            for name, model in sorted(self.interactions.types.items())
+            if name not in BUILT_IN_NAMES
+        }
         model = {
             "funnel": self.funnel.model_dump(mode="json"),
             "pipelines": self.pipelines.model_dump(mode="json"),
+            "interactions": declared,
         }
         return orjson.dumps(model, option=orjson.OPT_SORT_KEYS)
 
@@ -93,10 +94,20 @@ def model_at(changes: list[ModelChange], position: int) -> str | None:
     return changes[at - 1].digest if at else None
 
 
-def load_model(folder: Path | None = None, own: Path | None = None) -> SalesModel:
-    """The model in `folder` (its pipeline.toml and funnel.toml; default: the shipped
-    definitions), with `own`'s files instead where it has them (a tenant's definitions). A
-    missing folder or file, or a bad definition, fails naming it."""
+def load_model(
+    folder: Path | None = None,
+    own: Path | None = None,
+    *,
+    pipelines: Pipelines | None = None,
+    funnel: FunnelDefinition | None = None,
+    interactions: Interactions | None = None,
+    models: Sequence[type[DomainEvent]] = (),
+) -> SalesModel:
+    """The model in `folder` (its pipeline.toml, funnel.toml and interactions.toml, if any;
+    default: the shipped definitions), with `own`'s files instead where it has them (a
+    tenant's definitions); `pipelines`, `funnel` or a whole `interactions` catalogue given
+    replace the folder's, `models` are declared beside its interactions. A missing folder or
+    file, or a bad definition, fails naming it."""
     folder = (folder or definitions_dir()).resolve()
     if not folder.is_dir():
         raise DealEngineError(
@@ -105,16 +116,22 @@ def load_model(folder: Path | None = None, own: Path | None = None) -> SalesMode
     files = {name: folder / name for name in MODEL_FILES}
     if own is not None:
         files.update({name: own / name for name in MODEL_FILES if (own / name).is_file()})
+    if interactions is None:
+        path = files["interactions.toml"]
+        interactions = load_interactions(path) if path.is_file() else BUILT_IN
+    if models:
+        interactions = interactions.with_models(models)
+    read = pipelines is None or funnel is None
+    pipelines = with_stage_moves(pipelines or load_pipelines(files["pipeline.toml"]), interactions)
+    funnel = funnel or load_funnel(files["funnel.toml"], context=interactions.context)
     used = own if any(path.parent == own for path in files.values()) else folder
-    return SalesModel(
-        load_pipelines(files["pipeline.toml"]), load_funnel(files["funnel.toml"]), used
-    )
+    return SalesModel(pipelines, funnel, interactions, used if read else None)
 
 
 def init_model_folder(folder: Path) -> list[Path]:
     """Write a working copy of the shipped definitions into `folder` (new, or empty): the
-    pipelines, the funnel, the scenarios and the mappings, each commented, and an
-    interactions.toml of commented examples. Returns what it wrote; overwrites nothing."""
+    pipelines, the funnel, the interactions, the scenarios and the mappings, each commented.
+    Returns what it wrote; overwrites nothing."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DealEngineError(f"init {folder}: exists and is not an empty folder")
     shipped = definitions_dir()
@@ -127,6 +144,4 @@ def init_model_folder(folder: Path) -> list[Path]:
         else:
             shutil.copyfile(source, target)
         written.append(target)
-    interactions = folder / "interactions.toml"
-    interactions.write_text(INTERACTIONS_EXAMPLE, encoding="utf-8")
-    return [*written, interactions]
+    return written

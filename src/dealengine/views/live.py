@@ -62,13 +62,18 @@ class LiveViews:
                 if self.tables is None:
                     self.tables = self.open_tables()
                 adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(FunnelProjection(self.funnel_definition))
+                    FunnelAdapter(
+                        FunnelProjection(
+                            self.funnel_definition, interactions=self.source.interactions
+                        )
+                    )
                     if name == "funnel"
                     else PipelineAdapter(
                         [
                             PipelineProjection(
                                 p,
                                 default=p is self.pipelines.default,
+                                interactions=self.source.interactions,
                                 defined=self.pipelines.by_name,
                             )
                             for p in self.pipelines.pipelines
