@@ -67,12 +67,18 @@ events = ["deal_opened"]
 name = "customer"
 events = ["deal_won"]
 """
+TRIAL_STARTED = """\
+[[interactions]]
+name = "trial_started"
+on = "lead"
+fields = { plan = "text", seats = "integer" }
+"""
 LINES = [
     {"type": "site_visited", "lead_id": "L-1", "occurred_at": "2026-03-01T09:00:00Z", "channel": "web"},
-    {"type": "webinar_attended", "lead_id": "L-1", "occurred_at": "2026-03-02T09:00:00Z", "webinar": "w1"},
+    {"type": "trial_started", "lead_id": "L-1", "occurred_at": "2026-03-02T09:00:00Z", "plan": "pro", "seats": 5},
     {"type": "site_visited", "lead_id": "L-2", "occurred_at": "2026-03-01T10:00:00Z", "channel": "ads"},
     {"type": "site_visited", "lead_id": "L-3", "occurred_at": "2026-03-01T11:00:00Z", "channel": "ads"},
-    {"type": "webinar_attended", "lead_id": "L-3", "occurred_at": "2026-03-02T11:00:00Z", "webinar": "w1"},
+    {"type": "trial_started", "lead_id": "L-3", "occurred_at": "2026-03-02T11:00:00Z", "plan": "team", "seats": 2},
     {"type": "deal_opened", "deal_id": "D-1", "lead_id": "L-1", "occurred_at": "2026-03-03T09:00:00Z", "amount": "1000", "owner": "ana"},
     {"type": "proposal_sent", "deal_id": "D-1", "occurred_at": "2026-03-04T09:00:00Z", "amount": "1200"},
     {"type": "deal_won", "deal_id": "D-1", "occurred_at": "2026-03-05T09:00:00Z"},
@@ -137,15 +143,21 @@ def test_every_command_works_on_an_own_model(
     DEALENGINE_DEFINITIONS names it, then ingest, funnel, pipeline, history, audit, whatif
     and report all work on that model (figures worked out by hand below)."""
     folder = own_model(cli, tmp_path)
+    interactions = folder / "interactions.toml"
+    interactions.write_text(
+        interactions.read_text().replace("interactions = []", TRIAL_STARTED)
+    )  # a step on a declared interaction
+    trial_step = OWN_FUNNEL.replace("webinar_attended", "trial_started").replace("webinar", "trial")
+    (folder / "funnel.toml").write_text(trial_step)
     monkeypatch.setenv("DEALENGINE_DEFINITIONS", str(folder))
     lines = tmp_path / "events.jsonl"
     lines.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in LINES))
     ok(cli.invoke(app, ["ingest", str(lines)]))
 
     funnel = orjson.loads(ok(cli.invoke(app, ["funnel", "--format", "json"])))
-    # visit: L-1, L-2, L-3; webinar: L-1, L-3; deal: L-1 (D-1), L-3 (D-2); customer: L-1
+    # visit: L-1, L-2, L-3; trial: L-1, L-3; deal: L-1 (D-1), L-3 (D-2); customer: L-1
     assert [(s["name"], s["leads"]) for s in funnel["steps"]] == [
-        ("visit", 3), ("webinar", 2), ("deal", 2), ("customer", 1),
+        ("visit", 3), ("trial", 2), ("deal", 2), ("customer", 1),
     ]  # fmt: skip
 
     pipeline = orjson.loads(ok(cli.invoke(app, ["pipeline", "--format", "json"])))
@@ -177,11 +189,18 @@ def test_every_command_works_on_an_own_model(
     report = tmp_path / "report.html"
     ok(cli.invoke(app, ["report", "--output", str(report)]))
     page = report.read_text()
-    assert "eu_sales" in page and "demo_done" in page and "webinar" in page
+    assert "eu_sales" in page and "demo_done" in page and "trial" in page
+
+    lead = orjson.loads(ok(cli.invoke(app, ["history", "L-1", "--format", "json"])))
+    assert [(e["type"], e.get("seats")) for e in lead][:2] == [
+        ("site_visited", None), ("trial_started", 5),
+    ]  # fmt: skip
 
     info = orjson.loads(ok(cli.invoke(app, ["info", "--format", "json"])))
     assert info["definitions"] == str(folder.resolve())
     assert info["pipelines"] == ["eu_sales"]
+    assert info["model_digest"] == load_model(folder).digest != load_model().digest
+    assert info["last_recorded_model"] == info["model_digest"]
 
 
 def test_the_global_option_and_the_variable_select_the_folder(
