@@ -346,16 +346,14 @@ def test_a_webhook_may_name_a_declared_interaction(model: Path, tmp_path: Path) 
 def test_the_cli_records_and_reports_declared_interactions(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The commands on the folder's model. (The folder is patched in here, where `--definitions`
-    / DEALENGINE_DEFINITIONS will select it.)"""
+    """The commands on the folder's model, selected by DEALENGINE_DEFINITIONS."""
     from typer.testing import CliRunner
 
     from dealengine.cli import app
-    from dealengine.domain import catalogue, definitions
+    from dealengine.domain import definitions
 
     shutil.copyfile(definitions.definitions_dir() / "pipeline.toml", model / "pipeline.toml")
-    monkeypatch.setattr(definitions, "definitions_dir", lambda: model)
-    monkeypatch.setattr(catalogue, "definitions_dir", lambda: model)
+    monkeypatch.setenv("DEALENGINE_DEFINITIONS", str(model))
     monkeypatch.setenv("DEALENGINE_DB", str(tmp_path / "cli.db"))
     monkeypatch.delenv("DEALENGINE_DATABASE_URL", raising=False)
     jsonl, csv, mapping = tmp_path / "h.jsonl", tmp_path / "trials.csv", tmp_path / "trials.toml"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dealengine import Engine, Settings
+from dealengine import Engine, Settings, UndefinedInModel
 from dealengine.demo import generate, write_jsonl
 from dealengine.ingest.jsonl import ingest_jsonl
 from dealengine.projections.funnel import in_partition
@@ -118,7 +118,7 @@ def test_an_error_in_a_child_process_reaches_the_caller(tmp_path: Path) -> None:
     assert in_partition("lead:L-1", (1, 2))  # so only the child reads it
     with (
         _engine(settings, 2) as engine,
-        pytest.raises(ValueError, match="unknown topic 'nowhere:Bogus'"),
+        pytest.raises(UndefinedInModel, match="of type 'nowhere:Bogus', which the definitions"),
     ):
         engine.views()
 

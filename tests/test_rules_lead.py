@@ -2,7 +2,7 @@
 
 Any lead interaction (ad, visit, signup, download, webinar, demo request) may create a lead;
 qualifying, disqualifying and converting need an existing one; a converted lead stays
-converted; an idempotency key already recorded makes a repeat a no-op.
+converted, and may open further deals; an idempotency key already recorded makes a repeat a no-op.
 """
 
 from __future__ import annotations
@@ -173,25 +173,36 @@ def test_converting_a_lead_opens_its_deal_and_links_both(
     assert (converted.status, converted.deal_id) == ("converted", "D-7")
 
 
-def test_a_converted_lead_is_not_converted_again() -> None:
+@pytest.mark.parametrize(
+    ("event_type", "target", "link"),
+    [("deal_opened", "D-2", {"lead_id": "L-1"}), ("lead_converted", "L-1", {"deal_id": "D-2"})],
+)
+def test_a_converted_lead_opens_a_further_deal(
+    event_type: str, target: str, link: dict[str, str]
+) -> None:
+    """A renewal or an upsell: the deal is opened and the lead records it with another
+    `lead_converted`; the lead's first conversion stays D-1, its deals are both."""
     lead = given_lead("L-1", VISITED, QUALIFIED, CONVERTED)
-    with then_refused(
-        "lead L-1", "converted", "lead_converted to deal D-2", "already converted to deal D-1"
-    ):
+    fields = {**link, "amount": "5", "owner": "ana", "pipeline": "renewals"}
+    events = when(event_type, target, fields, given=(lead,))
+    then_recorded(
+        events,
+        ("deal_opened", "deal:D-2", 1, {"lead_id": "L-1", "pipeline": "renewals"}),
+        ("lead_converted", "lead:L-1", 4, {"deal_id": "D-2"}),
+    )
+    assert events[1].prev_hash == lead.head  # the lead's chain goes on
+    further = EVOLVE(lead, events[1])
+    assert (further.status, further.deal_id, further.deals) == ("converted", "D-1", ("D-1", "D-2"))
+
+
+def test_a_deal_already_open_is_not_opened_again_for_its_lead() -> None:
+    lead = given_lead("L-1", VISITED, QUALIFIED, CONVERTED)
+    deal = given_deal("D-1", opened(lead_id="L-1"))
+    with then_refused("deal D-1", "prospecting", "deal_opened", "the deal is already open"):
         when(
-            "lead_converted",
-            "L-1",
-            {"deal_id": "D-2", "amount": "5", "owner": "ana"},
-            given=(lead,),
-        )
-
-
-def test_opening_a_deal_for_a_converted_lead_is_refused() -> None:
-    lead = given_lead("L-1", VISITED, QUALIFIED, CONVERTED)
-    with then_refused(
-        "lead L-1", "converted", "lead_converted to deal D-2", "already converted to deal D-1"
-    ):
-        when("deal_opened", "D-2", {"lead_id": "L-1", "amount": "5", "owner": "ana"}, given=(lead,))
+            "deal_opened", "D-1", {"lead_id": "L-1", "amount": "5", "owner": "ana"},
+            given=(lead, deal),
+        )  # fmt: skip
 
 
 def test_a_disqualified_lead_must_be_qualified_again_before_converting() -> None:

@@ -18,6 +18,7 @@ from dealengine.domain.errors import (
     InvalidDefinition,
     InvalidEvent,
     StoreError,
+    UndefinedInModel,
     UnknownAggregate,
     UnknownEvent,
     UnknownEventType,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from dealengine.domain.events import DealEvent, DomainEvent, LeadEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
+    from dealengine.domain.model import ModelChange, SalesModel, load_model
     from dealengine.domain.personal import LeadKey, LeadKeys, personal_fields
     from dealengine.domain.rates import ExchangeRates, KnownRate
     from dealengine.domain.replay import TimelineEntry
@@ -95,6 +97,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
     "dealengine.domain.events": ("DealEvent", "DomainEvent", "LeadEvent"),
+    "dealengine.domain.model": ("ModelChange", "SalesModel", "load_model"),
     "dealengine.domain.catalogue": ("Interactions", "load_interactions"),
     "dealengine.domain.rates": ("ExchangeRates", "KnownRate"),
     "dealengine.domain.definitions": (
@@ -176,6 +179,7 @@ __all__ = [
     "LeadKey",
     "LeadKeys",
     "MissingRate",
+    "ModelChange",
     "Money",
     "Movement",
     "Moves",
@@ -189,6 +193,7 @@ __all__ = [
     "RateOverride",
     "Recorded",
     "Rejected",
+    "SalesModel",
     "Scenario",
     "ScenarioResult",
     "Seal",
@@ -203,6 +208,7 @@ __all__ = [
     "StoreError",
     "Tenants",
     "TimelineEntry",
+    "UndefinedInModel",
     "UnknownAggregate",
     "UnknownEvent",
     "UnknownEventType",
@@ -214,6 +220,7 @@ __all__ = [
     "ingest_jsonl",
     "load_funnel",
     "load_interactions",
+    "load_model",
     "load_pipelines",
     "personal_fields",
 ]

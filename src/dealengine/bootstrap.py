@@ -14,17 +14,12 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
-from dealengine.domain.catalogue import Interactions, load_interactions, with_stage_moves
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.decider import Evolvers, evolver
-from dealengine.domain.definitions import (
-    FunnelDefinition,
-    PipelineDefinition,
-    Pipelines,
-    load_funnel,
-    load_pipelines,
-)
+from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import VersionConflict
 from dealengine.domain.events import DomainEvent
+from dealengine.domain.model import SalesModel, load_model
 from dealengine.domain.personal import LeadKeys
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
@@ -59,6 +54,7 @@ class Wiring:
     tenant_definitions: Path | None  # the tenant's own definitions folder, if it has one
     settings: Settings
     store: Store
+    model: SalesModel
     pipelines: Pipelines
     funnel: FunnelDefinition
     interactions: Interactions
@@ -80,29 +76,32 @@ def bootstrap(
     *,
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
+    definitions: Path | None = None,
     clock: Clock = utc_now,
     interactions: InteractionModels | None = None,
     lead_keys: LeadKeys | None = None,
 ) -> Wiring:
-    """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions). `interactions`: the model's whole
-    catalogue, or pydantic models to declare beside the definitions folder's; leads' data
-    keys in `lead_keys` (default: the store's own table)."""
+    """Everything an Engine works with, for these settings and definitions: the models given,
+    else those of the `definitions` folder, else of the settings' folder, else the shipped
+    ones; a tenant's own definition files replace that folder's. `interactions`: the model's
+    whole catalogue, or pydantic models to declare beside the folder's; leads' data keys in
+    `lead_keys` (default: the store's own table)."""
     asked = settings or Settings()
     settings = located(asked)  # the tenant's store, if a tenant is asked for
-    if not isinstance(interactions, Interactions):
-        declared = load_interactions(definition_file(asked, "interactions.toml"))
-        interactions = declared.with_models(interactions or ())
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = with_stage_moves(
-        pipeline or load_pipelines(definition_file(asked, "pipeline.toml")), interactions
+    folder = definitions or asked.definitions
+    catalogue, models = (
+        (interactions, ()) if isinstance(interactions, Interactions) else (None, interactions)
     )
-    funnel = funnel or load_funnel(
-        definition_file(asked, "funnel.toml"), context=interactions.context
-    )
-    webhooks = definition_file(asked, "webhooks.toml")
+    model = load_model(
+        folder, definitions_folder(asked), pipelines=pipeline, funnel=funnel,
+        interactions=catalogue, models=models or (),
+    )  # fmt: skip
+    pipelines, funnel, interactions = model.pipelines, model.funnel, model.interactions
+    webhooks = definition_file(asked, "webhooks.toml") or _beside(folder, "webhooks.toml")
     store = Store(settings, interactions)
+    store.recorder.model = (model.digest, model.content)  # recorded with each write
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     lead_keys = lead_keys or StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
@@ -114,6 +113,7 @@ def bootstrap(
         tenant_definitions=definitions_folder(asked),
         settings=settings,
         store=store,
+        model=model,
         pipelines=pipelines,
         funnel=funnel,
         interactions=interactions,
@@ -131,6 +131,12 @@ def bootstrap(
         integrity=Integrity(store, key, clock),
         rates=rates,
     )
+
+
+def _beside(folder: Path | None, file: str) -> Path | None:
+    """`file` in the model folder, if one is given (else load_webhooks looks beside the
+    shipped definitions)."""
+    return folder / file if folder is not None else None
 
 
 def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[], Store] | None:

@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from dealengine.ingest.jsonl import IngestReport
     from dealengine.projections.funnel import FunnelView
     from dealengine.projections.pipeline import PipelineView
+    from dealengine.settings import Settings
     from dealengine.views.materialised import Lag, ProjectionName
 
 FunnelMode = Literal["reached", "ordered", "strict"]
-GLOBAL_OPTIONS = ("--log-format", "--log-level", "--tenant")
+GLOBAL_OPTIONS = ("--log-format", "--log-level", "--tenant", "--definitions")
 
 
 def _plain_help(params: list[Any], ctx: Any) -> list[Any]:
@@ -168,6 +169,13 @@ def main_options(
     log_level: Annotated[
         str, typer.Option(metavar="debug|info|warning|error", help="after the command too")
     ] = "warning",
+    definitions: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="the model folder (dealengine init DIR); default: DEALENGINE_DEFINITIONS",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
@@ -183,21 +191,35 @@ def main_options(
 
     The store is a SQLite file (DEALENGINE_DB, default in your data directory), or PostgreSQL
     when DEALENGINE_DATABASE_URL=postgresql://... is set; --tenant NAME (DEALENGINE_TENANT):
-    a tenant's own store (dealengine tenants).
+    a tenant's own store (dealengine tenants). The definitions are the shipped ones, or the
+    model folder of --definitions or DEALENGINE_DEFINITIONS.
     """
     from dealengine.logs import configure
 
     configure(log_format, log_level)
     chosen.tenant = tenant
+    chosen.definitions = definitions
+    chosen.model_source = None
 
 
 class Chosen:
     """What the global options chose for this invocation."""
 
     tenant: str | None = None
+    definitions: Path | None = None
+    model_source: str | None = None  # where the engine opened read its definitions
 
 
 chosen = Chosen()
+
+
+def chosen_settings(**overrides: Any) -> Settings:
+    """The environment's settings, with --definitions if given."""
+    from dealengine.settings import Settings
+
+    if chosen.definitions is not None:
+        overrides.setdefault("definitions", chosen.definitions)
+    return Settings(**overrides)
 
 
 def using_engine(action: Callable[[Engine], R]) -> R:
@@ -205,9 +227,9 @@ def using_engine(action: Callable[[Engine], R]) -> R:
 
     def act() -> R:
         from dealengine.engine import Engine
-        from dealengine.settings import Settings
 
-        with Engine(Settings(), tenant=chosen.tenant) as e:
+        with Engine(chosen_settings(), tenant=chosen.tenant) as e:
+            chosen.model_source = e.model.source
             return action(e)
 
     return run(act)
@@ -219,13 +241,25 @@ def run(action: Callable[[], R]) -> R:
     from pydantic import ValidationError
     from rich.text import Text
 
-    from dealengine.domain.errors import DealEngineError
+    from dealengine.domain.errors import DealEngineError, UndefinedInModel
 
     try:
         return action()
     except (DealEngineError, PersistenceError, OSError, ValidationError) as e:
-        err().print(Text.assemble(("error:", "red"), f" {_one_line(e)}"))
+        line = _one_line(e)
+        if isinstance(e, UndefinedInModel):
+            line += f"; definitions in use: {_definitions_in_use()}"
+        err().print(Text.assemble(("error:", "red"), f" {line}"))
         raise typer.Exit(1) from None
+
+
+def _definitions_in_use() -> str:
+    """Where the engine of this command read its definitions."""
+    from dealengine.domain.definitions import definitions_dir
+
+    if chosen.model_source is not None:
+        return chosen.model_source
+    return str((chosen_settings().definitions or definitions_dir()).resolve())
 
 
 def _one_line(e: Exception) -> str:
@@ -370,17 +404,34 @@ def _interrupted(file: Path, report: IngestReport) -> None:
 
 
 @_command()
+def init(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="a new or empty folder")],
+) -> None:
+    """Write a working copy of the shipped definitions into DIR (pipeline.toml, funnel.toml,
+    interactions.toml, scenarios/, mappings/), to edit and use with --definitions DIR."""
+    from dealengine.domain.model import init_model_folder
+
+    written = run(lambda: init_model_folder(folder))
+    for path in written:
+        out().print(str(path))
+    err().print(f"use it: dealengine --definitions {folder} ... or DEALENGINE_DEFINITIONS={folder}")
+
+
+@_command()
 def info(fmt: FormatOption = Format.table) -> None:
     """The store in use, the definitions in use (folder and digests), and how many events."""
-    from dealengine.domain.definitions import definitions_dir
     from dealengine.store.application import store_name
     from dealengine.views.materialised import digest
 
     def act(e: Engine) -> dict[str, Any]:
+        changes = e.model_changes()
         return ({"tenant": e.tenant} if e.tenant else {}) | {
             "store": store_name(e.settings),
             "backend": "postgresql" if e.settings.database_url else "sqlite",
-            "definitions": str(e.tenant_definitions or definitions_dir()),
+            "definitions": e.model.source,
+            "model_digest": e.model.digest,
+            "models_recorded": len({c.digest for c in changes}),
+            "last_recorded_model": changes[-1].digest if changes else None,
             "funnel_digest": digest(e.funnel_definition),
             "pipelines_digest": digest(e.pipelines),
             "pipelines": list(e.pipelines.by_name),
@@ -629,11 +680,10 @@ def _every_tenant(
 
     def act() -> None:
         from dealengine.domain.errors import DealEngineError
-        from dealengine.settings import Settings
         from dealengine.tenants import Tenants, work_every_tenant
         from dealengine.views.worker import stop_on_signals
 
-        settings = Settings()
+        settings = chosen_settings()
         if needs_postgres and not settings.database_url:
             raise DealEngineError(needs_postgres)
         with Tenants(settings) as tenants, stop_on_signals() as stopping:
@@ -986,9 +1036,9 @@ def whatif(
 
     def act() -> WhatIf:
         from dealengine.engine import Engine
-        from dealengine.settings import Settings
 
-        with Engine(Settings(read_only=True), tenant=chosen.tenant) as e:
+        with Engine(chosen_settings(read_only=True), tenant=chosen.tenant) as e:
+            chosen.model_source = e.model.source
             return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
 
     result = run(act)
@@ -1237,10 +1287,9 @@ def _with_tenants(action: Callable[[Any], R]) -> R:
     """Run `action` on the configured store's Tenants (dealengine.tenants), then close them."""
 
     def act() -> R:
-        from dealengine.settings import Settings
         from dealengine.tenants import Tenants
 
-        with Tenants(Settings()) as tenants:
+        with Tenants(chosen_settings()) as tenants:
             return action(tenants)
 
     return run(act)
@@ -1315,7 +1364,6 @@ def serve(
             raise DealEngineError(
                 f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
             ) from None
-        from dealengine.settings import Settings
         from dealengine.tenants import Tenants
         from dealengine.views.worker import stop_on_signals
 
@@ -1337,7 +1385,7 @@ def serve(
             if webhooks:
                 e.subscriptions.start_webhooks()
 
-        with Tenants(Settings()) as tenants:
+        with Tenants(chosen_settings()) as tenants:
             api: Any
             if chosen.tenant is not None:
                 api = create_app(tenants.engine(chosen.tenant))

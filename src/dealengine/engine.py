@@ -25,6 +25,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
+from dealengine.domain.model import ModelChange, SalesModel
 from dealengine.domain.personal import LeadKeys
 from dealengine.domain.rates import KnownRate, day_of
 from dealengine.domain.replay import Moment, TimelineEntry
@@ -49,22 +50,27 @@ class Engine:
         *,
         pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
+        definitions: Path | None = None,
         clock: Clock = utc_now,
         tenant: str | None = None,
         interactions: InteractionModels | None = None,
         lead_keys: LeadKeys | None = None,
     ) -> None:
         """An engine on the store `settings` name (default: the environment's), or on its
-        tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants).
-        `interactions`: pydantic models of interactions to record beside the built-in ones
-        and the definitions folder's (interactions.toml), or a whole `Interactions` catalogue.
-        `lead_keys`: where leads' data keys live (default: the store's own table)."""
+        tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants);
+        under the model of the `definitions` folder (default: the settings', else the shipped
+        one; a tenant's own definition files replace its files); `pipeline` and `funnel` given
+        as loaded models replace the folder's. `interactions`: pydantic models of
+        interactions to record beside the built-in ones and the folder's (interactions.toml),
+        or a whole `Interactions` catalogue. `lead_keys`: where leads' data keys live
+        (default: the store's own table)."""
         if tenant is not None:
             settings = (settings or Settings()).model_copy(update={"tenant": tenant})
         parts = bootstrap(
             settings,
             pipeline=pipeline,
             funnel=funnel,
+            definitions=definitions,
             clock=clock,
             interactions=interactions,
             lead_keys=lead_keys,
@@ -72,6 +78,7 @@ class Engine:
         self.tenant = parts.tenant  # None: the store without a tenant
         self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
+        self.model: SalesModel = parts.model  # the definitions in force and their digest
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
         self.interactions = parts.interactions  # the model's catalogue
         self.pipeline_definition = self.pipelines.default
@@ -319,6 +326,15 @@ class Engine:
         per-stream manifest there. A seal of a store found intact is appended to the seal
         log (`report.seals`: its number; 0 when it was not)."""
         return self.integrity.seal(manifest=manifest, progress=progress)
+
+    def model_changes(self) -> list[ModelChange]:
+        """Which model (its digest) the stored events were decided under, from which position
+        on; [] for a store written before models were recorded."""
+        return self.store.model_changes()
+
+    def recorded_model(self, digest: str) -> bytes | None:
+        """The canonical content (JSON) of a model the store recorded: the rules in force."""
+        return self.store.model_content(digest)
 
     # --- what-if ---------------------------------------------------------------------------
 

@@ -214,6 +214,9 @@ def show_audit(out: Console, report: AuditReport) -> None:
     out.print(f"integrity: {status}: {i.events} events in {', '.join(i.streams)}")
     for finding in i.findings:
         out.print(f"  {finding}")
+    for rules in report.rules_in_force:
+        model = rules.model or "not recorded (written before models were)"
+        out.print(f"rules in force for v{rules.from_version}-v{rules.to_version}: {model}")
     timeline = _table("timeline", "v", "occurred at", "actor", "type", "fields", "stage", "amount")
     for row in report.timeline:
         fields = ", ".join(f"{k}={v}" for k, v in _event_fields(row).items())

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     """The secret the events' hashes and the seal log are made under (HMAC-SHA256): an attacker
     who rewrites events and recomputes the hashes is caught without it. Keep it outside the
     database; lost, the stored hashes can no longer be authenticated."""
+    definitions: Path | None = None
+    """The model folder (`dealengine init DIR`: pipeline.toml, funnel.toml, ...) the engine
+    reads; default: the shipped definitions."""
     webhooks: str | None = None
     """webhooks.toml to read (default: the one beside funnel.toml, if any)."""
     log_format: Literal["console", "json"] = "console"

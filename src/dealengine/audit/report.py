@@ -155,6 +155,15 @@ class Integrity(BaseModel):
     )
 
 
+class RulesInForce(BaseModel):
+    """The model (its digest: `Engine.recorded_model` gives its content) the deal's events
+    from_version..to_version were decided under; None: written before models were recorded."""
+
+    from_version: int
+    to_version: int
+    model: str | None
+
+
 class AuditReport(BaseModel):
     deal_id: str
     generated_at: datetime
@@ -165,16 +174,18 @@ class AuditReport(BaseModel):
     actors: list[ActorActivity]
     corrections: list[Correction]
     integrity: Integrity
+    rules_in_force: list[RulesInForce] = []
 
 
 def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
     """The audit report of deal `deal_id` as the store holds it now."""
     stream = f"deal:{deal_id}"
     if not engine.store.exists(stream) and engine.store.exists(f"lead:{deal_id}"):
-        opened = engine.lead(deal_id).deal_id
+        deals = engine.lead(deal_id).deals
+        its = f"its deal is {deals[0]}" if len(deals) == 1 else f"its deals are {', '.join(deals)}"
         raise DealEngineError(
             f"{deal_id} is a lead; audit reports a deal: "
-            + (f"its deal is {opened} (audit {opened})" if opened else "it has no deal yet")
+            + (f"{its} (audit {deals[0]})" if deals else "it has no deal yet")
             + f"; for the lead's events: history {deal_id}"
         )
     entries = engine.timeline(stream)
@@ -216,7 +227,19 @@ def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
             if target.id == ev.voided_event_id
         ],
         integrity=_integrity(engine, streams),
+        rules_in_force=_rules_in_force(engine.store.models_in_force(stream)),
     )
+
+
+def _rules_in_force(models: list[str | None]) -> list[RulesInForce]:
+    """The runs of versions decided under one model."""
+    runs: list[RulesInForce] = []
+    for version, model in enumerate(models, 1):
+        if runs and runs[-1].model == model:
+            runs[-1].to_version = version
+        else:
+            runs.append(RulesInForce(from_version=version, to_version=version, model=model))
+    return runs
 
 
 def _state_json(deal: Deal) -> dict[str, Any]:
@@ -435,6 +458,16 @@ def report_html(report: AuditReport, zone: tzinfo | None = None) -> str:
     parts.append(f" ({e(i.note)}).</p>")
     if i.findings:
         parts.append("<ul>" + "".join(f"<li>{e(f)}</li>" for f in i.findings) + "</ul>")
+    parts.append("<h2>Rules in force</h2>")
+    parts.append(
+        _table(
+            ["versions", "model"],
+            [
+                [f"v{r.from_version}-v{r.to_version}", r.model or "not recorded"]
+                for r in report.rules_in_force
+            ],
+        )
+    )
     parts.append("<h2>Timeline</h2>")
     parts.append(_timeline(report.timeline, zone))
     parts.append("<h2>Stage durations</h2>")

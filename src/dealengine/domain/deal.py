@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from dealengine.domain.definitions import PipelineDefinition, Pipelines
-from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownAggregate
+from dealengine.domain.errors import (
+    IllegalTransition,
+    InvalidEvent,
+    UnknownAggregate,
+    undefined_pipeline,
+    undefined_stage,
+)
 from dealengine.domain.events import (
     CHAIN_HASH,
     DealOpened,
@@ -60,11 +66,18 @@ def stage_after(defn: PipelineDefinition, stage: str, event_type: str, to_stage:
 
 
 def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], Deal]:
-    """`evolve(deal, event)` under these pipelines: the only way a deal's state changes."""
+    """`evolve(deal, event)` under these pipelines: the only way a deal's state changes. A
+    pipeline or stage they do not define (the store was written under another model) is an
+    UndefinedInModel error."""
+    by_name = pipelines.by_name
+
+    def undefined(stream: str, name: str) -> NoReturn:
+        raise undefined_pipeline(f"deal {stream.partition(':')[2]}", name, by_name)
 
     def evolve(deal: Deal | None, event: DomainEvent) -> Deal:
         if isinstance(event, DealOpened):
-            defn = pipelines[event.pipeline or pipelines.default.name]
+            name = event.pipeline or pipelines.default.name
+            defn = by_name.get(name) or undefined(event.originator_id, name)
             return Deal(
                 id=event.originator_id.partition(":")[2],
                 version=event.originator_version,
@@ -82,7 +95,10 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
         assert deal is not None, f"{event.originator_id} has no deal_opened event"
         defn = pipelines[deal.pipeline]
         fields = event.__dict__  # not getattr(): a missing pydantic attribute is slow to miss
-        stage = stage_after(defn, deal.stage, event.event_type, fields.get("to_stage"))
+        to_stage = fields.get("to_stage")
+        if to_stage is not None and to_stage not in defn.index:
+            raise undefined_stage(f"deal {deal.id}", defn.name, to_stage)
+        stage = stage_after(defn, deal.stage, event.event_type, to_stage)
         amount = fields.get("amount", deal.amount)
         closed_from = (
             deal.stage

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DealEngineError(Exception):
     """Base of every error dealengine raises on purpose; the CLI prints it as one line."""
@@ -48,6 +50,25 @@ class UnknownAggregate(DealEngineError):
     def __init__(self, aggregate: str) -> None:
         self.aggregate = aggregate
         super().__init__(f"unknown {aggregate}")
+
+
+class UndefinedInModel(DealEngineError):
+    """The store names a pipeline, a stage or an interaction type that the definitions in use
+    do not define: it was written under another model (dealengine.domain.model)."""
+
+
+def undefined_pipeline(deal: str, name: str, defined: Iterable[str]) -> UndefinedInModel:
+    return UndefinedInModel(
+        f"{deal} is in pipeline {name!r}, which the definitions in use do not define "
+        f"(they define {', '.join(defined)})"
+    )
+
+
+def undefined_stage(deal: str, pipeline: str, stage: str) -> UndefinedInModel:
+    return UndefinedInModel(
+        f"{deal} moved to stage {stage!r}, which pipeline {pipeline!r} of the definitions in "
+        "use does not define"
+    )
 
 
 class ConcurrencyConflict(DealEngineError):

@@ -25,9 +25,10 @@ class Lead(NamedTuple):
     id: str
     version: int
     status: LeadStatus = "open"
-    deal_id: str | None = None
+    deal_id: str | None = None  # the deal it converted to first
     idempotency_keys: frozenset[str] = frozenset()
     head: str | None = None  # the hash of the stream's last event (domain/chain.py)
+    deals: tuple[str, ...] = ()  # every deal opened from it, in order: the first, renewals, ...
 
     @property
     def name(self) -> str:
@@ -38,22 +39,26 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     """The lead after `event`: the only way a lead's state changes."""
     fields = event.__dict__
     key = fields["idempotency_key"]
+    deals: tuple[str, ...]
     if lead is None:
         lead_id, status, deal_id = fields["originator_id"].partition(":")[2], "open", None
-        keys = with_key(frozenset(), key)
+        keys, deals = with_key(frozenset(), key), ()
     else:
-        lead_id, status, deal_id = lead.id, lead.status, lead.deal_id
+        lead_id, status, deal_id, deals = lead.id, lead.status, lead.deal_id, lead.deals
         keys = with_key(lead.idempotency_keys, key)
     match event.event_type:
         case "lead_qualified":
             status = "qualified"
         case "lead_disqualified":
             status = "disqualified"
-        case "lead_converted":
-            status, deal_id = "converted", cast(LeadConverted, event).deal_id
+        case "lead_converted":  # the first converts it; each records a deal opened from it
+            opened = cast(LeadConverted, event).deal_id
+            status, deal_id, deals = "converted", deal_id or opened, (*deals, opened)
     head = fields.get(CHAIN_HASH) or event.chain_hash()
     # tuple.__new__: what Lead(...) does, one Python call less (this runs once per event)
-    return tuple.__new__(Lead, (lead_id, fields["originator_version"], status, deal_id, keys, head))
+    return tuple.__new__(
+        Lead, (lead_id, fields["originator_version"], status, deal_id, keys, head, deals)
+    )
 
 
 def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:
@@ -62,11 +67,9 @@ def is_duplicate(state: Lead | object | None, cmd: Interaction) -> bool:
 
 
 def check_convertible(lead: Lead, deal_id: str) -> None:
+    """A deal may be opened from an open, qualified or converted lead (a converted one: a
+    further deal, a renewal or an upsell, recorded by another `lead_converted`)."""
     attempted = f"lead_converted to deal {deal_id}"
-    if lead.status == "converted":
-        raise IllegalTransition(
-            lead.name, lead.status, attempted, f"already converted to deal {lead.deal_id}"
-        )
     if lead.status == "disqualified":
         raise IllegalTransition(
             lead.name, lead.status, attempted, "a disqualified lead must be qualified again first"

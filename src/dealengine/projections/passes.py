@@ -20,6 +20,7 @@ from dealengine.projections.stream import (
     FoldPass,
     StreamEvent,
     Topics,
+    close_rows,
     corrected,
     decode,
     fold_rows,
@@ -106,6 +107,9 @@ def fold_pass(rows: Iterable[Row], skip_ids: set[str], topics: Topics) -> FoldPa
 
     def fold(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         bound = None if as_of is None else format_time(as_of)
-        return fold_rows(rows, folds, skip_ids, bound, topics)
+        try:
+            return fold_rows(rows, folds, skip_ids, bound, topics)
+        finally:  # a fold that raised leaves the rows' cursor open: close it while the store is
+            close_rows(rows)
 
     return fold

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from pydantic import BaseModel, field_serializer
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
+from dealengine.domain.errors import undefined_pipeline, undefined_stage
 from dealengine.domain.events import DEAL_EVENTS
 from dealengine.domain.rates import NO_RATES, ExchangeRates, day_of
 from dealengine.domain.values import MINOR_UNITS, minor_unit
@@ -257,10 +258,14 @@ class PipelineProjection:
         default: bool = True,
         interactions: Interactions = BUILT_IN,
         rates: ExchangeRates = NO_RATES,
+        defined: Collection[str] | None = None,
     ) -> None:
+        """`defined`: every pipeline of the model; a deal opened in another is an
+        UndefinedInModel error (None: deals of other pipelines are only ignored)."""
         self.definition = definition
         self.rates = rates  # what the reports convert deals in other currencies with
         self.default = default  # deals opened before pipelines existed belong to the default
+        self.defined = defined
         # what the pass hands this fold: every deal interaction of the model (each one is the
         # deal's latest activity; a declared one may move it: domain/catalogue.py)
         self.event_types = DEAL_EVENT_TYPES.union(
@@ -286,6 +291,9 @@ class PipelineProjection:
         if event_type == "deal_opened":
             pipeline = data.get("pipeline")
             if pipeline != d.name and (pipeline is not None or not self.default):
+                defined = self.defined
+                if defined is not None and pipeline is not None and pipeline not in defined:
+                    raise undefined_pipeline(f"deal {stream[5:]}", pipeline, defined)
                 return
             facts = view[stream] = DealFacts(
                 d.initial_stage, data["amount"], data["owner"], at, at,
@@ -298,7 +306,10 @@ class PipelineProjection:
         deal = view.get(stream)
         if deal is None:
             return  # a deal of another pipeline
-        stage = stage_after(d, deal.stage, event_type, data.get("to_stage"))
+        to_stage = data.get("to_stage")
+        if to_stage is not None and to_stage not in d.index:
+            raise undefined_stage(f"deal {stream[5:]}", d.name, to_stage)
+        stage = stage_after(d, deal.stage, event_type, to_stage)
         if stage != deal.stage:
             deal.stays[-1].left = at
             deal.stays.append(Stay(stage, at))

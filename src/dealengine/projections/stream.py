@@ -18,6 +18,7 @@ import orjson
 
 from dealengine.domain.catalogue import BUILT_IN, Reading
 from dealengine.domain.chain import topic_of
+from dealengine.domain.errors import UndefinedInModel
 from dealengine.domain.rates import RATE_EVENTS
 from dealengine.store.recorders import Row
 
@@ -65,12 +66,14 @@ def decode(
     """Stored rows as stream events: the JSON decoded (and upcast to its type's version), the
     topic turned into the event type, by the model's `topics`. A rate's event is left out, or
     with `rates_as`, yielded as that type, its data not read (for a reader that counts
-    positions)."""
+    positions). An event of a type the model does not define closes the rows (their cursor)
+    before it is raised."""
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
         reading = topics.get(topic)
         if reading is None:
             if topic not in RATE_TOPICS:
+                close_rows(rows)
                 _unknown(position, stream, topic)
             if rates_as is not None:
                 yield new(StreamEvent, (position, stream, rates_as, {}))
@@ -80,8 +83,17 @@ def decode(
         yield new(StreamEvent, (position, stream, event_type, data))
 
 
+def close_rows(rows: Iterable[Row]) -> None:
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+
+
 def _unknown(position: int, stream: str, topic: str) -> NoReturn:
-    raise ValueError(f"event {position} of {stream} has an unknown topic {topic!r}")
+    raise UndefinedInModel(
+        f"event {position} of {stream} is of type {topic!r}, which the definitions in use "
+        "do not define"
+    )
 
 
 @contextmanager

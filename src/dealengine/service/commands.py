@@ -21,6 +21,7 @@ from dealengine.domain.errors import (
     ConcurrencyConflict,
     DealEngineError,
     InvalidEvent,
+    UndefinedInModel,
     VersionConflict,
 )
 from dealengine.domain.events import DomainEvent, originator_id
@@ -228,7 +229,10 @@ class Commands:
             events = self.store.events_of(missing)
             work.update(dict.fromkeys(missing))  # no events: None (what replay gives)
             for stream, found in events.items():
-                work[stream] = replay(found, self._apply)
+                try:
+                    work[stream] = replay(found, self._apply)
+                except UndefinedInModel:  # refused to the commands that name it, when read
+                    del work[stream]
         return work, set(missing)
 
     def void(

@@ -127,6 +127,7 @@ class Reports:
             definition,
             default=definition is self.pipelines.default,
             interactions=self.passes.store.interactions,
+            defined=self.pipelines.by_name,
         )
 
     def funnel_projection(

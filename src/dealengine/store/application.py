@@ -21,6 +21,7 @@ from eventsourcing.utils import Environment, EnvType, get_topic
 
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.errors import DealEngineError, StoreError
+from dealengine.domain.model import ModelChange, model_at
 from dealengine.settings import Settings, default_db
 from dealengine.store.errors import streams_named, translated
 from dealengine.store.mapper import OrjsonTranscoder, PydanticMapper
@@ -282,6 +283,29 @@ class Store:
         """Every stored row, by stream then version, streamed: (id, version, topic, state, pos)."""
         with translated("reading every stream"):
             yield from self.recorder.by_stream()
+
+    def model_changes(self) -> list[ModelChange]:
+        """Where the model the writes were decided under changed (dealengine.domain.model)."""
+        with translated("reading the models recorded"):
+            return [ModelChange(*row) for row in self.recorder.model_changes()]
+
+    def positions(self, stream: str) -> list[int]:
+        """The positions (notification ids) of one stream's events, in version order."""
+        with translated(f"reading the positions of {stream}"):
+            return self.recorder.positions(stream)
+
+    def models_in_force(self, stream: str) -> list[str | None]:
+        """The digest of the model each of the stream's events (in version order) was decided
+        under; None for an event written before models were recorded."""
+        positions = self.positions(stream)
+        with translated(f"reading the models of {stream}"):
+            changes = [ModelChange(*row) for row in self.recorder.model_changes()]
+        return [model_at(changes, position) for position in positions]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """The canonical content of a model recorded in the store (None: not recorded)."""
+        with translated("reading a model recorded"):
+            return self.recorder.model_content(digest)
 
     def count(self) -> int:
         with translated("counting the events"):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.chain import topic_of
+from dealengine.domain.errors import UndefinedInModel
 from dealengine.domain.events import STORED_JSON, TIGHTENED, DomainEvent, as_stored, upcast
 
 
@@ -82,8 +83,10 @@ class PydanticMapper(Mapper[str]):
         cls = self.interactions.by_topic.get(stored_event.topic)
         if cls is None:
             where = f"{stored_event.originator_id} v{stored_event.originator_version}"
-            msg = f"{where} is an interaction this model does not define: {stored_event.topic}"
-            raise MapperDeserialisationError(msg)
+            raise UndefinedInModel(
+                f"{where} is of type {stored_event.topic!r}, which the definitions in use do "
+                "not define"
+            )
         data = upcast(cls, data)
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version

@@ -9,24 +9,31 @@ order, then version) through a streaming cursor, for verification in constant me
 partial index holds only the `event_voided` rows, so `voided_ids()` is one small indexed read.
 The seal log (`dealengine seal`, dealengine.audit.verify) is a table of its own beside the
 events: `dealengine_seals` (number, sealed_at, seal, prev, digest), appended to, never updated.
+
+The model each write was decided under (dealengine.domain.model): `dealengine_models` holds
+each model once (digest, its canonical content, first_used_at) and `dealengine_model_changes`
+one row (position, digest) wherever the model changes: the event at that position and every
+later one up to the next row were written under it. Both are written in the events' own
+transaction, under their write lock, so the rows are exact however many processes write.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg import Connection
-from psycopg.rows import tuple_row
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
-from dealengine.domain.events import VOID_EVENTS
+from dealengine.domain.events import TIME_FORMAT, VOID_EVENTS
 
 Row = tuple[int, str, str, bytes]
 Partition = tuple[int, int]  # (i, n): partition i of n
@@ -52,9 +59,36 @@ MAPPED = 1 << 30  # bytes of a SQLite store memory-mapped while it is read by st
 CHUNK = 500  # ids per query when reading many streams at once
 SEALS = "dealengine_seals"
 SealRow = tuple[int, str, str, str, str]  # number, sealed_at, seal, prev, digest
+MODELS, MODEL_CHANGES = "dealengine_models", "dealengine_model_changes"
+ModelChange = tuple[int, str, str]  # position, digest, first_used_at
+Model = tuple[str, bytes]  # digest, canonical content
 
 
-class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
+def _now() -> str:
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+class ModelRecording:
+    """What both recorders keep of the model record: the model this process writes under (set
+    by the bootstrap), and where its last committed write ended. A batch that starts right
+    there follows a write already recorded under the same model, with no other write between:
+    it needs no check (a gap, a rollback or another model: it is checked)."""
+
+    model: Model | None = None
+    _follows: tuple[int, str] | None = None  # (the next position, the digest) after our write
+
+    def _model_to_record(self, position: int) -> Model | None:
+        model = self.model
+        if model is None or self._follows == (position, model[0]):
+            return None
+        return model
+
+    def _committed(self, ids: Sequence[int] | None) -> None:
+        model = self.model
+        self._follows = (ids[-1] + 1, model[0]) if ids and model is not None else None
+
+
+class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
         return [
@@ -64,7 +98,73 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {SEALS} (number INTEGER PRIMARY KEY, "
             "sealed_at TEXT NOT NULL, seal TEXT NOT NULL, prev TEXT NOT NULL, "
             "digest TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {MODELS} (digest TEXT PRIMARY KEY, "
+            "content TEXT NOT NULL, first_used_at TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {MODEL_CHANGES} (position INTEGER PRIMARY KEY, "
+            "digest TEXT NOT NULL)",
         ]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)
+        self._committed(ids)
+        return ids
+
+    def _record_model(self, c: SQLiteCursor, position: int) -> None:
+        """In the write's transaction: a row from `position` on when the model changes."""
+        model = self._model_to_record(position)
+        if model is None:
+            return
+        digest, content = model
+        c.execute(f"SELECT digest FROM {MODEL_CHANGES} ORDER BY position DESC LIMIT 1")
+        last = c.fetchone()
+        if last is not None and last[0] == digest:
+            return
+        c.execute(f"INSERT INTO {MODEL_CHANGES} VALUES (?, ?)", (position, digest))
+        c.execute(
+            f"INSERT INTO {MODELS} VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            (digest, content.decode(), _now()),
+        )
+
+    def model_changes(self) -> list[ModelChange]:
+        """Where the model changed, in position order ([]: a store written before models were
+        recorded, or opened read-only before the table existed)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT name FROM sqlite_master WHERE name = '{MODEL_CHANGES}'")
+            if cursor.fetchone() is None:
+                return []
+            cursor.execute(
+                f"SELECT position, c.digest, first_used_at FROM {MODEL_CHANGES} c "
+                f"JOIN {MODELS} m ON m.digest = c.digest ORDER BY position"
+            )
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def positions(self, stream: str) -> list[int]:
+        """The positions of one stream's events, in version order."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(
+                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ? "
+                "ORDER BY originator_version",
+                (stream,),
+            )
+            return [int(position) for (position,) in cursor.fetchall()]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """The canonical content of a recorded model (None: not recorded)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT name FROM sqlite_master WHERE name = '{MODELS}'")
+            if cursor.fetchone() is None:
+                return None
+            cursor.execute(f"SELECT content FROM {MODELS} WHERE digest = ?", (digest,))
+            row = cursor.fetchone()
+            return str(row[0]).encode() if row else None
 
     def append_seal(self, entry: SealRow) -> None:
         """Add an entry to the seal log (its number taken: an IntegrityError)."""
@@ -155,7 +255,9 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
         )
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
-        return list(range(last - len(stored_events) + 1, last + 1))
+        first = last - len(stored_events) + 1
+        self._record_model(c, first)
+        return list(range(first, last + 1))
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
@@ -213,7 +315,7 @@ def notify_channel(schema: str, table: str) -> str:
     return f"{table}_{hashlib.sha256(schema.encode()).hexdigest()[:24]}"
 
 
-class PostgresStreamingRecorder(PostgresApplicationRecorder):
+class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.channel_name = notify_channel(self.datastore.schema, self.events_table_name)
@@ -229,6 +331,17 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {} (number bigint PRIMARY KEY, sealed_at text NOT NULL,"
                 " seal text NOT NULL, prev text NOT NULL, digest text NOT NULL)"
             ).format(self._seals())
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (digest text PRIMARY KEY, content text NOT NULL,"
+                " first_used_at text NOT NULL)"
+            ).format(self._own(MODELS))
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, digest text NOT NULL)"
+            ).format(self._own(MODEL_CHANGES))
         )
 
         # The insert of a batch: COPY in binary (see insert_events).
@@ -256,6 +369,7 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             return []
         if self.datastore.enable_db_functions:  # not the store's setting: the parent's way
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            self._committed(ids)
             return ids
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             self._lock_table(curs)
@@ -266,9 +380,78 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
                 for s in stored_events:
                     write((s.originator_id, s.originator_version, s.topic, s.state))
             found = curs.execute(self.last_position_statement, prepare=True).fetchone()
-        assert found is not None
-        last = int(found["currval"])
-        return list(range(last - len(stored_events) + 1, last + 1))
+            assert found is not None
+            last = int(found["currval"])
+            ids = list(range(last - len(stored_events) + 1, last + 1))
+            self._record_model(curs, ids)
+        self._committed(ids)
+        return ids
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The parent's (the batch's notification ids), then the model's record in the same
+        transaction (the parent's insert, with the database functions)."""
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        self._record_model(curs, ids)
+        return ids
+
+    def _record_model(self, curs: Cursor[DictRow], ids: Sequence[int] | None) -> None:
+        """In the write's transaction (the events table is locked): a row from the first of
+        `ids` on when the model changes."""
+        model = self._model_to_record(ids[0]) if ids else None
+        if model is not None and ids:
+            digest, content = model
+            curs.execute(
+                SQL(
+                    "WITH changed AS (INSERT INTO {0} SELECT %s, %s WHERE %s IS DISTINCT FROM"
+                    " (SELECT digest FROM {0} ORDER BY position DESC LIMIT 1) RETURNING digest)"
+                    " INSERT INTO {1} SELECT %s, %s, %s WHERE EXISTS (SELECT FROM changed)"
+                    " ON CONFLICT (digest) DO NOTHING"
+                ).format(self._own(MODEL_CHANGES), self._own(MODELS)),
+                (ids[0], digest, digest, digest, content.decode(), _now()),
+            )
+
+    def model_changes(self) -> list[ModelChange]:
+        """As the SQLite recorder's `model_changes`."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.datastore.schema}".{MODEL_CHANGES}',))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return []
+            cur.execute(
+                SQL(
+                    "SELECT position, c.digest, first_used_at FROM {} c JOIN {} m"
+                    " ON m.digest = c.digest ORDER BY position"
+                ).format(self._own(MODEL_CHANGES), self._own(MODELS))
+            )
+            return [(int(p), str(d), str(t)) for p, d, t in cur.fetchall()]
+
+    def positions(self, stream: str) -> list[int]:
+        """As the SQLite recorder's `positions`."""
+        sql = SQL(
+            "SELECT notification_id FROM {} WHERE originator_id = %s ORDER BY originator_version"
+        ).format(self._table())
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql, (stream,))
+            return [int(position) for (position,) in cur.fetchall()]
+
+    def model_content(self, digest: str) -> bytes | None:
+        """As the SQLite recorder's `model_content`."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.datastore.schema}".{MODELS}',))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return None
+            cur.execute(
+                SQL("SELECT content FROM {} WHERE digest = %s").format(self._own(MODELS)),
+                (digest,),
+            )
+            row = cur.fetchone()
+            return str(row[0]).encode() if row else None
+
+    def _own(self, table: str) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(table))
 
     def _table(self) -> Composed:
         return SQL("{}.{}").format(

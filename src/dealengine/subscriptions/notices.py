@@ -4,7 +4,9 @@ Derived notifications, computed from the event's own stream, so every owner deri
 - `deal.stage_entered`: the deal's stage after the event differs from its stage before it
   (`stage`, `from_stage`; none before a deal's opening);
 - `lead.step_reached`: the event is of a funnel step's types and the first of that step in its
-  stream (a deal's `deal_opened` and `deal_won` count for the deal's lead).
+  stream (a deal's `deal_opened` and `deal_won` count for the deal's lead: a lead with several
+  deals reaches a step once, at the first deal event of that step recorded, as the funnel
+  counts it).
 A type filter names event types, `deal.stage_entered` / `lead.step_reached`, or one stage or
 step of them: `deal.stage_entered:won`, `lead.step_reached:qualified`.
 """
@@ -134,6 +136,8 @@ class Notices:
                         }
                     )
         step = self._first_of_step(event)
+        if step is not None and kind == "deal" and lead_id is not None:
+            step = step if self._first_for_lead(lead_id, event, step, notification.id) else None
         if step is not None and lead_id is not None:
             yield base.model_copy(
                 update={
@@ -168,6 +172,21 @@ class Notices:
             )
         self._remember(self._steps, stream, (version, seen | {step} if step else seen))
         return step if step is not None and step not in seen else None
+
+    def _first_for_lead(self, lead_id: str, event: DomainEvent, step: str, position: int) -> bool:
+        """Whether no other deal of the lead had an event of `step` recorded before `position`
+        (what the lead's stream lists of its deals; read only when it has several)."""
+        lead = self.load(f"lead:{lead_id}", None)
+        deals = getattr(lead, "deals", ())
+        for deal in deals if len(deals) > 1 else ():
+            other = f"deal:{deal}"
+            if other == event.originator_id:
+                continue
+            positions = self.store.positions(other)
+            for at, earlier in zip(positions, self.store.events(other), strict=True):
+                if at < position and self.step_of.get(earlier.event_type) == step:
+                    return False
+        return True
 
     @staticmethod
     def _remember(cache: dict[str, Any], stream: str, value: Any) -> None:

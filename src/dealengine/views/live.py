@@ -74,6 +74,7 @@ class LiveViews:
                                 p,
                                 default=p is self.pipelines.default,
                                 interactions=self.source.interactions,
+                                defined=self.pipelines.by_name,
                             )
                             for p in self.pipelines.pipelines
                         ]

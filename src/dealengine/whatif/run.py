@@ -222,6 +222,7 @@ def run_what_if(
                 default=baseline is engine.pipelines.default,
                 interactions=interactions,
                 rates=recorded,
+                defined=engine.pipelines.by_name,
             ),
             as_of,
         )
@@ -255,6 +256,7 @@ def run_what_if(
                     default=default,
                     interactions=interactions,
                     rates=_rates(plan, recorded),
+                    defined=plan.pipelines.by_name,
                 ),
                 plan.as_of,
             )
