@@ -23,6 +23,7 @@ from dealengine.domain.events import (
 )
 from dealengine.domain.interaction import Interaction, build
 from dealengine.domain.lead import Lead, check_convertible, is_duplicate
+from dealengine.domain.streams import id_of
 
 OPENING_TYPES = frozenset({"deal_opened", "lead_converted"})
 DEAL_FIELDS = ("amount", "currency", "owner", "expected_close_on")
@@ -66,7 +67,7 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
         if isinstance(event, DealOpened):
             defn = pipelines[event.pipeline or pipelines.default.name]
             return Deal(
-                id=event.originator_id.partition(":")[2],
+                id=id_of(event.originator_id),
                 version=event.originator_version,
                 stage=defn.initial_stage,
                 amount=event.amount,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
+from dealengine.domain.streams import AggregateKind
 from dealengine.domain.values import (
     TIME_FORMAT,
     Amount,
@@ -52,8 +53,6 @@ def parse_moment(text: str) -> datetime:
         raise ValueError(msg) from None
     return check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
-
-AggregateKind = Literal["lead", "deal"]
 
 ENVELOPE_FIELDS = (
     "originator_id",
@@ -349,14 +348,3 @@ LEAD_TOUCHES = frozenset(
         "demo_requested",
     }
 )
-
-
-def originator_id(kind: AggregateKind, user_id: str) -> str:
-    return f"{kind}:{user_id}"
-
-
-def split_originator_id(value: str) -> tuple[AggregateKind, str]:
-    kind, _, user_id = value.partition(":")
-    if kind not in ("lead", "deal"):
-        raise ValueError(f"not a lead or deal stream: {value!r}")
-    return kind, user_id  # type: ignore[return-value]

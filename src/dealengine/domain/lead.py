@@ -14,6 +14,7 @@ from dealengine.domain.events import (
     with_key,
 )
 from dealengine.domain.interaction import Interaction, build
+from dealengine.domain.streams import id_of
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
 
@@ -38,7 +39,7 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     fields = event.__dict__
     key = fields["idempotency_key"]
     if lead is None:
-        lead_id, status, deal_id = fields["originator_id"].partition(":")[2], "open", None
+        lead_id, status, deal_id = id_of(fields["originator_id"]), "open", None
         keys = with_key(frozenset(), key)
     else:
         lead_id, status, deal_id = lead.id, lead.status, lead.deal_id

@@ -22,12 +22,12 @@ from pydantic import BaseModel
 
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import EVENT_TYPES, format_utc
+from dealengine.domain.streams import DEAL_MARK, ID_START, lead_stream
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
 NO_TOUCH = ("", UNKNOWN)  # (time, value) of a lead without a touch of some field
-LEAD = "lead:"  # a lead's stream id is LEAD + its id
 Keep = Callable[[str], bool]  # whether a lead is selected
 _new = tuple.__new__  # a named tuple made without its slower __new__
 
@@ -252,16 +252,16 @@ class FunnelProjection:
 
     def apply(self, view: FunnelState, event: StreamEvent) -> None:
         _, stream, event_type, data = event
-        if stream[0] == "d":
+        if stream[0] == DEAL_MARK:
             if event_type == "deal_opened" and data.get("lead_id"):
                 lead = data["lead_id"]
-                if self.partition is None or in_partition(LEAD + lead, self.partition):
+                if self.partition is None or in_partition(lead_stream(lead), self.partition):
                     view.lead_of_deal[stream] = lead
             lead = view.lead_of_deal.get(stream)
             if lead is None:
                 return
         else:
-            lead = stream[5:]
+            lead = stream[ID_START:]
         at = data["occurred_at"]  # fixed-width UTC: string order is time order
         step, excluded, touch = self.plan[event_type]
         if step is not None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, field_serializer
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
 from dealengine.domain.events import DEAL_EVENTS
+from dealengine.domain.streams import DEAL_MARK, id_of
 from dealengine.projections.stream import StreamEvent
 
 CENT = Decimal("0.01")
@@ -226,7 +227,7 @@ class PipelineProjection:
 
     def apply(self, view: dict[str, DealFacts], event: StreamEvent) -> None:
         _, stream, event_type, data = event
-        if stream[0] != "d":
+        if stream[0] != DEAL_MARK:
             return
         d = self.definition
         at = data["occurred_at"]
@@ -335,7 +336,7 @@ class PipelineProjection:
                 by_stage[stay.stage].append(_days(stay.entered_at, stay.left_at or now))
             report.append(
                 DealStageTimes(
-                    deal_id=stream.partition(":")[2],
+                    deal_id=id_of(stream),
                     stage=facts.stage,
                     amount=Decimal(facts.amount),
                     stays=stays,
@@ -416,7 +417,7 @@ class PipelineProjection:
             if idle > limit:
                 stale.append(
                     StaleDeal(
-                        deal_id=x.stream.partition(":")[2],
+                        deal_id=id_of(x.stream),
                         stage=facts.stage,
                         owner=facts.owner,
                         amount=x.amount,

@@ -26,6 +26,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
 from dealengine.domain.events import VOID_EVENTS
+from dealengine.domain.streams import DEAL_PREFIX
 
 Row = tuple[int, str, str, bytes]
 Partition = tuple[int, int]  # (i, n): partition i of n
@@ -147,16 +148,16 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
         events of the leads in partition i of n (`projections.funnel.in_partition`)."""
         table = self.events_table_name
         sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
-        params: list[int] = [gt]
+        params: list[int | str] = [gt]
         if stop is not None:
             sql += " AND rowid <= ?"
             params.append(stop)
         if part is not None:
             sql += (
-                " AND (substr(originator_id, 1, 5) = 'deal:'"
+                " AND (substr(originator_id, 1, ?) = ?"
                 " OR unicode(substr(originator_id, -1)) % ? = ?)"
             )
-            params += [part[1], part[0]]
+            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += " ORDER BY rowid"
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
@@ -296,16 +297,16 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
         sql = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {} WHERE notification_id > %s"
         ).format(self._table())
-        params: list[int] = [gt]
+        params: list[int | str] = [gt]
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")
             params.append(stop)
         if part is not None:
             sql += SQL(  # %% is the modulo operator
-                " AND (left(originator_id, 5) = 'deal:'"
+                " AND (left(originator_id, %s) = %s"
                 " OR ascii(right(originator_id, 1)) %% %s = %s)"
             )
-            params += [part[1], part[0]]
+            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += SQL(" ORDER BY notification_id")
         with (
             self.datastore.get_connection() as conn,

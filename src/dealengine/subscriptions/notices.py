@@ -27,6 +27,7 @@ from dealengine.domain.events import (
     VOID_EVENTS,
     DomainEvent,
 )
+from dealengine.domain.streams import parse_stream
 from dealengine.store.application import Store
 
 STAGE_ENTERED = "deal.stage_entered"
@@ -96,7 +97,7 @@ class Notices:
     def of(self, notification: Notification) -> Iterator[Notice]:
         event = cast(DomainEvent, self.store.app.mapper.to_domain_event(notification))
         data = orjson.loads(notification.state)
-        kind, _, aggregate_id = event.originator_id.partition(":")
+        kind, aggregate_id = parse_stream(event.originator_id)
         base = Notice(
             id=str(event.id),
             type=event.event_type,

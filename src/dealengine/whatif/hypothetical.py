@@ -36,6 +36,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from, parse_line
+from dealengine.domain.streams import parse_stream
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
 
@@ -91,7 +92,7 @@ def hypothetical_events(engine: RecordedHistory, plan: Resolved) -> list[StreamE
 
 def _recorded(engine: RecordedHistory, stream: str, pipelines: Pipelines) -> State:
     """The state the recorded history gives (None for a lead or deal never recorded)."""
-    kind, _, user_id = stream.partition(":")
+    kind, user_id = parse_stream(stream)
     try:
         if kind == "lead":
             return engine.lead(user_id)
