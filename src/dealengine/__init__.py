@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.replay import TimelineEntry
+    from dealengine.domain.streams import deal_stream, lead_stream, parse_stream
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
     from dealengine.ingest.mapping import BadCell
@@ -107,6 +108,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     ),
     "dealengine.whatif.scenario": ("Scenario",),
     "dealengine.domain.replay": ("TimelineEntry",),
+    "dealengine.domain.streams": ("deal_stream", "lead_stream", "parse_stream"),
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
     "dealengine.ingest.mapping": ("BadCell",),
@@ -189,7 +191,10 @@ __all__ = [
     "VersionConflict",
     "WebhookExists",
     "WhatIf",
+    "deal_stream",
     "ingest_jsonl",
+    "lead_stream",
     "load_funnel",
     "load_pipelines",
+    "parse_stream",
 ]
