@@ -19,9 +19,9 @@ from dealengine.domain.definitions import Pipelines
 from dealengine.domain.events import EVENT_TYPES, DomainEvent
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead, decide_lead, evolve_lead
+from dealengine.domain.replay import State
 from dealengine.domain.streams import deal_stream, lead_stream
 
-State = Lead | Deal | None
 Evolve = Callable[[State, DomainEvent], Lead | Deal]
 
 

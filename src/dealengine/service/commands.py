@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, opening_ids
-from dealengine.domain.decider import Evolvers, State, decide
+from dealengine.domain.decider import Evolvers, decide
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import (
     ConcurrencyConflict,
@@ -24,7 +24,7 @@ from dealengine.domain.errors import (
 )
 from dealengine.domain.events import EVENT_TYPES, DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
-from dealengine.domain.replay import replay
+from dealengine.domain.replay import State, replay
 from dealengine.domain.streams import AggregateKind, stream_of
 from dealengine.logs import get_logger
 from dealengine.store.application import Store

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import cast
 
 from dealengine.domain.deal import Deal
-from dealengine.domain.decider import Evolvers, State
+from dealengine.domain.decider import Evolvers
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.lead import Lead
-from dealengine.domain.replay import Moment, TimelineEntry, replay, select, timeline
+from dealengine.domain.replay import Moment, State, TimelineEntry, replay, select, timeline
 from dealengine.domain.streams import AggregateKind, deal_stream, is_stream, lead_stream, stream_of
 from dealengine.store.application import Store
 

@@ -19,7 +19,7 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel, ConfigDict
 
 from dealengine.domain.deal import Deal
-from dealengine.domain.decider import Evolvers, State
+from dealengine.domain.decider import Evolvers
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import (
     ENVELOPE_FIELDS,
@@ -27,6 +27,7 @@ from dealengine.domain.events import (
     VOID_EVENTS,
     DomainEvent,
 )
+from dealengine.domain.replay import State
 from dealengine.domain.streams import parse_stream
 from dealengine.store.application import Store
 

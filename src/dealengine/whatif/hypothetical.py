@@ -36,6 +36,7 @@ from dealengine.domain.errors import (
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from, parse_line
+from dealengine.domain.replay import State
 from dealengine.domain.streams import parse_stream
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
@@ -54,7 +55,6 @@ class RecordedHistory(Protocol):
     def deal(self, deal_id: str) -> Deal: ...
 
 
-State = Lead | Deal | None
 ACTOR = "whatif"
 EVENTS_HEADER = re.compile(r"^\s*\[\[\s*events\s*\]\]")
 FIELD = re.compile(r"(?:\w+: )?field '\w+'")  # how an InvalidEvent names its field
