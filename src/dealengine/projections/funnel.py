@@ -331,11 +331,11 @@ class FunnelProjection:
         excluded_at = view.excluded
         # the leads outside `unsure` count for every selection: summed once, added at the end
         shared = FunnelTotals.none(self.steps)
-        takers = every
+        takers, shared_only = every, [shared]
         for lead, k, times in self.paths(view.earliest.items(), view.sequence):
             if selective:
                 if unsure is not None and lead not in unsure:
-                    takers = [shared]
+                    takers = shared_only
                 else:
                     takers = [t for t, keep in pairs if keep is None or keep(lead)]
                     if not takers:
