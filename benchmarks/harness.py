@@ -38,11 +38,11 @@ from pytest_benchmark.fixture import BenchmarkFixture
 import dealengine
 from dealengine import Engine, Settings
 from dealengine.demo import generate, write_jsonl
+from dealengine.domain.catalogue import BUILT_IN
 from dealengine.domain.definitions import PipelineDefinition
 from dealengine.ingest.jsonl import ingest_jsonl
 from dealengine.projections.funnel import FunnelView
 from dealengine.projections.pipeline import PipelineView
-from dealengine.projections.stream import TYPE_OF_TOPIC
 
 T = TypeVar("T")
 
@@ -123,7 +123,7 @@ def _build(folder: Path, size: int) -> None:
         plain.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?)",
             (
-                (n, stream, TYPE_OF_TOPIC[topic], data)
+                (n, stream, BUILT_IN.reading[topic][0], data)
                 for n, stream, topic, data in engine.store.stream()
             ),
         )

@@ -214,6 +214,16 @@ def render(raw: dict[str, Any], command: str) -> str:
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
 
+KEPT = "<!-- measured by hand: run.py keeps what follows -->"
+
+
+def kept(results: str) -> str:
+    """The sections of RESULTS.md measured by hand (after the KEPT line), which a new run
+    keeps at the end of the file it writes."""
+    at = results.find(KEPT)
+    return "" if at < 0 else "\n" + results[at:]
+
+
 def main(args: list[str]) -> int:
     pytest = [
         sys.executable,
@@ -231,6 +241,8 @@ def main(args: list[str]) -> int:
     large = "DEALENGINE_BENCH_LARGE=1 " if os.environ.get("DEALENGINE_BENCH_LARGE") == "1" else ""
     command = large + " ".join(["python benchmarks/run.py", *args])
     text = render(json.loads(RAW.read_text()), command)
+    if RESULTS.exists():
+        text += kept(RESULTS.read_text(encoding="utf-8"))
     RESULTS.write_text(text, encoding="utf-8")
     print("\n" + text)
     return 0

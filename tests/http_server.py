@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -24,9 +25,16 @@ def free_port() -> int:
 @contextmanager
 def serving(engine: Engine, limits: Limits | None = None) -> Iterator[str]:
     """The base URL of a server on `engine` while the block runs."""
+    with serving_app(create_app(engine, limits)) as url:
+        yield url
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """The base URL of a server of the ASGI `app` while the block runs."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(engine, limits), host="127.0.0.1", port=port, log_config=None,
+        app, host="127.0.0.1", port=port, log_config=None,
         access_log=False, lifespan="off", timeout_graceful_shutdown=2,
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -45,7 +45,8 @@ def test_every_name_in_all_resolves_and_every_error_type_is_exported() -> None:
     assert ours - set(dealengine.__all__) == set()
     for name in ("Engine", "Settings", "FunnelView", "PipelineView", "WhatIf", "Scenario", "Lead",
                  "Deal", "Interaction", "Recorded", "load_funnel", "load_pipelines",
-                 "FunnelDefinition", "PipelineDefinition", "StoreError", "ConcurrencyConflict"):  # fmt: skip
+                 "FunnelDefinition", "PipelineDefinition", "StoreError", "ConcurrencyConflict",
+                 "Interactions", "load_interactions", "LeadEvent", "DealEvent"):  # fmt: skip
         assert name in dealengine.__all__, name
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         dealengine.Nope  # type: ignore[attr-defined]  # noqa: B018

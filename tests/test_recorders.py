@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import (
     InfrastructureFactory,
+    IntegrityError,
     StoredEvent,
     Tracking,
     TrackingRecorder,
@@ -236,6 +237,20 @@ def test_a_batch_gets_consecutive_positions_in_its_own_order(store: Store) -> No
     assert store.exists("lead:L-1") and not store.exists("lead:L-2")
 
 
+def test_a_batch_with_a_taken_version_stores_nothing(store: Store) -> None:
+    """The whole batch fails on one (stream, version) already stored, and the next batch's
+    positions are still the ones it was stored at (PostgreSQL's sequence keeps the gap the
+    failed batch left)."""
+    insert(store, ("deal:D-1", 1))
+    batch = [event("lead:L-1", 1), event("deal:D-1", 1), event("lead:L-2", 1)]
+    with pytest.raises(IntegrityError):
+        store.recorder.insert_events(batch)
+    assert streamed(store) == [(1, "deal:D-1")]
+    after = insert(store, ("lead:L-1", 1), ("lead:L-2", 1))
+    assert after[1] == after[0] + 1
+    assert streamed(store) == [(1, "deal:D-1"), (after[0], "lead:L-1"), (after[1], "lead:L-2")]
+
+
 SIX = [
     ("lead:L-1", 1),
     ("lead:L-2", 1),
@@ -355,6 +370,7 @@ def test_by_stream_reads_every_event_by_stream_in_code_point_order_then_version(
     assert [(oid, version) for oid, version, *_ in rows] == BY_STREAM
     for oid, version, topic, state, position in rows:
         assert (topic, state) == ("topic", f"{oid} v{version}".encode())
+        assert type(state) is bytes
         assert position == positions[oid, version]
 
 
@@ -363,6 +379,62 @@ def test_by_stream_reads_past_one_fetch(store: Store) -> None:
     insert(store, *((f"lead:L-{n:05d}", 1) for n in reversed(range(many))))
     ids = [oid for oid, *_ in store.recorder.by_stream()]
     assert ids == [f"lead:L-{n:05d}" for n in range(many)]
+
+
+@pytest.mark.parametrize(
+    ("locale", "plain"),
+    [
+        ("LC_COLLATE 'C' LC_CTYPE 'C'", True),  # sorted by the primary key's index as it is
+        ("LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'", False),  # not C or POSIX by name
+        # ICU's en-US is the default collation here, whatever LC_COLLATE says:
+        ("LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'", False),
+    ],
+)
+def test_by_stream_reads_in_code_point_order_whatever_the_database_collation(
+    locale: str, plain: bool
+) -> None:
+    """The database's collation is read from pg_database (PostgreSQL 16 has no lc_collate
+    setting), with its locale provider: an ICU database that says LC_COLLATE 'C' sorts as
+    ICU does ('deal:D_1' before 'deal:D-1'), so the read asks for the C collation itself."""
+    need_postgres()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 {locale}")
+    url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        store = Store(Settings(database_url=url))
+        try:
+            insert(store, *(BY_STREAM[i] for i in (10, 4, 1, 7, 0, 9, 3, 6, 2, 8, 5)))
+            assert [(oid, v) for oid, v, *_ in store.recorder.by_stream()] == BY_STREAM
+            with psycopg.connect(url) as conn:
+                assert PostgresStreamingRecorder.sorts_as_c(conn) is plain
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_by_stream_leaves_a_sqlite_store_unmapped(tmp_path: Path) -> None:
+    """The file is memory-mapped for the read only: after it, whole or abandoned, the
+    connection reads it as before (no mapping)."""
+    store = Store(Settings(db=str(tmp_path / "store.db"), database_url=None))
+    try:
+        insert(store, *BY_STREAM)
+        assert len(list(store.recorder.by_stream())) == len(BY_STREAM)
+        assert mapped(store) == 0
+        reading = store.recorder.by_stream()
+        next(reading)
+        reading.close()
+        assert mapped(store) == 0
+    finally:
+        store.close()
+
+
+def mapped(store: Store) -> int:
+    with store.recorder.datastore.transaction(commit=False) as c:
+        c.execute("PRAGMA mmap_size")
+        return int(c.fetchone()[0])
 
 
 def test_select_streams_reads_the_streams_asked_for_each_in_version_order(store: Store) -> None:
@@ -426,9 +498,8 @@ def void(events: list[Any], version: str) -> Any:
 
 
 def test_a_batch_notifies_the_postgres_followers(pg_schema_url: str) -> None:
-    # `dealengine project --follow` waits on LISTEN: our batch insert must NOTIFY. Another
-    # schema's store on the same database notifies the same channel, so only notifications
-    # from the one session the recorder writes through count.
+    # `dealengine project --follow` waits on LISTEN: our batch insert must NOTIFY. Only
+    # notifications from the one session the recorder writes through count.
     env = store_env(Settings(database_url=pg_schema_url))
     env |= {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"}
     factory = InfrastructureFactory.construct(Environment("DealEngine", env))

@@ -203,6 +203,17 @@ def test_a_modified_payload_is_named(store: tuple[Settings, str, Path]) -> None:
     assert (DEAL, "v3", "modified") in named(verify(settings, seal, manifest))
 
 
+def test_a_payload_set_to_null_is_named(store: tuple[Settings, str, Path]) -> None:
+    settings, _, _ = store
+    table = Table(settings)
+    with table.sql() as run:
+        run(
+            f"UPDATE {table.name} SET state = NULL WHERE originator_id = ? AND originator_version = 3",
+            DEAL,
+        )
+    assert named(verify(settings)) == {(DEAL, "v3", "modified")}
+
+
 def test_a_middle_row_deleted_is_named(store: tuple[Settings, str, Path]) -> None:
     settings, seal, manifest = store
     table = Table(settings)

@@ -21,12 +21,14 @@ from dealengine.domain.errors import (
     UnknownAggregate,
     UnknownEvent,
     UnknownEventType,
+    UnknownTenant,
     VersionConflict,
     WebhookExists,
 )
 
 if TYPE_CHECKING:
     from dealengine.audit.verify import Finding, Seal, VerifyReport
+    from dealengine.domain.catalogue import Interactions, load_interactions
     from dealengine.domain.deal import Deal
     from dealengine.domain.definitions import (
         FunnelDefinition,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
         load_funnel,
         load_pipelines,
     )
-    from dealengine.domain.events import DomainEvent
+    from dealengine.domain.events import DealEvent, DomainEvent, LeadEvent
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.replay import TimelineEntry
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         StaleDeal,
     )
     from dealengine.settings import Settings
+    from dealengine.tenants import Tenants
     from dealengine.views.materialised import Lag, OutOfDate
     from dealengine.whatif.result import (
         AmountChange,
@@ -85,10 +88,12 @@ if TYPE_CHECKING:
 _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the errors lives
     "dealengine.engine": ("Engine",),
     "dealengine.settings": ("Settings",),
+    "dealengine.tenants": ("Tenants",),
     "dealengine.domain.lead": ("Lead",),
     "dealengine.domain.deal": ("Deal",),
     "dealengine.domain.interaction": ("Interaction", "Recorded"),
-    "dealengine.domain.events": ("DomainEvent",),
+    "dealengine.domain.events": ("DealEvent", "DomainEvent", "LeadEvent"),
+    "dealengine.domain.catalogue": ("Interactions", "load_interactions"),
     "dealengine.domain.definitions": (
         "FunnelDefinition", "FunnelStep", "Moves", "PipelineDefinition", "Pipelines", "Stage",
         "load_funnel", "load_pipelines",
@@ -140,6 +145,7 @@ __all__ = [
     "CycleView",
     "Deal",
     "DealEngineError",
+    "DealEvent",
     "DealStageTimes",
     "Diff",
     "DomainEvent",
@@ -155,10 +161,12 @@ __all__ = [
     "IllegalTransition",
     "IngestReport",
     "Interaction",
+    "Interactions",
     "InvalidDefinition",
     "InvalidEvent",
     "Lag",
     "Lead",
+    "LeadEvent",
     "Money",
     "Movement",
     "Moves",
@@ -183,10 +191,12 @@ __all__ = [
     "StaleDeal",
     "StepChange",
     "StoreError",
+    "Tenants",
     "TimelineEntry",
     "UnknownAggregate",
     "UnknownEvent",
     "UnknownEventType",
+    "UnknownTenant",
     "VerifyReport",
     "VersionConflict",
     "WebhookExists",
@@ -195,6 +205,7 @@ __all__ = [
     "ingest_jsonl",
     "lead_stream",
     "load_funnel",
+    "load_interactions",
     "load_pipelines",
     "parse_stream",
 ]

@@ -4,7 +4,7 @@ stores they fork, the views' tables and the workers' locks) and hands them to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
+from dealengine.domain.catalogue import Interactions, load_interactions, with_stage_moves
 from dealengine.domain.decider import Evolvers, evolver
 from dealengine.domain.definitions import (
     FunnelDefinition,
@@ -23,6 +24,7 @@ from dealengine.domain.definitions import (
     load_pipelines,
 )
 from dealengine.domain.errors import VersionConflict
+from dealengine.domain.events import DomainEvent
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
@@ -31,6 +33,7 @@ from dealengine.service.states import States
 from dealengine.settings import Settings
 from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
+from dealengine.store.tenants import definition_file, definitions_folder, located
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
@@ -40,6 +43,7 @@ from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, Vi
 from dealengine.views.worker import Owner
 
 Clock = Callable[[], datetime]
+InteractionModels = Interactions | Sequence[type[DomainEvent]]
 
 
 def utc_now() -> datetime:
@@ -48,10 +52,13 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
+    tenant: str | None
+    tenant_definitions: Path | None  # the tenant's own definitions folder, if it has one
     settings: Settings
     store: Store
     pipelines: Pipelines
     funnel: FunnelDefinition
+    interactions: Interactions
     clock: Clock
     evolve: Evolvers
     passes: StreamPasses
@@ -70,44 +77,58 @@ def bootstrap(
     pipeline: PipelineDefinition | Pipelines | None = None,
     funnel: FunnelDefinition | None = None,
     clock: Clock = utc_now,
+    interactions: InteractionModels | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions (default: the
-    environment's settings and the shipped definitions)."""
-    settings = settings or Settings()
+    environment's settings and the shipped definitions). `interactions`: the model's whole
+    catalogue, or pydantic models to declare beside the definitions folder's."""
+    asked = settings or Settings()
+    settings = located(asked)  # the tenant's store, if a tenant is asked for
+    if not isinstance(interactions, Interactions):
+        declared = load_interactions(definition_file(asked, "interactions.toml"))
+        interactions = declared.with_models(interactions or ())
     if isinstance(pipeline, PipelineDefinition):
         pipeline = Pipelines(pipelines=[pipeline])
-    pipelines = pipeline or load_pipelines()
-    funnel = funnel or load_funnel()
-    store = Store(settings)
+    pipelines = with_stage_moves(
+        pipeline or load_pipelines(definition_file(asked, "pipeline.toml")), interactions
+    )
+    funnel = funnel or load_funnel(
+        definition_file(asked, "funnel.toml"), context=interactions.context
+    )
+    webhooks = definition_file(asked, "webhooks.toml")
+    store = Store(settings, interactions)
     evolve = evolver(pipelines)
-    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings))
+    passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
     states = States(store, evolve)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     return Wiring(
+        tenant=asked.tenant,
+        tenant_definitions=definitions_folder(asked),
         settings=settings,
         store=store,
         pipelines=pipelines,
         funnel=funnel,
+        interactions=interactions,
         clock=clock,
         evolve=evolve,
         passes=passes,
         states=states,
         reports=Reports(funnel, pipelines, passes, clock),
         live=_live_views(settings, store, funnel, pipelines),
-        subscriptions=_subscriptions(settings, store, states, evolve, funnel),
-        keys=ApiKeys(store.recorder.datastore, postgres=bool(settings.database_url)),
+        subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
+        keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
         commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
         integrity=Integrity(store, key, clock),
     )
 
 
-def _child_stores(settings: Settings) -> Callable[[], Store] | None:
+def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[], Store] | None:
     """How a forked child opens the store (read-only, its own connection); None when it
     cannot: an in-memory store lives in this process only."""
     if settings.db == ":memory:" and not settings.database_url:
         return None
     read_only = settings.model_copy(update={"read_only": True})
-    return lambda: Store(read_only)
+    return lambda: Store(read_only, interactions)
 
 
 def _live_views(
@@ -149,8 +170,9 @@ def _live_views(
 
 
 def _subscriptions(
-    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition
-) -> Subscriptions:
+    settings: Settings, store: Store, states: States, evolve: Evolvers, funnel: FunnelDefinition,
+    webhooks: Path | None,
+) -> Subscriptions:  # fmt: skip
     """Subscribers' positions in the store's own database; one owner per subscriber: an
     advisory lock on PostgreSQL, a file lock beside a SQLite file."""
     database_url = settings.database_url
@@ -166,6 +188,6 @@ def _subscriptions(
         store, tables, lambda: Notices(store, states.load, evolve, funnel), open_lock
     )
     subscriptions.webhooks = load_webhooks(
-        Path(settings.webhooks) if settings.webhooks else None
+        Path(settings.webhooks) if settings.webhooks else webhooks, store.interactions.context
     ).webhooks
     return subscriptions

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dealengine.views.materialised import Lag, ProjectionName
 
 FunnelMode = Literal["reached", "ordered", "strict"]
-GLOBAL_OPTIONS = ("--log-format", "--log-level")
+GLOBAL_OPTIONS = ("--log-format", "--log-level", "--tenant")
 
 
 def _plain_help(params: list[Any], ctx: Any) -> list[Any]:
@@ -172,15 +172,32 @@ def main_options(
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
     ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEALENGINE_TENANT", metavar="NAME", help="the workspace; after the command too"
+        ),
+    ] = None,
 ) -> None:
     """An event-sourced engine for sales funnels and deal pipelines.
 
     The store is a SQLite file (DEALENGINE_DB, default in your data directory), or PostgreSQL
-    when DEALENGINE_DATABASE_URL=postgresql://... is set.
+    when DEALENGINE_DATABASE_URL=postgresql://... is set; --tenant NAME (DEALENGINE_TENANT):
+    a tenant's own store (dealengine tenants).
     """
     from dealengine.logs import configure
 
     configure(log_format, log_level)
+    chosen.tenant = tenant
+
+
+class Chosen:
+    """What the global options chose for this invocation."""
+
+    tenant: str | None = None
+
+
+chosen = Chosen()
 
 
 def using_engine(action: Callable[[Engine], R]) -> R:
@@ -190,7 +207,7 @@ def using_engine(action: Callable[[Engine], R]) -> R:
         from dealengine.engine import Engine
         from dealengine.settings import Settings
 
-        with Engine(Settings()) as e:
+        with Engine(Settings(), tenant=chosen.tenant) as e:
             return action(e)
 
     return run(act)
@@ -289,7 +306,7 @@ def ingest(
     def act(e: Engine) -> IngestReport:
         who = actor or getpass.getuser()
         if mapping is not None:
-            rules = load_mapping(mapping)
+            rules = load_mapping(mapping, e.interactions.context)
             with _progress(_rows(file), f"ingesting {file.name}", bytes_=False) as advance:
                 return ingest_csv(
                     e, file, rules, actor=who, strict=strict, progress=advance, report=so_far
@@ -360,10 +377,10 @@ def info(fmt: FormatOption = Format.table) -> None:
     from dealengine.views.materialised import digest
 
     def act(e: Engine) -> dict[str, Any]:
-        return {
+        return ({"tenant": e.tenant} if e.tenant else {}) | {
             "store": store_name(e.settings),
             "backend": "postgresql" if e.settings.database_url else "sqlite",
-            "definitions": str(definitions_dir()),
+            "definitions": str(e.tenant_definitions or definitions_dir()),
             "funnel_digest": digest(e.funnel_definition),
             "pipelines_digest": digest(e.pipelines),
             "pipelines": list(e.pipelines.by_name),
@@ -580,23 +597,51 @@ def project(
     follow: Annotated[bool, typer.Option(help="keep following the store (PostgreSQL)")] = False,
 ) -> None:
     """Bring the materialised views up to date; with --follow, run as a projection worker
-    until SIGINT/SIGTERM: one owner per view across machines (PostgreSQL advisory locks)."""
+    until SIGINT/SIGTERM: one owner per view across machines (PostgreSQL advisory locks),
+    for the store and every tenant (--tenant: that one)."""
     names = _projections(projection)
 
     def act(e: Engine) -> None:
+        for name in names:
+            err().print(f"{name}: {e.view(name).catch_up()} events applied")
+
+    if not follow:
+        using_engine(act)
+        return
+    from dealengine.tenants import follow_views
+
+    no_postgres = "--follow needs PostgreSQL: on SQLite the views catch up before each query"
+    _every_tenant(follow_views(names), needs_postgres=no_postgres)
+
+
+def _every_tenant(
+    work: Callable[[Engine, Any], None],
+    *,
+    alone: Callable[[Engine, Any], None] | None = None,
+    needs_postgres: str | None = None,
+) -> None:
+    """A worker's `work` until SIGINT/SIGTERM for the tenant chosen (--tenant), or else for
+    the store and every tenant, tenants created meanwhile too (dealengine.tenants); `alone`
+    instead when there is no tenant at all."""
+
+    def act() -> None:
         from dealengine.domain.errors import DealEngineError
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants, work_every_tenant
+        from dealengine.views.worker import stop_on_signals
 
-        if not follow:
-            for name in names:
-                err().print(f"{name}: {e.view(name).catch_up()} events applied")
-            return
-        if not e.settings.database_url:
-            raise DealEngineError(
-                "--follow needs PostgreSQL: on SQLite the views catch up before each query"
-            )
-        e.follow(names)
+        settings = Settings()
+        if needs_postgres and not settings.database_url:
+            raise DealEngineError(needs_postgres)
+        with Tenants(settings) as tenants, stop_on_signals() as stopping:
+            if chosen.tenant is not None:
+                work_every_tenant(tenants, alone or work, stopping, [chosen.tenant])
+            elif alone is not None and not tenants.names():
+                work_every_tenant(tenants, alone, stopping, [None])
+            else:
+                work_every_tenant(tenants, work, stopping)
 
-    using_engine(act)
+    run(act)
 
 
 def _projections(text: str) -> list[ProjectionName]:
@@ -922,7 +967,7 @@ def whatif(
         from dealengine.engine import Engine
         from dealengine.settings import Settings
 
-        with Engine(Settings(read_only=True)) as e:
+        with Engine(Settings(read_only=True), tenant=chosen.tenant) as e:
             return e.what_ifs(scenarios, as_of=maybe_moment(as_of), pipeline_name=name)
 
     result = run(act)
@@ -947,13 +992,9 @@ def subscribers_run() -> None:
     """Deliver the webhooks of webhooks.toml until SIGINT/SIGTERM: one owner per webhook
     (a PostgreSQL advisory lock, a file lock beside a SQLite store); run any number."""
 
-    def act(e: Engine) -> None:
-        from dealengine.views.worker import stop_on_signals
+    from dealengine.tenants import deliver_webhooks
 
-        with stop_on_signals() as stopping:
-            e.subscriptions.work(stopping)
-
-    using_engine(act)
+    _every_tenant(deliver_webhooks, alone=lambda e, stopping: e.subscriptions.work(stopping))
 
 
 @subscribers_app.command("status", cls=Command)
@@ -1043,6 +1084,75 @@ def keys_revoke(
     err().print(f"revoked key {revoked.id} ({revoked.name})")
 
 
+# --- tenants: workspaces, each with a store of its own ---------------------------------------
+
+tenants_app = typer.Typer(
+    help="Tenants: workspaces, each with its own store, views, subscriptions, keys and "
+    "definitions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(tenants_app, name="tenants")
+TenantArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="a lowercase letter, then a-z, 0-9, single _; 1-40")
+]
+
+
+def _with_tenants(action: Callable[[Any], R]) -> R:
+    """Run `action` on the configured store's Tenants (dealengine.tenants), then close them."""
+
+    def act() -> R:
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants
+
+        with Tenants(Settings()) as tenants:
+            return action(tenants)
+
+    return run(act)
+
+
+@tenants_app.command("create", cls=Command)
+def tenants_create(name: TenantArgument) -> None:
+    """Make a tenant: a store of its own (a folder beside the store file, or a PostgreSQL
+    schema); then use it with --tenant NAME or DEALENGINE_TENANT=NAME."""
+    _with_tenants(lambda t: t.create(name))
+    err().print(f"tenant {name} created")
+
+
+@tenants_app.command("list", cls=Command)
+def tenants_list(fmt: FormatOption = Format.table) -> None:
+    """Every tenant of the configured store, by name."""
+    names = _with_tenants(lambda t: t.names())
+    if fmt is Format.json:
+        emit_json(names)
+        return
+    out().print("\n".join(names) if names else "no tenants")
+
+
+@tenants_app.command("drop", cls=Command)
+def tenants_drop(
+    name: TenantArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Delete a tenant and everything it holds: events, views, subscriptions, keys (and its
+    folder, with its definitions). Asks first, unless --yes."""
+    from dealengine.domain.errors import UnknownTenant
+    from dealengine.store.tenants import tenant_name
+
+    def check(tenants: Any) -> None:
+        if tenant_name(name) not in tenants.names():
+            raise UnknownTenant(f"no tenant {name!r}: nothing dropped (dealengine tenants list)")
+
+    _with_tenants(check)
+    if not yes and not typer.confirm(
+        f"drop tenant {name} and all its events, views, subscriptions and keys?", default=False
+    ):
+        err().print(f"tenant {name} not dropped")
+        raise typer.Exit(1)
+    _with_tenants(lambda t: t.drop(name))
+    err().print(f"tenant {name} dropped")
+
+
 @_command()
 def serve(
     host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
@@ -1051,21 +1161,27 @@ def serve(
         bool, typer.Option(help="deliver webhooks.toml's webhooks from this process too")
     ] = False,
 ) -> None:
-    """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs."""
+    """Serve the HTTP API (needs dealengine[http]): OpenAPI at /openapi.json, docs at /docs.
 
-    def act(e: Engine) -> None:
+    For the store and every tenant, each request going to the tenant its key names (a key
+    made with --tenant); with --tenant, for that tenant only."""
+
+    def act() -> None:
         import threading
 
         try:
             import uvicorn
 
             from dealengine.http.app import create_app
+            from dealengine.http.tenants import TenantRouter
         except ImportError as missing:
             from dealengine.domain.errors import DealEngineError
 
             raise DealEngineError(
                 f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
             ) from None
+        from dealengine.settings import Settings
+        from dealengine.tenants import Tenants
         from dealengine.views.worker import stop_on_signals
 
         class Server(uvicorn.Server):
@@ -1082,15 +1198,25 @@ def serve(
                 stopping.wait()
                 self.should_exit = True
 
-        if webhooks:
-            e.subscriptions.start_webhooks()
-        config = uvicorn.Config(
-            create_app(e), host=host, port=port, log_config=None, access_log=False,
-            timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
-        )  # fmt: skip
-        Server(config).run()
+        def opened(e: Engine) -> None:
+            if webhooks:
+                e.subscriptions.start_webhooks()
 
-    using_engine(act)
+        with Tenants(Settings()) as tenants:
+            api: Any
+            if chosen.tenant is not None:
+                api = create_app(tenants.engine(chosen.tenant))
+                opened(tenants.engine(chosen.tenant))
+            else:
+                api = TenantRouter(tenants, on_open=opened)
+                api.app_for(None)  # the store opens now: a bad one fails here, not per request
+            config = uvicorn.Config(
+                api, host=host, port=port, log_config=None, access_log=False,
+                timeout_keep_alive=5, limit_concurrency=200, timeout_graceful_shutdown=10,
+            )  # fmt: skip
+            Server(config).run()
+
+    run(act)
 
 
 def main() -> None:

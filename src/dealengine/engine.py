@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dealengine.audit.verify import (
     VerifyReport,
 )
-from dealengine.bootstrap import Clock, bootstrap, utc_now
+from dealengine.bootstrap import Clock, InteractionModels, bootstrap, utc_now
 from dealengine.domain.deal import Deal
 from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, Pipelines
 from dealengine.domain.errors import (
@@ -46,10 +46,23 @@ class Engine:
         pipeline: PipelineDefinition | Pipelines | None = None,
         funnel: FunnelDefinition | None = None,
         clock: Clock = utc_now,
+        tenant: str | None = None,
+        interactions: InteractionModels | None = None,
     ) -> None:
-        parts = bootstrap(settings, pipeline=pipeline, funnel=funnel, clock=clock)
+        """An engine on the store `settings` name (default: the environment's), or on its
+        tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants).
+        `interactions`: pydantic models of interactions to record beside the built-in ones
+        and the definitions folder's (interactions.toml), or a whole `Interactions` catalogue."""
+        if tenant is not None:
+            settings = (settings or Settings()).model_copy(update={"tenant": tenant})
+        parts = bootstrap(
+            settings, pipeline=pipeline, funnel=funnel, clock=clock, interactions=interactions
+        )
+        self.tenant = parts.tenant  # None: the store without a tenant
+        self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
         self.settings, self.store, self.clock = parts.settings, parts.store, parts.clock
         self.pipelines, self.funnel_definition = parts.pipelines, parts.funnel
+        self.interactions = parts.interactions  # the model's catalogue
         self.pipeline_definition = self.pipelines.default
         self.states, self.reports, self.live = parts.states, parts.reports, parts.live
         self.passes = parts.passes
@@ -93,7 +106,9 @@ class Engine:
         **fields: Any,
     ) -> Recorded:
         """Record one interaction on lead or deal `id`; raises a DealEngineError if refused."""
-        cmd = Interaction(type, id, occurred_at, fields, actor, source, idempotency_key)
+        cmd = Interaction(
+            type, id, occurred_at, fields, actor, source, idempotency_key, self.interactions
+        )
         outcome = self.execute_batch([cmd])[0]
         if isinstance(outcome, DealEngineError):
             raise outcome

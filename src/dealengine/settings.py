@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     """SQLite file (or `:memory:`); used when no database_url is set."""
     database_url: str | None = None
     """`postgresql://user:password@host:port/dbname[?schema=name]`: use PostgreSQL instead."""
+    tenant: str | None = None
+    """The workspace to use (its own store, views, subscriptions, keys and definitions; see
+    store/tenants.py); None: the store without a tenant, as DEALENGINE_DB / _DATABASE_URL say."""
     read_only: bool = False
     """Open the store for reading only (`dealengine whatif`): no table is created, SQLite opens
     the file read-only and PostgreSQL sessions are read-only."""

@@ -31,7 +31,7 @@ from dealengine.domain.deal import Deal, deal_evolver, deal_refusal
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import IllegalTransition, InvalidEvent, UnknownEvent
 from dealengine.domain.events import (
-    LEAD_TOUCHES,
+    LEAD_STATUS_CHANGES,
     DealEventVoided,
     DealOpened,
     DomainEvent,
@@ -118,7 +118,7 @@ def stream_refusal(pipelines: Pipelines, events: Sequence[DomainEvent]) -> str |
         return "it would have no events"
     first = events[0]
     if first.aggregate == "lead":
-        if first.event_type not in LEAD_TOUCHES:
+        if first.event_type in LEAD_STATUS_CHANGES:
             return f"v{first.originator_version} ({first.event_type}) would start the lead"
         return _first_refusal(events[1:], evolve_lead(None, first), _lead_check, evolve_lead)
     assert isinstance(first, DealOpened), f"{first.originator_id} does not start with deal_opened"
@@ -138,7 +138,7 @@ def _lead_check(lead: Lead, event: DomainEvent) -> str | None:
         except IllegalTransition as e:
             return e.reason
         return None
-    return None if event.event_type in LEAD_TOUCHES else lead_refusal(lead, event.event_type)
+    return lead_refusal(lead, event.event_type)
 
 
 def _first_refusal(

@@ -42,7 +42,7 @@ def decide(
         return decide_opening(
             pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now, key
         )
-    if EVENT_TYPES[event_type].aggregate == "lead":
+    if cmd.event_class.aggregate == "lead":
         return decide_lead(cast(Lead | None, state(lead_stream(cmd.target))), cmd, now, key)
     deal = cast(Deal | None, state(deal_stream(cmd.target)))
     return decide_deal(pipelines, deal, cmd, now, key)

@@ -6,12 +6,20 @@ A bad definition fails at load with the file, the key and the reason.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from dealengine.domain.errors import InvalidDefinition
 from dealengine.domain.events import EVENT_TYPES
@@ -24,6 +32,16 @@ STAGE_EVENTS = (
     "deal_won",
     "deal_lost",
 )
+
+
+EVENT_TYPES_KEY = "event_types"  # in a validation context: the model's interaction names
+
+
+def event_types(info: ValidationInfo) -> Collection[str]:
+    """The interactions a definition may name: the model's (the validation context's, given
+    by the loaders for a model with declared ones), else the built-in ones."""
+    known: Collection[str] = (info.context or {}).get(EVENT_TYPES_KEY, EVENT_TYPES)
+    return known
 
 
 class KeyedError(ValueError):
@@ -74,7 +92,7 @@ class PipelineDefinition(Definition):
     moves: Moves = Moves()
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _consistent(self, info: ValidationInfo) -> Self:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise KeyedError("stages", f"stage names repeat: {names}")
@@ -83,8 +101,9 @@ class PipelineDefinition(Definition):
                 raise KeyedError("stages", f"exactly one stage must be closed = {kind!r}")
         if self.initial_stage not in self.open_stages:
             raise KeyedError("initial_stage", f"{self.initial_stage!r} is not an open stage")
+        declared = set(event_types(info)) - EVENT_TYPES.keys()  # a declared stage (catalogue)
         for event, stage in self.events.items():
-            if event not in STAGE_EVENTS:
+            if event not in STAGE_EVENTS and event not in declared:
                 raise KeyedError(
                     f"events.{event}", f"not a stage event (one of {', '.join(STAGE_EVENTS)})"
                 )
@@ -179,16 +198,17 @@ class FunnelDefinition(Definition):
     steps: list[FunnelStep] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _consistent(self, info: ValidationInfo) -> Self:
+        known = event_types(info)
         for event in self.exclusions:
-            if event not in EVENT_TYPES:
+            if event not in known:
                 raise KeyedError("exclusions", f"unknown event type {event!r}")
         seen: dict[str, str] = {}
         for step in self.steps:
             for event in step.events:
                 if event in self.exclusions:
                     raise KeyedError(f"steps.{step.name}", f"{event!r} is also an exclusion")
-                if event not in EVENT_TYPES:
+                if event not in known:
                     raise KeyedError(f"steps.{step.name}", f"unknown event type {event!r}")
                 if event in seen:
                     raise KeyedError(
@@ -217,7 +237,7 @@ def definitions_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "projections"
 
 
-def load(model: type[T], path: Path) -> T:
+def load(model: type[T], path: Path, context: dict[str, Any] | None = None) -> T:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -225,7 +245,7 @@ def load(model: type[T], path: Path) -> T:
     except tomllib.TOMLDecodeError as e:
         raise InvalidDefinition(str(path), "-", f"not valid TOML: {e}") from e
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as e:
         err = max(e.errors(), key=lambda x: len(x["loc"]))  # in a union, the deepest is meant
         cause = err.get("ctx", {}).get("error")
@@ -245,5 +265,9 @@ def load_pipeline(path: Path | None = None) -> PipelineDefinition:
     return load_pipelines(path).default
 
 
-def load_funnel(path: Path | None = None) -> FunnelDefinition:
-    return load(FunnelDefinition, path or definitions_dir() / "funnel.toml")
+def load_funnel(
+    path: Path | None = None, context: dict[str, Any] | None = None
+) -> FunnelDefinition:
+    """The funnel; `context`: the model's interactions (`Interactions.context`), which its
+    steps and exclusions may name (default: the built-in ones)."""
+    return load(FunnelDefinition, path or definitions_dir() / "funnel.toml", context)

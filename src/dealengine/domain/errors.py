@@ -75,6 +75,10 @@ class VersionConflict(StoreError):
     first. The engine re-reads and re-decides; ConcurrencyConflict when that keeps failing."""
 
 
+class UnknownTenant(DealEngineError):
+    """No tenant of that name in the store (`dealengine tenants list` lists them)."""
+
+
 class WebhookExists(DealEngineError):
     """A webhook of that name is defined already (webhooks.toml or the HTTP API)."""
 

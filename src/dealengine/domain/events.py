@@ -79,6 +79,7 @@ class DomainEvent(BaseModel):
 
     event_type: ClassVar[str]
     aggregate: ClassVar[AggregateKind]
+    class_version: ClassVar[int] = 1  # raised by one per change, with an upcaster: see upcast
 
     originator_id: str
     originator_version: int = Field(ge=1)
@@ -147,10 +148,37 @@ def dump_stored_json(event: DomainEvent) -> bytes:
     del data["originator_id"], data["originator_version"]  # STORED_OUTSIDE_JSON
     data["occurred_at"] = format_utc(data["occurred_at"])  # one per command: no cache
     data["recorded_at"] = format_time(data["recorded_at"])  # one per batch: cached
+    version = type(event).class_version
+    if version != 1:  # version 1 is stored without a marker, as before versions existed
+        data[VERSION_KEY] = version
     try:
         return orjson.dumps(data, default=_decimal_as_text)
     except orjson.JSONEncodeError:
         return type(event).__pydantic_serializer__.to_json(event, exclude=STORED_OUTSIDE_JSON)
+
+
+VERSION_KEY = "class_version"  # eventsourcing's name for it
+
+
+def upcast(cls: type[DomainEvent], data: dict[str, Any]) -> dict[str, Any]:
+    """The stored JSON `data` of an event of `cls` brought to the class's version: each
+    upcaster from the stored version on, `cls.upcast_v1_v2(data)` then `upcast_v2_v3`, ...
+    (eventsourcing's rule: one static method per version step, beside the event, changing
+    `data` in place). The stored bytes are not touched: the hash chain covers them."""
+    version = data.pop(VERSION_KEY, 1)
+    while version < cls.class_version:
+        getattr(cls, f"upcast_v{version}_v{version + 1}")(data)
+        version += 1
+    return data
+
+
+def check_upcasters(cls: type[DomainEvent]) -> None:
+    """ValueError unless `cls` has an upcaster for each step up to its version."""
+    for version in range(1, cls.class_version):
+        name = f"upcast_v{version}_v{version + 1}"
+        if not callable(getattr(cls, name, None)):
+            msg = f"{cls.event_type} is at version {cls.class_version} but has no {name}"
+            raise ValueError(msg)
 
 
 # The errors of rules tightened since events were first stored (domain/values.py): an event
@@ -183,6 +211,7 @@ class LeadEvent(DomainEvent):
 
 class DealEvent(DomainEvent):
     aggregate: ClassVar[AggregateKind] = "deal"
+    moves_to_stage: ClassVar[str | None] = None  # a declared interaction's `stage`
 
 
 # --- on a Lead -------------------------------------------------------------------------------
@@ -337,7 +366,10 @@ class DealEventVoided(EventVoided):
 
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
 
-# Interactions that may be a lead's first event (they create the lead when it is new).
+# The lead interactions that change its status; every other one (built-in or declared) is a
+# touch, which may be a lead's first event (it creates the lead when it is new).
+LEAD_STATUS_CHANGES = frozenset({"lead_qualified", "lead_disqualified", "lead_converted"})
+# The built-in touches.
 LEAD_TOUCHES = frozenset(
     {
         "ad_viewed",

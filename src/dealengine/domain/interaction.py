@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.chain import event_hash, topic_of, with_own_hash
 from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
 from dealengine.domain.events import (
@@ -32,6 +33,7 @@ class _Fields(NamedTuple):
     actor: str
     source: str
     idempotency_key: str | None
+    model: type[DomainEvent] | None = None  # the interaction's model, in its catalogue
 
 
 # The other stream an opening names: a deal_opened its lead, a lead_converted its deal.
@@ -43,7 +45,8 @@ InteractionFields = _Fields  # what build() reads of a command (corrections make
 class Interaction(_Fields):
     """Record `event_type` on the lead or deal `target`; `fields` are the type's own fields.
 
-    Nothing here is trusted yet: the fields are validated when the event is built.
+    Nothing here is trusted yet: the fields are validated when the event is built. The type
+    is one of `interactions` (the model's catalogue; default: the built-in one).
     (A checked named tuple: immutable, and cheaper to make than a frozen dataclass.)
     """
 
@@ -58,12 +61,13 @@ class Interaction(_Fields):
         actor: str = "api",
         source: str = "api",
         idempotency_key: str | None = None,
+        interactions: Interactions = BUILT_IN,
     ) -> Interaction:
         if not isinstance(event_type, str):
             raise InvalidEvent(f"field 'type': expected a string, got {shown(event_type)}")
-        event_class = EVENT_TYPES.get(event_type)
+        event_class = interactions.get(event_type)
         if event_class is None:
-            raise UnknownEventType(event_type, sorted(EVENT_TYPES))
+            raise UnknownEventType(event_type, interactions.names())
         fields = fields or {}
         # The ids that name the streams read and written are checked before any is read.
         try:
@@ -74,12 +78,13 @@ class Interaction(_Fields):
         except ValueError as e:
             raise InvalidEvent(str(e)) from None
         return tuple.__new__(  # what the named tuple's own __new__ does, one call less
-            cls, (event_type, target, occurred_at, fields, actor, source, idempotency_key)
+            cls,
+            (event_type, target, occurred_at, fields, actor, source, idempotency_key, event_class),
         )
 
     @property
     def event_class(self) -> type[DomainEvent]:
-        return EVENT_TYPES[self.event_type]
+        return self.model or EVENT_TYPES[self.event_type]
 
 
 def describe(error: ValidationError) -> str:
@@ -165,6 +170,10 @@ Command = Interaction | list[Interaction]  # a list: one unit, stored whole or n
 
 class Writer(Protocol):
     """What records commands: the Engine, or its command side (service/commands.py)."""
+
+    @property
+    def interactions(self) -> Interactions:
+        """The interactions its commands may record (the model's)."""
 
     def execute_batch(
         self, commands: Sequence[Command], *, strict: bool = False

@@ -8,7 +8,7 @@ from typing import Literal, NamedTuple, cast
 from dealengine.domain.errors import IllegalTransition, UnknownAggregate
 from dealengine.domain.events import (
     CHAIN_HASH,
-    LEAD_TOUCHES,
+    LEAD_STATUS_CHANGES,
     DomainEvent,
     LeadConverted,
     with_key,
@@ -82,12 +82,12 @@ def decide_lead(
     if is_duplicate(lead, cmd):
         return []
     if lead is None:
-        if cmd.event_type not in LEAD_TOUCHES:
+        if cmd.event_type in LEAD_STATUS_CHANGES:
             raise UnknownAggregate(f"lead {cmd.target}")
         version = 1
     else:
         version = lead.version + 1
-        refusal = None if cmd.event_type in LEAD_TOUCHES else lead_refusal(lead, cmd.event_type)
+        refusal = lead_refusal(lead, cmd.event_type)
         if refusal:
             raise IllegalTransition(lead.name, lead.status, cmd.event_type, refusal)
     head = lead.head if lead is not None else None

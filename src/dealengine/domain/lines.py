@@ -9,27 +9,29 @@ from typing import Any
 
 import orjson
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.errors import InvalidEvent, UnknownEventType
-from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Interaction
 
 RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
 ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
 
 
-def parse_line(text: str | RawLine, source: str, actor: str) -> Interaction:
+def parse_line(
+    text: str | RawLine, source: str, actor: str, interactions: Interactions = BUILT_IN
+) -> Interaction:
     """One JSONL line (or a decoded one) as a command, or InvalidEvent naming what is wrong."""
     if isinstance(text, InvalidEvent):
         raise text
     if isinstance(text, dict):
-        return interaction_from(text, source, actor)
+        return interaction_from(text, source, actor, interactions)
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as e:
         raise InvalidEvent(undecodable(text, "utf-8") or f"not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
-    return interaction_from(obj, source, actor)
+    return interaction_from(obj, source, actor, interactions)
 
 
 def undecodable(raw: str | bytes, encoding: str) -> str | None:
@@ -43,16 +45,20 @@ def undecodable(raw: str | bytes, encoding: str) -> str | None:
     return None
 
 
-def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interaction:
-    """A decoded interaction (a JSONL line, a mapped CSV row) as a command."""
+def interaction_from(
+    obj: dict[str, Any], source: str, actor: str, interactions: Interactions = BUILT_IN
+) -> Interaction:
+    """A decoded interaction (a JSONL line, a mapped CSV row) as a command; its type one of
+    `interactions`."""
     event_type = obj.get("type")
     if event_type is None:
         raise InvalidEvent("field 'type': missing")
     if not isinstance(event_type, str):
         raise InvalidEvent(f"field 'type': expected a string, got {event_type!r}")
-    if event_type not in EVENT_TYPES:
-        raise UnknownEventType(event_type, sorted(EVENT_TYPES))
-    id_field, envelope = _ENVELOPE[event_type]
+    model = interactions.get(event_type)
+    if model is None:
+        raise UnknownEventType(event_type, interactions.names())
+    id_field, envelope = _ENVELOPE[model.aggregate]
     target = obj.get(id_field)
     if target is None:
         raise InvalidEvent(f"field '{id_field}': missing")
@@ -68,12 +74,12 @@ def interaction_from(obj: dict[str, Any], source: str, actor: str) -> Interactio
         raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")
     fields = {name: value for name, value in obj.items() if name not in envelope}
     return Interaction(
-        event_type, target, obj.get("occurred_at"), fields, obj.get("actor", actor), source, key
-    )
+        event_type, target, obj.get("occurred_at"), fields, obj.get("actor", actor), source, key,
+        interactions,
+    )  # fmt: skip
 
 
-# Per event type: the name of its target's field, and the keys of a line that are not fields.
+# Per kind of stream: the name of its target's field, and the keys of a line that are not fields.
 _ENVELOPE = {
-    name: (f"{cls.aggregate}_id", frozenset((*ENVELOPE_KEYS, f"{cls.aggregate}_id")))
-    for name, cls in EVENT_TYPES.items()
+    kind: (f"{kind}_id", frozenset((*ENVELOPE_KEYS, f"{kind}_id"))) for kind in ("lead", "deal")
 }

@@ -66,6 +66,35 @@ def shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+# --- tenants ---------------------------------------------------------------------------------
+
+TENANT_MAX = 40
+TENANT_PATTERN = r"^[a-z](_?[a-z0-9])*$"
+TenantName = Annotated[str, StringConstraints(max_length=TENANT_MAX, pattern=TENANT_PATTERN)]
+"""A tenant (a workspace): it becomes a PostgreSQL schema's and a folder's name, so nothing
+else may pass: a lowercase letter, then lowercase letters, digits and single underscores (not
+at the end), at most 40 characters (a schema name is at most 63 bytes, with its prefix)."""
+DEFAULT_TENANT = "default"  # the store without a tenant: never a tenant's name
+_TENANT = TypeAdapter(TenantName).validator
+
+
+def check_tenant(value: object) -> str:
+    """`value` if it may name a tenant, else ValueError saying why (one line)."""
+    try:
+        name = cast(str, _TENANT.validate_python(value))
+    except ValidationError:
+        name = ""
+    if name and name != DEFAULT_TENANT:
+        return name
+    why = (
+        f"'{DEFAULT_TENANT}' is the store without a tenant"
+        if value == DEFAULT_TENANT
+        else "a lowercase letter, then lowercase letters, digits and single underscores "
+        f"(not last), at most {TENANT_MAX} characters"
+    )
+    raise ValueError(f"tenant name {shown(value)}: {why}")
+
+
 # --- money -----------------------------------------------------------------------------------
 
 AMOUNT_DIGITS = 15  # integer digits: below 10**15

@@ -24,9 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.deal import Deal
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
-from dealengine.domain.events import EVENT_TYPES, DomainEvent, parse_moment
+from dealengine.domain.events import DomainEvent, parse_moment
 from dealengine.domain.interaction import Interaction, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from
@@ -36,7 +37,6 @@ from dealengine.http.problems import Problem, problem_of
 from dealengine.service.keys import ApiKey, Scope
 
 log = structlog.get_logger("dealengine.http")
-EVENT_AGGREGATE = {name: cls.aggregate for name, cls in EVENT_TYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +212,14 @@ async def read_json(request: Request, limits: Limits) -> Any:
 
 
 def commands_of(
-    body: Any, limits: Limits, idempotency_key: str | None, **forced: str
+    body: Any,
+    limits: Limits,
+    idempotency_key: str | None,
+    interactions: Interactions,
+    **forced: str,
 ) -> list[Interaction]:
-    """The body's interactions (one object or an array), parsed as JSONL lines are."""
+    """The body's interactions (one object or an array), parsed as JSONL lines are (their types
+    the model's `interactions`)."""
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > limits.max_items:
         raise Problem(
@@ -230,7 +235,7 @@ def commands_of(
         if "id" not in item and idempotency_key:
             item["id"] = f"{idempotency_key}:{i}" if isinstance(body, list) else idempotency_key
         try:
-            commands.append(interaction_from(item, source="http", actor="http"))
+            commands.append(interaction_from(item, "http", "http", interactions))
         except DealEngineError as e:
             raise problem_of(e, pointer) from None
     return commands
@@ -277,11 +282,12 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
         request: Request, idempotency_key: Annotated[str | None, Header()] = None
     ) -> Response:
         """Record one interaction or an array of them (all or none), as JSONL lines."""
-        commands = commands_of(await read_json(request, limits), limits, idempotency_key)
+        body = await read_json(request, limits)
+        commands = commands_of(body, limits, idempotency_key, engine.interactions)
         outcomes = await run_in_threadpool(execute, commands)
         location = None
         if len(commands) == 1:
-            kind = EVENT_AGGREGATE.get(commands[0].event_type, "lead")
+            kind = commands[0].event_class.aggregate
             location = f"/v1/{kind}s/{commands[0].target}"
         return recorded_response(outcomes, location)
 
@@ -302,10 +308,11 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
         body = await read_json(request, limits)
         if isinstance(body, list):
             raise Problem(422, "Invalid request", "one interaction, not an array", field=None)
-        if isinstance(body, dict) and EVENT_AGGREGATE.get(str(body.get("type")), "deal") != "deal":
+        model = engine.interactions.get(str(body.get("type"))) if isinstance(body, dict) else None
+        if model is not None and model.aggregate != "deal":
             raise Problem(422, "Invalid interaction", f"{body['type']} is a lead's event, not a "
                           "deal's", field="type", pointer="/type")  # fmt: skip
-        [command] = commands_of(body, limits, idempotency_key, deal_id=deal_id)
+        [command] = commands_of(body, limits, idempotency_key, engine.interactions, deal_id=deal_id)
         expected = _version_of(if_match) if if_match else None
 
         def guarded() -> list[Any]:
@@ -706,7 +713,7 @@ def _webhooks(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> N
         seconds, from the first event recorded."""
         body = await read_json(request, limits)
         try:
-            hook = Webhook.model_validate(body)
+            hook = Webhook.model_validate(body, context=engine.interactions.context)
         except ValidationError as e:
             first = e.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, InvalidEvent, StoreError
 from dealengine.domain.interaction import Command, Outcome, Writer
 from dealengine.domain.lines import RawLine, parse_line
@@ -122,6 +123,7 @@ def _parse_all(
     report: IngestReport,
     *,
     stop: bool,
+    interactions: Interactions,
 ) -> list[tuple[int, Command]]:
     """The lines as commands; the interactions of one CSV row (one line number) as one unit,
     stored whole or not at all: a row with one bad interaction is rejected once, whole."""
@@ -131,7 +133,7 @@ def _parse_all(
         if number == refused:
             continue
         try:
-            cmd = parse_line(raw, source, actor)
+            cmd = parse_line(raw, source, actor, interactions)
         except DealEngineError as e:
             if number != last:
                 report.lines += 1
@@ -156,7 +158,7 @@ def _ingest_batch(
     engine: Writer, batch: list[tuple[int, RawLine]], source: str, actor: str, report: IngestReport
 ) -> None:
     started = time.perf_counter()
-    parsed = _parse_all(batch, source, actor, report, stop=False)
+    parsed = _parse_all(batch, source, actor, report, stop=False, interactions=engine.interactions)
     commands = [cmd for _, cmd in parsed]
     try:
         outcomes = engine.execute_batch(commands)
@@ -205,7 +207,9 @@ def _ingest_strict(
     actor: str,
     report: IngestReport,
 ) -> None:
-    parsed = _parse_all(numbered, source, actor, report, stop=True)
+    parsed = _parse_all(
+        numbered, source, actor, report, stop=True, interactions=engine.interactions
+    )
     commands = [cmd for _, cmd in parsed]
     # A refusal before the first unparsable line is the first bad line: check, store nothing.
     outcomes = (

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from dealengine.domain.definitions import Definition, load
+from dealengine.domain.definitions import Definition, event_types, load
 from dealengine.domain.errors import DealEngineError, InvalidEvent
-from dealengine.domain.events import EVENT_TYPES
 from dealengine.domain.interaction import Writer
 from dealengine.domain.lines import RawLine, undecodable
 from dealengine.ingest.jsonl import IngestReport, ingest_lines
@@ -69,8 +68,8 @@ class EventMapping(Definition):
 
     @field_validator("type")
     @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in EVENT_TYPES:
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        if value not in event_types(info):
             raise ValueError(f"unknown event type {value!r}")
         return value
 
@@ -88,8 +87,10 @@ class BadCell(InvalidEvent):
         super().__init__(f"column '{column}': {reason}")
 
 
-def load_mapping(path: Path) -> Mapping:
-    return load(Mapping, path)
+def load_mapping(path: Path, context: dict[str, Any] | None = None) -> Mapping:
+    """The mapping file; `context`: the model's interactions (`Interactions.context`), whose
+    types it may map rows to (default: the built-in ones)."""
+    return load(Mapping, path, context)
 
 
 def value_of(spec: Value, row: dict[str, str]) -> Any:

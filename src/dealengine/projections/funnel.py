@@ -20,8 +20,9 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import EVENT_TYPES, format_utc
+from dealengine.domain.events import format_utc
 from dealengine.domain.streams import DEAL_MARK, ID_START, lead_stream
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
@@ -209,7 +210,10 @@ class FunnelProjection:
     }
 
     def __init__(
-        self, definition: FunnelDefinition, partition: tuple[int, int] | None = None
+        self,
+        definition: FunnelDefinition,
+        partition: tuple[int, int] | None = None,
+        interactions: Interactions = BUILT_IN,
     ) -> None:
         """`partition=(i, n)`: this fold counts the leads of partition i of n only (those
         whose stream id's last character has a code point equal to i modulo n: see
@@ -229,7 +233,7 @@ class FunnelProjection:
                 name in self.exclusions,
                 tuple(f for f in self.fields if f in cls.model_fields),
             )
-            for name, cls in EVENT_TYPES.items()
+            for name, cls in interactions.types.items()
         }
         # what `apply` reads of an event besides its type and stream
         self.event_fields = ("occurred_at", "lead_id", *self.fields)

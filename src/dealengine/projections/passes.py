@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 from dealengine.domain.events import format_time
 from dealengine.projections.partitioned import split_pass
-from dealengine.projections.stream import Fold, FoldPass, StreamEvent, corrected, decode, fold_rows
+from dealengine.projections.stream import (
+    Fold,
+    FoldPass,
+    StreamEvent,
+    Topics,
+    corrected,
+    decode,
+    fold_rows,
+)
 from dealengine.store.application import Store
 from dealengine.store.recorders import Partition, Row
 
@@ -44,12 +52,14 @@ class StreamPasses:
         """The whole event stream in recorded order, as the folds see it: without voided
         events and without the `event_voided` events themselves."""
         stop = self.store.position()
-        return corrected(decode(self.store.stream(gt, stop)), self.store.voided_ids(stop))
+        rows = self.store.stream(gt, stop)
+        return corrected(decode(rows, self.store.interactions.reading), self.store.voided_ids(stop))
 
     def fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         """One pass over the stream for every fold, in this process."""
         stop = self.store.position()  # the voids and the stream read at the same point
-        return fold_pass(self.store.stream(0, stop), self.store.voided_ids(stop))(folds, as_of)
+        rows, topics = self.store.stream(0, stop), self.store.interactions.reading
+        return fold_pass(rows, self.store.voided_ids(stop), topics)(folds, as_of)
 
     def over_partitions(self, work: PartWork[T]) -> list[T]:
         """`work(part, fold_pass)` for each partition of the leads, where `fold_pass(folds,
@@ -57,9 +67,10 @@ class StreamPasses:
         large store, one partition per process (projections/partitioned.py)."""
         stop = self.store.position()  # the voids and the stream read at the same point
         skip_ids = self.store.voided_ids(stop)
+        topics = self.store.interactions.reading
         processes = self.split(stop)
         if processes == 1:
-            return [work(None, fold_pass(self.store.stream(0, stop), skip_ids))]
+            return [work(None, fold_pass(self.store.stream(0, stop), skip_ids, topics))]
         open_store = self.open_child_store
         assert open_store is not None
 
@@ -71,7 +82,7 @@ class StreamPasses:
                 store.close()
 
         def in_part(part: Partition, rows: Iterable[Row]) -> T:
-            return work(part, fold_pass(rows, skip_ids))
+            return work(part, fold_pass(rows, skip_ids, topics))
 
         return split_pass(
             lambda part: self.store.stream(0, stop, part), rows_in_child, processes, in_part
@@ -88,13 +99,13 @@ class StreamPasses:
         return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
 
 
-def fold_pass(rows: Iterable[Row], skip_ids: set[str]) -> FoldPass:
-    """The pass over `rows` for any folds: the voided events left out; as of a time, the
-    events that occurred after it skipped too (the same folds, fed less). Its callers pause
-    the collector for the whole read (see `Queries.views`)."""
+def fold_pass(rows: Iterable[Row], skip_ids: set[str], topics: Topics) -> FoldPass:
+    """The pass over `rows` (stored under `topics`) for any folds: the voided events left
+    out; as of a time, the events that occurred after it skipped too (the same folds, fed
+    less). Its callers pause the collector for the whole read (see `Queries.views`)."""
 
     def fold(folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
         bound = None if as_of is None else format_time(as_of)
-        return fold_rows(rows, folds, skip_ids, bound)
+        return fold_rows(rows, folds, skip_ids, bound, topics)
 
     return fold

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, field_serializer
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinition
 from dealengine.domain.events import DEAL_EVENTS
@@ -210,10 +211,20 @@ class PipelineProjection:
         "events": True,
     }
 
-    def __init__(self, definition: PipelineDefinition, *, default: bool = True) -> None:
+    def __init__(
+        self,
+        definition: PipelineDefinition,
+        *,
+        default: bool = True,
+        interactions: Interactions = BUILT_IN,
+    ) -> None:
         self.definition = definition
         self.default = default  # deals opened before pipelines existed belong to the default
-        self.event_types = DEAL_EVENT_TYPES  # what the pass hands this fold
+        # what the pass hands this fold: every deal interaction of the model (each one is the
+        # deal's latest activity; a declared one may move it: domain/catalogue.py)
+        self.event_types = DEAL_EVENT_TYPES.union(
+            name for name, model in interactions.types.items() if model.aggregate == "deal"
+        )
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
 

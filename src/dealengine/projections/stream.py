@@ -9,21 +9,19 @@ the engine passes the voided ids (`skip_ids`), read with one indexed query.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import orjson
 
-from dealengine.domain.chain import topic_of
-from dealengine.domain.events import EVENT_TYPES, VOID_EVENTS
+from dealengine.domain.catalogue import BUILT_IN, Reading
 from dealengine.store.recorders import Row
 
 V = TypeVar("V")
 
-TYPE_OF_TOPIC: dict[str, str] = {topic_of(cls): name for name, cls in EVENT_TYPES.items()}
-TYPE_OF_TOPIC.update({topic_of(cls): cls.event_type for cls in VOID_EVENTS})
+Topics = Mapping[str, Reading]  # a model's stored topics: Interactions.reading
 VOIDED = "event_voided"
 
 
@@ -57,12 +55,14 @@ def event_types_of(fold: Fold[Any]) -> Collection[str] | None:
     return types
 
 
-def decode(rows: Iterable[Row]) -> Iterator[StreamEvent]:
-    """Stored rows as stream events: the JSON decoded, the topic turned into the event type."""
-    type_of, loads, new = TYPE_OF_TOPIC, orjson.loads, tuple.__new__
+def decode(rows: Iterable[Row], topics: Topics = BUILT_IN.reading) -> Iterator[StreamEvent]:
+    """Stored rows as stream events: the JSON decoded (and upcast to its type's version), the
+    topic turned into the event type, by the model's `topics`."""
+    loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
-        event_type = type_of.get(topic) or _unknown(position, stream, topic)
-        yield new(StreamEvent, (position, stream, event_type, loads(state)))
+        event_type, upcast = topics.get(topic) or _unknown(position, stream, topic)
+        data = loads(state) if upcast is None else upcast(loads(state))
+        yield new(StreamEvent, (position, stream, event_type, data))
 
 
 def _unknown(position: int, stream: str, topic: str) -> NoReturn:
@@ -113,30 +113,32 @@ def fold_rows(
     folds: Sequence[Fold[Any]],
     skip_ids: Collection[str] | None = None,
     bound: str | None = None,
+    topics: Topics = BUILT_IN.reading,
 ) -> list[Any]:
     """Decode `rows` and feed each event to the folds that read its type, in one loop: the
     rebuild's hot path. Events in `skip_ids` (voided) and the voids themselves are left out
     when `skip_ids` is given; with `bound` (a fixed-width UTC time), so are the events that
-    occurred after it. An event no fold reads is not decoded."""
+    occurred after it. An event no fold reads is not decoded; one stored at an older version
+    of its type is upcast (`topics`: the model's)."""
     views = [f.initial() for f in folds]
     wanted = [event_types_of(f) for f in folds]
-    table: dict[str, tuple[str, list[tuple[Any, Any]]]] = {}
-    for topic, event_type in TYPE_OF_TOPIC.items():
+    table: dict[str, tuple[str, list[tuple[Any, Any]], Any]] = {}
+    for topic, (event_type, upcast) in topics.items():
         pairs = [
             (f.apply, v)
             for f, v, types in zip(folds, views, wanted, strict=True)
             if types is None or event_type in types
         ]
-        table[topic] = (event_type, [] if skip_ids and event_type == VOIDED else pairs)
+        table[topic] = (event_type, [] if skip_ids and event_type == VOIDED else pairs, upcast)
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
         entry = table.get(topic)
         if entry is None:
             _unknown(position, stream, topic)
-        event_type, pairs = entry
+        event_type, pairs, upcast = entry
         if not pairs:
             continue
-        data = loads(state)
+        data = loads(state) if upcast is None else upcast(loads(state))
         if (bound is not None and data["occurred_at"] > bound) or (
             skip_ids and data["id"] in skip_ids
         ):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, opening_ids
 from dealengine.domain.decider import Evolvers, decide
@@ -22,7 +23,7 @@ from dealengine.domain.errors import (
     InvalidEvent,
     VersionConflict,
 )
-from dealengine.domain.events import EVENT_TYPES, DomainEvent
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.replay import State, replay
 from dealengine.domain.streams import AggregateKind, stream_of
@@ -60,6 +61,11 @@ class Commands:
         # lock on PostgreSQL.) Readers take no lock.
         self._write_lock = threading.Lock()
         self._retries = 0
+
+    @property
+    def interactions(self) -> Interactions:
+        """The interactions a command may record (the store's model's)."""
+        return self.store.interactions
 
     @property
     def retries(self) -> int:
@@ -201,7 +207,7 @@ class Commands:
                 deal_id, lead_id = opening_ids_or_none(cmd)
                 wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
             else:
-                add(stream_of(EVENT_TYPES[event_type].aggregate, cmd.target))
+                add(stream_of(cmd.event_class.aggregate, cmd.target))
         work = self._cache.take(wanted)
         missing = sorted(wanted - work.keys())
         if missing:

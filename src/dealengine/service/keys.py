@@ -1,6 +1,8 @@
 """API keys for the HTTP API: made once and shown once; the store keeps only their SHA-256.
 
-A key reads `dek_<id>_<secret>`; its id names it in lists and logs. Scopes: `read` (states,
+A key reads `dek_<id>_<secret>`, and a tenant's `dek_<id>_<secret>.<tenant>`: a server of many
+tenants checks it in that tenant's store only (`tenant_of`); its id names it in lists and
+logs. Scopes: `read` (states,
 histories, views, what-ifs, the event stream), `write` (read, and recording interactions),
 `audit` (read, and verify and audit reports), `admin` (all of them).
 """
@@ -48,10 +50,21 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def tenant_of(key: str) -> str | None:
+    """The tenant a key names (after its last `.`), or None: the store without a tenant."""
+    _, dot, tenant = key.rpartition(".")
+    return tenant if dot and tenant else None
+
+
 class ApiKeys(OwnTables):
-    """The keys' table in the store's database (store/own_tables.py)."""
+    """The keys' table in the store's database (store/own_tables.py): the keys of its tenant
+    (None: of the store without a tenant)."""
 
     statements = (TABLE,)
+
+    def __init__(self, datastore: Any, postgres: bool, tenant: str | None = None) -> None:
+        super().__init__(datastore, postgres)
+        self.tenant = tenant
 
     def _tx(self, *, commit: bool) -> AbstractContextManager[Any]:
         self.ensure()
@@ -65,6 +78,7 @@ class ApiKeys(OwnTables):
             raise DealEngineError("a key needs a name")
         key_id = secrets.token_hex(4)
         key = f"dek_{key_id}_{secrets.token_urlsafe(32)}"
+        key += f".{self.tenant}" if self.tenant else ""
         created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         with self._tx(commit=True) as c:
             c.execute(

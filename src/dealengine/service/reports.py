@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
-from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.events import format_time
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.passes import StreamPasses
 from dealengine.projections.pipeline import (
@@ -27,13 +28,13 @@ from dealengine.projections.stream import Fold, FoldPass, collector_paused
 from dealengine.store.recorders import Partition
 
 
-@cache
-def breakdown_fields() -> list[str]:
-    """The fields a breakdown can group by: those some event type carries, beside the
+@lru_cache(maxsize=16)  # a few models per process; not one entry per engine for ever
+def breakdown_fields(interactions: Interactions = BUILT_IN) -> list[str]:
+    """The fields a breakdown can group by: those some interaction carries, beside the
     bookkeeping every event has (ids, versions, times, hashes)."""
     bookkeeping = {"originator_id", "originator_version", "id", "occurred_at", "recorded_at",
                    "idempotency_key", "prev_hash"}  # fmt: skip
-    fields = {f for cls in EVENT_TYPES.values() for f in cls.model_fields}
+    fields = {f for cls in interactions.types.values() for f in cls.model_fields}
     return sorted(fields - bookkeeping)
 
 
@@ -60,14 +61,14 @@ class Reports:
         resumes, its next young-generation scan covers every object made while it was paused,
         and a large fold's states (a second at 1,000,000 events) are alive until the reports
         are made. They die (by reference counting) when the call returns."""
-        funnel = FunnelProjection(self.funnel_definition)
+        funnel = self.funnel_projection(self.funnel_definition)
         pipeline = self.projection(pipeline_name)
         totals, pipeline_state = self._funnel_pass(funnel, pipeline, as_of)
         return funnel.assemble(totals, as_of), pipeline.report(pipeline_state, as_of, self.clock())
 
     @collector_paused()  # see views()
     def funnel(self, *, as_of: datetime | None = None, **overrides: Any) -> FunnelView:
-        funnel = FunnelProjection(self.funnel_with(overrides))
+        funnel = self.funnel_projection(self.funnel_with(overrides))
         return funnel.assemble(self._funnel_pass(funnel, None, as_of)[0], as_of)
 
     @collector_paused()  # see views()
@@ -110,21 +111,35 @@ class Reports:
             known = ", ".join(self.pipelines.by_name)
             raise DealEngineError(f"unknown pipeline {name!r} (known: {known})")
         definition = self.pipelines[name] if name else self.pipelines.default
-        return PipelineProjection(definition, default=definition is self.pipelines.default)
+        return PipelineProjection(
+            definition,
+            default=definition is self.pipelines.default,
+            interactions=self.passes.store.interactions,
+        )
+
+    def funnel_projection(
+        self, definition: FunnelDefinition, part: Partition | None = None
+    ) -> FunnelProjection:
+        """The fold of this funnel over the store's interactions (of partition `part`)."""
+        return FunnelProjection(definition, part, self.passes.store.interactions)
 
     def funnel_with(self, overrides: dict[str, Any]) -> FunnelDefinition:
         """The funnel definition with this call's options (None: the definition's own)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self.funnel_definition
-        unknown = [f for f in given.get("breakdowns", []) if f not in breakdown_fields()]
+        interactions = self.passes.store.interactions
+        fields = breakdown_fields(interactions)
+        unknown = [f for f in given.get("breakdowns", []) if f not in fields]
         if unknown:
             raise DealEngineError(
                 f"--breakdown {unknown[0]}: no event type carries that field "
-                f"(known: {', '.join(breakdown_fields())})"
+                f"(known: {', '.join(fields)})"
             )
         try:
-            return FunnelDefinition.model_validate(self.funnel_definition.model_dump() | given)
+            return FunnelDefinition.model_validate(
+                self.funnel_definition.model_dump() | given, context=interactions.context
+            )
         except ValidationError as e:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or next(iter(given))
@@ -138,7 +153,7 @@ class Reports:
         pipeline_state: list[Any] = []
 
         def work(part: Partition | None, fold_pass: FoldPass) -> FunnelTotals:
-            mine = FunnelProjection(funnel.definition, part)
+            mine = self.funnel_projection(funnel.definition, part)
             folds: list[Fold[Any]] = [mine]
             if pipeline is not None and (part is None or part[0] == 0):  # whole, in this process
                 folds.append(pipeline)

@@ -19,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, EnvType, get_topic
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.errors import DealEngineError, StoreError
 from dealengine.settings import Settings, default_db
 from dealengine.store.errors import streams_named, translated
@@ -211,14 +212,16 @@ class Store:
     naming what it was doing (store/errors.py).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, interactions: Interactions = BUILT_IN) -> None:
         self.settings = settings
+        self.interactions = interactions  # the model's: how a stored topic is read
         self.env = store_env(settings)
         with (
             tables_lock(settings.database_url),
             translated(f"cannot open the store {store_name(settings)}"),
         ):
             self.app = DealEngineApplication(env=self.env)
+        cast(PydanticMapper, self.app.mapper).interactions = interactions
         self.recorder = cast(SQLiteStreamingRecorder | PostgresStreamingRecorder, self.app.recorder)
         if settings.read_only and isinstance(self.recorder, PostgresStreamingRecorder):
             read_only_sessions(self.recorder.datastore)

@@ -1,7 +1,8 @@
 """Glue between pydantic events and eventsourcing 9.5 (which ships none).
 
 The mapper writes an event's JSON straight from pydantic's serializer and builds the model
-back with full validation; the projections skip this and read the JSON themselves.
+back with full validation, its class found by topic in the store's interactions and the JSON
+upcast to the class's version first; the projections skip this and read the JSON themselves.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from typing import Any, cast
 import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
-from eventsourcing.utils import resolve_topic
 from pydantic import ValidationError
 
+from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.chain import topic_of
-from dealengine.domain.events import STORED_JSON, TIGHTENED, DomainEvent, as_stored
+from dealengine.domain.events import STORED_JSON, TIGHTENED, DomainEvent, as_stored, upcast
 
 
 class OrjsonTranscoder(Transcoder):
@@ -27,6 +28,8 @@ class OrjsonTranscoder(Transcoder):
 
 
 class PydanticMapper(Mapper[str]):
+    interactions: Interactions = BUILT_IN  # the store's model's (set by Store)
+
     def to_stored_event(self, domain_event: DomainEventProtocol[str]) -> StoredEvent:
         event = cast(DomainEvent, domain_event)
         cls = type(event)
@@ -76,9 +79,14 @@ class PydanticMapper(Mapper[str]):
             msg = f"cannot decode {where}: {e}"
             raise MapperDeserialisationError(msg) from e
         data.pop("hash", None)  # its own hash: not a field (domain/chain.py)
+        cls = self.interactions.by_topic.get(stored_event.topic)
+        if cls is None:
+            where = f"{stored_event.originator_id} v{stored_event.originator_version}"
+            msg = f"{where} is an interaction this model does not define: {stored_event.topic}"
+            raise MapperDeserialisationError(msg)
+        data = upcast(cls, data)
         data["originator_id"] = str(stored_event.originator_id)
         data["originator_version"] = stored_event.originator_version
-        cls: type[DomainEvent] = resolve_topic(stored_event.topic)
         try:
             event = cls.model_validate(data)
         except ValidationError as e:

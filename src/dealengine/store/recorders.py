@@ -13,6 +13,7 @@ events: `dealengine_seals` (number, sealed_at, seal, prev, digest), appended to,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,8 +21,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg import Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg import Connection
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
@@ -40,6 +41,7 @@ def _voided(states: Iterator[bytes]) -> set[str]:
 
 
 FETCH = 5000
+MAPPED = 1 << 30  # bytes of a SQLite store memory-mapped while it is read by stream
 CHUNK = 500  # ids per query when reading many streams at once
 SEALS = "dealengine_seals"
 SealRow = tuple[int, str, str, str, str]  # number, sealed_at, seal, prev, digest
@@ -95,7 +97,11 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
 
     def by_stream(self) -> Iterator[StreamRow]:
         """Every stored event by stream (id in code point order: SQLite's binary collation),
-        then version, from one cursor in one read transaction."""
+        then version, from one cursor in one read transaction.
+
+        The stream order is the primary key's, so each row is a lookup in the table, in no
+        order: the file is memory-mapped for the read (a page is then read without a system
+        call; a quarter less time), and unmapped after it."""
         sql = (
             "SELECT originator_id, originator_version, topic, state, rowid "
             f"FROM {self.events_table_name} ORDER BY originator_id, originator_version"
@@ -103,9 +109,13 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
             cursor.row_factory = None
-            cursor.execute(sql)
-            while rows := cursor.fetchmany(FETCH):
-                yield from rows
+            cursor.execute(f"PRAGMA mmap_size = {MAPPED}")
+            try:
+                cursor.execute(sql)
+                while rows := cursor.fetchmany(FETCH):
+                    yield from rows
+            finally:
+                cursor.execute("PRAGMA mmap_size = 0")
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
@@ -167,9 +177,22 @@ class SQLiteStreamingRecorder(SQLiteApplicationRecorder):
                 yield from rows
 
 
+def notify_channel(schema: str, table: str) -> str:
+    """The NOTIFY channel of the events table `table` in `schema`: one per schema, so a worker
+    of one tenant is not woken by another's writes (the `public` schema keeps the table's name,
+    as before). A channel name is at most 63 bytes: a longer one is a digest of the schema."""
+    if schema == "public":
+        return table
+    channel = f"{schema}_{table}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return f"{table}_{hashlib.sha256(schema.encode()).hexdigest()[:24]}"
+
+
 class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.channel_name = notify_channel(self.datastore.schema, self.events_table_name)
         self.sql_create_statements.append(
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (notification_id) WHERE topic IN ({})").format(
                 Identifier(f"{self.events_table_name}_voids_idx"),
@@ -184,36 +207,44 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
             ).format(self._seals())
         )
 
-        # The insert of a batch: four plain arrays, unnested in order (see _insert_stored_events).
-        self.insert_arrays_statement = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state)"
-            " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[])"
-            " RETURNING notification_id"
-        ).format(self._table(), Identifier(self.datastore.originator_id_type))
+        # The insert of a batch: COPY in binary (see insert_events).
+        self.copy_statement = SQL(
+            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+        ).format(self._table())
+        self.copy_types = [self.datastore.originator_id_type, "int8", "text", "bytea"]
+        self.last_position_statement = SQL(
+            "SELECT currval(pg_get_serial_sequence({}, 'notification_id'))"
+        ).format(Literal(f'"{self.datastore.schema}"."{self.events_table_name}"'))
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
-    ) -> None:
-        """The parent's insert (table lock, NOTIFY for the followers, one INSERT ... RETURNING
-        notification_id), with the events sent as four arrays of plain types.
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The parent's insert in one transaction (its table lock, NOTIFY for the followers),
+        the events sent by COPY in binary: a third less time than one INSERT of them all,
+        whose parameters the server has to parse; a taken (stream, version) fails the whole
+        COPY as it failed the INSERT (an IntegrityError), storing nothing.
 
-        The parent sends one array of a composite type, which psycopg dumps in pure Python
-        (about half the time of a batched ingest); arrays of text, bigint and bytea are dumped
-        by psycopg's C code. unnest() of several arrays yields their rows in order, so the
-        notification ids come back in the order of `stored_events`, as before.
+        COPY returns no notification ids: they are the sequence's last `len(stored_events)`
+        values, consecutive and in the order of `stored_events`, since the table lock keeps
+        every other insert out of the sequence until this transaction ends.
         """
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_arrays_statement,
-            (
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
-            ),
-            prepare=True,
-        )
+        if not stored_events:
+            return []
+        if self.datastore.enable_db_functions:  # not the store's setting: the parent's way
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            with curs.copy(self.copy_statement) as copy:
+                copy.set_types(self.copy_types)
+                write = copy.write_row
+                for s in stored_events:
+                    write((s.originator_id, s.originator_version, s.topic, s.state))
+            found = curs.execute(self.last_position_statement, prepare=True).fetchone()
+        assert found is not None
+        last = int(found["currval"])
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     def _table(self) -> Composed:
         return SQL("{}.{}").format(
@@ -261,24 +292,36 @@ class PostgresStreamingRecorder(PostgresApplicationRecorder):
     def by_stream(self) -> Iterator[StreamRow]:
         """Every stored event by stream (id in code point order: COLLATE "C", which sorts
         unless the database's own collation is already C), then version, through a
-        server-side cursor in one read-only transaction."""
+        server-side cursor in one read-only transaction. The rows come in binary (the state
+        as its bytes, not hex: half the bytes to send and to decode), a page at a time."""
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(force_rollback=True),
-            conn.cursor(name="dealengine_by_stream", row_factory=tuple_row) as cursor,
+            conn.cursor(name="dealengine_by_stream", row_factory=tuple_row, binary=True) as cursor,
         ):
-            collation = conn.cursor(row_factory=tuple_row).execute("SHOW lc_collate").fetchone()
-            plain = collation is not None and collation[0] in ("C", "POSIX")
+            plain = self.sorts_as_c(conn)
             order = SQL("originator_id") if plain else SQL('originator_id COLLATE "C"')
-            cursor.itersize = FETCH
             cursor.execute(
                 SQL(
                     "SELECT originator_id, originator_version, topic, state, notification_id "
                     "FROM {} ORDER BY {}, originator_version"
                 ).format(self._table(), order)
             )
-            for oid, version, topic, state, position in cursor:
-                yield oid, version, topic, bytes(state), position
+            while rows := cursor.fetchmany(FETCH):
+                yield from rows
+
+    @staticmethod
+    def sorts_as_c(conn: Connection[Any]) -> bool:
+        """Does the database's default collation order text by code point: libc's C or
+        POSIX? Read from pg_database (PostgreSQL 16 removed the `lc_collate` setting), with
+        its locale provider (from 15: an ICU default collation keeps a libc `datcollate` it
+        does not sort by; read through to_jsonb, which gives null on a server without it)."""
+        with conn.cursor(row_factory=tuple_row) as cursor:
+            found = cursor.execute(
+                "SELECT datcollate, to_jsonb(d) ->> 'datlocprovider' FROM pg_database d"
+                " WHERE datname = current_database()"
+            ).fetchone()
+        return found is not None and found[0] in ("C", "POSIX") and found[1] in (None, "c")
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""

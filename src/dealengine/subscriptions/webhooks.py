@@ -21,11 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from dealengine.domain.definitions import Definition, definitions_dir, load
+from dealengine.domain.definitions import Definition, definitions_dir, event_types, load
 from dealengine.domain.errors import DealEngineError, WebhookExists
-from dealengine.domain.events import EVENT_TYPES
 from dealengine.subscriptions.dispatch import GiveUp, Retry, Subscriber, Subscriptions
 from dealengine.subscriptions.notices import DERIVED, Notice
 from dealengine.subscriptions.tables import SubscriptionTables
@@ -59,11 +58,12 @@ class Webhook(Definition):
 
     @field_validator("events")
     @classmethod
-    def _known(cls, events: list[str]) -> list[str]:
+    def _known(cls, events: list[str], info: ValidationInfo) -> list[str]:
+        types = event_types(info)  # the model's interactions
         for event in events:
             kind = event.partition(":")[0]
-            if kind not in EVENT_TYPES and kind not in DERIVED:
-                known = ", ".join([*DERIVED, *sorted(EVENT_TYPES)])
+            if kind not in types and kind not in DERIVED:
+                known = ", ".join([*DERIVED, *sorted(types)])
                 raise ValueError(f"unknown event {event!r} (known: {known})")
         return events
 
@@ -80,12 +80,13 @@ class Webhooks(Definition):
     webhooks: list[Webhook] = Field(default_factory=list)
 
 
-def load_webhooks(path: Path | None = None) -> Webhooks:
-    """The webhooks of `path` (default: webhooks.toml beside funnel.toml, if there is one)."""
+def load_webhooks(path: Path | None = None, context: dict[str, Any] | None = None) -> Webhooks:
+    """The webhooks of `path` (default: webhooks.toml beside funnel.toml, if there is one);
+    `context`: the model's interactions (`Interactions.context`), which they may name."""
     path = path or definitions_dir() / "webhooks.toml"
     if not path.is_file():
         return Webhooks()
-    return load(Webhooks, path)
+    return load(Webhooks, path, context)
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -242,7 +243,10 @@ def register_webhooks(
 def all_webhooks(subscriptions: Subscriptions) -> list[Webhook]:
     """The webhooks of webhooks.toml, then those added through the API."""
     subscriptions.ensure_tables()
-    stored = [Webhook.model_validate_json(d) for d in subscriptions.tables.webhooks()]
+    context = subscriptions.store.interactions.context  # the types they may name
+    stored = [
+        Webhook.model_validate_json(d, context=context) for d in subscriptions.tables.webhooks()
+    ]
     return [*subscriptions.webhooks, *stored]
 
 

@@ -62,11 +62,19 @@ class LiveViews:
                 if self.tables is None:
                     self.tables = self.open_tables()
                 adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(FunnelProjection(self.funnel_definition))
+                    FunnelAdapter(
+                        FunnelProjection(
+                            self.funnel_definition, interactions=self.source.interactions
+                        )
+                    )
                     if name == "funnel"
                     else PipelineAdapter(
                         [
-                            PipelineProjection(p, default=p is self.pipelines.default)
+                            PipelineProjection(
+                                p,
+                                default=p is self.pipelines.default,
+                                interactions=self.source.interactions,
+                            )
                             for p in self.pipelines.pipelines
                         ]
                     )
@@ -94,11 +102,18 @@ class LiveViews:
 
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (views/worker.py)."""
+        with stop_on_signals() as stopping:
+            self.follow_until(stopping, names, poll)
+
+    def follow_until(
+        self, stopping: threading.Event, names: Sequence[ProjectionName], poll: float = 1.0
+    ) -> None:
+        """`follow` until `stopping` is set (from any thread: one worker, many tenants)."""
         if self.open_owner is None or self.channel is None:
             raise DealEngineError("following the views needs PostgreSQL")
         owner = self.open_owner()
         try:
-            with stop_on_signals() as stopping, translated("following the store"):
+            with translated("following the store"):
                 follow([self.view(n) for n in names], owner, self.channel, stopping, poll)
         finally:
             owner.close()

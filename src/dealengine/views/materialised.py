@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from eventsourcing.persistence import Tracking
 
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, VersionConflict
 from dealengine.domain.streams import DEAL_MARK, id_of
 from dealengine.logs import get_logger
@@ -55,6 +56,8 @@ class NewCorrection(Exception):
 
 class Source(Protocol):
     """Where events come from: the engine's store."""
+
+    interactions: Interactions  # how its topics are read
 
     def voided_ids(self, stop: int | None = None) -> set[str]: ...
 
@@ -321,7 +324,7 @@ class MaterialisedView:
         out the events voided in `skip`; a void of anything else raises NewCorrection."""
         start = self.tables.position(view)
         applied = 0
-        events = _marked(decode(self.source.stream(start)), skip)
+        events = _marked(decode(self.source.stream(start), self.source.interactions.reading), skip)
         while not stop() and (chunk := list(islice(events, self.batch))):
             began = time.perf_counter()
             kept = [event for event, keep in chunk if keep]

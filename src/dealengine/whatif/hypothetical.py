@@ -22,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from dealengine.domain.catalogue import Interactions
 from dealengine.domain.deal import (
     Deal,
 )
@@ -48,6 +49,7 @@ class RecordedHistory(Protocol):
 
     funnel_definition: FunnelDefinition
     pipelines: Pipelines
+    interactions: Interactions
     clock: Callable[[], datetime]
 
     def lead(self, lead_id: str) -> Lead: ...
@@ -63,7 +65,7 @@ SAFE_PREFIXES = ("not valid JSON", "not valid utf-8", "expected a JSON object") 
 
 def hypothetical_events(engine: RecordedHistory, plan: Resolved) -> list[StreamEvent]:
     """The scenario's hypothetical events, decided in order, as stream events."""
-    commands = list(_commands(plan))
+    commands = list(_commands(plan, engine.interactions))
     if not commands:
         return []
     states: dict[str, State] = {}
@@ -109,7 +111,7 @@ def _recorded(engine: RecordedHistory, stream: str, pipelines: Pipelines) -> Sta
     return deal
 
 
-def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
+def _commands(plan: Resolved, interactions: Interactions) -> Iterator[tuple[str, Interaction]]:
     """(where, command) for each hypothetical event: inline ones, then the file's lines."""
     source = f"whatif:{plan.name}"
     lines = _header_lines(plan.source)
@@ -117,7 +119,7 @@ def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
         line = f":{lines[i]}" if i < len(lines) else ""
         where = f"{plan.source}{line}: events.{i}"
         try:
-            yield where, interaction_from(dict(obj), source, ACTOR)
+            yield where, interaction_from(dict(obj), source, ACTOR, interactions)
         except DealEngineError as e:
             raise _located(where, e) from None
     path = plan.events_file
@@ -134,7 +136,7 @@ def _commands(plan: Resolved) -> Iterator[tuple[str, Interaction]]:
             continue
         where = f"{path}:{number}"
         try:
-            yield where, parse_line(text, source, ACTOR)
+            yield where, parse_line(text, source, ACTOR, interactions)
         except DealEngineError as e:
             raise _located(where, e) from None
 

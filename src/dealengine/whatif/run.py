@@ -139,16 +139,23 @@ def plan_of(
     engine: RecordedHistory, item: ScenarioLike, n: int, as_of: datetime | None
 ) -> Resolved:
     """Load (a path), validate (a mapping) and resolve one scenario against the engine."""
+    context = engine.interactions.context
     if isinstance(item, Scenario | Mapping):
         source = "<scenario>"
-        scenario = item if isinstance(item, Scenario) else validated(Scenario, dict(item), source)
+        scenario = (
+            item
+            if isinstance(item, Scenario)
+            else validated(Scenario, dict(item), source, "", context)
+        )
         name = scenario.name or f"scenario-{n}"
         scenario = scenario.model_copy(update={"name": name})
         source, folder = f"<{name}>", Path.cwd()
     else:
         path = Path(item)
-        scenario, source, folder = load_scenario(path), str(path), path.parent
-    return resolve(scenario, source, folder, engine.funnel_definition, engine.pipelines, as_of)
+        scenario, source, folder = load_scenario(path, context), str(path), path.parent
+    return resolve(
+        scenario, source, folder, engine.funnel_definition, engine.pipelines, as_of, context
+    )
 
 
 @collector_paused()
@@ -201,13 +208,16 @@ def run_what_if(
         return plain[bound]
 
     baseline = engine.pipelines[view]
+    interactions = engine.interactions
     jobs = [
         Job(
             "",
             None,
             plain_lane(as_of),
-            FunnelProjection(engine.funnel_definition),
-            PipelineProjection(baseline, default=baseline is engine.pipelines.default),
+            FunnelProjection(engine.funnel_definition, None, interactions),
+            PipelineProjection(
+                baseline, default=baseline is engine.pipelines.default, interactions=interactions
+            ),
             as_of,
         )
     ]
@@ -234,8 +244,8 @@ def run_what_if(
                 plan.name,
                 plan,
                 lane,
-                FunnelProjection(plan.funnel),
-                PipelineProjection(definition, default=default),
+                FunnelProjection(plan.funnel, None, interactions),
+                PipelineProjection(definition, default=default, interactions=interactions),
                 plan.as_of,
             )
         )

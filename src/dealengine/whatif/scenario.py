@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -32,10 +33,11 @@ from dealengine.domain.definitions import (
     FunnelDefinition,
     KeyedError,
     Pipelines,
+    event_types,
     load,
 )
 from dealengine.domain.errors import InvalidDefinition
-from dealengine.domain.events import EVENT_TYPES, format_time, parse_moment
+from dealengine.domain.events import format_time, parse_moment
 from dealengine.domain.values import Days, SignedDays, UtcDatetime
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,12 +97,12 @@ class Shift(Definition):
     days: SignedDays
 
     @model_validator(mode="after")
-    def _one_target(self) -> Self:
+    def _one_target(self, info: ValidationInfo) -> Self:
         given = [k for k in ("stage", "step", "events") if getattr(self, k) is not None]
         if len(given) != 1:
             raise KeyedError("stage", "give exactly one of stage, step or events")
         for event in self.events or ():
-            if event not in EVENT_TYPES:
+            if event not in event_types(info):
                 raise KeyedError("events", f"unknown event type {event!r}")
         return self
 
@@ -117,9 +119,9 @@ class Transform(Definition):
     shift: list[Shift] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _known(self) -> Self:
+    def _known(self, info: ValidationInfo) -> Self:
         for event in self.drop:
-            if event not in EVENT_TYPES:
+            if event not in event_types(info):
                 raise KeyedError("drop", f"unknown event type {event!r}")
         return self
 
@@ -148,10 +150,10 @@ class Scenario(Definition):
     """Hypothetical events, inline: the JSONL ingest format as TOML tables."""
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path, context: dict[str, Any] | None = None) -> Scenario:
     """A scenario file, validated; its name defaults to the file's stem. An empty file is
     refused: it would only repeat the baseline, and is more likely the wrong file."""
-    scenario = load(Scenario, path)
+    scenario = load(Scenario, path, context)  # context: the model's interactions
     if not scenario.model_fields_set:
         raise InvalidDefinition(
             str(path), "-", "an empty scenario: give overrides, filters, transforms or events"
@@ -159,11 +161,17 @@ def load_scenario(path: Path) -> Scenario:
     return scenario if scenario.name else scenario.model_copy(update={"name": path.stem})
 
 
-def validated(model: type[M], data: object, file: str, prefix: str = "") -> M:
+def validated(
+    model: type[M],
+    data: object,
+    file: str,
+    prefix: str = "",
+    context: dict[str, Any] | None = None,
+) -> M:
     """`model.model_validate(data)`, failing as `definitions.load()` does (file, key, reason),
     with keys written the way the scenario names them: list items by their `name`."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as e:
         err = max(e.errors(), key=lambda x: len(x["loc"]))  # in a union, the deepest is meant
         cause = err.get("ctx", {}).get("error")
@@ -255,14 +263,16 @@ def resolve(
     funnel: FunnelDefinition,
     pipelines: Pipelines,
     as_of: datetime | None,
+    context: dict[str, Any] | None = None,
 ) -> Resolved:
-    """Build the scenario's definitions on the engine's, and check its references."""
+    """Build the scenario's definitions on the engine's, and check its references
+    (`context`: the model's interactions, `Interactions.context`)."""
     name = scenario.name or "scenario"
     funnel_data = merged(funnel.model_dump(), scenario.funnel, source, "funnel")
-    funnel_def = validated(FunnelDefinition, funnel_data, source, "funnel")
+    funnel_def = validated(FunnelDefinition, funnel_data, source, "funnel", context)
     base = {"pipelines": [p.model_dump() for p in pipelines.pipelines]}
     pipelines_data = merged(base, {"pipelines": scenario.pipelines}, source, "")
-    pipelines_def = validated(Pipelines, pipelines_data, source)
+    pipelines_def = validated(Pipelines, pipelines_data, source, "", context)
     _check_references(scenario, source, funnel_def, pipelines_def)
     events_file = _inside(folder, scenario.events_file, source, "events_file")
     return Resolved(
