@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
+from dealengine.domain.streams import StreamKind
 from dealengine.domain.values import (
     TIME_FORMAT,
     Amount,
@@ -53,8 +54,6 @@ def parse_moment(text: str) -> datetime:
     return check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-AggregateKind = Literal["lead", "deal", "rates"]  # rates: domain/rates.py
-
 ENVELOPE_FIELDS = (
     "originator_id",
     "originator_version",
@@ -79,7 +78,7 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_type: ClassVar[str]
-    aggregate: ClassVar[AggregateKind]
+    aggregate: ClassVar[StreamKind]
     class_version: ClassVar[int] = 1  # raised by one per change, with an upcaster: see upcast
 
     originator_id: str
@@ -207,11 +206,11 @@ def as_stored(cls: type[E], data: dict[str, Any]) -> E:
 
 
 class LeadEvent(DomainEvent):
-    aggregate: ClassVar[AggregateKind] = "lead"
+    aggregate: ClassVar[StreamKind] = "lead"
 
 
 class DealEvent(DomainEvent):
-    aggregate: ClassVar[AggregateKind] = "deal"
+    aggregate: ClassVar[StreamKind] = "deal"
     moves_to_stage: ClassVar[str | None] = None  # a declared interaction's `stage`
 
 
@@ -358,11 +357,11 @@ class EventVoided(DomainEvent):
 
 
 class LeadEventVoided(EventVoided):
-    aggregate: ClassVar[AggregateKind] = "lead"
+    aggregate: ClassVar[StreamKind] = "lead"
 
 
 class DealEventVoided(EventVoided):
-    aggregate: ClassVar[AggregateKind] = "deal"
+    aggregate: ClassVar[StreamKind] = "deal"
 
 
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
@@ -381,14 +380,3 @@ LEAD_TOUCHES = frozenset(
         "demo_requested",
     }
 )
-
-
-def originator_id(kind: AggregateKind, user_id: str) -> str:
-    return f"{kind}:{user_id}"
-
-
-def split_originator_id(value: str) -> tuple[AggregateKind, str]:
-    kind, _, user_id = value.partition(":")
-    if kind not in ("lead", "deal"):
-        raise ValueError(f"not a lead or deal stream: {value!r}")
-    return kind, user_id  # type: ignore[return-value]

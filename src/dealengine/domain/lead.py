@@ -14,6 +14,7 @@ from dealengine.domain.events import (
     with_key,
 )
 from dealengine.domain.interaction import Interaction, build
+from dealengine.domain.streams import id_of
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
 
@@ -40,7 +41,7 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     key = fields["idempotency_key"]
     deals: tuple[str, ...]
     if lead is None:
-        lead_id, status, deal_id = fields["originator_id"].partition(":")[2], "open", None
+        lead_id, status, deal_id = id_of(fields["originator_id"]), "open", None
         keys, deals = with_key(frozenset(), key), ()
     else:
         lead_id, status, deal_id, deals = lead.id, lead.status, lead.deal_id, lead.deals

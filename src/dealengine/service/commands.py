@@ -15,7 +15,7 @@ from typing import Any, cast
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, opening_ids
-from dealengine.domain.decider import Evolvers, State, decide
+from dealengine.domain.decider import Evolvers, decide
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import (
     ConcurrencyConflict,
@@ -24,9 +24,10 @@ from dealengine.domain.errors import (
     UndefinedInModel,
     VersionConflict,
 )
-from dealengine.domain.events import DomainEvent, originator_id
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
-from dealengine.domain.replay import replay
+from dealengine.domain.replay import State, replay
+from dealengine.domain.streams import AggregateKind, stream_of
 from dealengine.logs import get_logger
 from dealengine.store.application import Store
 from dealengine.store.cache import StateCache
@@ -206,8 +207,8 @@ class Commands:
             if event_type in OPENING_TYPES:
                 deal_id, lead_id = opening_ids_or_none(cmd)
                 wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
-            else:  # originator_id(kind, target), as decide() names it
-                add(f"{cmd.event_class.aggregate}:{cmd.target}")
+            else:
+                add(stream_of(cmd.event_class.aggregate, cmd.target))
         work = self._cache.take(wanted)
         missing = sorted(wanted - work.keys())
         if missing:
@@ -262,8 +263,8 @@ def _each(commands: Sequence[Command]) -> Iterator[Interaction]:
             yield cmd
 
 
-def _stream(kind: str, user_id: str | None) -> str | None:
-    return originator_id(kind, user_id) if user_id else None  # type: ignore[arg-type]
+def _stream(kind: AggregateKind, user_id: str | None) -> str | None:
+    return stream_of(kind, user_id) if user_id else None
 
 
 def opening_ids_or_none(cmd: Interaction) -> tuple[str | None, str | None]:
