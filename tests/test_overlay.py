@@ -9,6 +9,7 @@ its views are those of a store that recorded the edited history.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 
 from dealengine import Engine, Settings
 from dealengine.demo import generate
-from dealengine.whatif.run import run_what_if
+from dealengine.whatif import run
+from dealengine.whatif.run import Job, run_what_if
 from tests.test_whatif_store import HYPOTHETICAL, ingest
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -117,6 +119,68 @@ def test_overlays_equal_folding_every_lead_again(
         assert moved["recorded aggregates"] >= {"stages", "won"}
     assert moved["without ana"] and moved["no wins"] and moved["proposals sooner"]
     assert not moved["no webinars"]  # a lead's event: the pipeline is the baseline's
+
+
+PROBABILITIES = {"pipelines": {"new_business": {"stages": {"discovery": {"probability": 0.3}}}}}
+STALE = {"pipelines": {"new_business": {"stages": {"discovery": {"stale_after_days": 10}}}}}
+MIXES: dict[str, list[dict[str, Any]]] = {
+    "pipeline rules": [{"name": "probabilities", **PROBABILITIES}, {"name": "stale", **STALE}],
+    "examples": [
+        {"name": "thirty days", "funnel": {"mode": "ordered", "conversion_window_days": 30}},
+        {"name": "no social", "filter": {"except": {"channels": ["paid_social"]}}},
+        {"name": "probabilities", **PROBABILITIES},
+    ],
+    "own streams": [
+        {"name": "lost after", "transform": {"lost_after_days": 45}},
+        HYPOTHETICAL,
+        {"name": "discount", "transform": {"scale_amounts": 0.9}},
+        {"name": "discount, stale", "transform": {"scale_amounts": 0.9}, **STALE},
+    ],
+}
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize("mix", list(MIXES))
+def test_no_pipeline_state_is_folded_over_every_deal_in_two_partitions(
+    store: Settings, processes: int, mix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition folds the pipeline states its reports read over every deal: the reports
+    that read a state in common (an overlay's and the baseline's, two definitions' on one
+    state) are made in one partition, each report in exactly one, the same views as in one
+    process."""
+    log = tmp_path / "placed.jsonl"
+    placed = run._pipelines_here
+
+    def placed_and_logged(jobs: list[Job], part: tuple[int, int] | None) -> list[Job]:
+        mine = placed(jobs, part)
+        # partition 0 also folds whole the states the reports on selected leads read
+        selecting = [j for j in jobs if run._selection_key(j.plan) and part and part[0] == 0]
+        with log.open("a") as f:  # a forked partition tells the test through the file
+            line = {
+                "part": part,
+                "reports": [repr(run._pipeline_report_key(job)) for job in mine],
+                "states": sorted({repr(s) for j in mine + selecting for s in run._states_read(j)}),
+                "every report": sorted({repr(run._pipeline_report_key(j)) for j in jobs
+                                        if not run._selection_key(j.plan)}),
+            }  # fmt: skip
+            f.write(json.dumps(line) + "\n")
+        return mine
+
+    monkeypatch.setattr(run, "_pipelines_here", placed_and_logged)
+    views = []
+    for n in (processes, 1):
+        with Engine(store.model_copy(update={"rebuild_processes": n}), clock=lambda: NOW) as e:
+            views.append(e.what_ifs(MIXES[mix]).model_dump(mode="json"))
+    assert views[0] == views[1]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    parts = sorted((x for x in lines if x["part"] is not None), key=lambda x: x["part"])
+    assert [x["part"] for x in parts] == [[i, processes] for i in range(processes)]
+    reports = [r for x in parts for r in x["reports"]]
+    assert sorted(reports) == parts[0]["every report"]  # each made once
+    states = [s for x in parts for s in x["states"]]
+    assert len(states) == len(set(states))  # no state in two partitions
+    if mix == "own streams":  # elsewhere every report reads the baseline's state
+        assert sum(1 for x in parts if x["reports"]) >= 2  # the discounts' go elsewhere
 
 
 def _edited(name: str, lines: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from dealengine.domain.personal import LeadKey, LeadKeys, personal_fields
     from dealengine.domain.rates import ExchangeRates, KnownRate
     from dealengine.domain.replay import TimelineEntry
+    from dealengine.domain.streams import deal_stream, lead_stream, parse_stream
     from dealengine.engine import Engine
     from dealengine.ingest.jsonl import IngestReport, Rejected, ingest_jsonl
     from dealengine.ingest.mapping import BadCell
@@ -120,6 +121,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     ),
     "dealengine.whatif.scenario": ("RateOverride", "Scenario"),
     "dealengine.domain.replay": ("TimelineEntry",),
+    "dealengine.domain.streams": ("deal_stream", "lead_stream", "parse_stream"),
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
     "dealengine.ingest.mapping": ("BadCell",),
@@ -217,10 +219,13 @@ __all__ = [
     "VersionConflict",
     "WebhookExists",
     "WhatIf",
+    "deal_stream",
     "ingest_jsonl",
+    "lead_stream",
     "load_funnel",
     "load_interactions",
     "load_model",
     "load_pipelines",
+    "parse_stream",
     "personal_fields",
 ]

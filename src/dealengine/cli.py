@@ -913,7 +913,7 @@ def audit(
     if chosen is ReportFormat.html and output is None and sys.stdout.isatty():
         err().print("error: an HTML report is for a browser, not a terminal: -o audit.html")
         raise typer.Exit(1)
-    report = using_engine(lambda e: build_report(e, id.removeprefix("deal:")))
+    report = using_engine(lambda e: build_report(e, id))
     if chosen is ReportFormat.table:
         from dealengine.render import show_audit
 

@@ -27,6 +27,7 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import ENVELOPE_FIELDS, EventVoided, format_time
 from dealengine.domain.lead import Lead
 from dealengine.domain.replay import TimelineEntry
+from dealengine.domain.streams import DEAL_PREFIX, deal_stream, lead_stream
 from dealengine.settings import Settings
 from dealengine.store.application import Store
 
@@ -178,9 +179,10 @@ class AuditReport(BaseModel):
 
 
 def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
-    """The audit report of deal `deal_id` as the store holds it now."""
-    stream = f"deal:{deal_id}"
-    if not engine.store.exists(stream) and engine.store.exists(f"lead:{deal_id}"):
+    """The audit report of deal `deal_id` (or `deal:ID`) as the store holds it now."""
+    deal_id = deal_id.removeprefix(DEAL_PREFIX)
+    stream = deal_stream(deal_id)
+    if not engine.store.exists(stream) and engine.store.exists(lead_stream(deal_id)):
         deals = engine.lead(deal_id).deals
         its = f"its deal is {deals[0]}" if len(deals) == 1 else f"its deals are {', '.join(deals)}"
         raise DealEngineError(
@@ -196,7 +198,7 @@ def build_report(engine: DealRecords, deal_id: str) -> AuditReport:
     voided = {e.event.id for e in entries if e.voided_by is not None}
     kept = [e for e in entries if not isinstance(e.event, EventVoided) and e.event.id not in voided]
     defn = engine.pipelines[deal.pipeline]
-    streams = [stream] + ([f"lead:{deal.lead_id}"] if deal.lead_id else [])
+    streams = [stream] + ([lead_stream(deal.lead_id)] if deal.lead_id else [])
     return AuditReport(
         deal_id=deal_id,
         generated_at=now,

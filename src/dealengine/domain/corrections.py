@@ -39,11 +39,11 @@ from dealengine.domain.events import (
     LeadConverted,
     LeadEventVoided,
     LeadForgotten,
-    split_originator_id,
 )
 from dealengine.domain.interaction import InteractionFields, build
 from dealengine.domain.lead import Lead, check_convertible, evolve_lead, lead_refusal
 from dealengine.domain.replay import Apply, replay, voided_by
+from dealengine.domain.streams import parse_stream
 
 UNVOIDABLE = ("deal_opened", "lead_converted")
 S = TypeVar("S", Lead, Deal)
@@ -66,7 +66,7 @@ def decide_void(
     """The `event_voided` that voids `event_id` (an event id, or `vN`: the event at version N)
     in `stream` (whose events are `events`), None when `idempotency_key` was seen before, or a
     domain error; never both. Its hash is made under the audit `key`, if one is given."""
-    kind, user_id = split_originator_id(stream)
+    kind, user_id = parse_stream(stream)
     state = replay(events, apply)
     if state is None:
         raise UnknownEvent(f"{kind} {user_id} has no events")

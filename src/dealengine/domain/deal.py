@@ -29,6 +29,7 @@ from dealengine.domain.events import (
 )
 from dealengine.domain.interaction import Interaction, build
 from dealengine.domain.lead import Lead, check_convertible, is_duplicate
+from dealengine.domain.streams import id_of
 
 OPENING_TYPES = frozenset({"deal_opened", "lead_converted"})
 DEAL_FIELDS = ("amount", "currency", "owner", "expected_close_on")
@@ -72,14 +73,14 @@ def deal_evolver(pipelines: Pipelines) -> Callable[[Deal | None, DomainEvent], D
     by_name = pipelines.by_name
 
     def undefined(stream: str, name: str) -> NoReturn:
-        raise undefined_pipeline(f"deal {stream.partition(':')[2]}", name, by_name)
+        raise undefined_pipeline(f"deal {id_of(stream)}", name, by_name)
 
     def evolve(deal: Deal | None, event: DomainEvent) -> Deal:
         if isinstance(event, DealOpened):
             name = event.pipeline or pipelines.default.name
             defn = by_name.get(name) or undefined(event.originator_id, name)
             return Deal(
-                id=event.originator_id.partition(":")[2],
+                id=id_of(event.originator_id),
                 version=event.originator_version,
                 stage=defn.initial_stage,
                 amount=event.amount,

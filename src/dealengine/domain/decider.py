@@ -19,8 +19,9 @@ from dealengine.domain.definitions import Pipelines
 from dealengine.domain.events import EVENT_TYPES, DomainEvent
 from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead, decide_lead, evolve_lead
+from dealengine.domain.replay import State
+from dealengine.domain.streams import deal_stream, lead_stream
 
-State = Lead | Deal | None
 Evolve = Callable[[State, DomainEvent], Lead | Deal]
 
 
@@ -36,14 +37,14 @@ def decide(
     event_type = cmd.event_type
     if event_type in OPENING_TYPES:
         deal_id, lead_id = opening_ids(cmd)
-        lead = state(f"lead:{lead_id}") if lead_id else None  # events.originator_id's form
-        deal = state(f"deal:{deal_id}")
+        lead = state(lead_stream(lead_id)) if lead_id else None
+        deal = state(deal_stream(deal_id))
         return decide_opening(
             pipelines, cast(Lead | None, lead), cast(Deal | None, deal), cmd, now, key
         )
     if cmd.event_class.aggregate == "lead":
-        return decide_lead(cast(Lead | None, state(f"lead:{cmd.target}")), cmd, now, key)
-    deal = cast(Deal | None, state(f"deal:{cmd.target}"))
+        return decide_lead(cast(Lead | None, state(lead_stream(cmd.target))), cmd, now, key)
+    deal = cast(Deal | None, state(deal_stream(cmd.target)))
     return decide_deal(pipelines, deal, cmd, now, key)
 
 

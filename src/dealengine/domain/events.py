@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 import orjson
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
 from dealengine.domain.personal import PERSONAL
+from dealengine.domain.streams import StreamKind
 from dealengine.domain.values import (
     TIME_FORMAT,
     Amount,
@@ -54,8 +55,6 @@ def parse_moment(text: str) -> datetime:
     return check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-AggregateKind = Literal["lead", "deal", "rates"]  # rates: domain/rates.py
-
 ENVELOPE_FIELDS = (
     "originator_id",
     "originator_version",
@@ -80,7 +79,7 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_type: ClassVar[str]
-    aggregate: ClassVar[AggregateKind]
+    aggregate: ClassVar[StreamKind]
     class_version: ClassVar[int] = 1  # raised by one per change, with an upcaster: see upcast
 
     originator_id: str
@@ -208,11 +207,11 @@ def as_stored(cls: type[E], data: dict[str, Any]) -> E:
 
 
 class LeadEvent(DomainEvent):
-    aggregate: ClassVar[AggregateKind] = "lead"
+    aggregate: ClassVar[StreamKind] = "lead"
 
 
 class DealEvent(DomainEvent):
-    aggregate: ClassVar[AggregateKind] = "deal"
+    aggregate: ClassVar[StreamKind] = "deal"
     moves_to_stage: ClassVar[str | None] = None  # a declared interaction's `stage`
 
 
@@ -382,11 +381,11 @@ class EventVoided(DomainEvent):
 
 
 class LeadEventVoided(EventVoided):
-    aggregate: ClassVar[AggregateKind] = "lead"
+    aggregate: ClassVar[StreamKind] = "lead"
 
 
 class DealEventVoided(EventVoided):
-    aggregate: ClassVar[AggregateKind] = "deal"
+    aggregate: ClassVar[StreamKind] = "deal"
 
 
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
@@ -415,14 +414,3 @@ LEAD_TOUCHES = frozenset(
         "demo_requested",
     }
 )
-
-
-def originator_id(kind: AggregateKind, user_id: str) -> str:
-    return f"{kind}:{user_id}"
-
-
-def split_originator_id(value: str) -> tuple[AggregateKind, str]:
-    kind, _, user_id = value.partition(":")
-    if kind not in ("lead", "deal"):
-        raise ValueError(f"not a lead or deal stream: {value!r}")
-    return kind, user_id  # type: ignore[return-value]

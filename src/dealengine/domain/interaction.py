@@ -19,6 +19,7 @@ from dealengine.domain.events import (
     DomainEvent,
     dump_stored_json,
 )
+from dealengine.domain.streams import StreamKind, stream_of
 from dealengine.domain.values import check_identifier, explain, shown
 
 E = TypeVar("E", bound=DomainEvent)
@@ -117,7 +118,7 @@ _V4 = (0x4000 << 64) | (0x8000 << 48)
 
 def build(
     cls: type[E],
-    kind_id: tuple[str, str],
+    kind_id: tuple[StreamKind, str],
     version: int,
     cmd: InteractionFields,
     recorded_at: datetime,
@@ -130,7 +131,7 @@ def build(
     the stream's last event by `prev_hash` (its hash: the state's `head`), its own hash made
     under `key` if one is given (domain/chain.py)."""
     kind, user_id = kind_id
-    stream = f"{kind}:{user_id}"
+    stream = stream_of(kind, user_id)
     # set one by one, in this order: cheaper than update() with a keyword dict
     payload["originator_id"] = stream
     payload["originator_version"] = version

@@ -15,6 +15,7 @@ from dealengine.domain.events import (
     with_key,
 )
 from dealengine.domain.interaction import Interaction, InteractionFields, build
+from dealengine.domain.streams import id_of
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
 
@@ -41,7 +42,7 @@ def evolve_lead(lead: Lead | None, event: DomainEvent) -> Lead:
     key = fields["idempotency_key"]
     deals: tuple[str, ...]
     if lead is None:
-        lead_id, status, deal_id = fields["originator_id"].partition(":")[2], "open", None
+        lead_id, status, deal_id = id_of(fields["originator_id"]), "open", None
         keys, deals = with_key(frozenset(), key), ()
     else:
         lead_id, status, deal_id, deals = lead.id, lead.status, lead.deal_id, lead.deals
@@ -118,5 +119,7 @@ def decide_forget(
     when; `reason`: why). Any lead may be forgotten, again too; its status stays."""
     if lead is None:
         raise UnknownAggregate(f"lead {cmd.target}")
-    at = (("lead", cmd.target), lead.version + 1, cmd, cmd.occurred_at, lead.head, key)
-    return build(LeadForgotten, *at, reason=reason)
+    version, at = lead.version + 1, cmd.occurred_at
+    return build(
+        LeadForgotten, ("lead", cmd.target), version, cmd, at, lead.head, key, reason=reason
+    )

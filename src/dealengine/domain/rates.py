@@ -19,16 +19,18 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from dealengine.domain.events import AggregateKind, DomainEvent
+from dealengine.domain.events import DomainEvent
+from dealengine.domain.streams import StreamKind
+from dealengine.domain.streams import rates_stream as stream_of_pair
 from dealengine.domain.values import Currency, Rate, Text, minor_unit
 
-RATES = "rates"  # the streams' kind: `rates:EUR-USD`
+RATES: StreamKind = "rates"  # the streams' kind: `rates:EUR-USD` (domain/streams.py)
 Pair = tuple[str, str]  # (from, to)
 
 
 def rates_stream(pair: Pair) -> str:
     """The stream that holds the rates of `pair`."""
-    return f"{RATES}:{pair_id(pair)}"
+    return stream_of_pair(pair_id(pair))
 
 
 def pair_id(pair: Pair) -> str:
@@ -37,7 +39,7 @@ def pair_id(pair: Pair) -> str:
 
 
 class RateEvent(DomainEvent):
-    aggregate: ClassVar[AggregateKind] = "rates"
+    aggregate: ClassVar[StreamKind] = RATES
 
 
 class ExchangeRate(BaseModel):

@@ -36,7 +36,7 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.domain.events import DealOpened, DomainEvent, EventVoided, parse_moment
 from dealengine.domain.lead import Lead
 
-State = Lead | Deal | None
+State = Lead | Deal | None  # a lead's or a deal's state; None before its first event
 Apply = Callable[[State, DomainEvent], Lead | Deal]
 Moment = datetime | str | None
 

@@ -31,6 +31,7 @@ from dealengine.domain.events import DomainEvent, parse_moment
 from dealengine.domain.interaction import Interaction, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from
+from dealengine.domain.streams import AggregateKind, deal_stream, parse_stream, stream_of
 from dealengine.engine import Engine
 from dealengine.http.problems import Problem, problem_of
 from dealengine.service.keys import ApiKey, Scope
@@ -242,7 +243,7 @@ def commands_of(
 
 def event_json(event: DomainEvent) -> dict[str, Any]:
     stored = orjson.loads(event.stored_json())
-    kind, _, aggregate_id = event.originator_id.partition(":")
+    kind, aggregate_id = parse_stream(event.originator_id)
     envelope = ("id", "occurred_at", "recorded_at", "actor", "source", "idempotency_key",
                 "prev_hash")  # fmt: skip
     return {
@@ -315,7 +316,7 @@ def _writes(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> Non
         expected = _version_of(if_match) if if_match else None
 
         def guarded() -> list[Any]:
-            with engine_locks.hold(f"deal:{deal_id}"):
+            with engine_locks.hold(deal_stream(deal_id)):
                 if expected is not None:
                     current = _current_version(engine, deal_id)
                     if current != expected and not (expected == ANY and current > 0):
@@ -444,16 +445,16 @@ def _reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
             state_response, "deal", deal_id, as_of, known_at, if_none_match
         )
 
-    def history(kind: str, id: str, as_of: str | None, known_at: str | None,
+    def history(kind: AggregateKind, id: str, as_of: str | None, known_at: str | None,
                 version: int | None) -> Response:  # fmt: skip
         from dealengine.audit.report import history_json
 
         bounds = {"as_of": moment("as_of", as_of), "known_at": moment("known_at", known_at)}
         try:
-            entries = engine.timeline(f"{kind}:{id}", **bounds, version=version)
+            entries = engine.timeline(stream_of(kind, id), **bounds, version=version)
         except UnknownAggregate as e:
             raise Problem(404, "Not found", str(e)) from None
-        if not entries and not engine.store.exists(f"{kind}:{id}"):
+        if not entries and not engine.store.exists(stream_of(kind, id)):
             raise Problem(404, "Not found", f"unknown {kind} {id}")
         return json_response(history_json(entries))
 
@@ -593,7 +594,7 @@ def _view_reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) ->
 
         def build() -> Any:
             try:
-                return build_report(engine, deal_id.removeprefix("deal:")).model_dump(mode="json")
+                return build_report(engine, deal_id).model_dump(mode="json")
             except UnknownAggregate as e:
                 raise Problem(404, "Not found", str(e)) from None
 

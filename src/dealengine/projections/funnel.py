@@ -12,7 +12,7 @@ import itertools
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -24,12 +24,12 @@ from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import LeadForgotten, format_utc
 from dealengine.domain.personal import personal_fields
+from dealengine.domain.streams import DEAL_MARK, ID_START, lead_stream
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
 NO_TOUCH = ("", UNKNOWN)  # (time, value) of a lead without a touch of some field
-LEAD = "lead:"  # a lead's stream id is LEAD + its id
 Keep = Callable[[str], bool]  # whether a lead is selected
 _new = tuple.__new__  # a named tuple made without its slower __new__
 
@@ -259,16 +259,16 @@ class FunnelProjection:
 
     def apply(self, view: FunnelState, event: StreamEvent) -> None:
         _, stream, event_type, data = event
-        if stream[0] == "d":
+        if stream[0] == DEAL_MARK:
             if event_type == "deal_opened" and data.get("lead_id"):
                 lead = data["lead_id"]
-                if self.partition is None or in_partition(LEAD + lead, self.partition):
+                if self.partition is None or in_partition(lead_stream(lead), self.partition):
                     view.lead_of_deal[stream] = lead
             lead = view.lead_of_deal.get(stream)
             if lead is None:
                 return
         else:
-            lead = stream[5:]
+            lead = stream[ID_START:]
         at = data["occurred_at"]  # fixed-width UTC: string order is time order
         step, excluded, touch = self.plan[event_type]
         if step is not None:
@@ -335,22 +335,18 @@ class FunnelProjection:
         pairs = list(zip(every, keeps, strict=True))
         touches = [view.touches[name] for name in self.fields]
         period = _period_memo(self.definition.cohort)
-        sequence, excluded_at, path = view.sequence, view.excluded, self.path
+        excluded_at = view.excluded
         # the leads outside `unsure` count for every selection: summed once, added at the end
         shared = FunnelTotals.none(self.steps)
-        takers = every
-        for lead, earliest in view.earliest.items():
+        takers, shared_only = every, [shared]
+        for lead, k, times in self.paths(view.earliest.items(), view.sequence):
             if selective:
                 if unsure is not None and lead not in unsure:
-                    takers = [shared]
+                    takers = shared_only
                 else:
                     takers = [t for t, keep in pairs if keep is None or keep(lead)]
                     if not takers:
                         continue
-            counted = path(earliest, sequence.get(lead))
-            if counted is None:
-                continue
-            k, times = counted
             if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
                 for totals in takers:
                     totals.excluded += 1
@@ -416,60 +412,76 @@ class FunnelProjection:
             for g in sorted(furthest)
         }
 
+    def path(
+        self, earliest: list[str | None], sequence: list[tuple[str, int]] | None = None
+    ) -> LeadPath | None:
+        """One lead's counted path (None: it never entered): `paths` for one lead."""
+        sequences = {"": sequence} if sequence is not None else {}
+        for _, furthest, times in self.paths([("", earliest)], sequences):
+            return _new(LeadPath, (furthest, times))
+        return None
+
     @cached_property
-    def path(self) -> PathRule:
-        """`path(earliest, sequence)`: a lead's counted path under the definition's mode (None:
-        it never entered), from its earliest times and its step events (None: not kept, one
-        event per step). The one implementation of the reached, ordered and strict rules, made
-        once per funnel with its windows bound (it runs once per lead in every summary)."""
+    def paths(self) -> PathRule:
+        """`paths(leads, sequences)`: `(lead, furthest step, times)`, the counted path under
+        the definition's mode of each lead that entered, from its earliest times (`leads`:
+        `(lead, earliest)`) and its step events (`sequences`: only the leads whose events
+        were kept; the others had one event per step). The one implementation of the
+        reached, ordered and strict rules, made once per funnel with its windows bound; a
+        generator over the leads, as it runs for every lead in every summary. The times are
+        not to be changed (in reached mode they are the lead's earliest times)."""
         if not self.keep_sequence:
-            return _reached_path
+            return _reached_paths
         window_end, step_ends = self._window_ends
         limited = step_ends if any(step_ends) else None
         strict, last = self.definition.mode == "strict", self.steps - 1
+        unreached = (None,) * last
 
-        def ordered_path(
-            earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None
-        ) -> LeadPath | None:
+        def ordered_paths(
+            leads: Iterable[tuple[str, list[str | None]]],
+            sequences: Mapping[str, list[tuple[str, int]]],
+        ) -> Iterator[tuple[str, int, list[str | None]]]:
             """The furthest path over all entries (each step-1 event starts one; the earliest
             of equally far ones), steps in order, each within the conversion window of its
             entry and its own step window. Without step windows (ordered mode), an attempt
             its window did not cut goes at least as far as any later one (the later entries'
             events are a part of its own): the later ones are not tried."""
-            events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
-            best: LeadPath | None = None
-            for i, (entry_at, step) in enumerate(events):
-                if step:
-                    continue
-                times: list[str | None] = [entry_at] + [None] * last
-                k, cut = 0, False
-                later = itertools.islice(events, i + 1, None) if i + 1 < len(events) else ()
-                if later:  # the limits as fixed-width times: events compare as strings
-                    end = window_end(entry_at)
-                    next_by = _limit(entry_at, limited, 1) if limited else None
-                for at, s in later:
-                    if at > end:
-                        cut = True
-                        break
-                    if s == k + 1:
-                        if next_by is not None and at > next_by:
-                            if strict:
+            for lead, earliest in leads:
+                sequence = sequences.get(lead)
+                events = sorted(sequence) if sequence is not None else _one_per_step(earliest)
+                best: tuple[str, int, list[str | None]] | None = None
+                for after, (entry_at, step) in enumerate(events, 1):
+                    if step:
+                        continue
+                    times: list[str | None] = [entry_at, *unreached]
+                    k, cut = 0, False
+                    if after < len(events):  # the limits as fixed-width times: events compare
+                        end = window_end(entry_at)  # as strings
+                        next_by = _limit(entry_at, limited, 1) if limited else None
+                        for at, s in itertools.islice(events, after, None):
+                            if at > end:
+                                cut = True
                                 break
-                            continue
-                        k, times[s] = s, at
-                        if k == last:
-                            break
-                        if limited:
-                            next_by = _limit(at, limited, k + 1)
-                    elif strict and s != k:
-                        break  # an event of another step in between ends a strict attempt
-                if best is None or k > best.furthest:
-                    best = _new(LeadPath, (k, times))
-                if k == last or not (cut or strict or limited):
-                    break
-            return best
+                            if s == k + 1:
+                                if next_by is not None and at > next_by:
+                                    if strict:
+                                        break
+                                    continue
+                                k, times[s] = s, at
+                                if k == last:
+                                    break
+                                if limited:
+                                    next_by = _limit(at, limited, k + 1)
+                            elif strict and s != k:
+                                break  # an event of another step in between ends the attempt
+                    if best is None or k > best[1]:
+                        best = (lead, k, times)
+                    if k == last or not (cut or strict or limited):
+                        break
+                if best is not None:
+                    yield best
 
-        return ordered_path
+        return ordered_paths
 
     @cached_property
     def _window_ends(self) -> tuple[Later, list[Later | None]]:
@@ -550,14 +562,17 @@ def entered_at(times: list[str | None]) -> str:
     return times[0] or min(t for t in times if t is not None)
 
 
-def _reached_path(
-    earliest: list[str | None], sequence: Iterable[tuple[str, int]] | None = None
-) -> LeadPath | None:
+def _reached_paths(
+    leads: Iterable[tuple[str, list[str | None]]],
+    sequences: Mapping[str, list[tuple[str, int]]],
+) -> Iterator[tuple[str, int, list[str | None]]]:
     """The reached rule: the furthest step the lead has a time for, in any order."""
-    k = len(earliest) - 1
-    while k >= 0 and earliest[k] is None:
-        k -= 1
-    return _new(LeadPath, (k, earliest.copy())) if k >= 0 else None
+    for lead, earliest in leads:
+        k = len(earliest) - 1
+        while k >= 0 and earliest[k] is None:
+            k -= 1
+        if k >= 0:
+            yield lead, k, earliest
 
 
 def _one_per_step(earliest: list[str | None]) -> list[tuple[str, int]]:
@@ -631,8 +646,11 @@ def _parse(at: str) -> datetime:
 
 LATEST_TEXT = format_utc(LATEST)
 Later = Callable[[str], str]  # a fixed-width UTC time -> the same time a fixed span later
-# path(earliest, sequence): a lead's counted path (see FunnelProjection.path)
-PathRule = Callable[[list[str | None], Iterable[tuple[str, int]] | None], "LeadPath | None"]
+# paths(leads, sequences): each lead's counted path (see FunnelProjection.paths)
+PathRule = Callable[
+    [Iterable[tuple[str, list[str | None]]], Mapping[str, list[tuple[str, int]]]],
+    Iterator[tuple[str, int, list[str | None]]],
+]
 
 
 def later_by(days: float) -> Later:

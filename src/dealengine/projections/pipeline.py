@@ -24,6 +24,7 @@ from dealengine.domain.definitions import FORECAST_CATEGORIES, PipelineDefinitio
 from dealengine.domain.errors import undefined_pipeline, undefined_stage
 from dealengine.domain.events import DEAL_EVENTS
 from dealengine.domain.rates import NO_RATES, ExchangeRates, day_of
+from dealengine.domain.streams import DEAL_MARK, id_of
 from dealengine.domain.values import MINOR_UNITS, minor_unit
 from dealengine.projections.stream import StreamEvent
 
@@ -284,7 +285,7 @@ class PipelineProjection:
 
     def apply(self, view: dict[str, DealFacts], event: StreamEvent) -> None:
         _, stream, event_type, data = event
-        if stream[0] != "d":
+        if stream[0] != DEAL_MARK:
             return
         d = self.definition
         at = data["occurred_at"]
@@ -293,7 +294,7 @@ class PipelineProjection:
             if pipeline != d.name and (pipeline is not None or not self.default):
                 defined = self.defined
                 if defined is not None and pipeline is not None and pipeline not in defined:
-                    raise undefined_pipeline(f"deal {stream[5:]}", pipeline, defined)
+                    raise undefined_pipeline(f"deal {id_of(stream)}", pipeline, defined)
                 return
             facts = view[stream] = DealFacts(
                 d.initial_stage, data["amount"], data["owner"], at, at,
@@ -308,7 +309,7 @@ class PipelineProjection:
             return  # a deal of another pipeline
         to_stage = data.get("to_stage")
         if to_stage is not None and to_stage not in d.index:
-            raise undefined_stage(f"deal {stream[5:]}", d.name, to_stage)
+            raise undefined_stage(f"deal {id_of(stream)}", d.name, to_stage)
         stage = stage_after(d, deal.stage, event_type, to_stage)
         if stage != deal.stage:
             deal.stays[-1].left = at
@@ -443,7 +444,7 @@ class PipelineProjection:
                 by_stage[stay.stage].append(_days(stay.entered_at, stay.left_at or now))
             report.append(
                 DealStageTimes(
-                    deal_id=stream.partition(":")[2],
+                    deal_id=id_of(stream),
                     stage=facts.stage,
                     amount=Decimal(facts.amount),
                     stays=stays,
@@ -548,7 +549,7 @@ class PipelineProjection:
             if idle > limit:
                 stale.append(
                     StaleDeal(
-                        deal_id=x.stream.partition(":")[2],
+                        deal_id=id_of(x.stream),
                         stage=facts.stage,
                         owner=facts.owner,
                         amount=x.amount,

@@ -32,7 +32,7 @@ RATE_TOPICS = frozenset(topic_of(cls) for cls in RATE_EVENTS)
 
 class StreamEvent(NamedTuple):
     position: int  # notification id: the order events were recorded in
-    stream: str  # "lead:<id>" or "deal:<id>"
+    stream: str  # a lead's or a deal's stream id (domain/streams.py)
     type: str
     data: dict[str, Any]  # the event's stored JSON: envelope and fields
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.corrections import decide_void
 from dealengine.domain.deal import OPENING_TYPES, opening_ids
-from dealengine.domain.decider import Evolvers, State, decide
+from dealengine.domain.decider import Evolvers, decide
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import (
     ConcurrencyConflict,
@@ -24,7 +24,7 @@ from dealengine.domain.errors import (
     UndefinedInModel,
     VersionConflict,
 )
-from dealengine.domain.events import DomainEvent, originator_id
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import (
     Command,
     Interaction,
@@ -34,7 +34,8 @@ from dealengine.domain.interaction import (
 )
 from dealengine.domain.lead import Lead, decide_forget
 from dealengine.domain.personal import LeadKeys
-from dealengine.domain.replay import replay
+from dealengine.domain.replay import State, replay
+from dealengine.domain.streams import AggregateKind, lead_stream, stream_of
 from dealengine.domain.values import check_identifier
 from dealengine.logs import get_logger
 from dealengine.service.personal import Sealer
@@ -221,8 +222,8 @@ class Commands:
             if event_type in OPENING_TYPES:
                 deal_id, lead_id = opening_ids_or_none(cmd)
                 wanted.update(s for s in (_stream("deal", deal_id), _stream("lead", lead_id)) if s)
-            else:  # originator_id(kind, target), as decide() names it
-                add(f"{cmd.event_class.aggregate}:{cmd.target}")
+            else:
+                add(stream_of(cmd.event_class.aggregate, cmd.target))
         work = self._cache.take(wanted)
         missing = sorted(wanted - work.keys())
         if missing:
@@ -278,7 +279,7 @@ class Commands:
             check_identifier(lead_id, "lead_id")
         except ValueError as e:
             raise InvalidEvent(str(e)) from None
-        stream = originator_id("lead", lead_id)
+        stream = lead_stream(lead_id)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._write_lock:  # see execute_batch
                 lead = cast(Lead | None, self._load(stream))
@@ -306,8 +307,8 @@ def _each(commands: Sequence[Command]) -> Iterator[Interaction]:
             yield cmd
 
 
-def _stream(kind: str, user_id: str | None) -> str | None:
-    return originator_id(kind, user_id) if user_id else None  # type: ignore[arg-type]
+def _stream(kind: AggregateKind, user_id: str | None) -> str | None:
+    return stream_of(kind, user_id) if user_id else None
 
 
 def opening_ids_or_none(cmd: Interaction) -> tuple[str | None, str | None]:

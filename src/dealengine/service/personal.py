@@ -10,7 +10,6 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dealengine.domain.deal import Deal
-from dealengine.domain.decider import State
 from dealengine.domain.errors import InvalidEvent
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Interaction
@@ -24,6 +23,8 @@ from dealengine.domain.personal import (
     seal,
     unseal,
 )
+from dealengine.domain.replay import State
+from dealengine.domain.streams import deal_stream, stream_of
 
 
 def has_personal_values(cmd: Interaction) -> bool:
@@ -75,7 +76,7 @@ class Sealer:
                 f"{cmd.event_type}: {cls.aggregate} {cmd.target} has no lead: personal fields "
                 "are kept under a lead's key, to be erased with it"
             )
-        stream = f"{cls.aggregate}:{cmd.target}"
+        stream = stream_of(cls.aggregate, cmd.target)
         fields: dict[str, Any] = dict(cmd.fields)
         key = None
         for name in sorted(personal_fields(cls)):
@@ -97,7 +98,7 @@ def lead_of(cmd: Interaction, state: Callable[[str], State]) -> str | None:
     if cmd.event_type == "deal_opened":
         lead = cmd.fields.get("lead_id")
         return lead if isinstance(lead, str) else None
-    deal = state(f"deal:{cmd.target}")
+    deal = state(deal_stream(cmd.target))
     return deal.lead_id if isinstance(deal, Deal) else None
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import cast
 
 from dealengine.domain.deal import Deal
-from dealengine.domain.decider import Evolvers, State
+from dealengine.domain.decider import Evolvers
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
-from dealengine.domain.events import AggregateKind, DomainEvent, originator_id
+from dealengine.domain.events import DomainEvent
 from dealengine.domain.lead import Lead
 from dealengine.domain.personal import LeadKeys
-from dealengine.domain.replay import Moment, TimelineEntry, replay, select, timeline
+from dealengine.domain.replay import Moment, State, TimelineEntry, replay, select, timeline
+from dealengine.domain.streams import AggregateKind, deal_stream, is_stream, lead_stream, stream_of
 from dealengine.service.personal import revealed
 from dealengine.store.application import Store
 
@@ -36,7 +37,7 @@ class States:
     def state(
         self, kind: AggregateKind, id: str, as_of: Moment, known_at: Moment, version: int | None
     ) -> Lead | Deal:
-        stream = originator_id(kind, id)
+        stream = stream_of(kind, id)
         if as_of is None and known_at is None and version is None:
             state = self.load(stream)
         else:
@@ -66,12 +67,14 @@ class States:
         """The stream `id` names: `lead:ID`, `deal:ID`, or whichever of the two exists."""
         candidates = (
             [id]
-            if id.startswith(("lead:", "deal:"))
-            else [originator_id("lead", id), originator_id("deal", id)]
+            if is_stream(id)
+            else [lead_stream(id), deal_stream(id)]
         )
         found = [c for c in candidates if self.store.exists(c)]
         if not found:
             raise UnknownAggregate(f"lead or deal {id}")
         if len(found) > 1:
-            raise DealEngineError(f"{id} is both a lead and a deal: ask for lead:{id} or deal:{id}")
+            raise DealEngineError(
+                f"{id} is both a lead and a deal: ask for {lead_stream(id)} or {deal_stream(id)}"
+            )
         return found[0]

@@ -34,6 +34,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
 from dealengine.domain.events import TIME_FORMAT, VOID_EVENTS
+from dealengine.domain.streams import DEAL_PREFIX, RATES_PREFIX
 
 Row = tuple[int, str, str, bytes]
 Partition = tuple[int, int]  # (i, n): partition i of n
@@ -44,9 +45,11 @@ _VOID_TOPICS_SQL = "(" + ", ".join(f"'{t}'" for t in VOID_TOPICS) + ")"  # liter
 
 # The rates' streams (`rates:EUR-USD`, dealengine.domain.rates): a range of the primary key's
 # index in any collation (a prefix is a range in every one), then the exact prefix.
+_RATES_KIND = RATES_PREFIX[:-1]  # `rates`; the range ends before the next string, `ratet`
 RATES_RANGE = (
-    "originator_id >= 'rates' AND originator_id < 'ratet'"
-    " AND substr(originator_id, 1, 6) = 'rates:'"
+    f"originator_id >= '{_RATES_KIND}' AND originator_id < '{_RATES_KIND[:-1]}"
+    f"{chr(ord(_RATES_KIND[-1]) + 1)}' AND substr(originator_id, 1, {len(RATES_PREFIX)})"
+    f" = '{RATES_PREFIX}'"
 )
 
 
@@ -284,16 +287,16 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
         events of the leads in partition i of n (`projections.funnel.in_partition`)."""
         table = self.events_table_name
         sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
-        params: list[int] = [gt]
+        params: list[int | str] = [gt]
         if stop is not None:
             sql += " AND rowid <= ?"
             params.append(stop)
         if part is not None:
             sql += (
-                " AND (substr(originator_id, 1, 5) = 'deal:'"
+                " AND (substr(originator_id, 1, ?) = ?"
                 " OR unicode(substr(originator_id, -1)) % ? = ?)"
             )
-            params += [part[1], part[0]]
+            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += " ORDER BY rowid"
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
@@ -560,16 +563,15 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         sql = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {} WHERE notification_id > %s"
         ).format(self._table())
-        params: list[int] = [gt]
+        params: list[int | str] = [gt]
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")
             params.append(stop)
         if part is not None:
             sql += SQL(  # %% is the modulo operator
-                " AND (left(originator_id, 5) = 'deal:'"
-                " OR ascii(right(originator_id, 1)) %% %s = %s)"
+                " AND (left(originator_id, %s) = %s OR ascii(right(originator_id, 1)) %% %s = %s)"
             )
-            params += [part[1], part[0]]
+            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += SQL(" ORDER BY notification_id")
         with (
             self.datastore.get_connection() as conn,

@@ -21,7 +21,7 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel, ConfigDict
 
 from dealengine.domain.deal import Deal
-from dealengine.domain.decider import Evolvers, State
+from dealengine.domain.decider import Evolvers
 from dealengine.domain.definitions import FunnelDefinition
 from dealengine.domain.events import (
     ENVELOPE_FIELDS,
@@ -29,6 +29,8 @@ from dealengine.domain.events import (
     VOID_EVENTS,
     DomainEvent,
 )
+from dealengine.domain.replay import State
+from dealengine.domain.streams import deal_stream, lead_stream, parse_stream
 from dealengine.store.application import Store
 
 STAGE_ENTERED = "deal.stage_entered"
@@ -98,7 +100,7 @@ class Notices:
     def of(self, notification: Notification) -> Iterator[Notice]:
         event = cast(DomainEvent, self.store.app.mapper.to_domain_event(notification))
         data = orjson.loads(notification.state)
-        kind, _, aggregate_id = event.originator_id.partition(":")
+        kind, aggregate_id = parse_stream(event.originator_id)
         base = Notice(
             id=str(event.id),
             type=event.event_type,
@@ -176,10 +178,10 @@ class Notices:
     def _first_for_lead(self, lead_id: str, event: DomainEvent, step: str, position: int) -> bool:
         """Whether no other deal of the lead had an event of `step` recorded before `position`
         (what the lead's stream lists of its deals; read only when it has several)."""
-        lead = self.load(f"lead:{lead_id}", None)
+        lead = self.load(lead_stream(lead_id), None)
         deals = getattr(lead, "deals", ())
         for deal in deals if len(deals) > 1 else ():
-            other = f"deal:{deal}"
+            other = deal_stream(deal)
             if other == event.originator_id:
                 continue
             positions = self.store.positions(other)

@@ -20,6 +20,7 @@ from eventsourcing.persistence import Tracking
 
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, VersionConflict
+from dealengine.domain.streams import DEAL_MARK, id_of
 from dealengine.logs import get_logger
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
@@ -107,10 +108,10 @@ class FunnelAdapter:
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
     ) -> tuple[dict[str, str], dict[str, Counter]]:
         fold, state = self.fold, self.fold.initial()
-        deals = {e.stream for e in events if e.stream[0] == "d"}
+        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
         stored = tables.entities(view, (f"D:{d}" for d in deals))
         state.lead_of_deal.update((k[2:], orjson.loads(v)) for k, v in stored.items())
-        leads = {e.stream[5:] for e in events if e.stream[0] == "l"}
+        leads = {id_of(e.stream) for e in events if e.stream[0] != DEAL_MARK}
         leads |= set(state.lead_of_deal.values())
         leads |= {
             e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")
@@ -159,7 +160,7 @@ class PipelineAdapter:
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
     ) -> tuple[dict[str, str], dict[str, Counter]]:
         states: dict[str, dict[str, DealFacts]] = {name: {} for name in self.folds}
-        deals = {e.stream for e in events if e.stream[0] == "d"}
+        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
         for stream, value in tables.entities(view, deals).items():
             data = orjson.loads(value)
             states[data.pop("pipeline")][stream] = DealFacts.load(data)
@@ -168,7 +169,7 @@ class PipelineAdapter:
             for facts in states[name].values():
                 add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), -1)
         for event in events:
-            if event.stream[0] == "d":
+            if event.stream[0] == DEAL_MARK:
                 for name, fold in self.folds.items():
                     fold.apply(states[name], event)
         entities: dict[str, str] = {}

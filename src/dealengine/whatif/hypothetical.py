@@ -38,6 +38,8 @@ from dealengine.domain.interaction import Interaction
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from, parse_line
 from dealengine.domain.rates import KnownRate
+from dealengine.domain.replay import State
+from dealengine.domain.streams import parse_stream
 from dealengine.projections.stream import StreamEvent
 from dealengine.whatif.scenario import Resolved
 
@@ -58,7 +60,6 @@ class RecordedHistory(Protocol):
     def rates(self) -> list[KnownRate]: ...
 
 
-State = Lead | Deal | None
 ACTOR = "whatif"
 EVENTS_HEADER = re.compile(r"^\s*\[\[\s*events\s*\]\]")
 FIELD = re.compile(r"(?:\w+: )?field '\w+'")  # how an InvalidEvent names its field
@@ -96,7 +97,7 @@ def hypothetical_events(engine: RecordedHistory, plan: Resolved) -> list[StreamE
 
 def _recorded(engine: RecordedHistory, stream: str, pipelines: Pipelines) -> State:
     """The state the recorded history gives (None for a lead or deal never recorded)."""
-    kind, _, user_id = stream.partition(":")
+    kind, user_id = parse_stream(stream)
     try:
         if kind == "lead":
             return engine.lead(user_id)

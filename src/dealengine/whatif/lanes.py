@@ -25,9 +25,9 @@ from typing import Any
 from dealengine.domain.deal import stage_after
 from dealengine.domain.definitions import PipelineDefinition, Pipelines
 from dealengine.domain.events import EVENT_TYPES, format_time
+from dealengine.domain.streams import DEAL_MARK, ID_START, lead_stream
 from dealengine.domain.values import shifted
 from dealengine.projections.funnel import (
-    LEAD,
     FunnelProjection,
     FunnelState,
     Later,
@@ -158,7 +158,7 @@ def _watched(apply: Apply, overlays: list[Overlay], changed: set[str]) -> Apply:
 
     def apply_and_pass(view: FunnelState, event: StreamEvent) -> None:
         apply(view, event)
-        if event.stream[0] != "d" and event.stream[5:] in changed:
+        if event.stream[0] != DEAL_MARK and event.stream[ID_START:] in changed:
             for overlay in overlays:
                 overlay.recorded(event)
 
@@ -295,7 +295,7 @@ class ScenarioLane(Lane):
     def finish(self, part: Partition | None = None) -> None:
         assert self._feed is not None and self._flush is not None
         for event in self.hypothetical:  # a lead's events go to its partition only
-            if part is None or event.stream[0] == "d" or in_partition(event.stream, part):
+            if part is None or event.stream[0] == DEAL_MARK or in_partition(event.stream, part):
                 self._feed(True, event)
         self._flush()
         for key, overlay in self.deal_overlays.items():
@@ -314,11 +314,11 @@ def _deals_of_leads_in(part: Partition, links: Mapping[str, str], apply: Apply) 
     deal -> lead links, of the leads in partition `part`)."""
 
     def apply_if_mine(view: object, event: StreamEvent) -> None:
-        if event.stream[0] != "d":
+        if event.stream[0] != DEAL_MARK:
             apply(view, event)
         elif event.type == "deal_opened":
             lead = event.data.get("lead_id")
-            if lead and in_partition(LEAD + lead, part):
+            if lead and in_partition(lead_stream(lead), part):
                 apply(view, event)
         elif event.stream in links:
             apply(view, event)
@@ -350,7 +350,7 @@ def _scenario_feed(
 
     def transformed(event: StreamEvent) -> list[StreamEvent]:
         stream, data = event.stream, event.data
-        if stream[0] == "d":
+        if stream[0] == DEAL_MARK:
             if event.type == "deal_opened":
                 name = data.get("pipeline") or default_pipeline
                 pipeline_of[stream] = name
@@ -372,7 +372,7 @@ def _scenario_feed(
                 break
         if data is not event.data:
             event = StreamEvent(event.position, stream, event.type, data)
-        if lost is not None and stream[0] == "d":
+        if lost is not None and stream[0] == DEAL_MARK:
             return lost.step(event)
         return [event]
 
@@ -446,7 +446,7 @@ def _shift_rules(plan: Resolved, pipeline_of: dict[str, str]) -> list[tuple[Matc
 
         def enters(type_: str, stream: str, data: dict[str, Any], stage: str = shift.stage) -> bool:
             """Whether the event moves its deal into `stage` (under the deal's pipeline)."""
-            defn = by_name.get(pipeline_of.get(stream, "")) if stream[0] == "d" else None
+            defn = by_name.get(pipeline_of.get(stream, "")) if stream[0] == DEAL_MARK else None
             if defn is None:
                 return False
             if type_ == "deal_opened":

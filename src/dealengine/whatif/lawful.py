@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dealengine.domain.events import format_time
+from dealengine.domain.streams import DEAL_MARK
 from dealengine.projections.funnel import in_partition
 from dealengine.projections.stream import StreamEvent
 from dealengine.store.recorders import Partition
@@ -54,7 +55,7 @@ class FirstKept:
         stream = event.stream
         if stream in self.seen:
             return
-        is_deal = stream[0] == "d"
+        is_deal = stream[0] == DEAL_MARK
         if is_deal and not self.deals_here:
             return
         if not is_deal and self.part is not None and not in_partition(stream, self.part):

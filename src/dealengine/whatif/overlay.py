@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dealengine.projections.funnel import LEAD, FunnelProjection, FunnelState, in_partition
+from dealengine.domain.streams import DEAL_MARK, ID_START, id_of, lead_stream
+from dealengine.projections.funnel import FunnelProjection, FunnelState, in_partition
 from dealengine.projections.pipeline import DealFacts, PipelineProjection
 from dealengine.projections.stream import StreamEvent
 
@@ -72,7 +73,7 @@ class Overlay:
     def recorded(self, event: StreamEvent) -> None:
         """A lead's recorded event, as the base folds it: folded here too when the lead is
         changed and the scenario leaves its type alone (else `route` has it)."""
-        if event.type in self.untouched and event.stream[5:] in self.changed:
+        if event.type in self.untouched and event.stream[ID_START:] in self.changed:
             self.fold.apply(self.state, event)
 
     def same(self, event: StreamEvent) -> None:
@@ -80,12 +81,12 @@ class Overlay:
         only when its lead is changed."""
         if event.type not in self.types:
             return
-        if event.stream[0] == "d":
+        if event.stream[0] == DEAL_MARK:
             if event.type == "deal_opened":
                 self._opened(event)
             lead = self._lead(event)
         else:
-            lead = event.stream[5:]
+            lead = event.stream[ID_START:]
         if lead in self.changed:
             self.fold.apply(self.state, event)
 
@@ -93,7 +94,7 @@ class Overlay:
         """The lead a `deal_opened` links its deal to (in this fold's partition of leads)."""
         lead: str | None = event.data.get("lead_id")
         part = self.fold.partition
-        if not lead or (part is not None and not in_partition(LEAD + lead, part)):
+        if not lead or (part is not None and not in_partition(lead_stream(lead), part)):
             return None
         return lead
 
@@ -108,8 +109,8 @@ class Overlay:
         """The lead a recorded event counts for in the baseline."""
         if event.type not in self.types:
             return None
-        if event.stream[0] != "d":
-            return event.stream[len(LEAD) :]
+        if event.stream[0] != DEAL_MARK:
+            return id_of(event.stream)
         if event.type == "deal_opened":
             return self._opened_lead(event)
         return self.base.lead_of_deal.get(event.stream)
@@ -119,8 +120,8 @@ class Overlay:
         baseline's (when the lead is changed and the copy has no link, the scenario did not
         open the deal: the fold finds no link and leaves the event out)."""
         stream = event.stream
-        if stream[0] != "d":
-            return stream[len(LEAD) :]
+        if stream[0] != DEAL_MARK:
+            return id_of(stream)
         if event.type == "deal_opened":
             return self._opened_lead(event)
         lead = self.state.lead_of_deal.get(stream)
@@ -171,7 +172,7 @@ class DealOverlay:
                 self.same(event)
                 return
         for event in (recorded, *produced) if recorded is not None else produced:
-            if event.stream[0] == "d" and event.stream not in self.changed:
+            if event.stream[0] == DEAL_MARK and event.stream not in self.changed:
                 self._copy(event.stream)
         for event in produced:
             if event.type in self.types:

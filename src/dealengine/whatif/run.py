@@ -323,15 +323,25 @@ class PartResult:
 
 def _pipelines_here(jobs: list[Job], part: Partition | None) -> list[Job]:
     """The jobs whose pipeline report partition `part` makes: the first job of each distinct
-    report, dealt round the partitions in turn; none that selects leads (partition 0 reports
-    on those after the pass). A partition folds the pipeline states its reports read over
-    every deal; the others feed a lane only their own leads' deals."""
+    report; none that selects leads (partition 0 reports on those after the pass). A partition
+    folds the pipeline states its reports read over every deal; the others feed a lane only
+    their own leads' deals. So that no state is folded whole twice, the reports that read a
+    state in common (an overlay's and the baseline's, two definitions' on one state) are made
+    in one partition: these groups are dealt round the partitions in turn, the one a report
+    on selected leads reads first (in partition 0)."""
     first: dict[Hashable, Job] = {}
     for job in jobs:
-        if not _selection_key(job.plan):
-            first.setdefault(_pipeline_report_key(job), job)
-    reports = list(first.values())
-    return reports if part is None else reports[part[0] :: part[1]]
+        first.setdefault(_pipeline_report_key(job), job)
+    groups: list[tuple[set[tuple[int, Hashable]], list[Job]]] = []
+    for job in first.values():
+        states, members = set(_states_read(job)), [job]
+        for group in [g for g in groups if g[0] & states]:
+            groups = [g for g in groups if g is not group]
+            states, members = states | group[0], group[1] + members
+        groups.append((states, members))
+    groups.sort(key=lambda g: not any(_selection_key(job.plan) for job in g[1]))  # stable
+    dealt = groups if part is None else groups[part[0] :: part[1]]
+    return [job for _, members in dealt for job in members if not _selection_key(job.plan)]
 
 
 def _states_read(job: Job) -> list[tuple[int, Hashable]]:
