@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dealengine.cli import app
 
-COMMANDS = ["demo", "ingest", "funnel", "pipeline", "rebuild", "project", "history", "void",
+COMMANDS = ["demo", "ingest", "funnel", "pipeline", "rebuild", "project", "history", "void", "forget",
             "verify", "seal", "audit", "report", "whatif", "info"]  # fmt: skip
 HEAVY = ["psycopg", "pydantic", "eventsourcing", "plotly", "rich.table", "dealengine.engine",
          "dealengine.domain.events"]  # fmt: skip

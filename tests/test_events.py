@@ -65,6 +65,12 @@ SCRIPT: list[tuple[str, str, str, dict[str, Any]]] = [
     ("deal_reopened", "D-1", "2026-03-15T10:00:00Z", {"reason": "budget approved"}),
     ("deal_won", "D-1", "2026-03-16T10:00:00Z", {"amount": "13500"}),
     ("site_visited", "L-2", "2026-03-01T10:00:00Z", {"channel": "referral"}),
+    (
+        "lead_identified",
+        "L-2",
+        "2026-03-01T10:01:00Z",
+        {"email": "bo@example.com", "company": "Acme"},
+    ),
     ("lead_qualified", "L-2", "2026-03-02T10:00:00Z", {"by": "sdr-2"}),
     (
         "deal_opened",
@@ -104,6 +110,18 @@ def test_every_event_type_round_trips_through_the_store(engine: Engine, clock: C
         + engine.history("L-2")
         + engine.history("D-2")
     )
+    # recorded: as stored, personal values sealed; the history shows them in plaintext
+    identified = next(e for e in stored if e.event_type == "lead_identified")
+    assert identified.payload() == {
+        "email": "bo@example.com",
+        "name": None,
+        "phone": None,
+        "company": "Acme",
+    }
+    sealed = next(e for e in recorded if e.event_type == "lead_identified")
+    assert sealed.email is not None and sealed.email.startswith("enc:v1:")
+    plain = {"email": "bo@example.com", "company": "Acme"}
+    recorded = [e.model_copy(update=plain) if e is sealed else e for e in recorded]
     assert sorted(stored, key=lambda e: e.id) == sorted(recorded, key=lambda e: e.id)
     assert {e.event_type for e in stored} == set(EVENT_TYPES)
     assert len({e.id for e in stored}) == len(stored)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from dealengine.domain.interaction import Interaction, Recorded
     from dealengine.domain.lead import Lead
     from dealengine.domain.model import ModelChange, SalesModel, load_model
+    from dealengine.domain.personal import LeadKey, LeadKeys, personal_fields
     from dealengine.domain.rates import ExchangeRates, KnownRate
     from dealengine.domain.replay import TimelineEntry
     from dealengine.domain.streams import deal_stream, lead_stream, parse_stream
@@ -124,6 +125,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # where each name other than the error
     "dealengine.audit.verify": ("Finding", "Seal", "VerifyReport"),
     "dealengine.ingest.jsonl": ("IngestReport", "Rejected", "ingest_jsonl"),
     "dealengine.ingest.mapping": ("BadCell",),
+    "dealengine.domain.personal": ("LeadKey", "LeadKeys", "personal_fields"),
 }  # fmt: skip
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -176,6 +178,8 @@ __all__ = [
     "Lag",
     "Lead",
     "LeadEvent",
+    "LeadKey",
+    "LeadKeys",
     "MissingRate",
     "ModelChange",
     "Money",
@@ -223,4 +227,5 @@ __all__ = [
     "load_model",
     "load_pipelines",
     "parse_stream",
+    "personal_fields",
 ]

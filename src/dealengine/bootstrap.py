@@ -20,6 +20,7 @@ from dealengine.domain.definitions import FunnelDefinition, PipelineDefinition, 
 from dealengine.domain.errors import VersionConflict
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.model import SalesModel, load_model
+from dealengine.domain.personal import LeadKeys
 from dealengine.projections.passes import StreamPasses
 from dealengine.service.commands import Commands
 from dealengine.service.keys import ApiKeys
@@ -29,6 +30,7 @@ from dealengine.service.states import States
 from dealengine.settings import Settings
 from dealengine.store.application import Store, store_file, tables_lock, views_env
 from dealengine.store.errors import translated
+from dealengine.store.lead_keys import StoredLeadKeys
 from dealengine.store.tenants import definition_file, definitions_folder, located
 from dealengine.subscriptions.dispatch import AdvisoryLock, FileLock, Lock, Subscriptions
 from dealengine.subscriptions.notices import Notices
@@ -77,11 +79,13 @@ def bootstrap(
     definitions: Path | None = None,
     clock: Clock = utc_now,
     interactions: InteractionModels | None = None,
+    lead_keys: LeadKeys | None = None,
 ) -> Wiring:
     """Everything an Engine works with, for these settings and definitions: the models given,
     else those of the `definitions` folder, else of the settings' folder, else the shipped
     ones; a tenant's own definition files replace that folder's. `interactions`: the model's
-    whole catalogue, or pydantic models to declare beside the folder's."""
+    whole catalogue, or pydantic models to declare beside the folder's; leads' data keys in
+    `lead_keys` (default: the store's own table)."""
     asked = settings or Settings()
     settings = located(asked)  # the tenant's store, if a tenant is asked for
     if isinstance(pipeline, PipelineDefinition):
@@ -100,7 +104,8 @@ def bootstrap(
     store.recorder.model = (model.digest, model.content)  # recorded with each write
     evolve = evolver(pipelines)
     passes = StreamPasses(store, settings.rebuild_processes, _child_stores(settings, interactions))
-    states = States(store, evolve)
+    lead_keys = lead_keys or StoredLeadKeys(store.recorder.datastore, bool(settings.database_url))
+    states = States(store, evolve, lead_keys)
     key = settings.audit_key_bytes()  # the hashes' HMAC key, if any
     rates = ExchangeRateBook(store, clock, key)
     return Wiring(
@@ -120,7 +125,9 @@ def bootstrap(
         live=_live_views(settings, store, funnel, pipelines),
         subscriptions=_subscriptions(settings, store, states, evolve, funnel, webhooks),
         keys=ApiKeys(store.recorder.datastore, bool(settings.database_url), asked.tenant),
-        commands=Commands(store, pipelines, evolve, states.load, states.which, clock, key),
+        commands=Commands(
+            store, pipelines, evolve, states.load, states.which, clock, key, lead_keys
+        ),
         integrity=Integrity(store, key, clock),
         rates=rates,
     )

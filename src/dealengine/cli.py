@@ -794,6 +794,22 @@ def void(
 
 
 @_command()
+def forget(
+    lead_id: Annotated[str, typer.Argument(metavar="LEAD", help="the lead whose data to erase")],
+    reason: Annotated[str, typer.Option(help="why (a request, a retention rule)")],
+    actor: Annotated[str | None, typer.Option(help="who asks (default: your user)")] = None,
+) -> None:
+    """Erase a lead's personal data: destroy its key, record lead_forgotten; its funnel and
+    pipeline figures stay (docs/privacy.md)."""
+    import getpass
+
+    who = actor or getpass.getuser()
+    recorded = using_engine(lambda e: e.forget(lead_id, reason=reason, actor=who, source="cli"))
+    for ev in recorded.events:
+        err().print(f"recorded {ev.originator_id} v{ev.originator_version}: lead_forgotten")
+
+
+@_command()
 def verify(
     seal: Annotated[
         str | None, typer.Option(help="a seal printed by `dealengine seal`: compare with it")

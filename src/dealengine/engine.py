@@ -26,6 +26,7 @@ from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.model import ModelChange, SalesModel
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.rates import KnownRate, day_of
 from dealengine.domain.replay import Moment, TimelineEntry
 from dealengine.projections.funnel import FunnelView
@@ -53,6 +54,7 @@ class Engine:
         clock: Clock = utc_now,
         tenant: str | None = None,
         interactions: InteractionModels | None = None,
+        lead_keys: LeadKeys | None = None,
     ) -> None:
         """An engine on the store `settings` name (default: the environment's), or on its
         tenant `tenant` (default: settings.tenant), which must exist (dealengine.Tenants);
@@ -60,7 +62,8 @@ class Engine:
         one; a tenant's own definition files replace its files); `pipeline` and `funnel` given
         as loaded models replace the folder's. `interactions`: pydantic models of
         interactions to record beside the built-in ones and the folder's (interactions.toml),
-        or a whole `Interactions` catalogue."""
+        or a whole `Interactions` catalogue. `lead_keys`: where leads' data keys live
+        (default: the store's own table)."""
         if tenant is not None:
             settings = (settings or Settings()).model_copy(update={"tenant": tenant})
         parts = bootstrap(
@@ -70,6 +73,7 @@ class Engine:
             definitions=definitions,
             clock=clock,
             interactions=interactions,
+            lead_keys=lead_keys,
         )
         self.tenant = parts.tenant  # None: the store without a tenant
         self.tenant_definitions = parts.tenant_definitions  # its own folder, if it has one
@@ -295,6 +299,14 @@ class Engine:
             id, event_id, reason=reason, actor=actor, source=source,
             idempotency_key=idempotency_key,
         )  # fmt: skip
+
+    def forget(
+        self, lead_id: str, *, reason: str, actor: str = "api", source: str = "api"
+    ) -> Recorded:
+        """Erase a lead's personal data: its key destroyed, a `lead_forgotten` recorded (who,
+        when, why); its personal fields read `[erased]` from then on, in every history and
+        report; its funnel and pipeline figures stay (docs/privacy.md)."""
+        return self.commands.forget(lead_id, reason=reason, actor=actor, source=source)
 
     def verify(
         self, *, seal: str | None = None, manifest: Path | None = None, seals: bool = False,

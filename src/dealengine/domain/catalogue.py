@@ -40,6 +40,7 @@ from dealengine.domain.events import (
     DealEvent,
     DomainEvent,
     LeadEvent,
+    LeadForgotten,
     check_upcasters,
     upcast,
 )
@@ -69,6 +70,10 @@ Reading = tuple[str, Callable[[dict[str, Any]], dict[str, Any]] | None]
 """How a fold reads a stored topic: its event type, and its upcast (None: at version 1)."""
 
 
+# Events the engine records itself, beside the interactions: corrections, erasures, rates.
+RECORDED_BY_THE_ENGINE: tuple[type[DomainEvent], ...] = (*VOID_EVENTS, LeadForgotten, *RATE_EVENTS)
+
+
 class Interactions:
     """The interactions of one model, by name (`types`) and by stored topic (`by_topic`, the
     corrections and the exchange rates too). Immutable once made: share it between threads."""
@@ -88,7 +93,7 @@ class Interactions:
         # the model of an interaction, or None: the dict's own get (once per command)
         self.get: Callable[[str], type[DomainEvent] | None] = types.get
         self.by_topic: Mapping[str, type[DomainEvent]] = {
-            topic_of(model): model for model in (*types.values(), *VOID_EVENTS, *RATE_EVENTS)
+            topic_of(model): model for model in (*types.values(), *RECORDED_BY_THE_ENGINE)
         }
         self.reading: Mapping[str, Reading] = {  # the folds never read a rate (domain/rates.py)
             topic: (model.event_type, _upcast_of(model))

@@ -38,6 +38,7 @@ from dealengine.domain.events import (
     EventVoided,
     LeadConverted,
     LeadEventVoided,
+    LeadForgotten,
 )
 from dealengine.domain.interaction import InteractionFields, build
 from dealengine.domain.lead import Lead, check_convertible, evolve_lead, lead_refusal
@@ -85,6 +86,8 @@ def decide_void(
         raise refuse("a correction is not voided: record the event again instead")
     if target.id in voids:
         raise refuse(f"already voided by v{voids[target.id]}")
+    if isinstance(target, LeadForgotten):
+        raise refuse("an erasure is not undone: the lead's key is destroyed")
     if target.event_type in UNVOIDABLE:
         raise refuse(
             "a deal's opening and its lead's conversion record one act on two streams; "

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dealengine.domain.chain import event_hash, split_own_hash, topic_of, with_own_hash
+from dealengine.domain.personal import PERSONAL
 from dealengine.domain.streams import StreamKind
 from dealengine.domain.values import (
     TIME_FORMAT,
@@ -262,6 +263,28 @@ class LeadConverted(LeadEvent):
     deal_id: Identifier
 
 
+class LeadIdentified(LeadEvent):
+    """Who is behind a lead: personal data, sealed with the lead's key (domain/personal.py).
+    Like any interaction but a status change it may be a lead's first event; it counts in
+    the funnel only where a step names it."""
+
+    event_type: ClassVar[str] = "lead_identified"
+    email: Annotated[Text | None, PERSONAL] = None
+    name: Annotated[Text | None, PERSONAL] = None
+    phone: Annotated[Text | None, PERSONAL] = None
+    company: Annotated[Text | None, PERSONAL] = None
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> LeadIdentified:
+        if all(getattr(self, f) is None for f in IDENTITY_FIELDS):
+            named = [f"'{f}'" for f in IDENTITY_FIELDS]
+            raise ValueError(f"field {', '.join(named[:-1])} or {named[-1]}: give one at least")
+        return self
+
+
+IDENTITY_FIELDS = ("email", "name", "phone", "company")
+
+
 # --- on a Deal -------------------------------------------------------------------------------
 
 
@@ -328,6 +351,7 @@ LEAD_EVENTS: tuple[type[LeadEvent], ...] = (
     LeadQualified,
     LeadDisqualified,
     LeadConverted,
+    LeadIdentified,
 )
 DEAL_EVENTS: tuple[type[DealEvent], ...] = (
     DealOpened,
@@ -365,6 +389,16 @@ class DealEventVoided(EventVoided):
 
 
 VOID_EVENTS: tuple[type[EventVoided], ...] = (LeadEventVoided, DealEventVoided)
+
+
+class LeadForgotten(LeadEvent):
+    """An erasure (recorded by Engine.forget, never ingested): the lead's data key was
+    destroyed, so its personal fields read `[erased]` from then on; who asked, when and why.
+    The lead's status and its place in the funnel and pipeline do not change."""
+
+    event_type: ClassVar[str] = "lead_forgotten"
+    reason: Text
+
 
 # The lead interactions that change its status; every other one (built-in or declared) is a
 # touch, which may be a lead's first event (it creates the lead when it is new).

@@ -94,6 +94,8 @@ def describe(error: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "-"
         if err["type"] == "missing":
             parts.append(f"field '{loc}': missing")
+        elif not err["loc"]:  # a rule over several fields (lead_identified: one at least)
+            parts.append(explain(err).removeprefix("Value error, "))
         elif err["type"] == "extra_forbidden":
             parts.append(f"field '{loc}': not a field of this event type")
         else:

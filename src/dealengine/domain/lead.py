@@ -11,9 +11,10 @@ from dealengine.domain.events import (
     LEAD_STATUS_CHANGES,
     DomainEvent,
     LeadConverted,
+    LeadForgotten,
     with_key,
 )
-from dealengine.domain.interaction import Interaction, build
+from dealengine.domain.interaction import Interaction, InteractionFields, build
 from dealengine.domain.streams import id_of
 
 LeadStatus = Literal["open", "qualified", "disqualified", "converted"]
@@ -109,3 +110,16 @@ def lead_refusal(lead: Lead, event_type: str) -> str | None:
         case ("lead_disqualified", "disqualified"):
             return "already disqualified"
     return None
+
+
+def decide_forget(
+    lead: Lead | None, cmd: InteractionFields, reason: str, key: bytes | None = None
+) -> LeadForgotten:
+    """The `lead_forgotten` recording that the lead's personal data was erased (`cmd`: who,
+    when; `reason`: why). Any lead may be forgotten, again too; its status stays."""
+    if lead is None:
+        raise UnknownAggregate(f"lead {cmd.target}")
+    version, at = lead.version + 1, cmd.occurred_at
+    return build(
+        LeadForgotten, ("lead", cmd.target), version, cmd, at, lead.head, key, reason=reason
+    )

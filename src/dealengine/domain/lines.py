@@ -12,6 +12,7 @@ import orjson
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.errors import InvalidEvent, UnknownEventType
 from dealengine.domain.interaction import Interaction
+from dealengine.domain.personal import personal_fields
 
 RawLine = bytes | dict[str, Any] | InvalidEvent  # a line, a decoded one, or why it has none
 ENVELOPE_KEYS = ("type", "id", "occurred_at", "actor")
@@ -65,10 +66,14 @@ def interaction_from(
     if not isinstance(target, str):
         raise InvalidEvent(f"field '{id_field}': expected a string, got {target!r}")
     key = obj.get("id")
-    if key is None:
+    if key is None:  # personal values left out: the key is stored, and kept after an erasure
+        personal = personal_fields(model)
+        content = (
+            {k: "[personal]" if k in personal else v for k, v in obj.items()} if personal else obj
+        )
         key = (
             "sha256:"
-            + hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+            + hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
         )
     elif not isinstance(key, str) or not key.strip():
         raise InvalidEvent(f"field 'id': expected a non-empty string, got {key!r}")

@@ -22,7 +22,8 @@ from pydantic import BaseModel
 
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.definitions import FunnelDefinition
-from dealengine.domain.events import format_utc
+from dealengine.domain.events import LeadForgotten, format_utc
+from dealengine.domain.personal import personal_fields
 from dealengine.domain.streams import DEAL_MARK, ID_START, lead_stream
 from dealengine.domain.values import LATEST, shifted
 from dealengine.projections.stream import StreamEvent
@@ -231,10 +232,12 @@ class FunnelProjection:
             name: (
                 self.step_of.get(name),
                 name in self.exclusions,
-                tuple(f for f in self.fields if f in cls.model_fields),
+                tuple(f for f in self.fields if f in cls.model_fields and f not in personal),
             )
             for name, cls in interactions.types.items()
+            for personal in [personal_fields(cls)]  # sealed values: never a breakdown's group
         }
+        self.plan[LeadForgotten.event_type] = (None, False, ())  # an erasure: counts nowhere
         # what `apply` reads of an event besides its type and stream
         self.event_fields = ("occurred_at", "lead_id", *self.fields)
         # what the pass hands this fold: deal_opened links a deal to its lead

@@ -25,10 +25,20 @@ from dealengine.domain.errors import (
     VersionConflict,
 )
 from dealengine.domain.events import DomainEvent
-from dealengine.domain.interaction import Command, Interaction, Outcome, Recorded
+from dealengine.domain.interaction import (
+    Command,
+    Interaction,
+    InteractionFields,
+    Outcome,
+    Recorded,
+)
+from dealengine.domain.lead import Lead, decide_forget
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import State, replay
-from dealengine.domain.streams import AggregateKind, stream_of
+from dealengine.domain.streams import AggregateKind, lead_stream, stream_of
+from dealengine.domain.values import check_identifier
 from dealengine.logs import get_logger
+from dealengine.service.personal import Sealer
 from dealengine.store.application import Store
 from dealengine.store.cache import StateCache
 
@@ -52,9 +62,11 @@ class Commands:
         which: Callable[[str], str],
         clock: Callable[[], datetime],
         key: bytes | None,
+        lead_keys: LeadKeys,
     ) -> None:
         self.store, self.pipelines, self.clock = store, pipelines, clock
         self._apply, self._load, self._which, self._key = evolve, load, which, key
+        self.lead_keys = lead_keys  # personal values are sealed with their lead's key
         self._cache: StateCache[State] = StateCache(CACHE_LIMIT)  # may be stale: see store/cache
         # One writer at a time in this process: decide, append and publish as one step, so
         # threads sharing this engine wait for each other instead of conflicting and retrying.
@@ -87,7 +99,7 @@ class Commands:
         touched: set[str] = set()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._write_lock:
-                outcomes, pending, work = self._decide_all(commands, strict)
+                outcomes, pending, work = self._decide_all(commands, strict, dry=False)
                 touched = set(work)
                 if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
                     return outcomes  # the copies hold the refused batch's events: not kept
@@ -107,10 +119,10 @@ class Commands:
 
     def check(self, commands: Sequence[Command]) -> list[Outcome]:
         """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
-        return self._decide_all(commands, strict=True)[0]
+        return self._decide_all(commands, strict=True, dry=True)[0]
 
     def _decide_all(
-        self, commands: Sequence[Command], strict: bool
+        self, commands: Sequence[Command], strict: bool, *, dry: bool
     ) -> tuple[list[Outcome], list[DomainEvent], dict[str, State]]:
         """Decide commands in order on working copies of their aggregates' states.
 
@@ -139,11 +151,14 @@ class Commands:
         pipelines = self.pipelines
         evolve = self._apply  # by event class (evolve[type(event)]): one call per event, not two
         key = self._key
+        sealer = Sealer(self.lead_keys, create=not dry)
+        sealer.prefetch(_each(commands))
 
         def decide_one(cmd: Interaction, undo: dict[str, tuple[State, bool]] | None) -> Events:
             """`cmd`'s events, applied to the working states (their prior states kept in
             `undo`, for a unit), or the error refusing it."""
             used.clear()
+            cmd = sealer.sealed(cmd, state)  # before deciding: no error shows a plaintext
             try:
                 events = decide(pipelines, cmd, state, now, key)
             except DealEngineError:
@@ -251,6 +266,35 @@ class Commands:
                 else:
                     self._cache.publish({stream: replay([*events, void], self._apply)})
                     return Recorded([void])
+            time.sleep(random.uniform(0, 0.01 * attempt))
+        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+    def forget(
+        self, lead_id: str, *, reason: str, actor: str = "api", source: str = "api"
+    ) -> Recorded:
+        """Erase the lead's personal data: destroy its key, then record `lead_forgotten` (who,
+        when, why). Its sealed values read `[erased]` from then on; its later ones get a new
+        key. Run again after a failure: the key is destroyed first, the event follows."""
+        try:
+            check_identifier(lead_id, "lead_id")
+        except ValueError as e:
+            raise InvalidEvent(str(e)) from None
+        stream = lead_stream(lead_id)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._write_lock:  # see execute_batch
+                lead = cast(Lead | None, self._load(stream))
+                now = self.clock()
+                cmd = InteractionFields("lead_forgotten", lead_id, now, {}, actor, source, None)
+                event = decide_forget(lead, cmd, reason, self._key)
+                destroyed = self.lead_keys.destroy(lead_id)
+                log.info("lead.forgotten", lead=lead_id, keys_destroyed=destroyed)
+                try:
+                    self.store.append([event])
+                except VersionConflict:  # another writer appended first: re-read, re-decide
+                    self._retries += 1
+                else:
+                    self._cache.publish({stream: self._apply[type(event)](lead, event)})
+                    return Recorded([event])
             time.sleep(random.uniform(0, 0.01 * attempt))
         raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
 

@@ -15,6 +15,7 @@ from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import DealEngineError, InvalidDefinition
 from dealengine.domain.events import format_time
+from dealengine.domain.personal import personal_fields
 from dealengine.domain.rates import NO_RATES, ExchangeRates
 from dealengine.projections.funnel import FunnelProjection, FunnelTotals, FunnelView
 from dealengine.projections.passes import StreamPasses
@@ -32,10 +33,15 @@ from dealengine.store.recorders import Partition
 @lru_cache(maxsize=16)  # a few models per process; not one entry per engine for ever
 def breakdown_fields(interactions: Interactions = BUILT_IN) -> list[str]:
     """The fields a breakdown can group by: those some interaction carries, beside the
-    bookkeeping every event has (ids, versions, times, hashes)."""
+    bookkeeping every event has (ids, versions, times, hashes) and personal data."""
     bookkeeping = {"originator_id", "originator_version", "id", "occurred_at", "recorded_at",
                    "idempotency_key", "prev_hash"}  # fmt: skip
-    fields = {f for cls in interactions.types.values() for f in cls.model_fields}
+    fields = {
+        f
+        for cls in interactions.types.values()
+        for f in cls.model_fields
+        if f not in personal_fields(cls)
+    }
     return sorted(fields - bookkeeping)
 
 

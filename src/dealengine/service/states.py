@@ -10,15 +10,18 @@ from dealengine.domain.decider import Evolvers
 from dealengine.domain.errors import DealEngineError, UnknownAggregate
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.lead import Lead
+from dealengine.domain.personal import LeadKeys
 from dealengine.domain.replay import Moment, State, TimelineEntry, replay, select, timeline
 from dealengine.domain.streams import AggregateKind, deal_stream, is_stream, lead_stream, stream_of
+from dealengine.service.personal import revealed
 from dealengine.store.application import Store
 
 
 class States:
-    def __init__(self, store: Store, evolve: Evolvers) -> None:
+    def __init__(self, store: Store, evolve: Evolvers, lead_keys: LeadKeys) -> None:
         self.store = store
         self.evolve = evolve
+        self.lead_keys = lead_keys  # to show personal values, or `[erased]`
 
     def load(self, stream: str, version: int | None = None) -> State:
         """Fold a stream's validated events into its state (None when it has none)."""
@@ -52,7 +55,8 @@ class States:
         self, id: str, as_of: Moment, known_at: Moment, version: int | None
     ) -> list[DomainEvent]:
         events = cast(list[DomainEvent], self.store.events(self.which(id)))
-        return select(events, as_of=as_of, known_at=known_at, version=version)
+        chosen = select(events, as_of=as_of, known_at=known_at, version=version)
+        return revealed(chosen, self.lead_keys)
 
     def timeline(
         self, id: str, as_of: Moment, known_at: Moment, version: int | None
