@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -22,13 +22,13 @@ from dealengine.domain.errors import DealEngineError, VersionConflict
 from dealengine.logs import get_logger
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
-from dealengine.projections.stream import VOIDED, StreamEvent, decode
+from dealengine.projections.stream import VOIDED, StreamEvent, collector_paused, decode_batch
+from dealengine.store.recorders import Row
 from dealengine.views.counters import (
     ZERO,
     Amounts,
     Key,
     add_amounts,
-    add_counts,
     funnel_counters,
     funnel_from_counters,
     pipeline_counters,
@@ -40,7 +40,7 @@ log = get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
-BATCH = 5000  # events per transaction (Settings.view_batch)
+BATCH = 100_000  # events per transaction (Settings.view_batch)
 SEP = "\x1f"
 
 
@@ -84,6 +84,7 @@ class Adapter(Protocol):
     """What a projection needs to be materialised: its entities and its counters."""
 
     definition_digest: str
+    event_types: Collection[str]  # what its folds read: the other events are not decoded
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
@@ -98,6 +99,7 @@ class FunnelAdapter:
     def __init__(self, fold: FunnelProjection) -> None:
         self.fold = fold
         self.definition_digest = digest(fold.definition)
+        self.event_types: Collection[str] = fold.event_types
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
@@ -114,13 +116,11 @@ class FunnelAdapter:
         for entity, value in tables.entities(view, (f"L:{lead}" for lead in leads)).items():
             state.load_lead(entity[2:], orjson.loads(value))
         counts: dict[Key, int] = {}
-        for lead in leads:
-            add_counts(counts, funnel_counters(fold, state, lead).items(), -1)
+        funnel_counters(fold, state, leads, -1, counts)
         known_deals = set(state.lead_of_deal)
         for event in events:
             fold.apply(state, event)
-        for lead in leads:
-            add_counts(counts, funnel_counters(fold, state, lead).items(), +1)
+        funnel_counters(fold, state, leads, +1, counts)
         entities = {
             f"L:{lead}": orjson.dumps(state.dump_lead(lead)).decode()
             for lead in leads
@@ -150,6 +150,7 @@ class PipelineAdapter:
     def __init__(self, folds: Sequence[PipelineProjection]) -> None:
         self.folds = {f.definition.name: f for f in folds}
         self.definition_digest = digest_all(f.definition for f in folds)
+        self.event_types: Collection[str] = frozenset().union(*(f.event_types for f in folds))
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
@@ -319,12 +320,27 @@ class MaterialisedView:
         """Apply batches until the end of the stream (or `stop()`, between batches), leaving
         out the events voided in `skip`; a void of anything else raises NewCorrection."""
         start = self.tables.position(view)
+        with closing(_reading(self.source, start)) as rows:  # closed on Ctrl-C too
+            return self._apply(view, rows, progress, stop, skip)
+
+    def _apply(
+        self,
+        view: str,
+        rows: Iterator[Row],
+        progress: Callable[[int], None] | None,
+        stop: Callable[[], bool],
+        skip: set[str],
+    ) -> int:
         applied = 0
-        events = _marked(decode(self.source.stream(start)), skip)
-        while not stop() and (chunk := list(islice(events, self.batch))):
+        while not stop() and (
+            chunk := _next_batch(rows, self.batch, self.adapter.event_types, skip)
+        ):
             began = time.perf_counter()
             kept = [event for event, keep in chunk if keep]
-            entities, counters = self.adapter.process(self.tables, view, kept) if kept else ({}, {})
+            with collector_paused():  # the states are long-lived: see collector_paused
+                entities, counters = (
+                    self.adapter.process(self.tables, view, kept) if kept else ({}, {})
+                )
             position = chunk[-1][0].position  # skipped events count as read
             try:
                 self.tables.write(view, entities, counters, Tracking(view, position))
@@ -345,15 +361,25 @@ class MaterialisedView:
         return applied
 
 
-def _marked(events: Iterator[StreamEvent], skip: set[str]) -> Iterator[tuple[StreamEvent, bool]]:
-    """Each event, and whether the view applies it (not voided, not a void already applied)."""
-    for event in events:
+def _reading(source: Source, gt: int) -> Generator[Row, None, None]:
+    yield from source.stream(gt)
+
+
+@collector_paused()  # the batch is long-lived: see collector_paused
+def _next_batch(
+    rows: Iterator[Row], size: int, types: Collection[str], skip: set[str]
+) -> list[tuple[StreamEvent, bool]]:
+    """Up to `size` events, each with whether the view applies it: decoded (of a type the
+    view reads), not voided, not a void already applied; a new void raises NewCorrection."""
+    marked = []
+    for event in decode_batch(rows, size, types):
         if event.type == VOIDED:
             if event.data["voided_event_id"] not in skip:
                 raise NewCorrection(event.data["voided_event_id"])
-            yield event, False
+            marked.append((event, False))
         else:
-            yield event, not skip or event.data["id"] not in skip
+            marked.append((event, bool(event.data) and event.data["id"] not in skip))
+    return marked
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]

@@ -133,7 +133,7 @@ class ViewTables:
                     "VALUES (?, ?, ?) ON CONFLICT (view, entity) "
                     "DO UPDATE SET state = excluded.state"
                 ),
-                [(view, k, v) for k, v in entities.items()],
+                [(view, k, v) for k, v in sorted(entities.items())],  # in key order: B-tree appends
             )
             c.executemany(
                 self._sql(
