@@ -184,16 +184,23 @@ class Engine:
         """The materialised `funnel` or `pipeline` view (tables beside the store)."""
         return self.live.view(name)
 
-    def live_funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
+    def live_funnel(
+        self, *, catch_up: bool = True, progress: Callable[[int], None] | None = None
+    ) -> tuple[FunnelView, Lag]:
         """The funnel from its materialised view (brought up to date first, unless a worker
-        owns it); the Lag says how far behind the stream it is."""
-        return self.live.funnel(catch_up=catch_up)
+        owns it, telling `progress(n)` of each batch of n events); the Lag says how far
+        behind the stream it is."""
+        return self.live.funnel(catch_up=catch_up, progress=progress)
 
     def live_pipeline(
-        self, *, pipeline_name: str | None = None, catch_up: bool = True
+        self,
+        *,
+        pipeline_name: str | None = None,
+        catch_up: bool = True,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[PipelineView, Lag]:
         name = self.reports.projection(pipeline_name).definition.name
-        return self.live.pipeline(name, catch_up=catch_up)
+        return self.live.pipeline(name, catch_up=catch_up, progress=progress)
 
     def follow(self, names: Sequence[ProjectionName], poll: float = 1.0) -> None:
         """Run as a projection worker on PostgreSQL until SIGINT/SIGTERM (see views/worker.py)."""

@@ -25,6 +25,8 @@ from dealengine.views.materialised import (
 from dealengine.views.tables import ViewTables
 from dealengine.views.worker import Owner, follow, stop_on_signals
 
+Progress = Callable[[int], None] | None  # told of each batch of n events a catch-up applies
+
 
 class LiveViews:
     """`open_tables` opens the views' tables (once); `open_owner` takes the workers' locks on
@@ -76,19 +78,22 @@ class LiveViews:
                 )
             return self._views[name]
 
-    def funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
-        """The funnel from its materialised view; the Lag says how far behind it is."""
+    def funnel(self, *, catch_up: bool = True, progress: Progress = None) -> tuple[FunnelView, Lag]:
+        """The funnel from its materialised view; the Lag says how far behind it is.
+        `progress(n)` is told of each batch of n events the catch-up applies."""
         view = self.view("funnel")
         if catch_up:
-            self.catch_up(view)
+            self.catch_up(view, progress)
         funnel, lag = view.read()
         return cast(FunnelView, funnel), lag
 
-    def pipeline(self, name: str, *, catch_up: bool = True) -> tuple[PipelineView, Lag]:
+    def pipeline(
+        self, name: str, *, catch_up: bool = True, progress: Progress = None
+    ) -> tuple[PipelineView, Lag]:
         """Pipeline `name` from the materialised view."""
         view = self.view("pipeline")
         if catch_up:
-            self.catch_up(view)
+            self.catch_up(view, progress)
         pipelines, lag = view.read()
         return cast(dict[str, PipelineView], pipelines)[name], lag
 
@@ -103,20 +108,20 @@ class LiveViews:
         finally:
             owner.close()
 
-    def catch_up(self, view: MaterialisedView) -> None:
+    def catch_up(self, view: MaterialisedView, progress: Progress = None) -> None:
         """On SQLite, catch up now. On PostgreSQL only when no worker owns the view. One
         thread at a time: the others then find the view caught up."""
         with self._catching_up:
-            self._catch_up_now(view)
+            self._catch_up_now(view, progress)
 
-    def _catch_up_now(self, view: MaterialisedView) -> None:
+    def _catch_up_now(self, view: MaterialisedView, progress: Progress) -> None:
         if self.open_owner is None:
-            view.catch_up()
+            view.catch_up(progress)
             return
         owner = self.open_owner()
         try:
             if owner.try_take(view.name):
-                view.catch_up()
+                view.catch_up(progress)
         finally:
             owner.close()
 
