@@ -13,8 +13,10 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import PipelineProjection, PipelineView
 from dealengine.store.errors import translated
+from dealengine.store.recorders import Partition
 from dealengine.views.materialised import (
     BATCH,
+    Adapter,
     FunnelAdapter,
     Lag,
     MaterialisedView,
@@ -42,6 +44,7 @@ class LiveViews:
         open_owner: Callable[[], Owner] | None,
         channel: str | None,
         batch: int = BATCH,
+        partitions: int = 1,
     ) -> None:
         self.funnel_definition = funnel
         self.pipelines = pipelines
@@ -50,6 +53,7 @@ class LiveViews:
         self.open_owner = open_owner
         self.channel = channel
         self.batch = batch  # events per transaction (Settings.view_batch)
+        self.partitions = partitions  # each view's (Settings.view_partitions)
         self.tables: ViewTables | None = None
         self._views: dict[str, MaterialisedView] = {}
         self._opening = threading.Lock()
@@ -63,18 +67,19 @@ class LiveViews:
             if name not in self._views:
                 if self.tables is None:
                     self.tables = self.open_tables()
-                adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(FunnelProjection(self.funnel_definition))
-                    if name == "funnel"
-                    else PipelineAdapter(
-                        [
-                            PipelineProjection(p, default=p is self.pipelines.default)
-                            for p in self.pipelines.pipelines
-                        ]
-                    )
-                )
+                funnel, pipelines = self.funnel_definition, self.pipelines
+
+                def adapter_of(part: Partition | None) -> Adapter:
+                    if name == "funnel":
+                        return FunnelAdapter(FunnelProjection(funnel, part))
+                    folds = [
+                        PipelineProjection(p, default=p is pipelines.default)
+                        for p in pipelines.pipelines
+                    ]
+                    return PipelineAdapter(folds, part)
+
                 self._views[name] = MaterialisedView(
-                    name, adapter, self.tables, self.source, self.batch
+                    name, adapter_of, self.tables, self.source, self.batch, self.partitions
                 )
             return self._views[name]
 
@@ -120,8 +125,9 @@ class LiveViews:
             return
         owner = self.open_owner()
         try:
-            if owner.try_take(view.name):
-                view.catch_up(progress)
+            free = [i for i in range(view.partitions) if owner.try_take(view.owner_key(i))]
+            if free:
+                view.catch_up(progress, partitions=free)
         finally:
             owner.close()
 

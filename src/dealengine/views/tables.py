@@ -22,6 +22,7 @@ from dealengine.store.errors import translated
 Counter = tuple[int, str | None, str | None]  # n, amount, weighted (decimal strings)
 Row = tuple[str, int, str | None, str | None]  # counter key, n, amount, weighted
 CHUNK = 500
+BUILDING = ":building"  # `funnel:building` names the generation being built as the first view
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {p}dealengine_views (projection TEXT PRIMARY KEY, "
@@ -101,15 +102,17 @@ class ViewTables:
         return rows
 
     def counters(self, projection: str) -> tuple[str | None, list[Row]]:
-        """The active generation of `projection` and all its counters, in one read."""
+        """The active generation of `projection` and all its counters (those of each of its
+        partitions, `<generation>/<i>`, when split), in one read."""
         with self._tx(commit=False) as c:
             c.execute(
                 self._sql(
                     "SELECT v.active AS view, c.key AS key, c.n AS n, c.amount AS amount, "
                     "c.weighted AS weighted FROM {p}dealengine_views v LEFT JOIN "
-                    "{p}dealengine_view_counters c ON c.view = v.active WHERE v.projection = ?"
+                    "{p}dealengine_view_counters c ON c.view = v.active "
+                    "OR c.view LIKE v.active || ? WHERE v.projection = ?"
                 ),
-                (projection,),
+                ("/%", projection),
             )
             rows = c.fetchall()
         if not rows:
@@ -170,15 +173,48 @@ class ViewTables:
             )
             if old and old != view:
                 self._drop(c, old)
+            c.execute(
+                self._sql("DELETE FROM {p}dealengine_views WHERE projection = ?"),
+                (projection + BUILDING,),
+            )
         return old
+
+    def building(self, projection: str, generation: str, target: int) -> tuple[str, int]:
+        """The generation being built as the projection's first view and the position it is
+        built up to: `generation` and `target`, unless a build was begun before (then its)."""
+        with self._tx(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "INSERT INTO {p}dealengine_views (projection, active, digest) VALUES (?, ?, ?) "
+                    "ON CONFLICT (projection) DO NOTHING"
+                ),
+                (projection + BUILDING, generation, str(target)),
+            )
+            c.execute(
+                self._sql("SELECT active, digest FROM {p}dealengine_views WHERE projection = ?"),
+                (projection + BUILDING,),
+            )
+            row = c.fetchone()
+        return row["active"], int(row["digest"])
+
+    def forget_building(self, projection: str) -> None:
+        with self._tx(commit=True) as c:
+            c.execute(
+                self._sql("DELETE FROM {p}dealengine_views WHERE projection = ?"),
+                (projection + BUILDING,),
+            )
 
     def drop(self, view: str) -> None:
         with self._tx(commit=True) as c:
             self._drop(c, view)
 
     def _drop(self, c: Any, view: str) -> None:
+        """A generation's rows, and its partitions' (`<generation>/<i>`)."""
         for table in ("dealengine_view_entities", "dealengine_view_counters"):
-            c.execute(self._sql(f"DELETE FROM {{p}}{table} WHERE view = ?"), (view,))
+            c.execute(
+                self._sql(f"DELETE FROM {{p}}{table} WHERE view = ? OR view LIKE ?"),
+                (view, view + "/%"),
+            )
 
     def generations(self, projection: str) -> Iterator[str]:
         """Views of `projection` that have rows (the active one and any unfinished rebuild)."""
