@@ -4,6 +4,11 @@ among the `project --follow` workers, who share them out and take over a killed 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +20,7 @@ from dealengine.domain.lines import interaction_from
 from dealengine.projections.funnel import in_partition
 
 from .test_views import reference_funnel, reference_pipeline
+from .test_workers import holders, wait_for
 
 PARTITIONS = 6
 
@@ -75,6 +81,57 @@ def test_a_changed_number_of_partitions_is_refused_until_rebuilt(settings: Setti
             engine.live_funnel()
         engine.view("funnel").rebuild()
         assert engine.live_funnel()[0].leads == reference_funnel(lines)[0][0]
+
+
+def owners(schema: str) -> Counter[int]:
+    """How many partitions (of both views) each worker's connection holds."""
+    held: Counter[int] = Counter()
+    for view in ("funnel", "pipeline"):
+        for i in range(PARTITIONS):
+            held.update(holders(schema, f"{view}/{i}"))
+    return held
+
+
+def test_three_workers_share_the_partitions_and_take_over_a_killed_ones(
+    pg_schema_url: str,
+) -> None:
+    """Given three `project --follow` workers on views of 6 partitions, each owns 2 of each
+    view's; when one is SIGKILLed, the other two take its partitions over (3 each) and the
+    views, built and kept up by the workers alone, equal the reference."""
+    schema = pg_schema_url.rpartition("schema=")[2]
+    settings = Settings(database_url=pg_schema_url, view_partitions=PARTITIONS)
+    lines = generate(300, 9)
+    first, second, third = lines[:500], lines[500:800], lines[800:]
+    with Engine(settings) as engine:
+        ingest(engine, first)
+    env = {**os.environ, "DEALENGINE_DATABASE_URL": pg_schema_url,
+           "DEALENGINE_VIEW_PARTITIONS": str(PARTITIONS), "DEALENGINE_VIEW_BATCH": "200"}  # fmt: skip
+    worker = [sys.executable, "-m", "dealengine.cli", "project", "--follow"]
+    workers = [subprocess.Popen(worker, env=env) for _ in range(3)]
+    try:
+        shared = wait_for(lambda: (o := owners(schema)) and sorted(o.values()) == [4, 4, 4] and o)
+        with Engine(settings) as engine:
+            wait_for(lambda: engine.live_funnel(catch_up=False)[1].behind == 0, timeout=60)
+            ingest(engine, second)
+            wait_for(lambda: engine.live_funnel(catch_up=False)[1].behind == 0, timeout=60)
+            assert_views_equal_the_reference(engine, first + second)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        taken = wait_for(lambda: (o := owners(schema)) and sorted(o.values()) == [6, 6] and o)
+        assert set(taken) < set(shared), "the two survivors hold every partition"
+        with Engine(settings) as engine:
+            ingest(engine, third)
+            wait_for(lambda: engine.live_pipeline(catch_up=False)[1].behind == 0, timeout=60)
+            wait_for(lambda: engine.live_funnel(catch_up=False)[1].behind == 0, timeout=60)
+            assert_views_equal_the_reference(engine, lines)
+        for w in workers[1:]:
+            w.send_signal(signal.SIGTERM)
+        assert [w.wait(timeout=15) for w in workers[1:]] == [0, 0]
+        assert sum(owners(schema).values()) == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
