@@ -292,7 +292,8 @@ class MaterialisedView:
         all). With no view yet, build one: the generation being built is recorded first, so
         that the owners of the other partitions build the same one and an interrupted build
         resumes (its rows and position were written together). A correction (event_voided)
-        cannot be subtracted from counters: it rebuilds the view."""
+        cannot be subtracted from counters: it rebuilds the view (whoever is given partition
+        0 does; the others leave their partitions as they are until it has)."""
         view = self.active()
         chosen = list(range(self.partitions)) if partitions is None else list(partitions)
         try:
@@ -304,6 +305,8 @@ class MaterialisedView:
             return self._build(generation, target, chosen, progress, stop, self._skip_at_build())
         except NewCorrection:
             log.info("view.correction", projection=self.name)
+            if 0 not in chosen:  # the owner of partition 0 rebuilds: one rebuild at a time
+                return 0
         return self.rebuild(progress, stop)
 
     def rebuild(
