@@ -409,17 +409,9 @@ class MaterialisedView:
         applied, position = 0, self.tables.position(view)
         while position < head and not stop():
             began = time.perf_counter()
-            with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
-                chunk = _next_batch(rows, self.batch, adapter.event_types, skip)
-            kept = [event for event, keep in chunk if keep]
-            with collector_paused():  # the states are long-lived: see collector_paused
-                entities, counters = adapter.process(self.tables, view, kept) if kept else ({}, {})
-            # the events read count as applied; a partition's last events may be elsewhere
-            last = chunk[-1][0].position if len(chunk) == self.batch else head
-            try:
-                self.tables.write(view, entities, counters, Tracking(view, last))
-            except VersionConflict:  # another process applied these events first: carry on
-                log.info("view.overtaken", projection=self.name, view=view, position=last)
+            last, events = self._batch(view, adapter, part, position, head, skip)
+            if last is None:  # another process applied these events first: carry on
+                log.info("view.overtaken", projection=self.name, view=view, position=position)
                 position = self.tables.position(view)
                 continue
             applied += last - position
@@ -431,10 +423,34 @@ class MaterialisedView:
                 projection=self.name,
                 view=view,
                 position=last,
-                events=len(chunk),
+                events=events,
                 seconds=round(time.perf_counter() - began, 3),
             )
         return applied
+
+    @collector_paused()  # the states are long-lived: see collector_paused
+    def _batch(
+        self,
+        view: str,
+        adapter: Adapter,
+        part: Partition | None,
+        position: int,
+        head: int,
+        skip: set[str],
+    ) -> tuple[int | None, int]:
+        """Read, fold and write one batch after `position`, with its position (None: another
+        process wrote it first), and how many events it read."""
+        with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
+            chunk = _next_batch(rows, self.batch, adapter.event_types, skip)
+        kept = [event for event, keep in chunk if keep]
+        entities, counters = adapter.process(self.tables, view, kept) if kept else ({}, {})
+        # the events read count as applied; a partition's last events may be elsewhere
+        last = chunk[-1][0].position if len(chunk) == self.batch else head
+        try:
+            self.tables.write(view, entities, counters, Tracking(view, last))
+        except VersionConflict:
+            return None, len(chunk)
+        return last, len(chunk)
 
 
 def _shared(progress: Callable[[int], None], parts: int) -> Callable[[int], None]:
@@ -465,7 +481,6 @@ def _reading(
     yield from source.stream(gt, stop, part)
 
 
-@collector_paused()  # the batch is long-lived: see collector_paused
 def _next_batch(
     rows: Iterator[Row], size: int, types: Collection[str], skip: set[str]
 ) -> list[tuple[StreamEvent, bool]]:
