@@ -83,6 +83,7 @@ def main() -> int:
             print(f"step {step} failed (status {status})", file=sys.stderr)
             return 1
         row = {"step": step, **json.loads(out), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+        row["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # its own: load aside
         row["wall_s"] = round(time.perf_counter() - began, 1)
         row["load"] = os.getloadavg()
         row["at"] = datetime.now(UTC).isoformat(timespec="seconds")
