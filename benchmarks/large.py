@@ -285,28 +285,40 @@ def es_save_in_chunks(db: Path, folder: Path, *, postgres: bool) -> dict[str, An
     return {"seconds": seconds, "events": saved, "store_bytes": size}
 
 
+REFERENCES = {  # step: the baselines its time is compared with, at the same size
+    "ingest": ["es-save"], "pg-ingest": ["pg-es-save", "ingest"], "full": ["plain", "duckdb"],
+    "pg-full": ["full"], "first-query": ["full"], "pg-first-query": ["pg-full"],
+    "as-of": ["full"], "what-if": ["full"],
+}  # fmt: skip
+
+
 def report(folder: Path) -> str:
+    """The table of RESULTS.md's 10M section: each step's wall and CPU time, events/s, peak
+    RSS, store size, and its time over each baseline's (same size, same run)."""
     rows = {r["step"]: r for r in results(folder)}
-    ref = {"ingest": "es-save", "pg-ingest": "pg-es-save", "full": "plain",
-           "first-query": "full", "pg-first-query": "pg-full", "as-of": "full",
-           "what-if": "full", "pg-full": "full"}  # fmt: skip
+    events_stored = rows.get("ingest", rows.get("pg-ingest", {})).get("events", 0)
     lines = [
-        "| step | events | time | events/s | peak RSS | store | ratio | vs | load (1 min) |",
+        "| step | events | wall | CPU | µs/event (CPU) | peak RSS | size | vs | load |",
         "|---|--:|--:|--:|--:|--:|--:|---|--:|",
     ]
     for step in STEPS:
         r = rows.get(step)
         if r is None:
             continue
-        events = r.get("events") or rows.get("ingest", {}).get("events", 0)
-        against = rows.get(ref.get(step, ""))
-        ratio = f"{r['seconds'] / against['seconds']:.2f}x" if against else ""
+        events = r.get("events") or events_stored
+        cpu = r.get("cpu_s")
+        ratios = ", ".join(
+            f"{r['seconds'] / rows[ref]['seconds']:.2f}x {ref}"
+            for ref in REFERENCES.get(step, [])
+            if ref in rows
+        )
         size = r.get("store_bytes") or r.get("views_bytes") or r.get("bytes")
         lines.append(
-            f"| {step} | {events:,} | {r['seconds']:,.1f} s | "
-            f"{events / r['seconds']:,.0f} | {r['peak_rss_mb']:,} MB | "
-            f"{f'{size / 1e9:.2f} GB' if size else ''} | {ratio} | "
-            f"{ref.get(step, '') if against else ''} | {r['load'][0]:.1f} |"
+            f"| {step} | {events:,} | {r['seconds']:,.0f} s | "
+            f"{f'{cpu:,.0f} s' if cpu else ''} | "
+            f"{f'{cpu / events * 1e6:.1f}' if cpu and events else ''} | "
+            f"{r['peak_rss_mb']:,} MB | {f'{size / 1e9:.2f} GB' if size else ''} | "
+            f"{ratios} | {r['load'][0]:.1f} |"
         )
     return "\n".join(lines)
 
