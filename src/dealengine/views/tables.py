@@ -129,15 +129,9 @@ class ViewTables:
         tracking: Tracking,
     ) -> None:
         """A batch's entity states and counter totals, and its position, in one transaction."""
+        states = sorted(entities.items())  # in key order: B-tree appends; before the BEGIN
         with self._tx(commit=True) as c:
-            c.executemany(
-                self._sql(
-                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
-                    "VALUES (?, ?, ?) ON CONFLICT (view, entity) "
-                    "DO UPDATE SET state = excluded.state"
-                ),
-                [(view, k, v) for k, v in sorted(entities.items())],  # in key order: B-tree appends
-            )
+            self._write_entities(c, view, states)
             c.executemany(
                 self._sql(
                     "INSERT INTO {p}dealengine_view_counters (view, key, n, amount, weighted) "
@@ -147,6 +141,15 @@ class ViewTables:
                 [(view, k, *v) for k, v in counters.items()],
             )
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
+    def _write_entities(self, c: Any, view: str, entities: list[tuple[str, str]]) -> None:
+        c.executemany(
+            self._sql(
+                "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
+                "VALUES (?, ?, ?) ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
+            ),
+            [(view, k, v) for k, v in entities],
+        )
 
     def counter_rows(self, view: str, keys: Iterable[str]) -> dict[str, Counter]:
         rows = self._rows_of(
@@ -257,6 +260,20 @@ class SQLiteViewRecorder(ViewTables, SQLiteTrackingRecorder):
 
 class PostgresViewRecorder(ViewTables, PostgresTrackingRecorder):
     marker = "%s"
+
+    def _write_entities(self, c: Any, view: str, entities: list[tuple[str, str]]) -> None:
+        """One statement per 10,000 states, sent as two binary arrays (dumped by psycopg's C
+        code): a statement per row (what executemany sends) was half a catch-up's time."""
+        for i in range(0, len(entities), 10_000):
+            chunk = entities[i : i + 10_000]
+            c.execute(
+                self._sql(
+                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
+                    "SELECT %b, * FROM unnest(%b::text[], %b::text[]) "
+                    "ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
+                ),
+                (view, [k for k, _ in chunk], [v for _, v in chunk]),
+            )
 
     def _prefix(self) -> str:
         return f'"{self.datastore.schema}".'
