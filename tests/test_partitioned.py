@@ -159,7 +159,9 @@ def test_when_a_pass_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     import dealengine.projections.passes as module
 
-    cores = min(len(os.sched_getaffinity(0)), 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 2.0, 2.0))  # idle now
+    cores = 3
     file = Settings(db=str(tmp_path / "s.db"), database_url=None)
     with Engine(file) as engine:
         assert engine.passes.split(49_999) == 1  # small
@@ -174,7 +176,13 @@ def test_when_a_pass_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         finally:
             stop.set()
             other.join()
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 0.5, 0.5))  # two cores busy
+        assert engine.passes.split(10) == 1
+        monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # overloaded
+        assert engine.passes.split(10) == 1
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.5, 0.5))  # one core busy
+        assert engine.passes.split(10) == 2
     with Engine(file.model_copy(update={"rebuild_processes": 3})) as engine:
-        assert engine.passes.split(1) == 3  # asked for
+        assert engine.passes.split(1) == 3  # asked for, whatever the load
     with Engine.in_memory() as engine:
         assert engine.passes.split(10**6) == 1  # a child cannot read this memory

@@ -183,6 +183,7 @@ def _live_views(
         owner,
         channel,
         settings.view_batch,
+        settings.view_partitions,
     )
 
 

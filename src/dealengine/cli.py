@@ -514,7 +514,9 @@ def funnel(
     if full or as_of or any(v is not None for v in overrides.values()):
         view = using_engine(lambda e: e.funnel(as_of=maybe_moment(as_of), **overrides))
     else:
-        view, lag = using_engine(lambda e: e.live_funnel())
+        view, lag = using_engine(
+            lambda e: _caught_up(e, "funnel", lambda advance: e.live_funnel(progress=advance))
+        )
     _emit(view, lag, fmt, show_funnel)
 
 
@@ -568,7 +570,13 @@ def pipeline(
         _emit(view, None, fmt, show_pipeline, others)
     else:
         (live, lag), others = using_engine(
-            lambda e: _with_others(e, name, lambda n: e.live_pipeline(pipeline_name=n))
+            lambda e: _caught_up(
+                e,
+                "pipeline",
+                lambda advance: _with_others(
+                    e, name, lambda n: e.live_pipeline(pipeline_name=n, progress=advance)
+                ),
+            )
         )
         _emit(live, lag, fmt, show_pipeline, others)
 
@@ -623,6 +631,30 @@ def _emit(
         )
 
 
+def _caught_up(
+    engine: Engine, name: ProjectionName, query: Callable[[Callable[[int], None]], R]
+) -> R:
+    """`query(advance)` with a progress bar (on a terminal) while the `name` view catches up.
+    Ctrl-C keeps the batches applied (each stored with its position): one line says so and
+    how to resume, and the exit status is 130."""
+    applied = [0]
+    total = engine.view(name).lag().behind
+    try:
+        with _progress(total, f"bringing the {name} view up to date", bytes_=False) as advance:
+
+            def counted(n: int) -> None:
+                applied[0] += n
+                advance(n)
+
+            return query(counted)
+    except KeyboardInterrupt:
+        err().print(
+            f"interrupted: the {name} view keeps the {applied[0]} events applied so far (each "
+            "batch is stored with its position); run the same command again to resume from there"
+        )
+        raise typer.Exit(130) from None
+
+
 @_command()
 def rebuild(
     projection: Annotated[
@@ -657,7 +689,8 @@ def project(
 
     def act(e: Engine) -> None:
         for name in names:
-            err().print(f"{name}: {e.view(name).catch_up()} events applied")
+            applied = _caught_up(e, name, e.view(name).catch_up)
+            err().print(f"{name}: {applied} events applied")
 
     if not follow:
         using_engine(act)

@@ -253,18 +253,25 @@ class Engine:
         """The materialised `funnel` or `pipeline` view (tables beside the store)."""
         return self.live.view(name)
 
-    def live_funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
+    def live_funnel(
+        self, *, catch_up: bool = True, progress: Callable[[int], None] | None = None
+    ) -> tuple[FunnelView, Lag]:
         """The funnel from its materialised view (brought up to date first, unless a worker
-        owns it); the Lag says how far behind the stream it is."""
-        return self.live.funnel(catch_up=catch_up)
+        owns it, telling `progress(n)` of each batch of n events); the Lag says how far
+        behind the stream it is."""
+        return self.live.funnel(catch_up=catch_up, progress=progress)
 
     def live_pipeline(
-        self, *, pipeline_name: str | None = None, catch_up: bool = True
+        self,
+        *,
+        pipeline_name: str | None = None,
+        catch_up: bool = True,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[PipelineView, Lag]:
         """Pipeline `name` from its materialised view; when it holds deals in other currencies
         (converted deal by deal at the rates in force now), folded from the stream instead."""
         name = self.reports.projection(pipeline_name).definition.name
-        view, lag = self.live.pipeline(name, catch_up=catch_up)
+        view, lag = self.live.pipeline(name, catch_up=catch_up, progress=progress)
         if view is None:
             return self.reports.pipeline(pipeline_name=name), lag
         return view, lag

@@ -33,8 +33,12 @@ class Settings(BaseSettings):
     4, once the store holds 50,000 events; 1: always in this process. A child is forked: it
     opens its own connection and touches none of this process's connections or threads (a
     PostgreSQL pool runs threads here)."""
-    view_batch: int = Field(default=5000, ge=1)
+    view_batch: int = Field(default=100_000, ge=1)
     """Events a materialised view applies per transaction when it catches up or rebuilds."""
+    view_partitions: int = Field(default=1, ge=1, le=1024)
+    """Partitions each materialised view's leads (and deals) are split into, each with its own
+    position and one owner among the `project --follow` workers (PostgreSQL). Changing it
+    needs `dealengine rebuild`."""
     lock_timeout: int = Field(default=30, ge=1)
     """Seconds a SQLite connection waits for the database's write lock (its busy timeout)
     before the operation fails with StoreError; the views' file too. Readers never wait:

@@ -97,7 +97,15 @@ class StreamPasses:
             return self.processes
         if events < PARALLEL_FROM:
             return 1
-        return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
+        return idle_cores()
+
+
+def idle_cores() -> int:
+    """The cores this process may run on that no other work keeps busy: their number less
+    the load average of the last minute, rounded; at least 1 (this process), at most
+    MAX_PROCESSES. On a loaded machine a split only adds forking and contention."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores - round(os.getloadavg()[0]), MAX_PROCESSES))
 
 
 def fold_pass(rows: Iterable[Row], skip_ids: set[str], topics: Topics) -> FoldPass:

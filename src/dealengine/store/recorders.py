@@ -547,13 +547,16 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         return found is not None and found[0] in ("C", "POSIX") and found[1] in (None, "c")
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
-        """The events of many streams in one read (by stream, then version)."""
+        """The events of many streams in one read (by stream, then version). Never prepared:
+        psycopg prepares a query run 5 times, and PostgreSQL's generic plan for `= ANY($1)`
+        (an array of unknown size) scans the whole table: 50-60 s a batch at 6.7M events,
+        against 0.1 s planned with the ids (the 10M run, benchmarks/RESULTS.md)."""
         sql = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {}"
             " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(self._table())
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
-            cursor.execute(sql, (list(ids),))
+            cursor.execute(sql, (list(ids),), prepare=False)
             return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
 
     def stream(

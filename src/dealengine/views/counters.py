@@ -39,26 +39,39 @@ Amounts = tuple[int, Decimal, Decimal]  # deals, amount, weighted amount
 ZERO = Decimal(0)
 
 
-def funnel_counters(fold: FunnelProjection, view: FunnelState, lead: str) -> dict[Key, int]:
-    """The counters lead `lead` adds to the funnel: one per step it counts at, per group."""
-    earliest = view.earliest.get(lead)
-    if earliest is None:
-        return {}
-    path = fold.path(earliest, view.sequence.get(lead))
-    if path is None:
-        return {}
-    if fold.excludes(path.times, view.excluded.get(lead, ())):
-        return {("excluded",): 1}
-    cohort = cohort_of(entered_at(path.times), fold.definition.cohort)
-    groups = [(name, attributed(view.touches[name], lead)) for name in fold.fields]
-    counters: dict[Key, int] = {}
-    for k in range(path.furthest + 1):
-        step = str(k)
-        counters["step", step] = 1
-        counters["cohort", cohort, step] = 1
-        for name, value in groups:
-            counters["group", name, value, step] = 1
-    return counters
+def funnel_counters(
+    fold: FunnelProjection, view: FunnelState, leads: Iterable[str], sign: int, into: dict[Key, int]
+) -> None:
+    """Add `sign` times the counters the `leads` add to the funnel into `into`: one per step
+    each lead counts at, per group. The leads are first counted per combination of their
+    furthest step, cohort and group values (a few hundred), then the combinations expanded."""
+    combinations: dict[tuple[str, ...] | None, int] = {}
+    path, earliest_of = fold.path, view.earliest
+    sequence, excluded_at, cohort = view.sequence, view.excluded, fold.definition.cohort
+    touches = [view.touches[name] for name in fold.fields]
+    for lead in leads:
+        earliest = earliest_of.get(lead)
+        counted = None if earliest is None else path(earliest, sequence.get(lead))
+        if counted is None:
+            continue
+        if excluded_at and lead in excluded_at and fold.excludes(counted.times, excluded_at[lead]):
+            key = None
+        else:
+            entry = cohort_of(entered_at(counted.times), cohort)
+            key = (str(counted.furthest), entry, *[attributed(by, lead) for by in touches])
+        combinations[key] = combinations.get(key, 0) + 1
+    for key, n in combinations.items():
+        if key is None:
+            into["excluded",] = into.get(("excluded",), 0) + sign * n
+            continue
+        furthest, entry, *values = key
+        groups = list(zip(fold.fields, values, strict=True))
+        for k in range(int(furthest) + 1):
+            step = str(k)
+            keys: list[Key] = [("step", step), ("cohort", entry, step)]
+            keys += [("group", name, value, step) for name, value in groups]
+            for counter in keys:
+                into[counter] = into.get(counter, 0) + sign * n
 
 
 def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) -> FunnelView:
@@ -181,11 +194,6 @@ def pipeline_from_counters(
 
 def _forecast(value: Amounts) -> ForecastView:
     return ForecastView(deals=value[0], amount=value[1], weighted_amount=value[2])
-
-
-def add_counts(total: dict[Key, int], items: Iterable[tuple[Key, int]], sign: int) -> None:
-    for key, n in items:
-        total[key] = total.get(key, 0) + sign * n
 
 
 def add_amounts(total: dict[Key, Amounts], items: Iterable[tuple[Key, Amounts]], sign: int) -> None:

@@ -13,8 +13,10 @@ from dealengine.domain.errors import DealEngineError
 from dealengine.projections.funnel import FunnelProjection, FunnelView
 from dealengine.projections.pipeline import PipelineProjection, PipelineView
 from dealengine.store.errors import translated
+from dealengine.store.recorders import Partition
 from dealengine.views.materialised import (
     BATCH,
+    Adapter,
     FunnelAdapter,
     Lag,
     MaterialisedView,
@@ -24,6 +26,8 @@ from dealengine.views.materialised import (
 )
 from dealengine.views.tables import ViewTables
 from dealengine.views.worker import Owner, follow, stop_on_signals
+
+Progress = Callable[[int], None] | None  # told of each batch of n events a catch-up applies
 
 
 class LiveViews:
@@ -40,6 +44,7 @@ class LiveViews:
         open_owner: Callable[[], Owner] | None,
         channel: str | None,
         batch: int = BATCH,
+        partitions: int = 1,
     ) -> None:
         self.funnel_definition = funnel
         self.pipelines = pipelines
@@ -48,6 +53,7 @@ class LiveViews:
         self.open_owner = open_owner
         self.channel = channel
         self.batch = batch  # events per transaction (Settings.view_batch)
+        self.partitions = partitions  # each view's (Settings.view_partitions)
         self.tables: ViewTables | None = None
         self._views: dict[str, MaterialisedView] = {}
         self._opening = threading.Lock()
@@ -61,44 +67,45 @@ class LiveViews:
             if name not in self._views:
                 if self.tables is None:
                     self.tables = self.open_tables()
-                adapter: FunnelAdapter | PipelineAdapter = (
-                    FunnelAdapter(
-                        FunnelProjection(
-                            self.funnel_definition, interactions=self.source.interactions
+                funnel, pipelines = self.funnel_definition, self.pipelines
+                interactions = self.source.interactions
+
+                def adapter_of(part: Partition | None) -> Adapter:
+                    if name == "funnel":
+                        return FunnelAdapter(FunnelProjection(funnel, part, interactions))
+                    folds = [
+                        PipelineProjection(
+                            p,
+                            default=p is pipelines.default,
+                            interactions=interactions,
+                            defined=pipelines.by_name,
                         )
-                    )
-                    if name == "funnel"
-                    else PipelineAdapter(
-                        [
-                            PipelineProjection(
-                                p,
-                                default=p is self.pipelines.default,
-                                interactions=self.source.interactions,
-                                defined=self.pipelines.by_name,
-                            )
-                            for p in self.pipelines.pipelines
-                        ]
-                    )
-                )
+                        for p in pipelines.pipelines
+                    ]
+                    return PipelineAdapter(folds, part)
+
                 self._views[name] = MaterialisedView(
-                    name, adapter, self.tables, self.source, self.batch
+                    name, adapter_of, self.tables, self.source, self.batch, self.partitions
                 )
             return self._views[name]
 
-    def funnel(self, *, catch_up: bool = True) -> tuple[FunnelView, Lag]:
-        """The funnel from its materialised view; the Lag says how far behind it is."""
+    def funnel(self, *, catch_up: bool = True, progress: Progress = None) -> tuple[FunnelView, Lag]:
+        """The funnel from its materialised view; the Lag says how far behind it is.
+        `progress(n)` is told of each batch of n events the catch-up applies."""
         view = self.view("funnel")
         if catch_up:
-            self.catch_up(view)
+            self.catch_up(view, progress)
         funnel, lag = view.read()
         return cast(FunnelView, funnel), lag
 
-    def pipeline(self, name: str, *, catch_up: bool = True) -> tuple[PipelineView | None, Lag]:
+    def pipeline(
+        self, name: str, *, catch_up: bool = True, progress: Progress = None
+    ) -> tuple[PipelineView | None, Lag]:
         """Pipeline `name` from the materialised view (None: it holds deals in other
         currencies, which no counter can convert: `Engine.live_pipeline` folds them)."""
         view = self.view("pipeline")
         if catch_up:
-            self.catch_up(view)
+            self.catch_up(view, progress)
         pipelines, lag = view.read()
         return cast(dict[str, PipelineView | None], pipelines)[name], lag
 
@@ -120,20 +127,21 @@ class LiveViews:
         finally:
             owner.close()
 
-    def catch_up(self, view: MaterialisedView) -> None:
+    def catch_up(self, view: MaterialisedView, progress: Progress = None) -> None:
         """On SQLite, catch up now. On PostgreSQL only when no worker owns the view. One
         thread at a time: the others then find the view caught up."""
         with self._catching_up:
-            self._catch_up_now(view)
+            self._catch_up_now(view, progress)
 
-    def _catch_up_now(self, view: MaterialisedView) -> None:
+    def _catch_up_now(self, view: MaterialisedView, progress: Progress) -> None:
         if self.open_owner is None:
-            view.catch_up()
+            view.catch_up(progress)
             return
         owner = self.open_owner()
         try:
-            if owner.try_take(view.name):
-                view.catch_up()
+            free = [i for i in range(view.partitions) if owner.try_take(view.owner_key(i))]
+            if free:
+                view.catch_up(progress, partitions=free)
         finally:
             owner.close()
 

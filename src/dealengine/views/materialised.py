@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -20,29 +21,36 @@ from eventsourcing.persistence import Tracking
 
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, VersionConflict
-from dealengine.domain.streams import DEAL_MARK, id_of
+from dealengine.domain.streams import DEAL_MARK, id_of, lead_stream
 from dealengine.logs import get_logger
-from dealengine.projections.funnel import FunnelProjection, FunnelView
+from dealengine.projections.funnel import FunnelProjection, FunnelView, in_partition
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
-from dealengine.projections.stream import VOIDED, StreamEvent, decode
+from dealengine.projections.stream import (
+    VOIDED,
+    StreamEvent,
+    Topics,
+    collector_paused,
+    decode,
+)
+from dealengine.store.recorders import Partition, Row
 from dealengine.views.counters import (
     ZERO,
     Amounts,
     Key,
     add_amounts,
-    add_counts,
     funnel_counters,
     funnel_from_counters,
     pipeline_counters,
     pipeline_from_counters,
 )
 from dealengine.views.tables import Counter, ViewTables
+from dealengine.views.tables import Row as Row4
 
 log = get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
-BATCH = 5000  # events per transaction (Settings.view_batch)
+BATCH = 100_000  # events per transaction (Settings.view_batch)
 SEP = "\x1f"
 RATE = "exchange_rate"  # an exchange rate's event: counted as read, never applied
 
@@ -63,8 +71,8 @@ class Source(Protocol):
     def voided_ids(self, stop: int | None = None) -> set[str]: ...
 
     def stream(
-        self, gt: int = 0, stop: int | None = None
-    ) -> Iterator[tuple[int, str, str, bytes]]: ...
+        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+    ) -> Iterator[Row]: ...
 
     def position(self) -> int: ...
 
@@ -89,6 +97,7 @@ class Adapter(Protocol):
     """What a projection needs to be materialised: its entities and its counters."""
 
     definition_digest: str
+    event_types: Collection[str]  # what its folds read: the other events are not decoded
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
@@ -103,6 +112,7 @@ class FunnelAdapter:
     def __init__(self, fold: FunnelProjection) -> None:
         self.fold = fold
         self.definition_digest = digest(fold.definition)
+        self.event_types: Collection[str] = fold.event_types
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
@@ -116,16 +126,16 @@ class FunnelAdapter:
         leads |= {
             e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")
         }
+        if fold.partition is not None:  # the leads of other partitions are not counted here
+            leads = {lead for lead in leads if in_partition(lead_stream(lead), fold.partition)}
         for entity, value in tables.entities(view, (f"L:{lead}" for lead in leads)).items():
             state.load_lead(entity[2:], orjson.loads(value))
         counts: dict[Key, int] = {}
-        for lead in leads:
-            add_counts(counts, funnel_counters(fold, state, lead).items(), -1)
+        funnel_counters(fold, state, leads, -1, counts)
         known_deals = set(state.lead_of_deal)
         for event in events:
             fold.apply(state, event)
-        for lead in leads:
-            add_counts(counts, funnel_counters(fold, state, lead).items(), +1)
+        funnel_counters(fold, state, leads, +1, counts)
         entities = {
             f"L:{lead}": orjson.dumps(state.dump_lead(lead)).decode()
             for lead in leads
@@ -152,15 +162,25 @@ class FunnelAdapter:
 class PipelineAdapter:
     """Entities: one per deal stream, its fold state; counters keyed by pipeline."""
 
-    def __init__(self, folds: Sequence[PipelineProjection]) -> None:
+    def __init__(
+        self, folds: Sequence[PipelineProjection], partition: Partition | None = None
+    ) -> None:
+        self.partition = partition  # this view holds the deals of this partition only
         self.folds = {f.definition.name: f for f in folds}
         self.definition_digest = digest_all(f.definition for f in folds)
+        self.event_types: Collection[str] = frozenset().union(*(f.event_types for f in folds))
 
     def process(
         self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
     ) -> tuple[dict[str, str], dict[str, Counter]]:
         states: dict[str, dict[str, DealFacts]] = {name: {} for name in self.folds}
-        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
+        part = self.partition
+        events = [
+            e
+            for e in events
+            if e.stream[0] == DEAL_MARK and (part is None or in_partition(e.stream, part))
+        ]
+        deals = {e.stream for e in events}
         for stream, value in tables.entities(view, deals).items():
             data = orjson.loads(value)
             states[data.pop("pipeline")][stream] = DealFacts.load(data)
@@ -169,9 +189,8 @@ class PipelineAdapter:
             for facts in states[name].values():
                 add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), -1)
         for event in events:
-            if event.stream[0] == DEAL_MARK:
-                for name, fold in self.folds.items():
-                    fold.apply(states[name], event)
+            for name, fold in self.folds.items():
+                fold.apply(states[name], event)
         entities: dict[str, str] = {}
         for name, fold in self.folds.items():
             for stream, facts in states[name].items():
@@ -217,54 +236,89 @@ def _keyed(pipeline: str, counters: dict[Key, Amounts]) -> Iterator[tuple[Key, A
 
 
 class MaterialisedView:
-    """One projection's view: catch up, rebuild into a new generation, read, report the lag."""
+    """One projection's view: catch up, rebuild into a new generation, read, report the lag.
+
+    A view may be split into `partitions`: partition i of n holds the leads (funnel) or deals
+    (pipeline) whose stream is in it (`projections.funnel.in_partition`), as its own view
+    (`funnel#3/i`) with its own rows and position, caught up by whoever owns it (a worker on
+    PostgreSQL); the view's counters are the sum of its partitions'. With one partition the
+    generation is the view itself.
+    """
 
     def __init__(
         self,
         name: ProjectionName,
-        adapter: Adapter,
+        adapter_of: Callable[[Partition | None], Adapter],
         tables: ViewTables,
         source: Source,
         batch: int = BATCH,
+        partitions: int = 1,
     ) -> None:
-        self.name, self.adapter, self.tables, self.source = name, adapter, tables, source
-        self.batch = batch
+        self.name, self.tables, self.source = name, tables, source
+        self.batch, self.partitions = batch, partitions
+        self.adapters = {
+            i: adapter_of(None if partitions == 1 else (i, partitions)) for i in range(partitions)
+        }
+        self.adapter = self.adapters[0]
+        suffix = "" if partitions == 1 else f"/{partitions}"  # another split: another view
+        self.definition_digest = self.adapter.definition_digest + suffix
+
+    def parts(self, generation: str) -> list[str]:
+        """The views holding a generation's partitions, in partition order."""
+        if self.partitions == 1:
+            return [generation]
+        return [f"{generation}/{i}" for i in range(self.partitions)]
+
+    def owner_key(self, partition: int) -> str:
+        """What a worker locks to own a partition (the projection itself when unsplit)."""
+        return self.name if self.partitions == 1 else f"{self.name}/{partition}"
 
     def active(self) -> str | None:
         found = self.tables.active(self.name)
         if found is None:
             return None
         view, stored_digest = found
-        if stored_digest != self.adapter.definition_digest:
+        if stored_digest != self.definition_digest:
             raise OutOfDate(
                 f"the {self.name} definition changed since its view was built "
-                f"({stored_digest} -> {self.adapter.definition_digest}): "
+                f"({stored_digest} -> {self.definition_digest}): "
                 f"run `dealengine rebuild {self.name}`"
             )
         return view
 
     def lag(self) -> Lag:
         view = self.active() or f"{self.name}#0"
-        position = self.tables.position(view)
-        return Lag(view, position, self.source.position())
+        return Lag(view, self._position(view), self.source.position())
+
+    def _position(self, generation: str) -> int:
+        """The last event every partition of `generation` has applied."""
+        return min(self.tables.position(part) for part in self.parts(generation))
 
     def catch_up(
         self,
         progress: Callable[[int], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
+        partitions: Iterable[int] | None = None,
     ) -> int:
-        """Apply every event recorded since the view's position. With no view yet, build one
-        (resuming a build that was interrupted: its rows and position were written together).
-        A correction (event_voided) cannot be subtracted from counters: it rebuilds the view."""
+        """Apply every event recorded since the view's position, to `partitions` (default:
+        all). With no view yet, build one: the generation being built is recorded first, so
+        that the owners of the other partitions build the same one and an interrupted build
+        resumes (its rows and position were written together). A correction (event_voided)
+        cannot be subtracted from counters: it rebuilds the view (whoever is given partition
+        0 does; the others leave their partitions as they are until it has)."""
         view = self.active()
+        chosen = list(range(self.partitions)) if partitions is None else list(partitions)
         try:
             if view is not None:
-                return self._run(view, progress, stop, skip=set())
-            unfinished = sorted(self.tables.generations(self.name))
-            if unfinished:
-                return self._build(unfinished[-1], progress, stop, self._skip_at_build())
+                return self._run(view, chosen, progress, stop, skip=set())
+            generation, target = self.tables.building(
+                self.name, self._new_generation(), self.source.position()
+            )
+            return self._build(generation, target, chosen, progress, stop, self._skip_at_build())
         except NewCorrection:
             log.info("view.correction", projection=self.name)
+            if 0 not in chosen:  # the owner of partition 0 rebuilds: one rebuild at a time
+                return 0
         return self.rebuild(progress, stop)
 
     def rebuild(
@@ -272,33 +326,47 @@ class MaterialisedView:
         progress: Callable[[int], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
     ) -> int:
-        """Replay from position 0 into a fresh generation while the active one keeps answering,
-        then switch to it atomically. Voided events are left out, as in every other view."""
+        """Replay from position 0 into a fresh generation (every partition, in this process)
+        while the active one keeps answering, then switch to it atomically. Voided events are
+        left out, as in every other view."""
         for _ in range(3):
             found = self.tables.active(self.name)
-            for stale in self.tables.generations(self.name):
+            for stale in self._generations():
                 if found is None or stale != found[0]:
                     self.tables.drop(stale)  # an earlier rebuild that did not finish
+            self.tables.forget_building(self.name)
+            everything = list(range(self.partitions))
             try:
-                return self._build(self._new_generation(), progress, stop, self._skip_at_build())
+                return self._build(
+                    self._new_generation(), self.source.position(), everything, progress, stop,
+                    self._skip_at_build(),
+                )  # fmt: skip
             except NewCorrection:  # a correction landed during the rebuild: once more
                 continue
         raise DealEngineError(f"the {self.name} view: corrections keep arriving during rebuilds")
+
+    def _generations(self) -> set[str]:
+        """Generations with rows (the active one, any unfinished build)."""
+        return {view.partition("/")[0] for view in self.tables.generations(self.name)}
 
     def _skip_at_build(self) -> set[str]:
         return self.source.voided_ids(None)
 
     def _build(
         self,
-        view: str,
+        generation: str,
+        target: int,
+        partitions: list[int],
         progress: Callable[[int], None] | None,
         stop: Callable[[], bool],
         skip: set[str],
     ) -> int:
-        applied = self._run(view, progress, stop, skip=skip)
-        if not stop():
-            self.tables.activate(self.name, view, self.adapter.definition_digest)
-            log.info("view.switched", projection=self.name, view=view, events=applied)
+        """Build `partitions` of `generation`; switch to it once every partition has applied
+        the events up to `target` (the store's position when the build began)."""
+        applied = self._run(generation, partitions, progress, stop, skip=skip)
+        if not stop() and self._position(generation) >= target:
+            self.tables.activate(self.name, generation, self.definition_digest)
+            log.info("view.switched", projection=self.name, view=generation, events=applied)
         return applied
 
     def _new_generation(self) -> str:
@@ -310,58 +378,137 @@ class MaterialisedView:
         if view is None:
             raise DealEngineError(f"no {self.name} view yet: run `dealengine rebuild {self.name}`")
         self.active()  # refuses a view built under another definition
-        position = self.tables.position(view)
-        return self.adapter.read(rows), Lag(view, position, self.source.position())
+        summed = rows if self.partitions == 1 else _summed(rows)
+        return self.adapter.read(summed), Lag(view, self._position(view), self.source.position())
 
     def _run(
         self,
-        view: str,
+        generation: str,
+        partitions: list[int],
         progress: Callable[[int], None] | None,
         stop: Callable[[], bool] = lambda: False,
         *,
         skip: set[str],
     ) -> int:
-        """Apply batches until the end of the stream (or `stop()`, between batches), leaving
-        out the events voided in `skip`; a void of anything else raises NewCorrection."""
-        start = self.tables.position(view)
+        """Apply batches to each of `partitions` until the end of the stream as it is now (or
+        `stop()`, between batches), leaving out the events voided in `skip`; a void of
+        anything else raises NewCorrection."""
+        head = self.source.position()
         applied = 0
-        reading = self.source.interactions.reading
-        events = _marked(decode(self.source.stream(start), reading, rates_as=RATE), skip)
-        while not stop() and (chunk := list(islice(events, self.batch))):
+        views = self.parts(generation)
+        # each partition reads the same positions: progress in events of the stream
+        share = None if progress is None else _shared(progress, len(partitions))
+        for i in partitions:
+            if stop():
+                break
+            part = None if self.partitions == 1 else (i, self.partitions)
+            applied += self._apply(views[i], self.adapters[i], part, head, share, stop, skip)
+        return applied // max(1, len(partitions))
+
+    def _apply(
+        self,
+        view: str,
+        adapter: Adapter,
+        part: Partition | None,
+        head: int,
+        progress: Callable[[int], None] | None,
+        stop: Callable[[], bool],
+        skip: set[str],
+    ) -> int:
+        """Catch one partition's view up to `head`, a batch per transaction; each batch is
+        read with a query of its own (a long-open read would hold a PostgreSQL transaction
+        idle while the batch is folded, and the server ends those)."""
+        applied, position = 0, self.tables.position(view)
+        while position < head and not stop():
             began = time.perf_counter()
-            kept = [event for event, keep in chunk if keep]
-            entities, counters = self.adapter.process(self.tables, view, kept) if kept else ({}, {})
-            position = chunk[-1][0].position  # skipped events count as read
-            try:
-                self.tables.write(view, entities, counters, Tracking(view, position))
-            except VersionConflict:  # another process applied these events first: carry on
+            last, events = self._batch(view, adapter, part, position, head, skip)
+            if last is None:  # another process applied these events first: carry on
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
-                return applied + self._run(view, progress, stop, skip=skip)
-            applied += len(chunk)
+                position = self.tables.position(view)
+                continue
+            applied += last - position
             if progress:
-                progress(len(chunk))
+                progress(last - position)
+            position = last
             log.info(
                 "view.batch",
                 projection=self.name,
                 view=view,
-                position=position,
-                events=len(chunk),
+                position=last,
+                events=events,
                 seconds=round(time.perf_counter() - began, 3),
             )
         return applied
 
+    @collector_paused()  # the states are long-lived: see collector_paused
+    def _batch(
+        self,
+        view: str,
+        adapter: Adapter,
+        part: Partition | None,
+        position: int,
+        head: int,
+        skip: set[str],
+    ) -> tuple[int | None, int]:
+        """Read, fold and write one batch after `position`, with its position (None: another
+        process wrote it first), and how many events it read."""
+        with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
+            reading = self.source.interactions.reading
+            chunk = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
+        kept = [event for event, keep in chunk if keep]
+        entities, counters = adapter.process(self.tables, view, kept) if kept else ({}, {})
+        # the events read count as applied; a partition's last events may be elsewhere
+        last = chunk[-1][0].position if len(chunk) == self.batch else head
+        try:
+            self.tables.write(view, entities, counters, Tracking(view, last))
+        except VersionConflict:
+            return None, len(chunk)
+        return last, len(chunk)
 
-def _marked(events: Iterator[StreamEvent], skip: set[str]) -> Iterator[tuple[StreamEvent, bool]]:
-    """Each event, and whether the view applies it (not voided, not a void already applied)."""
-    for event in events:
-        if event.type == RATE:
-            yield event, False  # read apart by the reports (domain/rates.py)
-        elif event.type == VOIDED:
+
+def _shared(progress: Callable[[int], None], parts: int) -> Callable[[int], None]:
+    return progress if parts == 1 else lambda n: progress(n // parts)
+
+
+def _summed(rows: Iterable[Row4]) -> list[Row4]:
+    """The counters of several partitions, summed per key (amounts as decimals)."""
+    total: dict[str, tuple[int, Decimal | None, Decimal | None]] = {}
+    for key, n, amount, weighted in rows:
+        old_n, old_amount, old_weighted = total.get(key, (0, None, None))
+        total[key] = (old_n + n, _plus(old_amount, amount), _plus(old_weighted, weighted))
+    return [
+        (key, n, None if a is None else str(a), None if w is None else str(w))
+        for key, (n, a, w) in total.items()
+    ]
+
+
+def _plus(total: Decimal | None, amount: str | None) -> Decimal | None:
+    if amount is None:
+        return total
+    return Decimal(amount) if total is None else total + Decimal(amount)
+
+
+def _reading(
+    source: Source, gt: int, stop: int, part: Partition | None
+) -> Generator[Row, None, None]:
+    yield from source.stream(gt, stop, part)
+
+
+def _next_batch(
+    rows: Iterator[Row], size: int, types: Collection[str], topics: Topics, skip: set[str]
+) -> list[tuple[StreamEvent, bool]]:
+    """Up to `size` events, each with whether the view applies it: decoded (of a type the
+    view reads; an exchange rate's is read apart by the reports, domain/rates.py), not
+    voided, not a void already applied; a new void raises NewCorrection."""
+    marked = []
+    for event in islice(decode(rows, topics, rates_as=RATE, types=types), size):
+        if event.type == VOIDED:
             if event.data["voided_event_id"] not in skip:
                 raise NewCorrection(event.data["voided_event_id"])
-            yield event, False
+            marked.append((event, False))
         else:
-            yield event, not skip or event.data["id"] not in skip
+            marked.append((event, bool(event.data) and event.data["id"] not in skip))
+    return marked
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]

@@ -1,9 +1,16 @@
-"""Projection workers: one owner per projection (a PostgreSQL advisory lock), following the
-store with LISTEN/NOTIFY until stopped, finishing the batch in hand."""
+"""Projection workers: one owner per view partition (a PostgreSQL advisory lock), following
+the store with LISTEN/NOTIFY until stopped, finishing the batch in hand.
+
+Each worker holds a numbered worker slot (another advisory lock) while it runs, so the live
+workers can be counted; each takes at most its share of a view's partitions (the partitions
+over the workers, rounded up) and lets go of the rest, so that a new worker finds partitions
+free and the partitions of a dead one (its locks end with its connection) are taken over at
+the others' next poll."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import select
 import signal
 import threading
@@ -14,11 +21,16 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg
 
+from dealengine.domain.errors import DealEngineError
 from dealengine.logs import get_logger
 from dealengine.store.errors import translated
 from dealengine.views.materialised import MaterialisedView
 
 log = get_logger("dealengine.views")
+
+
+WORKER_SLOTS = 256
+SLOTS = range(WORKER_SLOTS)
 
 
 def lock_key(schema: str, projection: str) -> int:
@@ -59,6 +71,25 @@ class Owner:
     def close(self) -> None:
         self.conn.close()
 
+    def register(self) -> None:
+        """Take the first free worker slot: what `workers()` counts."""
+        for slot in range(WORKER_SLOTS):
+            if self.try_take(f"worker/{slot}"):
+                return
+        raise DealEngineError(f"more than {WORKER_SLOTS} projection workers on this schema")
+
+    def workers(self) -> int:
+        """The workers running on this schema now (their slots held)."""
+        keys = [lock_key(self.schema, f"worker/{slot}") & 0xFFFFFFFFFFFFFFFF for slot in SLOTS]
+        with translated("counting the projection workers"):
+            row = self.conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND objsubid = 1 AND (classid::bigint, objid::bigint) IN "
+                "(SELECT * FROM unnest(%s::bigint[], %s::bigint[]))",
+                ([k >> 32 for k in keys], [k & 0xFFFFFFFF for k in keys]),
+            ).fetchone()
+        return max(1, int(row[0]) if row else 1)
+
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
@@ -84,14 +115,17 @@ def follow(
     stopping: threading.Event,
     poll: float = 1.0,
 ) -> None:
-    """Keep the owned views caught up: wake on NOTIFY from the store, or every `poll` seconds
-    (when another worker's lock may have been released)."""
+    """Keep this worker's share of each view's partitions caught up: wake on NOTIFY from the
+    store, or every `poll` seconds (when another worker may have come or gone)."""
     listener = owner.conn
     listener.execute(f'LISTEN "{channel}"')
+    owner.register()
     while not stopping.is_set():
+        workers = owner.workers()
         for view in views:
-            if owner.try_take(view.name):
-                view.catch_up(stop=stopping.is_set)
+            mine = share_of(view, owner, math.ceil(view.partitions / workers))
+            if mine and not stopping.is_set():
+                view.catch_up(stop=stopping.is_set, partitions=mine)
         if stopping.is_set():
             break
         readable, _, _ = select.select([listener.fileno()], [], [], poll)
@@ -99,4 +133,21 @@ def follow(
             for _ in listener.notifies(timeout=0):
                 pass
     for view in views:
-        owner.release(view.name)
+        for i in range(view.partitions):
+            owner.release(view.owner_key(i))
+
+
+def share_of(view: MaterialisedView, owner: Owner, share: int) -> list[int]:
+    """The partitions of `view` this worker keeps: those it owns, up to `share` (letting go of
+    the others), then free ones until it has its share."""
+    keys = [view.owner_key(i) for i in range(view.partitions)]
+    mine = [i for i, key in enumerate(keys) if key in owner.owned]
+    for i in mine[share:]:
+        owner.release(keys[i])
+    mine = mine[:share]
+    for i, key in enumerate(keys):
+        if len(mine) >= share:
+            break
+        if i not in mine and owner.try_take(key):
+            mine.append(i)
+    return sorted(mine)
