@@ -188,15 +188,7 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
     def voided_ids(self, stop: int | None = None) -> set[str]:
         """The ids of the voided events (up to position `stop`): one read of the voids' index."""
         sql = f"SELECT state FROM {self.events_table_name} WHERE topic IN {_VOID_TOPICS_SQL}"
-        params: list[int] = []
-        if stop is not None:
-            sql += " AND rowid <= ?"
-            params.append(stop)
-        with self.datastore.transaction(commit=False) as c:
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None
-            cursor.execute(sql, params)
-            return _voided(state for (state,) in cursor.fetchall())
+        return _voided(state for (state,) in self._up_to(sql, stop))
 
     def rate_rows(self, stop: int | None = None) -> list[Row]:
         """The exchange rates' events (streams `rates:...`), up to position `stop`, in recorded
@@ -205,6 +197,10 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
             f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name}"
             f" WHERE {RATES_RANGE}"
         )
+        return [tuple(row) for row in self._up_to(sql, stop, " ORDER BY rowid")]
+
+    def _up_to(self, sql: str, stop: int | None, order: str = "") -> list[Any]:
+        """The rows of `sql` (a SELECT ... WHERE) up to position `stop`, if given."""
         params: list[int] = []
         if stop is not None:
             sql += " AND rowid <= ?"
@@ -212,8 +208,8 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
             cursor.row_factory = None
-            cursor.execute(sql + " ORDER BY rowid", params)
-            return [tuple(row) for row in cursor.fetchall()]
+            cursor.execute(sql + order, params)
+            return list(cursor.fetchall())
 
     def count(self) -> int:
         with self.datastore.transaction(commit=False) as c:
