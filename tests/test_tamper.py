@@ -3,7 +3,7 @@ plain SQL behind the engine's back (UPDATE a payload or a time, the last event's
 middle row, DELETE the last row, INSERT a forged row, in the middle or at the end, swap two
 versions, in a stream of more than 64 events too, DELETE a whole stream, rewrite an event and
 recompute every hash after it, with and without the audit key). Each is detected and named,
-or, where a mode cannot see it, shown not to be (the limits README's Audit section lists); an
+or, where a mode cannot see it, shown not to be (the limits docs/audit.md lists); an
 untouched store verifies clean; a seal taken before a tamper holds before it, not after; the
 seal log's own chain shows its entries altered or removed; a store written before own hashes
 still verifies, and says how many events it could check by the chain only."""
