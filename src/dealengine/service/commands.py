@@ -249,25 +249,17 @@ class Commands:
         """Void the event `event_id` of lead or deal `id` with an `event_voided` event (the rule,
         and what is refused: dealengine.domain.corrections). Nothing is rewritten."""
         stream = self._which(id)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._write_lock:  # see execute_batch
-                events = cast(list[DomainEvent], self.store.events(stream))
-                void = decide_void(
-                    self.pipelines, self._apply, stream, events, event_id, reason=reason,
-                    actor=actor, source=source, idempotency_key=idempotency_key,
-                    now=self.clock(), key=self._key,
-                )  # fmt: skip
-                if void is None:
-                    return Recorded([])
-                try:
-                    self.store.append([void])
-                except VersionConflict:  # another writer appended first: re-read, re-decide
-                    self._retries += 1
-                else:
-                    self._cache.publish({stream: replay([*events, void], self._apply)})
-                    return Recorded([void])
-            time.sleep(random.uniform(0, 0.01 * attempt))
-        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+        def decided() -> tuple[DomainEvent, State] | None:
+            events = cast(list[DomainEvent], self.store.events(stream))
+            void = decide_void(
+                self.pipelines, self._apply, stream, events, event_id, reason=reason,
+                actor=actor, source=source, idempotency_key=idempotency_key,
+                now=self.clock(), key=self._key,
+            )  # fmt: skip
+            return None if void is None else (void, replay([*events, void], self._apply))
+
+        return self._record_one(stream, decided)
 
     def forget(
         self, lead_id: str, *, reason: str, actor: str = "api", source: str = "api"
@@ -280,20 +272,36 @@ class Commands:
         except ValueError as e:
             raise InvalidEvent(str(e)) from None
         stream = lead_stream(lead_id)
+
+        def decided() -> tuple[DomainEvent, State]:
+            lead = cast(Lead | None, self._load(stream))
+            now = self.clock()
+            cmd = InteractionFields("lead_forgotten", lead_id, now, {}, actor, source, None)
+            event = decide_forget(lead, cmd, reason, self._key)
+            destroyed = self.lead_keys.destroy(lead_id)
+            log.info("lead.forgotten", lead=lead_id, keys_destroyed=destroyed)
+            return event, self._apply[type(event)](lead, event)
+
+        return self._record_one(stream, decided)
+
+    def _record_one(
+        self, stream: str, decided: Callable[[], tuple[DomainEvent, State] | None]
+    ) -> Recorded:
+        """Append the one event `decided()` gives on `stream` (with the stream's state after
+        it; None: nothing to record), under the write lock; when another writer appended to
+        the stream first, re-read and re-decide, a few times."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._write_lock:  # see execute_batch
-                lead = cast(Lead | None, self._load(stream))
-                now = self.clock()
-                cmd = InteractionFields("lead_forgotten", lead_id, now, {}, actor, source, None)
-                event = decide_forget(lead, cmd, reason, self._key)
-                destroyed = self.lead_keys.destroy(lead_id)
-                log.info("lead.forgotten", lead=lead_id, keys_destroyed=destroyed)
+                found = decided()
+                if found is None:
+                    return Recorded([])
+                event, after = found
                 try:
                     self.store.append([event])
                 except VersionConflict:  # another writer appended first: re-read, re-decide
                     self._retries += 1
                 else:
-                    self._cache.publish({stream: self._apply[type(event)](lead, event)})
+                    self._cache.publish({stream: after})
                     return Recorded([event])
             time.sleep(random.uniform(0, 0.01 * attempt))
         raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
