@@ -8,9 +8,9 @@ Not run: AggregateRecorderTestCase, whose test expects insert_events to return N
 application recorder returns the new positions), and the library's tests of its own
 datastores, pools and factories, which we do not subclass.
 
-Our part: each read the recorders add (stream, by_stream, select_streams, voided_ids, count),
-the store's position, and the views' tables (write, entities, counter_rows, activate,
-active, counters, generations, drop), checked against expectations written out by hand:
+Our part: each read the recorders add (stream, stream_rows, by_stream, select_streams,
+voided_ids, count), the store's position, and the views' tables (write, counter_rows,
+activate, active, counters, generations, drop), checked against expectations written out by hand:
 order, bounds, inclusivity, partitions, atomic batches, empty stores.
 """
 
@@ -455,6 +455,32 @@ def test_select_streams_reads_more_streams_than_one_query_holds(store: Store) ->
     assert by_stream_and_version(found) == {s: [1, 2] for s in streams}
 
 
+def test_stream_rows_reads_the_streams_asked_for_up_to_stop_in_recorded_order(
+    store: Store,
+) -> None:
+    """Positions written out by hand: 1-4 in the first batch, 5-6 in the second."""
+    insert(store, ("deal:D-2", 2), ("deal:D-1", 1), ("lead:L-1", 1), ("deal:D-2", 1))
+    insert(store, ("deal:D-1", 2), ("deal:D-2", 3))
+    rows = store.stream_rows(["deal:D-2", "deal:D-1", "deal:D-404"], stop=5)
+    assert [(position, stream) for position, stream, _, _ in rows] == [
+        (1, "deal:D-2"),
+        (2, "deal:D-1"),
+        (4, "deal:D-2"),
+        (5, "deal:D-1"),  # position 6 is past stop
+    ]
+    assert rows[0] == (1, "deal:D-2", "topic", b"deal:D-2 v2")
+    assert all(type(state) is bytes for *_, state in rows)
+    assert store.stream_rows(["lead:L-1"], stop=2) == []
+    assert store.stream_rows([], stop=6) == []
+
+
+def test_stream_rows_reads_more_streams_than_one_query_holds(store: Store) -> None:
+    streams = [f"lead:L-{n}" for n in range(1_201)]  # more than the 500 ids a query takes
+    positions = insert(store, *((s, v) for v in (1, 2) for s in streams))
+    rows = store.stream_rows(streams[::-1], stop=positions[-2])
+    assert [position for position, *_ in rows] == positions[:-1]
+
+
 def by_stream_and_version(found: list[StoredEvent]) -> dict[str, list[int]]:
     """Each stream's versions, checking each stream's events come together, oldest first."""
     versions: dict[str, list[int]] = {}
@@ -534,46 +560,34 @@ def views(settings: Settings) -> Iterator[Any]:
 def test_no_view_reads_as_empty(views: Any) -> None:
     assert views.active("funnel") is None
     assert views.counters("funnel") == (None, [])
-    assert views.entities("funnel#1", ["L:L-1"]) == {}
     assert views.counter_rows("funnel#1", ["awareness"]) == {}
     assert list(views.generations("funnel")) == []
 
 
-def test_a_batch_writes_states_counters_and_position_together(views: Any) -> None:
+def test_a_batch_writes_counters_and_position_together(views: Any) -> None:
     views.write(
         "funnel#1",
-        {"L:L-1": "one", "L:L-2": "two"},
         {"awareness": (2, None, None), "won": (1, "10.00", "1.00")},
         Tracking("funnel#1", 5),
     )
-    views.write(
-        "funnel#1", {"L:L-1": "one again"}, {"awareness": (3, None, None)}, Tracking("funnel#1", 9)
-    )
-    assert views.entities("funnel#1", ["L:L-1", "L:L-2", "L:L-3"]) == {
-        "L:L-1": "one again",  # a later batch replaces a state
-        "L:L-2": "two",  # and leaves the others
-    }
+    views.write("funnel#1", {"awareness": (3, None, None)}, Tracking("funnel#1", 9))
     assert views.counter_rows("funnel#1", ["awareness", "won", "lost"]) == {
-        "awareness": (3, None, None),
-        "won": (1, "10.00", "1.00"),
+        "awareness": (3, None, None),  # a later batch replaces a counter
+        "won": (1, "10.00", "1.00"),  # and leaves the others
     }
     assert views.max_tracking_id("funnel#1") == 9
-    assert views.entities("funnel#2", ["L:L-1"]) == {}  # another generation's rows are apart
+    assert views.counter_rows("funnel#2", ["awareness"]) == {}  # another generation's rows
 
 
 @pytest.mark.parametrize("position", [9, 4], ids=["the same position", "an earlier position"])
 def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, position: int) -> None:
-    views.write(
-        "funnel#1", {"L:L-1": "one"}, {"awareness": (1, None, None)}, Tracking("funnel#1", 9)
-    )
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 9))
     with pytest.raises(VersionConflict):  # eventsourcing's IntegrityError, as dealengine's
         views.write(
             "funnel#1",
-            {"L:L-1": "changed", "L:L-2": "new"},
             {"awareness": (5, None, None), "interest": (1, None, None)},
             Tracking("funnel#1", position),
         )
-    assert views.entities("funnel#1", ["L:L-1", "L:L-2"]) == {"L:L-1": "one"}
     assert views.counter_rows("funnel#1", ["awareness", "interest"]) == {
         "awareness": (1, None, None)
     }
@@ -583,15 +597,10 @@ def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, positio
 def test_activating_a_generation_switches_the_projection_and_drops_the_one_it_replaces(
     views: Any,
 ) -> None:
-    views.write(
-        "funnel#1", {"L:L-1": "old"}, {"awareness": (1, None, None)}, Tracking("funnel#1", 3)
-    )
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 3))
     assert views.activate("funnel", "funnel#1", "digest-1") is None  # nothing replaced
     views.write(
-        "funnel#2",
-        {"L:L-1": "new"},
-        {"awareness": (2, None, None), "won": (1, "5", "5")},
-        Tracking("funnel#2", 4),
+        "funnel#2", {"awareness": (2, None, None), "won": (1, "5", "5")}, Tracking("funnel#2", 4)
     )
     assert sorted(views.generations("funnel")) == ["funnel#1", "funnel#2"]
     assert views.counters("funnel") == ("funnel#1", [("awareness", 1, None, None)])
@@ -603,18 +612,17 @@ def test_activating_a_generation_switches_the_projection_and_drops_the_one_it_re
         "funnel#2",
         [("awareness", 2, None, None), ("won", 1, "5", "5")],
     )
-    assert views.entities("funnel#1", ["L:L-1"]) == {}
     assert views.counter_rows("funnel#1", ["awareness"]) == {}
     assert list(views.generations("funnel")) == ["funnel#2"]
 
     # activating the active generation again keeps its rows and takes the new digest
     assert views.activate("funnel", "funnel#2", "digest-3") == "funnel#2"
     assert views.active("funnel") == ("funnel#2", "digest-3")
-    assert views.entities("funnel#2", ["L:L-1"]) == {"L:L-1": "new"}
+    assert views.counter_rows("funnel#2", ["awareness"]) == {"awareness": (2, None, None)}
 
 
 def test_each_projection_has_its_own_generations(views: Any) -> None:
-    views.write("funnel#1", {}, {"awareness": (1, None, None)}, Tracking("funnel#1", 1))
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 1))
     views.activate("pipeline", "pipeline#1", "digest-p")  # a view with no rows yet
     assert views.counters("pipeline") == ("pipeline#1", [])
     assert list(views.generations("pipeline")) == []
@@ -623,22 +631,17 @@ def test_each_projection_has_its_own_generations(views: Any) -> None:
 
 
 def test_dropping_a_generation_removes_its_rows_only(views: Any) -> None:
-    for view in ("funnel#1", "funnel#2"):
-        views.write(view, {"L:L-1": view}, {"awareness": (1, None, None)}, Tracking(view, 1))
+    for n, view in enumerate(("funnel#1", "funnel#2")):
+        views.write(view, {"awareness": (n + 1, None, None)}, Tracking(view, 1))
     views.drop("funnel#1")
-    assert views.entities("funnel#1", ["L:L-1"]) == {}
     assert views.counter_rows("funnel#1", ["awareness"]) == {}
-    assert views.entities("funnel#2", ["L:L-1"]) == {"L:L-1": "funnel#2"}
+    assert views.counter_rows("funnel#2", ["awareness"]) == {"awareness": (2, None, None)}
     assert list(views.generations("funnel")) == ["funnel#2"]
 
 
-def test_states_and_counters_are_read_for_more_keys_than_one_query_holds(views: Any) -> None:
-    keys = [f"L:L-{n}" for n in range(1_201)]  # more than the 500 keys a query takes
+def test_counters_are_read_for_more_keys_than_one_query_holds(views: Any) -> None:
+    keys = [f"step-{n}" for n in range(1_201)]  # more than the 500 keys a query takes
     views.write(
-        "funnel#1",
-        {k: f"state {k}" for k in keys},
-        {k: (n, None, None) for n, k in enumerate(keys)},
-        Tracking("funnel#1", 1),
+        "funnel#1", {k: (n, None, None) for n, k in enumerate(keys)}, Tracking("funnel#1", 1)
     )
-    assert views.entities("funnel#1", keys) == {k: f"state {k}" for k in keys}
     assert views.counter_rows("funnel#1", keys) == {k: (n, None, None) for n, k in enumerate(keys)}

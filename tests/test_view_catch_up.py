@@ -80,9 +80,9 @@ def test_the_first_query_catches_up_in_batches_of_the_configured_size(
     real = ViewTables.write
     positions: list[int] = []
 
-    def recorded(self: ViewTables, view: str, entities: Any, counters: Any, tracking: Any) -> Any:
+    def recorded(self: ViewTables, view: str, counters: Any, tracking: Any) -> Any:
         positions.append(tracking.notification_id)
-        return real(self, view, entities, counters, tracking)
+        return real(self, view, counters, tracking)
 
     monkeypatch.setattr(ViewTables, "write", recorded)
     shown = cli.invoke(app, ["funnel", "--format", "json"])

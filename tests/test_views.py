@@ -214,7 +214,7 @@ def reference_pipeline(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "stages": stages,
         "won": (won[0], str(won[1].quantize(cent))),
         "lost": (lost[0], str(lost[1].quantize(cent))),
-        "win_rate": won[0] / (won[0] + lost[0]),
+        "win_rate": won[0] / (won[0] + lost[0]) if won[0] + lost[0] else None,
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -262,6 +262,11 @@ class Store:
     ) -> Iterator[Row]:
         with translated("reading the event log"):
             yield from self.recorder.stream(gt, stop, part)
+
+    def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
+        """The events of streams `ids` up to position `stop`, in recorded order."""
+        with translated("reading the event log"):
+            return self.recorder.stream_rows(ids, stop)
 
     def position(self) -> int:
         with translated("reading the event log's position"):

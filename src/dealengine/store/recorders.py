@@ -276,6 +276,24 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
                 found.extend(StoredEvent(*row) for row in cursor.fetchall())
         return found
 
+    def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
+        """The events of streams `ids` up to position `stop`, in recorded order."""
+        found: list[Row] = []
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i : i + CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cursor.execute(
+                    f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({marks}) AND rowid <= ?",
+                    (*chunk, stop),
+                )
+                found.extend(cursor.fetchall())
+        found.sort()  # by position: positions are unique
+        return found
+
     def stream(
         self, gt: int = 0, stop: int | None = None, part: Partition | None = None
     ) -> Iterator[Row]:
@@ -554,6 +572,16 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
             cursor.execute(sql, (list(ids),), prepare=False)
             return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
+
+    def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
+        """As the SQLite recorder's `stream_rows`; never prepared (see `select_streams`)."""
+        sql = SQL(
+            "SELECT notification_id, originator_id, topic, state FROM {}"
+            " WHERE originator_id = ANY(%s) AND notification_id <= %s ORDER BY notification_id"
+        ).format(self._table())
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(sql, (list(ids), stop), prepare=False)
+            return [(nid, oid, topic, bytes(state)) for nid, oid, topic, state in cursor]
 
     def stream(
         self, gt: int = 0, stop: int | None = None, part: Partition | None = None

@@ -1,9 +1,10 @@
 """What one lead or one deal adds to a view's counters, and the view read back from counters.
 
-A materialised view keeps each entity's fold state and the sum of every entity's counters.
-When a batch of events changes some entities, the view subtracts their old counters and adds
-their new ones; a query reads only the counters (a few hundred rows however long the history).
-The counters hold what sums: counts and amounts. Medians and ages need the stream
+A materialised view keeps the sum of every lead's or deal's counters. When a batch of events
+changes some of them, the view subtracts their old counters and adds their new ones (their
+states folded from the store's streams: views/materialised.py); a query reads only the
+counters (a few hundred rows however long the history). The counters hold what sums: counts
+and amounts. Medians and ages need the stream
 (`dealengine funnel --full`).
 """
 

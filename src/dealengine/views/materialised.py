@@ -1,8 +1,12 @@
 """Materialised funnel and pipeline views: the in-memory folds, applied batch by batch.
 
-For each batch of new events: load the fold state of the leads or deals they touch, take
-their counters away, apply the events with the SAME fold the in-memory views use, add their
-new counters, and write states, counters and the position in one transaction.
+For each batch of new events: take the counters of the leads or deals they touch away, apply
+the events with the SAME fold the in-memory views use, add their new counters, and write the
+counters and the position in one transaction. A view stores no lead's or deal's state: the
+store's streams are that state. A catch-up run holds the states it folds from one batch to
+the next (`Held`); a lead or deal it does not hold is folded from its stream's earlier events
+when a batch touches it. A run that starts from an empty view holds every state from the
+start, so building a view is one fold of the stream, as `--full` is.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
 from typing import Any, Literal, Protocol
@@ -21,9 +25,14 @@ from eventsourcing.persistence import Tracking
 
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, VersionConflict
-from dealengine.domain.streams import DEAL_MARK, id_of, lead_stream
+from dealengine.domain.streams import DEAL_MARK, deal_stream, id_of, lead_stream
 from dealengine.logs import get_logger
-from dealengine.projections.funnel import FunnelProjection, FunnelView, in_partition
+from dealengine.projections.funnel import (
+    FunnelProjection,
+    FunnelState,
+    FunnelView,
+    in_partition,
+)
 from dealengine.projections.pipeline import DealFacts, PipelineProjection, PipelineView
 from dealengine.projections.stream import (
     VOIDED,
@@ -51,6 +60,7 @@ log = get_logger("dealengine.views")
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
 BATCH = 100_000  # events per transaction (Settings.view_batch)
+HELD = 1_000_000  # leads and deals a catch-up run holds at most (about 0.8 KB each)
 SEP = "\x1f"
 RATE = "exchange_rate"  # an exchange rate's event: counted as read, never applied
 
@@ -74,6 +84,8 @@ class Source(Protocol):
         self, gt: int = 0, stop: int | None = None, part: Partition | None = None
     ) -> Iterator[Row]: ...
 
+    def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]: ...
+
     def position(self) -> int: ...
 
 
@@ -93,59 +105,69 @@ class Lag:
         return max(0, self.head - self.position)
 
 
+@dataclass(slots=True)
+class Held:
+    """The fold state a catch-up run holds between its batches, as of the view's position:
+    every lead's and deal's (`whole`: the run began with the view empty), or those of `leads`
+    and `deals` only (the others are folded from the store when a batch touches them)."""
+
+    state: Any
+    whole: bool
+    leads: set[str] = field(default_factory=set)
+    deals: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The events a batch applies, and how to read what the view applied before them."""
+
+    events: Sequence[StreamEvent]
+    earlier: Callable[[Collection[str]], list[StreamEvent]]  # streams' events, as applied
+
+
 class Adapter(Protocol):
-    """What a projection needs to be materialised: its entities and its counters."""
+    """What a projection needs to be materialised: its fold state and its counters."""
 
     definition_digest: str
     event_types: Collection[str]  # what its folds read: the other events are not decoded
 
+    def initial(self) -> Any: ...
+
+    def size(self, state: Any) -> int: ...
+
     def process(
-        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
-    ) -> tuple[dict[str, str], dict[str, Counter]]: ...
+        self, tables: ViewTables, view: str, batch: Batch, held: Held
+    ) -> dict[str, Counter]:
+        """Apply `batch` to the `held` state; the counters it changes, with their new values."""
+        ...
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> Any: ...
 
 
 class FunnelAdapter:
-    """Entities: `L:<lead>` (the lead's fold state) and `D:<deal stream>` (its lead)."""
+    """The funnel's state: the fold's, of the leads of its partition; counters per step."""
 
     def __init__(self, fold: FunnelProjection) -> None:
         self.fold = fold
         self.definition_digest = digest(fold.definition)
         self.event_types: Collection[str] = fold.event_types
 
+    def initial(self) -> FunnelState:
+        return self.fold.initial()
+
+    def size(self, state: FunnelState) -> int:
+        return len(state.earliest) + len(state.lead_of_deal)
+
     def process(
-        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
-    ) -> tuple[dict[str, str], dict[str, Counter]]:
-        fold, state = self.fold, self.fold.initial()
-        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
-        stored = tables.entities(view, (f"D:{d}" for d in deals))
-        state.lead_of_deal.update((k[2:], orjson.loads(v)) for k, v in stored.items())
-        leads = {id_of(e.stream) for e in events if e.stream[0] != DEAL_MARK}
-        leads |= set(state.lead_of_deal.values())
-        leads |= {
-            e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")
-        }
-        if fold.partition is not None:  # the leads of other partitions are not counted here
-            leads = {lead for lead in leads if in_partition(lead_stream(lead), fold.partition)}
-        for entity, value in tables.entities(view, (f"L:{lead}" for lead in leads)).items():
-            state.load_lead(entity[2:], orjson.loads(value))
+        self, tables: ViewTables, view: str, batch: Batch, held: Held
+    ) -> dict[str, Counter]:
+        fold, state = self.fold, held.state
+        leads = self._touched(batch, held)
         counts: dict[Key, int] = {}
         funnel_counters(fold, state, leads, -1, counts)
-        known_deals = set(state.lead_of_deal)
-        for event in events:
+        for event in batch.events:
             fold.apply(state, event)
         funnel_counters(fold, state, leads, +1, counts)
-        entities = {
-            f"L:{lead}": orjson.dumps(state.dump_lead(lead)).decode()
-            for lead in leads
-            if lead in state.earliest
-        }
-        entities.update(
-            (f"D:{d}", orjson.dumps(lead).decode())
-            for d, lead in state.lead_of_deal.items()
-            if d not in known_deals
-        )
         totals = tables.counter_rows(view, (SEP.join(k) for k in counts))
         changed: dict[str, Counter] = {}
         for key, delta in counts.items():
@@ -153,14 +175,59 @@ class FunnelAdapter:
             if delta:
                 n = totals.get(name, (0, None, None))[0] + delta
                 changed[name] = (n, None, None)
-        return entities, changed
+        return changed
+
+    def _touched(self, batch: Batch, held: Held) -> set[str]:
+        """The leads (of this fold's partition) whose counters `batch` changes, each held."""
+        events, known = batch.events, held.state.lead_of_deal
+        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
+        leads = {id_of(e.stream) for e in events if e.stream[0] != DEAL_MARK}
+        leads |= {known[d] for d in deals if d in known}
+        leads |= _opened_by(events)
+        unheld: list[StreamEvent] = []
+        if not held.whole:  # a deal's earlier events name its lead (deal_opened)
+            unheld = batch.earlier(deals - held.deals)
+            leads |= _opened_by(unheld)
+            held.deals |= deals
+        part = self.fold.partition
+        if part is not None:  # the leads of other partitions are not counted here
+            leads = {lead for lead in leads if in_partition(lead_stream(lead), part)}
+        if not held.whole:
+            self._hold(batch, held, leads - held.leads, unheld)
+        return leads
+
+    def _hold(self, batch: Batch, held: Held, leads: set[str], unheld: list[StreamEvent]) -> None:
+        """Fold the earlier events of `leads` and of their deals (`lead_converted` names
+        them; `unheld`: deal events read already) into the held state."""
+        if not leads:
+            return
+        own = batch.earlier({lead_stream(lead) for lead in leads})
+        deals = {deal_stream(e.data["deal_id"]) for e in own if e.type == "lead_converted"}
+        read = {e.stream for e in unheld}
+        theirs = [e for e in unheld if e.stream in deals] + batch.earlier(deals - read)
+        types, apply, state = self.event_types, self.fold.apply, held.state
+        for event in sorted(own + theirs, key=_position):
+            if event.type in types:
+                apply(state, event)
+        held.leads |= leads
+        held.deals |= deals
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> FunnelView:
         return funnel_from_counters(self.fold, {tuple(k.split(SEP)): n for k, n, _, _ in rows})
 
 
+def _opened_by(events: Iterable[StreamEvent]) -> set[str]:
+    """The leads the deals opened in `events` belong to."""
+    return {e.data["lead_id"] for e in events if e.type == "deal_opened" and e.data.get("lead_id")}
+
+
+def _position(event: StreamEvent) -> int:
+    return event.position
+
+
 class PipelineAdapter:
-    """Entities: one per deal stream, its fold state; counters keyed by pipeline."""
+    """The pipelines' state: each fold's, of the deals of its partition; counters keyed by
+    pipeline."""
 
     def __init__(
         self, folds: Sequence[PipelineProjection], partition: Partition | None = None
@@ -170,33 +237,30 @@ class PipelineAdapter:
         self.definition_digest = digest_all(f.definition for f in folds)
         self.event_types: Collection[str] = frozenset().union(*(f.event_types for f in folds))
 
+    def initial(self) -> dict[str, dict[str, DealFacts]]:
+        return {name: {} for name in self.folds}
+
+    def size(self, state: dict[str, dict[str, DealFacts]]) -> int:
+        return sum(len(deals) for deals in state.values())
+
     def process(
-        self, tables: ViewTables, view: str, events: Sequence[StreamEvent]
-    ) -> tuple[dict[str, str], dict[str, Counter]]:
-        states: dict[str, dict[str, DealFacts]] = {name: {} for name in self.folds}
+        self, tables: ViewTables, view: str, batch: Batch, held: Held
+    ) -> dict[str, Counter]:
+        states: dict[str, dict[str, DealFacts]] = held.state
         part = self.partition
         events = [
             e
-            for e in events
+            for e in batch.events
             if e.stream[0] == DEAL_MARK and (part is None or in_partition(e.stream, part))
         ]
         deals = {e.stream for e in events}
-        for stream, value in tables.entities(view, deals).items():
-            data = orjson.loads(value)
-            states[data.pop("pipeline")][stream] = DealFacts.load(data)
+        if not held.whole:  # the deals not held yet: their earlier events first
+            self._apply(states, batch.earlier(deals - held.deals))
+            held.deals |= deals
         amounts: dict[Key, Amounts] = {}
-        for name, fold in self.folds.items():
-            for facts in states[name].values():
-                add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), -1)
-        for event in events:
-            for name, fold in self.folds.items():
-                fold.apply(states[name], event)
-        entities: dict[str, str] = {}
-        for name, fold in self.folds.items():
-            for stream, facts in states[name].items():
-                if stream in deals:
-                    add_amounts(amounts, _keyed(name, pipeline_counters(fold, facts)), +1)
-                    entities[stream] = orjson.dumps({"pipeline": name, **facts.dump()}).decode()
+        self._count(states, deals, -1, amounts)
+        self._apply(states, events)
+        self._count(states, deals, +1, amounts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
         changed: dict[str, Counter] = {}
         for key, (n, amount, weighted) in amounts.items():
@@ -208,7 +272,29 @@ class PipelineAdapter:
                     str(Decimal(old_amount or 0) + amount),
                     str(Decimal(old_weighted or 0) + weighted),
                 )
-        return entities, changed
+        return changed
+
+    def _count(
+        self,
+        states: dict[str, dict[str, DealFacts]],
+        deals: set[str],
+        sign: int,
+        into: dict[Key, Amounts],
+    ) -> None:
+        """Add `sign` times the counters of `deals` into `into`."""
+        for name, fold in self.folds.items():
+            mine = states[name]
+            for stream in deals & mine.keys():
+                add_amounts(into, _keyed(name, pipeline_counters(fold, mine[stream])), sign)
+
+    def _apply(
+        self, states: dict[str, dict[str, DealFacts]], events: Iterable[StreamEvent]
+    ) -> None:
+        folds, types = list(self.folds.items()), self.event_types
+        for event in events:
+            if event.type in types:
+                for name, fold in folds:
+                    fold.apply(states[name], event)
 
     def read(
         self, rows: Iterable[tuple[str, int, str | None, str | None]]
@@ -417,14 +503,19 @@ class MaterialisedView:
     ) -> int:
         """Catch one partition's view up to `head`, a batch per transaction; each batch is
         read with a query of its own (a long-open read would hold a PostgreSQL transaction
-        idle while the batch is folded, and the server ends those)."""
+        idle while the batch is folded, and the server ends those). The run holds the states
+        it folds (at most HELD leads and deals: past that it lets them go and starts again)."""
         applied, position = 0, self.tables.position(view)
+        held = Held(adapter.initial(), whole=position == 0)
         while position < head and not stop():
             began = time.perf_counter()
-            last, events = self._batch(view, adapter, part, position, head, skip)
+            if adapter.size(held.state) > HELD:
+                held = Held(adapter.initial(), whole=False)
+            last, events = self._batch(view, adapter, part, position, head, skip, held)
             if last is None:  # another process applied these events first: carry on
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
                 position = self.tables.position(view)
+                held = Held(adapter.initial(), whole=False)  # it holds the batch not written
                 continue
             applied += last - position
             if progress:
@@ -449,6 +540,7 @@ class MaterialisedView:
         position: int,
         head: int,
         skip: set[str],
+        held: Held,
     ) -> tuple[int | None, int]:
         """Read, fold and write one batch after `position`, with its position (None: another
         process wrote it first), and how many events it read."""
@@ -456,11 +548,12 @@ class MaterialisedView:
             reading = self.source.interactions.reading
             chunk = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
         kept = [event for event, keep in chunk if keep]
-        entities, counters = adapter.process(self.tables, view, kept) if kept else ({}, {})
+        batch = Batch(kept, _earlier(self.source, position, skip))
+        counters = adapter.process(self.tables, view, batch, held) if kept else {}
         # the events read count as applied; a partition's last events may be elsewhere
         last = chunk[-1][0].position if len(chunk) == self.batch else head
         try:
-            self.tables.write(view, entities, counters, Tracking(view, last))
+            self.tables.write(view, counters, Tracking(view, last))
         except VersionConflict:
             return None, len(chunk)
         return last, len(chunk)
@@ -486,6 +579,23 @@ def _plus(total: Decimal | None, amount: str | None) -> Decimal | None:
     if amount is None:
         return total
     return Decimal(amount) if total is None else total + Decimal(amount)
+
+
+def _earlier(
+    source: Source, position: int, skip: set[str]
+) -> Callable[[Collection[str]], list[StreamEvent]]:
+    """Read streams' events up to `position` as the view applied them: the voided ones (by a
+    void among them, or in `skip`) and the voids left out."""
+
+    def read(streams: Collection[str]) -> list[StreamEvent]:
+        if not streams:
+            return []
+        rows = source.stream_rows(sorted(streams), position)
+        events = list(decode(rows, source.interactions.reading))
+        voided = {e.data["voided_event_id"] for e in events if e.type == VOIDED}
+        return [e for e in events if e.type != VOIDED and e.data["id"] not in skip | voided]
+
+    return read
 
 
 def _reading(

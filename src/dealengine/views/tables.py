@@ -1,7 +1,7 @@
-"""Where materialised views live: eventsourcing tracking recorders with three tables of ours.
+"""Where materialised views live: eventsourcing tracking recorders with two tables of ours.
 
-Each view generation (`funnel#3`) has its entity states, its counters and a tracking row (the
-library's, under the generation's name) written in ONE transaction per batch: an event is
+Each view generation (`funnel#3`) has its counters and a tracking row (the library's, under
+the generation's name) written in ONE transaction per batch: an event is
 applied exactly once. `dealengine_views` points each projection at its active generation;
 switching it is one UPDATE, so a query (one SELECT joining the pointer) sees the old view or
 the new one, never a mix. SQL is written once: `?` placeholders become `%s` on PostgreSQL.
@@ -27,10 +27,10 @@ BUILDING = ":building"  # `funnel:building` names the generation being built as 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {p}dealengine_views (projection TEXT PRIMARY KEY, "
     "active TEXT NOT NULL, digest TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {p}dealengine_view_entities (view TEXT NOT NULL, "
-    "entity TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (view, entity))",
     "CREATE TABLE IF NOT EXISTS {p}dealengine_view_counters (view TEXT NOT NULL, "
     "key TEXT NOT NULL, n BIGINT NOT NULL, amount TEXT, weighted TEXT, PRIMARY KEY (view, key))",
+    # the states views kept before they were read from the store's streams
+    "DROP TABLE IF EXISTS {p}dealengine_view_entities",
 )
 
 
@@ -78,10 +78,6 @@ class ViewTables:
             row = c.fetchone()
         return (row["active"], row["digest"]) if row else None
 
-    def entities(self, view: str, keys: Iterable[str]) -> dict[str, str]:
-        rows = self._rows_of(view, keys, "entity, state", "dealengine_view_entities", "entity")
-        return {r["entity"]: r["state"] for r in rows}
-
     def _rows_of(
         self, view: str, keys: Iterable[str], columns: str, table: str, key: str
     ) -> list[Any]:
@@ -121,17 +117,9 @@ class ViewTables:
             (r["key"], r["n"], r["amount"], r["weighted"]) for r in rows if r["key"] is not None
         ]
 
-    def write(
-        self,
-        view: str,
-        entities: Mapping[str, str],
-        counters: Mapping[str, Counter],
-        tracking: Tracking,
-    ) -> None:
-        """A batch's entity states and counter totals, and its position, in one transaction."""
-        states = sorted(entities.items())  # in key order: B-tree appends; before the BEGIN
+    def write(self, view: str, counters: Mapping[str, Counter], tracking: Tracking) -> None:
+        """A batch's counter totals and its position, in one transaction."""
         with self._tx(commit=True) as c:
-            self._write_entities(c, view, states)
             c.executemany(
                 self._sql(
                     "INSERT INTO {p}dealengine_view_counters (view, key, n, amount, weighted) "
@@ -141,15 +129,6 @@ class ViewTables:
                 [(view, k, *v) for k, v in counters.items()],
             )
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
-
-    def _write_entities(self, c: Any, view: str, entities: list[tuple[str, str]]) -> None:
-        c.executemany(
-            self._sql(
-                "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
-                "VALUES (?, ?, ?) ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
-            ),
-            [(view, k, v) for k, v in entities],
-        )
 
     def counter_rows(self, view: str, keys: Iterable[str]) -> dict[str, Counter]:
         rows = self._rows_of(
@@ -213,11 +192,10 @@ class ViewTables:
 
     def _drop(self, c: Any, view: str) -> None:
         """A generation's rows, and its partitions' (`<generation>/<i>`)."""
-        for table in ("dealengine_view_entities", "dealengine_view_counters"):
-            c.execute(
-                self._sql(f"DELETE FROM {{p}}{table} WHERE view = ? OR view LIKE ?"),
-                (view, view + "/%"),
-            )
+        c.execute(
+            self._sql("DELETE FROM {p}dealengine_view_counters WHERE view = ? OR view LIKE ?"),
+            (view, view + "/%"),
+        )
 
     def generations(self, projection: str) -> Iterator[str]:
         """Views of `projection` that have rows (the active one and any unfinished rebuild)."""
@@ -260,20 +238,6 @@ class SQLiteViewRecorder(ViewTables, SQLiteTrackingRecorder):
 
 class PostgresViewRecorder(ViewTables, PostgresTrackingRecorder):
     marker = "%s"
-
-    def _write_entities(self, c: Any, view: str, entities: list[tuple[str, str]]) -> None:
-        """One statement per 10,000 states, sent as two binary arrays (dumped by psycopg's C
-        code): a statement per row (what executemany sends) was half a catch-up's time."""
-        for i in range(0, len(entities), 10_000):
-            chunk = entities[i : i + 10_000]
-            c.execute(
-                self._sql(
-                    "INSERT INTO {p}dealengine_view_entities (view, entity, state) "
-                    "SELECT %b, * FROM unnest(%b::text[], %b::text[]) "
-                    "ON CONFLICT (view, entity) DO UPDATE SET state = excluded.state"
-                ),
-                (view, [k for k, _ in chunk], [v for _, v in chunk]),
-            )
 
     def _prefix(self) -> str:
         return f'"{self.datastore.schema}".'
