@@ -1,13 +1,11 @@
-"""A fold's state is copied (what-if overlays), stored and read back (live views) field by field,
-from the state's own declaration: a field added to a state is carried everywhere, or these fail.
+"""A fold's state is copied (what-if overlays) field by field, from the state's own
+declaration: a field added to a state is carried, or these fail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
-
-import orjson
 
 from dealengine.domain.definitions import FunnelDefinition, load_funnel
 from dealengine.projections.funnel import FunnelProjection, FunnelState, kept
@@ -46,7 +44,7 @@ def of_lead(state: FunnelState, lead: str) -> dict[str, Any]:
     return held
 
 
-def test_a_lead_s_state_is_copied_and_stored_whole() -> None:
+def test_a_lead_s_state_is_copied_whole() -> None:
     fold = FunnelProjection(load_funnel())
     state = a_lead(fold.initial())
     copy = fold.initial()
@@ -59,24 +57,17 @@ def test_a_lead_s_state_is_copied_and_stored_whole() -> None:
             getattr(copy, f.name)[LEAD].append("later")
     assert of_lead(state, LEAD) == of_lead(a_lead(fold.initial()), LEAD)
 
-    loaded = fold.initial()
-    loaded.load_lead(LEAD, orjson.loads(orjson.dumps(state.dump_lead(LEAD))))
-    assert of_lead(loaded, LEAD) == of_lead(state, LEAD)
-
 
 def test_a_field_added_to_the_funnel_state_is_carried_and_keyed() -> None:
     @dataclass(slots=True)
     class Scored(FunnelState):
-        score: dict[str, list[int]] = field(default_factory=dict, metadata=kept("lead", "n"))
+        score: dict[str, list[int]] = field(default_factory=dict, metadata=kept("lead"))
 
     state = Scored()
     state.score[LEAD] = [3]
     copy = Scored()
     state.copy_lead(LEAD, into=copy)
     assert copy.score == {LEAD: [3]} and copy.score[LEAD] is not state.score[LEAD]
-    loaded = Scored()
-    loaded.load_lead(LEAD, orjson.loads(orjson.dumps(state.dump_lead(LEAD))))
-    assert loaded.score == {LEAD: [3]}
 
     class ScoredDefinition(FunnelDefinition):
         score_event: str = "demo_requested"
@@ -103,14 +94,13 @@ def a_deal() -> DealFacts:
     return facts
 
 
-def test_a_deal_s_facts_are_copied_and_stored_whole() -> None:
+def test_a_deal_s_facts_are_copied_whole() -> None:
     facts = a_deal()
     copy = facts.copy()
     assert copy == facts
     copy.stays[-1].left = "2026-03-01T10:00:00Z"  # what the fold changes in place
     copy.stays.append(Stay("lost", "2026-03-01T10:00:00Z"))
     assert facts == a_deal()
-    assert DealFacts.load(orjson.loads(orjson.dumps(facts.dump()))) == facts
 
 
 def test_a_field_added_to_a_deal_s_facts_is_carried() -> None:
@@ -122,4 +112,3 @@ def test_a_field_added_to_a_deal_s_facts_is_carried() -> None:
     facts.scores.append(Stay("proposal", "2026-01-05T10:00:00Z"))
     copy = facts.copy()
     assert copy == facts and copy.scores[0] is not facts.scores[0]
-    assert Scored.load(orjson.loads(orjson.dumps(facts.dump()))) == facts

@@ -85,10 +85,10 @@ class FunnelView(FunnelBreakdown):
     time_to_convert: list[ConversionTime]
 
 
-def kept(per: str, json: str = "", load: Callable[[Any], Any] = lambda x: x) -> dict[str, Any]:
-    """How the funnel's state keeps a field (a dict keyed `per` lead, per touch field then
-    lead, or per deal), and where a lead's part of it is stored (`json`), read back by `load`."""
-    return {"per": per, "json": json, "load": load}
+def kept(per: str) -> dict[str, Any]:
+    """How the funnel's state keeps a field: a dict keyed `per` lead, per touch field then
+    lead, or per deal."""
+    return {"per": per}
 
 
 @dataclass(slots=True)
@@ -96,27 +96,25 @@ class FunnelState:
     """What the fold keeps per lead: it grows with leads, and with step events only in the
     ordered modes (they need each lead's sequence). A lead's sequence is kept from the first
     time one of its steps repeats: until then its step events are its earliest times, one per
-    step (`_one_per_step`). A lead's part of every field is copied, stored and read back by
-    `copy_lead`, `dump_lead` and `load_lead`, from the fields' declarations."""
+    step (`_one_per_step`). A lead's part of every field is copied by `copy_lead`, from the
+    fields' declarations."""
 
     # lead -> its earliest time at each step
-    earliest: dict[str, list[str | None]] = field(default_factory=dict, metadata=kept("lead", "e"))
+    earliest: dict[str, list[str | None]] = field(default_factory=dict, metadata=kept("lead"))
     # lead -> its step events, (time, step), once a step repeats
-    sequence: dict[str, list[tuple[str, int]]] = field(
-        default_factory=dict, metadata=kept("lead", "s", lambda events: [tuple(e) for e in events])
-    )
+    sequence: dict[str, list[tuple[str, int]]] = field(default_factory=dict, metadata=kept("lead"))
     # lead -> the times of its excluded events
-    excluded: dict[str, list[str]] = field(default_factory=dict, metadata=kept("lead", "x"))
+    excluded: dict[str, list[str]] = field(default_factory=dict, metadata=kept("lead"))
     # touch field -> lead -> (time, value) of its attributed touch
     touches: dict[str, dict[str, tuple[str, str]]] = field(
-        default_factory=dict, metadata=kept("touch", "t", tuple)
+        default_factory=dict, metadata=kept("touch")
     )
     # deal stream -> its lead's id: the deal's, not its lead's (see `Overlay`, `FunnelAdapter`)
     lead_of_deal: dict[str, str] = field(default_factory=dict, metadata=kept("deal"))
 
     def copy_lead(self, lead: str, into: FunnelState) -> None:
         """Copy what this state holds of `lead` into `into` (its deals' links are the deals')."""
-        for name, per, _, _ in _fields_of(type(self)):
+        for name, per in _fields_of(type(self)):
             mine, theirs = getattr(self, name), getattr(into, name)
             if per == "lead" and lead in mine:
                 theirs[lead] = _copied(mine[lead])
@@ -125,42 +123,17 @@ class FunnelState:
                     if lead in of_leads:
                         theirs.setdefault(touch_field, {})[lead] = _copied(of_leads[lead])
 
-    def dump_lead(self, lead: str) -> dict[str, Any]:
-        """What this state holds of `lead`, as JSON (its deals' links are the deals')."""
-        data: dict[str, Any] = {}
-        for name, per, json, _ in _fields_of(type(self)):
-            held = getattr(self, name)
-            if per == "lead" and lead in held:
-                data[json] = held[lead]
-            elif per == "touch":
-                data[json] = {f: of_leads[lead] for f, of_leads in held.items() if lead in of_leads}
-        return data
 
-    def load_lead(self, lead: str, data: dict[str, Any]) -> None:
-        """Read back `dump_lead` (a touch field this state does not keep is left out)."""
-        for name, per, json, load in _fields_of(type(self)):
-            held, value = getattr(self, name), data.get(json)
-            if value is None:
-                continue
-            if per == "lead":
-                held[lead] = load(value)
-            elif per == "touch":
-                for touch_field, touch in value.items():
-                    if touch_field in held:
-                        held[touch_field][lead] = load(touch)
-
-
-def _fields_of(kind: type[FunnelState]) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
-    """Each field of a kind of funnel state: name, keyed per what, stored as, read back by
-    (remembered per kind: a live view stores thousands of leads a batch)."""
+def _fields_of(kind: type[FunnelState]) -> list[tuple[str, str]]:
+    """Each field of a kind of funnel state: its name and what it is keyed per (remembered
+    per kind: a what-if copies thousands of leads)."""
     found = _FIELDS.get(kind)
     if found is None:
-        meta = [(f.name, f.metadata) for f in fields(kind)]
-        found = _FIELDS[kind] = [(n, m["per"], m["json"], m["load"]) for n, m in meta]
+        found = _FIELDS[kind] = [(f.name, f.metadata["per"]) for f in fields(kind)]
     return found
 
 
-_FIELDS: dict[type, list[tuple[str, str, str, Callable[[Any], Any]]]] = {}
+_FIELDS: dict[type, list[tuple[str, str]]] = {}
 
 
 def _copied(value: Any) -> Any:

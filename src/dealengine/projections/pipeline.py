@@ -191,24 +191,6 @@ class DealFacts:
         ]
         return type(self)(*copied)
 
-    def dump(self) -> dict[str, Any]:
-        """The deal's facts as JSON values, field by field."""
-        names, values, kinds = _shape(type(self))
-        return {
-            name: [list(_shape(of)[1](x)) for x in value] if of else value
-            for name, value, of in zip(names, values(self), kinds, strict=True)
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> DealFacts:
-        """Read back `dump`."""
-        names, _, kinds = _shape(cls)
-        loaded: list[Any] = [
-            [of(*x) for x in data[name]] if of else data.get(name)  # (a field added since)
-            for name, of in zip(names, kinds, strict=True)
-        ]
-        return cls(*loaded)
-
 
 Shape = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[Any, ...]]
 
