@@ -64,15 +64,12 @@ def decode(
     rows: Iterable[Row],
     topics: Topics = BUILT_IN.reading,
     *,
-    rates_as: str | None = None,
     types: Collection[str] | None = None,
 ) -> Iterator[StreamEvent]:
     """Stored rows as stream events: the JSON decoded (and upcast to its type's version), the
-    topic turned into the event type, by the model's `topics`. A rate's event is left out, or
-    with `rates_as`, yielded as that type, its data not read (for a reader that counts
-    positions). With `types`, only the events of those types and the voids are decoded: the
-    others come with empty data, counted as read (a materialised view's position), not
-    applied. An event of a type the model does not define closes the rows (their cursor)
+    topic turned into the event type, by the model's `topics`. A rate's event is left out
+    (the reports read rates apart), and with `types`, every event but those types' and the
+    voids. An event of a type the model does not define closes the rows (their cursor)
     before it is raised."""
     loads, new = orjson.loads, tuple.__new__
     for position, stream, topic, state in rows:
@@ -81,12 +78,9 @@ def decode(
             if topic not in RATE_TOPICS:
                 close_rows(rows)
                 _unknown(position, stream, topic)
-            if rates_as is not None:
-                yield new(StreamEvent, (position, stream, rates_as, {}))
             continue
         event_type, upcast = reading
         if types is not None and event_type not in types and event_type != VOIDED:
-            yield new(StreamEvent, (position, stream, event_type, {}))
             continue
         data = loads(state) if upcast is None else upcast(loads(state))
         yield new(StreamEvent, (position, stream, event_type, data))

@@ -62,7 +62,6 @@ PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
 BATCH = 100_000  # events per transaction (Settings.view_batch)
 HELD = 1_000_000  # leads and deals a catch-up run holds at most (about 0.8 KB each)
 SEP = "\x1f"
-RATE = "exchange_rate"  # an exchange rate's event: counted as read, never applied
 
 
 class OutOfDate(DealEngineError):
@@ -546,17 +545,16 @@ class MaterialisedView:
         process wrote it first), and how many events it read."""
         with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
             reading = self.source.interactions.reading
-            chunk = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
-        kept = [event for event, keep in chunk if keep]
+            read, kept = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
+        # the events read count as applied; a partition's last events may be elsewhere
+        last = read[-1][0] if len(read) == self.batch else head
         batch = Batch(kept, _earlier(self.source, position, skip))
         counters = adapter.process(self.tables, view, batch, held) if kept else {}
-        # the events read count as applied; a partition's last events may be elsewhere
-        last = chunk[-1][0].position if len(chunk) == self.batch else head
         try:
             self.tables.write(view, counters, Tracking(view, last))
         except VersionConflict:
-            return None, len(chunk)
-        return last, len(chunk)
+            return None, len(read)
+        return last, len(read)
 
 
 def _shared(progress: Callable[[int], None], parts: int) -> Callable[[int], None]:
@@ -592,8 +590,8 @@ def _earlier(
             return []
         rows = source.stream_rows(sorted(streams), position)
         events = list(decode(rows, source.interactions.reading))
-        voided = {e.data["voided_event_id"] for e in events if e.type == VOIDED}
-        return [e for e in events if e.type != VOIDED and e.data["id"] not in skip | voided]
+        left_out = skip | {e.data["voided_event_id"] for e in events if e.type == VOIDED}
+        return [e for e in events if e.type != VOIDED and e.data["id"] not in left_out]
 
     return read
 
@@ -606,19 +604,19 @@ def _reading(
 
 def _next_batch(
     rows: Iterator[Row], size: int, types: Collection[str], topics: Topics, skip: set[str]
-) -> list[tuple[StreamEvent, bool]]:
-    """Up to `size` events, each with whether the view applies it: decoded (of a type the
-    view reads; an exchange rate's is read apart by the reports, domain/rates.py), not
-    voided, not a void already applied; a new void raises NewCorrection."""
-    marked = []
-    for event in islice(decode(rows, topics, rates_as=RATE, types=types), size):
-        if event.type == VOIDED:
-            if event.data["voided_event_id"] not in skip:
-                raise NewCorrection(event.data["voided_event_id"])
-            marked.append((event, False))
-        else:
-            marked.append((event, bool(event.data) and event.data["id"] not in skip))
-    return marked
+) -> tuple[list[Row], list[StreamEvent]]:
+    """Up to `size` rows, and the events among them the view applies: of a type it reads
+    (an exchange rate's is read apart by the reports, domain/rates.py), not voided; a void
+    not applied yet (not in `skip`) raises NewCorrection."""
+    read = list(islice(rows, size))
+    kept = []
+    for event in decode(read, topics, types=types):
+        if event.type != VOIDED:
+            if event.data["id"] not in skip:
+                kept.append(event)
+        elif event.data["voided_event_id"] not in skip:
+            raise NewCorrection(event.data["voided_event_id"])
+    return read, kept
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]
