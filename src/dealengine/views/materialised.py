@@ -118,10 +118,16 @@ class Held:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The events a batch applies, and how to read what the view applied before them."""
+    """The events a batch applies, after position `after`, up to its last position; and how
+    to read streams' events up to that last position, as the view applies them."""
 
     events: Sequence[StreamEvent]
-    earlier: Callable[[Collection[str]], list[StreamEvent]]  # streams' events, as applied
+    after: int
+    streams: Callable[[Collection[str]], list[StreamEvent]]
+
+    def earlier(self, streams: Collection[str]) -> list[StreamEvent]:
+        """The events of `streams` up to `after` (what the view applied before the batch)."""
+        return [e for e in self.streams(streams) if e.position <= self.after]
 
 
 class Adapter(Protocol):
@@ -200,13 +206,14 @@ class FunnelAdapter:
         them; `unheld`: deal events read already) into the held state."""
         if not leads:
             return
-        own = batch.earlier({lead_stream(lead) for lead in leads})
+        own = batch.streams({lead_stream(lead) for lead in leads})
+        # up to the batch's end: a deal opened before it may be converted in it
         deals = {deal_stream(e.data["deal_id"]) for e in own if e.type == "lead_converted"}
         read = {e.stream for e in unheld}
         theirs = [e for e in unheld if e.stream in deals] + batch.earlier(deals - read)
-        types, apply, state = self.event_types, self.fold.apply, held.state
+        types, apply, state, after = self.event_types, self.fold.apply, held.state, batch.after
         for event in sorted(own + theirs, key=_position):
-            if event.type in types:
+            if event.type in types and event.position <= after:
                 apply(state, event)
         held.leads |= leads
         held.deals |= deals
@@ -548,7 +555,7 @@ class MaterialisedView:
             read, kept = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
         # the events read count as applied; a partition's last events may be elsewhere
         last = read[-1][0] if len(read) == self.batch else head
-        batch = Batch(kept, _earlier(self.source, position, skip))
+        batch = Batch(kept, position, _as_applied(self.source, last, skip))
         counters = adapter.process(self.tables, view, batch, held) if kept else {}
         try:
             self.tables.write(view, counters, Tracking(view, last))
@@ -579,10 +586,10 @@ def _plus(total: Decimal | None, amount: str | None) -> Decimal | None:
     return Decimal(amount) if total is None else total + Decimal(amount)
 
 
-def _earlier(
+def _as_applied(
     source: Source, position: int, skip: set[str]
 ) -> Callable[[Collection[str]], list[StreamEvent]]:
-    """Read streams' events up to `position` as the view applied them: the voided ones (by a
+    """Read streams' events up to `position` as the view applies them: the voided ones (by a
     void among them, or in `skip`) and the voids left out."""
 
     def read(streams: Collection[str]) -> list[StreamEvent]:
