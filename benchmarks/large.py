@@ -13,6 +13,8 @@ the plain table of baseline (a): several GB (delete it after). Steps, in order:
   es-save      (d): eventsourcing's batched save of the same events, pre-built in chunks
                outside the timing, into another empty SQLite store
   full         engine.views() (--full: funnel and pipeline, one pass)
+  funnel-full, pipeline-full: engine.funnel(), engine.pipeline() (`funnel --full`, `pipeline
+               --full`), the first query's per-view baselines
   first-query  live_funnel() + live_pipeline() on the store without views (the first query)
   as-of        engine.views(as_of=the middle of the history)
   what-if      what_ifs: the baseline and three example scenarios, one read
@@ -41,7 +43,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 STEPS = [
-    "history", "ingest", "full", "first-query", "as-of", "what-if", "plain", "duckdb",
+    "history", "ingest", "full", "funnel-full", "pipeline-full", "first-query", "as-of", "what-if", "plain", "duckdb",
     "es-save", "pg-ingest", "pg-full", "pg-first-query", "pg-es-save",
 ]  # fmt: skip
 CHUNK = 1_000_000  # lines generated at a time (a chunk's history is built in memory)
@@ -137,6 +139,11 @@ def run_step(step: str, folder: Path, lines: int) -> dict[str, Any]:
             as_of = middle(meta) if step == "as-of" else None
             (funnel, _), seconds = timed(lambda: engine.views(as_of=as_of))
             return {"seconds": seconds, "events": engine.store.position(), "leads": funnel.leads}
+    if step in ("funnel-full", "pipeline-full"):
+        with sqlite() as engine:
+            fold = engine.funnel if step == "funnel-full" else engine.pipeline
+            _, seconds = timed(fold)
+            return {"seconds": seconds, "events": engine.store.position()}
     if step in ("first-query", "pg-first-query"):
         if step == "first-query":
             link = folder / "first-query" / "store.db"
@@ -234,8 +241,9 @@ def schema_bytes() -> int:
 
 def write_plain(db: Path, plain: Path) -> None:
     """Baseline (a)'s table: the stored events, their type names, in order."""
-    from dealengine.projections.stream import TYPE_OF_TOPIC
+    from dealengine.domain.catalogue import BUILT_IN
 
+    type_of = {topic: event_type for topic, (event_type, _) in BUILT_IN.reading.items()}
     out = sqlite3.connect(plain)
     out.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, stream TEXT, type TEXT, data BLOB)")
     source = sqlite3.connect(db)
@@ -243,7 +251,7 @@ def write_plain(db: Path, plain: Path) -> None:
     while batch := rows.fetchmany(100_000):
         out.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?)",
-            [(n, s, TYPE_OF_TOPIC[t], d) for n, s, t, d in batch],
+            [(n, s, type_of[t], d) for n, s, t, d in batch],
         )
     out.commit()
     out.close()
