@@ -497,6 +497,7 @@ class MaterialisedView:
             applied += self._apply(views[i], self.adapters[i], part, head, share, stop, skip)
         return applied // max(1, len(partitions))
 
+    @collector_paused()  # the run's states are long-lived: see collector_paused
     def _apply(
         self,
         view: str,
@@ -537,7 +538,6 @@ class MaterialisedView:
             )
         return applied
 
-    @collector_paused()  # the states are long-lived: see collector_paused
     def _batch(
         self,
         view: str,
