@@ -30,6 +30,9 @@ from dealengine.projections.stream import StreamEvent
 
 UNKNOWN = "unknown"
 NO_TOUCH = ("", UNKNOWN)  # (time, value) of a lead without a touch of some field
+# what a lead adds to the funnel: (furthest step, cohort, *group values), or EXCLUDED
+Combination = tuple[Any, ...]
+EXCLUDED: Combination = ("excluded",)
 Keep = Callable[[str], bool]  # whether a lead is selected
 _new = tuple.__new__  # a named tuple made without its slower __new__
 
@@ -306,13 +309,10 @@ class FunnelProjection:
         every = [FunnelTotals.none(self.steps) for _ in keeps]
         selective = any(keep is not None for keep in keeps)
         pairs = list(zip(every, keeps, strict=True))
-        touches = [view.touches[name] for name in self.fields]
-        period = _period_memo(self.definition.cohort)
-        excluded_at = view.excluded
         # the leads outside `unsure` count for every selection: summed once, added at the end
         shared = FunnelTotals.none(self.steps)
         takers, shared_only = every, [shared]
-        for lead, k, times in self.paths(view.earliest.items(), view.sequence):
+        for lead, key, times in self.counted(view, view.earliest.items()):
             if selective:
                 if unsure is not None and lead not in unsure:
                     takers = shared_only
@@ -320,11 +320,11 @@ class FunnelProjection:
                     takers = [t for t, keep in pairs if keep is None or keep(lead)]
                     if not takers:
                         continue
-            if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
+            if key is EXCLUDED:
                 for totals in takers:
                     totals.excluded += 1
                 continue
-            key = (k, period(entered_at(times)), *[by.get(lead, NO_TOUCH)[1] for by in touches])
+            k = key[0]
             spans = _days_between(times, k) if k else ()
             for totals in takers:
                 totals.combinations[key] = totals.combinations.get(key, 0) + 1
@@ -337,6 +337,25 @@ class FunnelProjection:
             ) in totals.days:  # sorted where the leads are (in parallel): see conversion_time
                 days.sort()
         return every
+
+    def counted(
+        self, view: FunnelState, leads: Iterable[tuple[str, list[str | None]]]
+    ) -> Iterator[tuple[str, Combination, list[str | None]]]:
+        """Each of `leads` (`(lead, earliest)`) that entered, as it counts: its combination
+        (furthest step, cohort, the value of each group's attributed touch) or EXCLUDED, and
+        the time it reached each step."""
+        touches = [view.touches[name] for name in self.fields]
+        period = _period_memo(self.definition.cohort)
+        excluded_at = view.excluded
+        for lead, k, times in self.paths(leads, view.sequence):
+            if excluded_at and lead in excluded_at and self.excludes(times, excluded_at[lead]):
+                yield lead, EXCLUDED, times
+            else:
+                yield (
+                    lead,
+                    (k, period(entered_at(times)), *[by.get(lead, NO_TOUCH)[1] for by in touches]),
+                    times,
+                )
 
     def assemble(self, parts: Iterable[FunnelTotals], as_of: datetime | None = None) -> FunnelView:
         """The funnel view from the totals of disjoint sets of leads: a lead counts at every

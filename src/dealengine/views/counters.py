@@ -16,13 +16,12 @@ from decimal import Decimal
 
 from dealengine.domain.definitions import FORECAST_CATEGORIES
 from dealengine.projections.funnel import (
+    EXCLUDED,
+    Combination,
     FunnelBreakdown,
     FunnelProjection,
     FunnelState,
     FunnelView,
-    attributed,
-    cohort_of,
-    entered_at,
 )
 from dealengine.projections.pipeline import (
     ClosedView,
@@ -40,39 +39,38 @@ Amounts = tuple[int, Decimal, Decimal]  # deals, amount, weighted amount
 ZERO = Decimal(0)
 
 
-def funnel_counters(
-    fold: FunnelProjection, view: FunnelState, leads: Iterable[str], sign: int, into: dict[Key, int]
+def combinations_of(
+    fold: FunnelProjection, view: FunnelState, leads: Iterable[str]
+) -> dict[str, Combination | None]:
+    """What each of `leads` adds to the funnel (`FunnelProjection.counted`); None for a lead
+    that never entered."""
+    found: dict[str, Combination | None] = dict.fromkeys(leads)
+    earliest = view.earliest
+    entered = ((lead, earliest[lead]) for lead in found if lead in earliest)
+    for lead, key, _ in fold.counted(view, entered):
+        found[lead] = key
+    return found
+
+
+def add_combinations(
+    fold: FunnelProjection, combinations: Mapping[Combination | None, int], into: dict[Key, int]
 ) -> None:
-    """Add `sign` times the counters the `leads` add to the funnel into `into`: one per step
-    each lead counts at, per group. The leads are first counted per combination of their
-    furthest step, cohort and group values (a few hundred), then the combinations expanded."""
-    combinations: dict[tuple[str, ...] | None, int] = {}
-    path, earliest_of = fold.path, view.earliest
-    sequence, excluded_at, cohort = view.sequence, view.excluded, fold.definition.cohort
-    touches = [view.touches[name] for name in fold.fields]
-    for lead in leads:
-        earliest = earliest_of.get(lead)
-        counted = None if earliest is None else path(earliest, sequence.get(lead))
-        if counted is None:
-            continue
-        if excluded_at and lead in excluded_at and fold.excludes(counted.times, excluded_at[lead]):
-            key = None
-        else:
-            entry = cohort_of(entered_at(counted.times), cohort)
-            key = (str(counted.furthest), entry, *[attributed(by, lead) for by in touches])
-        combinations[key] = combinations.get(key, 0) + 1
+    """Add the counters of `combinations` (how many leads each, signed) into `into`: one per
+    step each lead counts at, per group."""
     for key, n in combinations.items():
-        if key is None:
-            into["excluded",] = into.get(("excluded",), 0) + sign * n
+        if key is None or not n:
+            continue
+        if key == EXCLUDED:
+            into["excluded",] = into.get(("excluded",), 0) + n
             continue
         furthest, entry, *values = key
         groups = list(zip(fold.fields, values, strict=True))
-        for k in range(int(furthest) + 1):
+        for k in range(furthest + 1):
             step = str(k)
             keys: list[Key] = [("step", step), ("cohort", entry, step)]
             keys += [("group", name, value, step) for name, value in groups]
             for counter in keys:
-                into[counter] = into.get(counter, 0) + sign * n
+                into[counter] = into.get(counter, 0) + n
 
 
 def funnel_from_counters(fold: FunnelProjection, counters: Mapping[Key, int]) -> FunnelView:

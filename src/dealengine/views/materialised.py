@@ -25,9 +25,10 @@ from eventsourcing.persistence import Tracking
 
 from dealengine.domain.catalogue import Interactions
 from dealengine.domain.errors import DealEngineError, VersionConflict
-from dealengine.domain.streams import DEAL_MARK, deal_stream, id_of, lead_stream
+from dealengine.domain.streams import DEAL_MARK, LEAD_PREFIX, deal_stream, id_of, lead_stream
 from dealengine.logs import get_logger
 from dealengine.projections.funnel import (
+    Combination,
     FunnelProjection,
     FunnelState,
     FunnelView,
@@ -47,7 +48,8 @@ from dealengine.views.counters import (
     Amounts,
     Key,
     add_amounts,
-    funnel_counters,
+    add_combinations,
+    combinations_of,
     funnel_from_counters,
     pipeline_counters,
     pipeline_from_counters,
@@ -108,26 +110,42 @@ class Lag:
 class Held:
     """The fold state a catch-up run holds between its batches, as of the view's position:
     every lead's and deal's (`whole`: the run began with the view empty), or those of `leads`
-    and `deals` only (the others are folded from the store when a batch touches them)."""
+    and `deals` only (the others are folded from the store when a batch touches them); and
+    what each lead held adds to the view's counters, once known (`counted`)."""
 
     state: Any
     whole: bool
     leads: set[str] = field(default_factory=set)
     deals: set[str] = field(default_factory=set)
+    counted: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The events a batch applies, after position `after`, up to its last position; and how
-    to read streams' events up to that last position, as the view applies them."""
+    """The rows a batch reads after position `after` (its streams: `streams`); its events as
+    the view applies them; and the events of streams up to its last position (`read`)."""
 
-    events: Sequence[StreamEvent]
+    rows: list[Row]
+    streams: set[str]
     after: int
-    streams: Callable[[Collection[str]], list[StreamEvent]]
+    topics: Topics
+    skip: set[str]  # the events voided before the run: left out, their voids too
+    read: Callable[[Collection[str]], list[StreamEvent]]
+
+    def events(self, types: Collection[str]) -> Iterator[StreamEvent]:
+        """The batch's events of `types`, in order; a void of anything but `skip` raises
+        NewCorrection (a correction cannot be taken away from counters)."""
+        skip = self.skip
+        for event in decode(self.rows, self.topics, types=types):
+            if event.type != VOIDED:
+                if event.data["id"] not in skip:
+                    yield event
+            elif event.data["voided_event_id"] not in skip:
+                raise NewCorrection(event.data["voided_event_id"])
 
     def earlier(self, streams: Collection[str]) -> list[StreamEvent]:
         """The events of `streams` up to `after` (what the view applied before the batch)."""
-        return [e for e in self.streams(streams) if e.position <= self.after]
+        return [e for e in self.read(streams) if e.position <= self.after]
 
 
 class Adapter(Protocol):
@@ -166,13 +184,23 @@ class FunnelAdapter:
     def process(
         self, tables: ViewTables, view: str, batch: Batch, held: Held
     ) -> dict[str, Counter]:
-        fold, state = self.fold, held.state
-        leads = self._touched(batch, held)
+        """Hold every lead the batch touches, apply its events, then move each touched lead's
+        count from what it added (`held.counted`) to what it adds now."""
+        fold, state, counted = self.fold, held.state, held.counted
+        if not held.whole:
+            self._hold(batch, held)
+        apply = fold.apply
+        for event in batch.events(self.event_types):
+            apply(state, event)
+        moved: dict[Combination | None, int] = {}
+        for lead, after in combinations_of(fold, state, self._touched(batch, state)).items():
+            before = counted.get(lead)
+            if before != after:
+                moved[before] = moved.get(before, 0) - 1
+                moved[after] = moved.get(after, 0) + 1
+                counted[lead] = after
         counts: dict[Key, int] = {}
-        funnel_counters(fold, state, leads, -1, counts)
-        for event in batch.events:
-            fold.apply(state, event)
-        funnel_counters(fold, state, leads, +1, counts)
+        add_combinations(fold, moved, counts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in counts))
         changed: dict[str, Counter] = {}
         for key, delta in counts.items():
@@ -182,31 +210,30 @@ class FunnelAdapter:
                 changed[name] = (n, None, None)
         return changed
 
-    def _touched(self, batch: Batch, held: Held) -> set[str]:
-        """The leads (of this fold's partition) whose counters `batch` changes, each held."""
-        events, known = batch.events, held.state.lead_of_deal
-        deals = {e.stream for e in events if e.stream[0] == DEAL_MARK}
-        leads = {id_of(e.stream) for e in events if e.stream[0] != DEAL_MARK}
-        leads |= {known[d] for d in deals if d in known}
-        leads |= _opened_by(events)
-        unheld: list[StreamEvent] = []
-        if not held.whole:  # a deal's earlier events name its lead (deal_opened)
-            unheld = batch.earlier(deals - held.deals)
-            leads |= _opened_by(unheld)
-            held.deals |= deals
+    def _touched(self, batch: Batch, state: FunnelState) -> set[str]:
+        """The leads the batch's events were applied to (after them: a deal it opened names
+        its lead): those of its lead streams, and the leads of its deals."""
+        known = state.lead_of_deal
+        leads = {id_of(s) for s in batch.streams if s.startswith(LEAD_PREFIX)}
+        leads.update(known[s] for s in batch.streams if s in known)
+        return leads
+
+    def _hold(self, batch: Batch, held: Held) -> None:
+        """Fold into the held state the leads the batch touches that the run does not hold,
+        with their deals, from their streams' earlier events; count what each adds."""
+        deals = {s for s in batch.streams if s[0] == DEAL_MARK} - held.deals
+        leads = {id_of(s) for s in batch.streams if s.startswith(LEAD_PREFIX)}
+        leads |= _opened_by(batch.events(("deal_opened",)))
+        unheld = batch.earlier(deals)  # a deal's earlier events name its lead (deal_opened)
+        leads |= _opened_by(unheld)
+        held.deals |= deals
         part = self.fold.partition
         if part is not None:  # the leads of other partitions are not counted here
             leads = {lead for lead in leads if in_partition(lead_stream(lead), part)}
-        if not held.whole:
-            self._hold(batch, held, leads - held.leads, unheld)
-        return leads
-
-    def _hold(self, batch: Batch, held: Held, leads: set[str], unheld: list[StreamEvent]) -> None:
-        """Fold the earlier events of `leads` and of their deals (`lead_converted` names
-        them; `unheld`: deal events read already) into the held state."""
+        leads -= held.leads
         if not leads:
             return
-        own = batch.streams({lead_stream(lead) for lead in leads})
+        own = batch.read({lead_stream(lead) for lead in leads})
         # up to the batch's end: a deal opened before it may be converted in it
         deals = {deal_stream(e.data["deal_id"]) for e in own if e.type == "lead_converted"}
         read = {e.stream for e in unheld}
@@ -217,6 +244,7 @@ class FunnelAdapter:
                 apply(state, event)
         held.leads |= leads
         held.deals |= deals
+        held.counted.update(combinations_of(self.fold, state, leads))
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> FunnelView:
         return funnel_from_counters(self.fold, {tuple(k.split(SEP)): n for k, n, _, _ in rows})
@@ -254,18 +282,17 @@ class PipelineAdapter:
     ) -> dict[str, Counter]:
         states: dict[str, dict[str, DealFacts]] = held.state
         part = self.partition
-        events = [
-            e
-            for e in batch.events
-            if e.stream[0] == DEAL_MARK and (part is None or in_partition(e.stream, part))
-        ]
-        deals = {e.stream for e in events}
+        deals = {
+            s
+            for s in batch.streams
+            if s[0] == DEAL_MARK and (part is None or in_partition(s, part))
+        }
         if not held.whole:  # the deals not held yet: their earlier events first
             self._apply(states, batch.earlier(deals - held.deals))
             held.deals |= deals
         amounts: dict[Key, Amounts] = {}
         self._count(states, deals, -1, amounts)
-        self._apply(states, events)
+        self._apply(states, (e for e in batch.events(self.event_types) if e.stream in deals))
         self._count(states, deals, +1, amounts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
         changed: dict[str, Counter] = {}
@@ -551,12 +578,14 @@ class MaterialisedView:
         """Read, fold and write one batch after `position`, with its position (None: another
         process wrote it first), and how many events it read."""
         with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
-            reading = self.source.interactions.reading
-            read, kept = _next_batch(rows, self.batch, adapter.event_types, reading, skip)
+            read = list(islice(rows, self.batch))
         # the events read count as applied; a partition's last events may be elsewhere
         last = read[-1][0] if len(read) == self.batch else head
-        batch = Batch(kept, position, _as_applied(self.source, last, skip))
-        counters = adapter.process(self.tables, view, batch, held) if kept else {}
+        streams = {row[1] for row in read}
+        topics = self.source.interactions.reading
+        applied = _as_applied(self.source, last, skip)
+        batch = Batch(read, streams, position, topics, skip, applied)
+        counters = adapter.process(self.tables, view, batch, held)
         try:
             self.tables.write(view, counters, Tracking(view, last))
         except VersionConflict:
@@ -607,23 +636,6 @@ def _reading(
     source: Source, gt: int, stop: int, part: Partition | None
 ) -> Generator[Row, None, None]:
     yield from source.stream(gt, stop, part)
-
-
-def _next_batch(
-    rows: Iterator[Row], size: int, types: Collection[str], topics: Topics, skip: set[str]
-) -> tuple[list[Row], list[StreamEvent]]:
-    """Up to `size` rows, and the events among them the view applies: of a type it reads
-    (an exchange rate's is read apart by the reports, domain/rates.py), not voided; a void
-    not applied yet (not in `skip`) raises NewCorrection."""
-    read = list(islice(rows, size))
-    kept = []
-    for event in decode(read, topics, types=types):
-        if event.type != VOIDED:
-            if event.data["id"] not in skip:
-                kept.append(event)
-        elif event.data["voided_event_id"] not in skip:
-            raise NewCorrection(event.data["voided_event_id"])
-    return read, kept
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]
