@@ -108,16 +108,36 @@ class Lag:
 
 @dataclass(slots=True)
 class Held:
-    """The fold state a catch-up run holds between its batches, as of the view's position:
-    every lead's and deal's (`whole`: the run began with the view empty), or those of `leads`
-    and `deals` only (the others are folded from the store when a batch touches them); and
-    what each lead held adds to the view's counters, once known (`counted`)."""
+    """The fold state a catch-up run holds between its batches, as of the view's position,
+    and what each lead in it adds to the view's counters, once known (`counted`). A run that
+    began with the view empty (`from_start`) holds every lead and deal it met, but those it
+    let go (`gone`, their streams); any other run holds those it folded from the store
+    (`leads`, `deals`) or met since. The others are folded from the store when a batch
+    touches them."""
 
     state: Any
-    whole: bool
+    from_start: bool
     leads: set[str] = field(default_factory=set)
     deals: set[str] = field(default_factory=set)
     counted: dict[str, Any] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds every lead and deal with earlier events: nothing to fold first."""
+        return self.from_start and not self.gone
+
+    def unfolded(self, streams: set[str], folded: set[str]) -> set[str]:
+        """Those of `streams` whose earlier events it does not hold (`folded`: those it
+        folded from the store)."""
+        return (streams & self.gone if self.from_start else streams) - folded
+
+    def let_go(self, streams: set[str], initial: Any) -> None:
+        """Drop every state (`streams`: those it holds), starting again from `initial`."""
+        if self.from_start:
+            self.gone |= streams | {lead_stream(lead) for lead in self.leads} | self.deals
+        self.state, self.counted = initial, {}
+        self.leads, self.deals = set(), set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +178,10 @@ class Adapter(Protocol):
 
     def size(self, state: Any) -> int: ...
 
+    def streams(self, state: Any) -> set[str]:
+        """The streams of the leads and deals `state` holds something of."""
+        ...
+
     def process(
         self, tables: ViewTables, view: str, batch: Batch, held: Held
     ) -> dict[str, Counter]:
@@ -181,13 +205,17 @@ class FunnelAdapter:
     def size(self, state: FunnelState) -> int:
         return len(state.earliest) + len(state.lead_of_deal)
 
+    def streams(self, state: FunnelState) -> set[str]:
+        leads = set(state.earliest).union(state.sequence, state.excluded, *state.touches.values())
+        return {lead_stream(lead) for lead in leads} | set(state.lead_of_deal)
+
     def process(
         self, tables: ViewTables, view: str, batch: Batch, held: Held
     ) -> dict[str, Counter]:
         """Hold every lead the batch touches, apply its events, then move each touched lead's
         count from what it added (`held.counted`) to what it adds now."""
         fold, state, counted = self.fold, held.state, held.counted
-        if not held.whole:
+        if not held.complete:
             self._hold(batch, held)
         apply = fold.apply
         for event in batch.events(self.event_types):
@@ -221,7 +249,7 @@ class FunnelAdapter:
     def _hold(self, batch: Batch, held: Held) -> None:
         """Fold into the held state the leads the batch touches that the run does not hold,
         with their deals, from their streams' earlier events; count what each adds."""
-        deals = {s for s in batch.streams if s[0] == DEAL_MARK} - held.deals
+        deals = held.unfolded({s for s in batch.streams if s[0] == DEAL_MARK}, held.deals)
         leads = {id_of(s) for s in batch.streams if s.startswith(LEAD_PREFIX)}
         leads |= _opened_by(batch.events(("deal_opened",)))
         unheld = batch.earlier(deals)  # a deal's earlier events name its lead (deal_opened)
@@ -230,6 +258,7 @@ class FunnelAdapter:
         part = self.fold.partition
         if part is not None:  # the leads of other partitions are not counted here
             leads = {lead for lead in leads if in_partition(lead_stream(lead), part)}
+        leads = {id_of(s) for s in held.unfolded({lead_stream(x) for x in leads}, set())}
         leads -= held.leads
         if not leads:
             return
@@ -277,6 +306,9 @@ class PipelineAdapter:
     def size(self, state: dict[str, dict[str, DealFacts]]) -> int:
         return sum(len(deals) for deals in state.values())
 
+    def streams(self, state: dict[str, dict[str, DealFacts]]) -> set[str]:
+        return set().union(*state.values())
+
     def process(
         self, tables: ViewTables, view: str, batch: Batch, held: Held
     ) -> dict[str, Counter]:
@@ -287,8 +319,8 @@ class PipelineAdapter:
             for s in batch.streams
             if s[0] == DEAL_MARK and (part is None or in_partition(s, part))
         }
-        if not held.whole:  # the deals not held yet: their earlier events first
-            self._apply(states, batch.earlier(deals - held.deals))
+        if not held.complete:  # the deals not held: their earlier events first
+            self._apply(states, batch.earlier(held.unfolded(deals, held.deals)))
             held.deals |= deals
         amounts: dict[Key, Amounts] = {}
         self._count(states, deals, -1, amounts)
@@ -540,16 +572,16 @@ class MaterialisedView:
         idle while the batch is folded, and the server ends those). The run holds the states
         it folds (at most HELD leads and deals: past that it lets them go and starts again)."""
         applied, position = 0, self.tables.position(view)
-        held = Held(adapter.initial(), whole=position == 0)
+        held = Held(adapter.initial(), from_start=position == 0)
         while position < head and not stop():
             began = time.perf_counter()
             if adapter.size(held.state) > HELD:
-                held = Held(adapter.initial(), whole=False)
+                held.let_go(adapter.streams(held.state), adapter.initial())
             last, events = self._batch(view, adapter, part, position, head, skip, held)
             if last is None:  # another process applied these events first: carry on
                 log.info("view.overtaken", projection=self.name, view=view, position=position)
                 position = self.tables.position(view)
-                held = Held(adapter.initial(), whole=False)  # it holds the batch not written
+                held = Held(adapter.initial(), from_start=False)  # it held the batch not written
                 continue
             applied += last - position
             if progress:
