@@ -321,6 +321,36 @@ def test_a_partition_holds_every_deal_and_its_share_of_the_leads(
     assert kept == expected
 
 
+# deals ending in '1' 49, '2' 50, 'é' 233, among leads
+DEALS = [
+    ("deal:D-1", 1),
+    ("lead:L-2", 1),
+    ("deal:D-2", 1),
+    ("deal:D-é", 1),
+    ("lead:L-1", 1),
+    ("deal:D-1", 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("bounds", "expected"),
+    [
+        ({}, [(1, "deal:D-1"), (3, "deal:D-2"), (4, "deal:D-é"), (6, "deal:D-1")]),
+        ({"part": (0, 2)}, [(3, "deal:D-2")]),
+        ({"part": (1, 2)}, [(1, "deal:D-1"), (4, "deal:D-é"), (6, "deal:D-1")]),
+        ({"gt": 1, "stop": 4}, [(3, "deal:D-2"), (4, "deal:D-é")]),
+        ({"gt": 3, "part": (1, 2)}, [(4, "deal:D-é"), (6, "deal:D-1")]),
+    ],
+)
+def test_the_deals_events_are_read_alone_and_by_partition(
+    store: Store, bounds: dict[str, Any], expected: list[tuple[int, str]]
+) -> None:
+    insert(store, *DEALS)
+    assert streamed(store, deals=True, **bounds) == expected
+    part = bounds.get("part")  # the SQL keeps what the folds' own rule keeps
+    assert all(part is None or in_partition(s, part) for _, s in expected)
+
+
 def test_a_partition_keeps_the_bounds(store: Store) -> None:
     insert(store, *PARTITIONED)
     # positions 3..8: L-2, L-a, L-é, D-é, L-10, L-🙂; partition 0 of 2 of those

@@ -258,10 +258,15 @@ class Store:
             return bool(self.app.recorder.select_events(stream_id, limit=1))
 
     def stream(
-        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+        self,
+        gt: int = 0,
+        stop: int | None = None,
+        part: Partition | None = None,
+        *,
+        deals: bool = False,
     ) -> Iterator[Row]:
         with translated("reading the event log"):
-            yield from self.recorder.stream(gt, stop, part)
+            yield from self.recorder.stream(gt, stop, part, deals=deals)
 
     def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
         """The events of streams `ids` up to position `stop`, in recorded order."""

@@ -295,21 +295,31 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
         return found
 
     def stream(
-        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+        self,
+        gt: int = 0,
+        stop: int | None = None,
+        part: Partition | None = None,
+        *,
+        deals: bool = False,
     ) -> Iterator[Row]:
         """The log after `gt` (up to `stop`); with `part=(i, n)`, every deal's events and the
-        events of the leads in partition i of n (`projections.funnel.in_partition`)."""
+        events of the leads in partition i of n (`projections.funnel.in_partition`); with
+        `deals`, the deals' events only (those of partition i, with `part`)."""
         table = self.events_table_name
         sql = f"SELECT rowid, originator_id, topic, state FROM {table} WHERE rowid > ?"
         params: list[int | str] = [gt]
         if stop is not None:
             sql += " AND rowid <= ?"
             params.append(stop)
-        if part is not None:
-            sql += (
-                " AND (substr(originator_id, 1, ?) = ?"
-                " OR unicode(substr(originator_id, -1)) % ? = ?)"
-            )
+        in_part = "unicode(substr(originator_id, -1)) % ? = ?"
+        if deals:
+            sql += " AND substr(originator_id, 1, ?) = ?"
+            params += [len(DEAL_PREFIX), DEAL_PREFIX]
+            if part is not None:
+                sql += f" AND {in_part}"
+                params += [part[1], part[0]]
+        elif part is not None:
+            sql += f" AND (substr(originator_id, 1, ?) = ? OR {in_part})"
             params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += " ORDER BY rowid"
         with self.datastore.transaction(commit=False) as c:
@@ -584,7 +594,12 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
             return [(nid, oid, topic, bytes(state)) for nid, oid, topic, state in cursor]
 
     def stream(
-        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+        self,
+        gt: int = 0,
+        stop: int | None = None,
+        part: Partition | None = None,
+        *,
+        deals: bool = False,
     ) -> Iterator[Row]:
         """As the SQLite recorder's `stream` (PostgreSQL's ascii() is the code point)."""
         sql = SQL(
@@ -594,10 +609,15 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")
             params.append(stop)
-        if part is not None:
-            sql += SQL(  # %% is the modulo operator
-                " AND (left(originator_id, %s) = %s OR ascii(right(originator_id, 1)) %% %s = %s)"
-            )
+        in_part = "ascii(right(originator_id, 1)) %% %s = %s"  # %% is the modulo operator
+        if deals:
+            sql += SQL(" AND left(originator_id, %s) = %s")
+            params += [len(DEAL_PREFIX), DEAL_PREFIX]
+            if part is not None:
+                sql += SQL(" AND " + in_part)
+                params += [part[1], part[0]]
+        elif part is not None:
+            sql += SQL(" AND (left(originator_id, %s) = %s OR " + in_part + ")")
             params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
         sql += SQL(" ORDER BY notification_id")
         with (

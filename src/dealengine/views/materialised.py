@@ -82,7 +82,12 @@ class Source(Protocol):
     def voided_ids(self, stop: int | None = None) -> set[str]: ...
 
     def stream(
-        self, gt: int = 0, stop: int | None = None, part: Partition | None = None
+        self,
+        gt: int = 0,
+        stop: int | None = None,
+        part: Partition | None = None,
+        *,
+        deals: bool = False,
     ) -> Iterator[Row]: ...
 
     def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]: ...
@@ -173,6 +178,7 @@ class Adapter(Protocol):
 
     definition_digest: str
     event_types: Collection[str]  # what its folds read: the other events are not decoded
+    deals_only: bool  # it reads the deals' streams only
 
     def initial(self) -> Any: ...
 
@@ -198,6 +204,7 @@ class FunnelAdapter:
         self.fold = fold
         self.definition_digest = digest(fold.definition)
         self.event_types: Collection[str] = fold.event_types
+        self.deals_only = False
 
     def initial(self) -> FunnelState:
         return self.fold.initial()
@@ -299,6 +306,7 @@ class PipelineAdapter:
         self.folds = {f.definition.name: f for f in folds}
         self.definition_digest = digest_all(f.definition for f in folds)
         self.event_types: Collection[str] = frozenset().union(*(f.event_types for f in folds))
+        self.deals_only = True
 
     def initial(self) -> dict[str, dict[str, DealFacts]]:
         return {name: {} for name in self.folds}
@@ -313,18 +321,13 @@ class PipelineAdapter:
         self, tables: ViewTables, view: str, batch: Batch, held: Held
     ) -> dict[str, Counter]:
         states: dict[str, dict[str, DealFacts]] = held.state
-        part = self.partition
-        deals = {
-            s
-            for s in batch.streams
-            if s[0] == DEAL_MARK and (part is None or in_partition(s, part))
-        }
+        deals = batch.streams  # the deals of its partition: it reads no other stream
         if not held.complete:  # the deals not held: their earlier events first
             self._apply(states, batch.earlier(held.unfolded(deals, held.deals)))
             held.deals |= deals
         amounts: dict[Key, Amounts] = {}
         self._count(states, deals, -1, amounts)
-        self._apply(states, (e for e in batch.events(self.event_types) if e.stream in deals))
+        self._apply(states, batch.events(self.event_types))
         self._count(states, deals, +1, amounts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
         changed: dict[str, Counter] = {}
@@ -609,7 +612,8 @@ class MaterialisedView:
     ) -> tuple[int | None, int]:
         """Read, fold and write one batch after `position`, with its position (None: another
         process wrote it first), and how many events it read."""
-        with closing(_reading(self.source, position, head, part)) as rows:  # Ctrl-C too
+        reading = _reading(self.source, position, head, part, adapter.deals_only)
+        with closing(reading) as rows:  # Ctrl-C too
             read = list(islice(rows, self.batch))
         # the events read count as applied; a partition's last events may be elsewhere
         last = read[-1][0] if len(read) == self.batch else head
@@ -665,9 +669,9 @@ def _as_applied(
 
 
 def _reading(
-    source: Source, gt: int, stop: int, part: Partition | None
+    source: Source, gt: int, stop: int, part: Partition | None, deals: bool
 ) -> Generator[Row, None, None]:
-    yield from source.stream(gt, stop, part)
+    yield from source.stream(gt, stop, part, deals=deals)
 
 
 __all__ = ["PROJECTIONS", "ZERO", "Lag", "MaterialisedView", "OutOfDate"]
