@@ -92,4 +92,3 @@ class Integrity:
             self.store.recorder.append_seal(entry)
             report.seals = entry.number
         return report
-

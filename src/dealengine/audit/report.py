@@ -46,6 +46,7 @@ class DealRecords(Protocol):
 
     def timeline(self, id: str) -> list[TimelineEntry]: ...
 
+
 HISTORY_COLUMNS = (
     "version",
     "id",

@@ -472,7 +472,6 @@ def _reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
         return await run_in_threadpool(history, "deal", deal_id, as_of, known_at, version)
 
 
-
 def _view_reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
     """The funnel, the pipeline, the what-if, verify and a deal's audit."""
     read, audit = Depends(keys("read")), Depends(keys("audit"))

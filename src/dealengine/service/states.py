@@ -65,11 +65,7 @@ class States:
 
     def which(self, id: str) -> str:
         """The stream `id` names: `lead:ID`, `deal:ID`, or whichever of the two exists."""
-        candidates = (
-            [id]
-            if is_stream(id)
-            else [lead_stream(id), deal_stream(id)]
-        )
+        candidates = [id] if is_stream(id) else [lead_stream(id), deal_stream(id)]
         found = [c for c in candidates if self.store.exists(c)]
         if not found:
             raise UnknownAggregate(f"lead or deal {id}")
