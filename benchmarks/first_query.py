@@ -6,7 +6,8 @@
 Each round times `funnel --full` (engine.funnel()), `pipeline --full` or both on the store,
 then the first `live_funnel()`, `live_pipeline()` or both on the same events with no view yet
 (SQLite: a hard link to STORE.db, the views beside it; PostgreSQL: the schema's view tables
-dropped first). It prints the medians of the process CPU time and their ratio, and the load.
+dropped first). It prints the medians of the process CPU time and their ratio, the same of
+the wall time (on PostgreSQL the server's work shows there only), and the load.
 Build a store with `python benchmarks/dump.py build STORE.db --lines N`; for PostgreSQL,
 ingest its JSONL into an empty schema (`--ingest FILE.jsonl` does it once).
 """
@@ -54,20 +55,23 @@ def main() -> None:
     fulls, firsts = [], []
     for _ in range(args.rounds):
         with opened(args) as engine:
-            fulls.append(cpu(lambda: full(engine)))
+            fulls.append(timed(lambda: full(engine)))
         with opened(args, without_views=True) as engine:
-            firsts.append(cpu(lambda: first(engine)))
-    a, b = statistics.median(fulls), statistics.median(firsts)
-    print(
-        f"{args.view}: --full {a:.3f} s, first query {b:.3f} s CPU (medians of {args.rounds}); "
-        f"ratio {b / a:.2f}; load {os.getloadavg()[0]:.1f}"
-    )
+            firsts.append(timed(lambda: first(engine)))
+    for i, what in enumerate(("CPU", "wall")):
+        a = statistics.median(t[i] for t in fulls)
+        b = statistics.median(t[i] for t in firsts)
+        print(
+            f"{args.view}: --full {a:.3f} s, first query {b:.3f} s {what} (medians of "
+            f"{args.rounds}); ratio {b / a:.2f}; load {os.getloadavg()[0]:.1f}"
+        )
 
 
-def cpu(fn: Callable[[], object]) -> float:
-    began = time.process_time()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """The process CPU time and the wall time `fn()` takes."""
+    cpu, wall = time.process_time(), time.perf_counter()
     fn()
-    return time.process_time() - began
+    return time.process_time() - cpu, time.perf_counter() - wall
 
 
 class opened:
