@@ -40,6 +40,7 @@ from dealengine.projections.stream import (
     StreamEvent,
     Topics,
     collector_paused,
+    corrected,
     decode,
 )
 from dealengine.store.recorders import Partition, Row
@@ -662,8 +663,8 @@ def _as_applied(
             return []
         rows = source.stream_rows(sorted(streams), position)
         events = list(decode(rows, source.interactions.reading))
-        left_out = skip | {e.data["voided_event_id"] for e in events if e.type == VOIDED}
-        return [e for e in events if e.type != VOIDED and e.data["id"] not in left_out]
+        voided = {e.data["voided_event_id"] for e in events if e.type == VOIDED}
+        return list(corrected(events, skip | voided))
 
     return read
 
