@@ -627,11 +627,6 @@ def cohort_of(at: str, cohort: str) -> str:
     return f"{year}-W{week:02d}"
 
 
-def attributed(touches: dict[str, tuple[str, str]], lead: str) -> str:
-    """The value of a lead's attributed touch (of one field): `unknown` when it has none."""
-    return touches.get(lead, NO_TOUCH)[1]
-
-
 def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
