@@ -571,27 +571,41 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         return found is not None and found[0] in ("C", "POSIX") and found[1] in (None, "c")
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
-        """The events of many streams in one read (by stream, then version). Never prepared:
-        psycopg prepares a query run 5 times, and PostgreSQL's generic plan for `= ANY($1)`
-        (an array of unknown size) scans the whole table: 50-60 s a batch at 6.7M events,
-        against 0.1 s planned with the ids (the 10M run, benchmarks/RESULTS.md)."""
+        """The events of many streams in one read (by stream, then version)."""
         sql = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {}"
             " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(self._table())
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
-            cursor.execute(sql, (list(ids),), prepare=False)
-            return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in cursor]
+        rows = self._by_streams(sql, (list(ids),))
+        return [StoredEvent(oid, v, topic, bytes(state)) for oid, v, topic, state in rows]
+
+    def _by_streams(self, sql: Composed, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of a read by stream ids, through the primary key's index whatever the
+        planner would guess. Never prepared: psycopg prepares a query run 5 times, and the
+        generic plan for `= ANY($1)` (an array of unknown size) scans the whole table (50-60
+        s a batch at 6.7M events, against 0.1 s planned with the ids). Nor a scan of the
+        table where it was never analyzed (autovacuum off): with no statistics the planner
+        takes each id to match 0.5% of the rows (the 10M runs, benchmarks/RESULTS.md)."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(sql, params, prepare=False)
+            return cursor.fetchall()
 
     def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
-        """As the SQLite recorder's `stream_rows`; never prepared (see `select_streams`)."""
+        """As the SQLite recorder's `stream_rows` (see `_by_streams`); `stop` is applied
+        here, as a bound in SQL would draw the planner to the notification id's index."""
         sql = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {}"
-            " WHERE originator_id = ANY(%s) AND notification_id <= %s ORDER BY notification_id"
+            " WHERE originator_id = ANY(%s)"
         ).format(self._table())
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
-            cursor.execute(sql, (list(ids), stop), prepare=False)
-            return [(nid, oid, topic, bytes(state)) for nid, oid, topic, state in cursor]
+        rows = self._by_streams(sql, (list(ids),))
+        return sorted(
+            (nid, oid, topic, bytes(state)) for nid, oid, topic, state in rows if nid <= stop
+        )
 
     def stream(
         self,
