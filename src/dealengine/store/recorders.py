@@ -260,38 +260,37 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
 
     def select_streams(self, ids: Sequence[str]) -> list[StoredEvent]:
         """The events of many streams in one read (by stream, then version)."""
-        found: list[StoredEvent] = []
-        with self.datastore.transaction(commit=False) as c:
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None
-            for i in range(0, len(ids), CHUNK):
-                chunk = ids[i : i + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                cursor.execute(
-                    "SELECT originator_id, originator_version, topic, state "
-                    f"FROM {self.events_table_name} WHERE originator_id IN ({marks}) "
-                    "ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                found.extend(StoredEvent(*row) for row in cursor.fetchall())
-        return found
+        rows = self._by_streams(
+            "SELECT originator_id, originator_version, topic, state FROM {table} "
+            "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+            ids,
+        )
+        return [StoredEvent(*row) for row in rows]
 
     def stream_rows(self, ids: Sequence[str], stop: int) -> list[Row]:
         """The events of streams `ids` up to position `stop`, in recorded order."""
-        found: list[Row] = []
+        found: list[Row] = self._by_streams(
+            "SELECT rowid, originator_id, topic, state FROM {table} "
+            "WHERE originator_id IN ({marks}) AND rowid <= ?",
+            ids,
+            stop,
+        )
+        found.sort()  # by position: positions are unique
+        return found
+
+    def _by_streams(self, sql: str, ids: Sequence[str], *params: Any) -> list[Any]:
+        """The rows of `sql` (its `{marks}` the ids, then `params`) for each CHUNK of `ids`,
+        in one read transaction."""
+        found: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
             cursor.row_factory = None
             for i in range(0, len(ids), CHUNK):
                 chunk = ids[i : i + CHUNK]
                 marks = ",".join("?" * len(chunk))
-                cursor.execute(
-                    f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({marks}) AND rowid <= ?",
-                    (*chunk, stop),
-                )
+                query = sql.format(table=self.events_table_name, marks=marks)
+                cursor.execute(query, (*chunk, *params))
                 found.extend(cursor.fetchall())
-        found.sort()  # by position: positions are unique
         return found
 
     def stream(
