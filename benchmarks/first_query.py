@@ -23,10 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-from psycopg.sql import SQL, Identifier
-
 from dealengine import Engine, Settings
+from harness import drop_views
 
 VIEWS: dict[str, tuple[Callable[[Engine], object], Callable[[Engine], object]]] = {
     "funnel": (lambda e: e.funnel(), lambda e: e.live_funnel()),
@@ -98,18 +96,6 @@ class opened:
         self.engine.close()
         if self.folder is not None:
             shutil.rmtree(self.folder)
-
-
-def drop_views(url: str) -> None:
-    schema = url.rpartition("schema=")[2]
-    with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
-            "(table_name LIKE 'dealengine_view%%' OR table_name LIKE '%%tracking%%')",
-            (schema,),
-        ).fetchall()
-        for (table,) in tables:
-            conn.execute(SQL("DROP TABLE {}.{}").format(Identifier(schema), Identifier(table)))
 
 
 if __name__ == "__main__":

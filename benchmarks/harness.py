@@ -189,3 +189,19 @@ def summary(views: tuple[FunnelView, PipelineView], defn: PipelineDefinition) ->
     stages[defn.won_stage] = (pipeline.won.deals, pipeline.won.amount)
     stages[defn.lost_stage] = (pipeline.lost.deals, pipeline.lost.amount)
     return Summary(steps, {s: v for s, v in stages.items() if v[0]}, pipeline.win_rate)
+
+
+def drop_views(url: str) -> None:
+    """Drop the materialised views' tables (and their tracking) of the schema in `url`."""
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    schema = url.rpartition("schema=")[2]
+    with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
+            "(table_name LIKE 'dealengine_view%%' OR table_name LIKE '%%tracking%%')",
+            (schema,),
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(SQL("DROP TABLE {}.{}").format(Identifier(schema), Identifier(table)))

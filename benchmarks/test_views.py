@@ -9,15 +9,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import psycopg
 import pytest
-from psycopg.sql import SQL, Identifier
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from baselines import duckdb_views
 from dealengine import Engine, Settings
 from dealengine.domain.definitions import load_funnel, load_pipeline
-from harness import BACKENDS, PG_URL, SIZES, Summary, history, measure, summary
+from harness import BACKENDS, SIZES, Summary, drop_views, history, measure, summary
 
 
 def rebuild_views(store: Engine) -> int:
@@ -104,13 +102,5 @@ def _store_without_views(
         return Engine(Settings(db=str(db), database_url=None))
     url = store.settings.database_url
     assert url is not None
-    schema = url.rpartition("schema=")[2]
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
-            "(table_name LIKE 'dealengine_view%%' OR table_name LIKE '%%tracking%%')",
-            (schema,),
-        ).fetchall()
-        for (table,) in tables:
-            conn.execute(SQL("DROP TABLE {}.{}").format(Identifier(schema), Identifier(table)))
+    drop_views(url)
     return Engine(Settings(database_url=url))
