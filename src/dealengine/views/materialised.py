@@ -117,8 +117,8 @@ class Held:
     """The fold state a catch-up run holds between its batches, as of the view's position,
     and what each lead in it adds to the view's counters, once known (`counted`). A run that
     began with the view empty (`from_start`) holds every lead and deal it met, but those it
-    let go (`gone`, their streams); any other run holds those it folded from the store
-    (`leads`, `deals`) or met since. The others are folded from the store when a batch
+    let go (`gone`); any other run holds those it folded from the store (`leads`, `deals`)
+    or met since. All are kept as stream ids. The others are folded from the store when a batch
     touches them."""
 
     state: Any
@@ -141,7 +141,7 @@ class Held:
     def let_go(self, streams: set[str], initial: Any) -> None:
         """Drop every state (`streams`: those it holds), starting again from `initial`."""
         if self.from_start:
-            self.gone |= streams | {lead_stream(lead) for lead in self.leads} | self.deals
+            self.gone |= streams | self.leads | self.deals
         self.state, self.counted = initial, {}
         self.leads, self.deals = set(), set()
 
@@ -250,27 +250,23 @@ class FunnelAdapter:
         """The leads the batch's events were applied to (after them: a deal it opened names
         its lead): those of its lead streams, and the leads of its deals."""
         known = state.lead_of_deal
-        leads = {id_of(s) for s in batch.streams if s.startswith(LEAD_PREFIX)}
-        leads.update(known[s] for s in batch.streams if s in known)
-        return leads
+        return _leads_of(batch.streams) | {known[s] for s in batch.streams if s in known}
 
     def _hold(self, batch: Batch, held: Held) -> None:
         """Fold into the held state the leads the batch touches that the run does not hold,
         with their deals, from their streams' earlier events; count what each adds."""
         deals = held.unfolded({s for s in batch.streams if s[0] == DEAL_MARK}, held.deals)
-        leads = {id_of(s) for s in batch.streams if s.startswith(LEAD_PREFIX)}
-        leads |= _opened_by(batch.events(("deal_opened",)))
+        leads = _leads_of(batch.streams) | _opened_by(batch.events(("deal_opened",)))
         unheld = batch.earlier(deals)  # a deal's earlier events name its lead (deal_opened)
         leads |= _opened_by(unheld)
         held.deals |= deals
         part = self.fold.partition
         if part is not None:  # the leads of other partitions are not counted here
             leads = {lead for lead in leads if in_partition(lead_stream(lead), part)}
-        leads = {id_of(s) for s in held.unfolded({lead_stream(x) for x in leads}, set())}
-        leads -= held.leads
-        if not leads:
+        streams = held.unfolded({lead_stream(lead) for lead in leads}, held.leads)
+        if not streams:
             return
-        own = batch.read({lead_stream(lead) for lead in leads})
+        own = batch.read(streams)
         # up to the batch's end: a deal opened before it may be converted in it
         deals = {deal_stream(e.data["deal_id"]) for e in own if e.type == "lead_converted"}
         read = {e.stream for e in unheld}
@@ -279,12 +275,17 @@ class FunnelAdapter:
         for event in sorted(own + theirs, key=_position):
             if event.type in types and event.position <= after:
                 apply(state, event)
-        held.leads |= leads
+        held.leads |= streams
         held.deals |= deals
-        held.counted.update(combinations_of(self.fold, state, leads))
+        held.counted.update(combinations_of(self.fold, state, _leads_of(streams)))
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> FunnelView:
         return funnel_from_counters(self.fold, {tuple(k.split(SEP)): n for k, n, _, _ in rows})
+
+
+def _leads_of(streams: Iterable[str]) -> set[str]:
+    """The lead ids of the lead streams among `streams`."""
+    return {id_of(s) for s in streams if s.startswith(LEAD_PREFIX)}
 
 
 def _opened_by(events: Iterable[StreamEvent]) -> set[str]:
