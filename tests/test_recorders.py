@@ -599,8 +599,9 @@ def test_a_batch_writes_counters_and_position_together(views: Any) -> None:
         "funnel#1",
         {"awareness": (2, None, None), "won": (1, "10.00", "1.00")},
         Tracking("funnel#1", 5),
+        after=0,
     )
-    views.write("funnel#1", {"awareness": (3, None, None)}, Tracking("funnel#1", 9))
+    views.write("funnel#1", {"awareness": (3, None, None)}, Tracking("funnel#1", 9), after=5)
     assert views.counter_rows("funnel#1", ["awareness", "won", "lost"]) == {
         "awareness": (3, None, None),  # a later batch replaces a counter
         "won": (1, "10.00", "1.00"),  # and leaves the others
@@ -611,12 +612,13 @@ def test_a_batch_writes_counters_and_position_together(views: Any) -> None:
 
 @pytest.mark.parametrize("position", [9, 4], ids=["the same position", "an earlier position"])
 def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, position: int) -> None:
-    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 9))
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 9), after=0)
     with pytest.raises(VersionConflict):  # eventsourcing's IntegrityError, as dealengine's
         views.write(
             "funnel#1",
             {"awareness": (5, None, None), "interest": (1, None, None)},
             Tracking("funnel#1", position),
+            after=9,
         )
     assert views.counter_rows("funnel#1", ["awareness", "interest"]) == {
         "awareness": (1, None, None)
@@ -624,13 +626,26 @@ def test_a_batch_at_a_position_already_passed_stores_nothing(views: Any, positio
     assert views.max_tracking_id("funnel#1") == 9
 
 
+def test_totals_made_from_a_position_the_view_has_left_are_not_written(views: Any) -> None:
+    """Two runs fold from position 0; the one that writes second, further on, would add its
+    counts to the first's: refused, whatever its position."""
+    views.write("funnel#1", {"awareness": (2, None, None)}, Tracking("funnel#1", 5), after=0)
+    with pytest.raises(VersionConflict, match="view funnel#1 is at position 5, not 0"):
+        views.write("funnel#1", {"awareness": (4, None, None)}, Tracking("funnel#1", 8), after=0)
+    assert views.counter_rows("funnel#1", ["awareness"]) == {"awareness": (2, None, None)}
+    assert views.max_tracking_id("funnel#1") == 5
+
+
 def test_activating_a_generation_switches_the_projection_and_drops_the_one_it_replaces(
     views: Any,
 ) -> None:
-    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 3))
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 3), after=0)
     assert views.activate("funnel", "funnel#1", "digest-1") is None  # nothing replaced
     views.write(
-        "funnel#2", {"awareness": (2, None, None), "won": (1, "5", "5")}, Tracking("funnel#2", 4)
+        "funnel#2",
+        {"awareness": (2, None, None), "won": (1, "5", "5")},
+        Tracking("funnel#2", 4),
+        after=0,
     )
     assert sorted(views.generations("funnel")) == ["funnel#1", "funnel#2"]
     assert views.counters("funnel") == ("funnel#1", [("awareness", 1, None, None)])
@@ -652,7 +667,7 @@ def test_activating_a_generation_switches_the_projection_and_drops_the_one_it_re
 
 
 def test_each_projection_has_its_own_generations(views: Any) -> None:
-    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 1))
+    views.write("funnel#1", {"awareness": (1, None, None)}, Tracking("funnel#1", 1), after=0)
     views.activate("pipeline", "pipeline#1", "digest-p")  # a view with no rows yet
     assert views.counters("pipeline") == ("pipeline#1", [])
     assert list(views.generations("pipeline")) == []
@@ -662,7 +677,7 @@ def test_each_projection_has_its_own_generations(views: Any) -> None:
 
 def test_dropping_a_generation_removes_its_rows_only(views: Any) -> None:
     for n, view in enumerate(("funnel#1", "funnel#2")):
-        views.write(view, {"awareness": (n + 1, None, None)}, Tracking(view, 1))
+        views.write(view, {"awareness": (n + 1, None, None)}, Tracking(view, 1), after=0)
     views.drop("funnel#1")
     assert views.counter_rows("funnel#1", ["awareness"]) == {}
     assert views.counter_rows("funnel#2", ["awareness"]) == {"awareness": (2, None, None)}
@@ -672,6 +687,9 @@ def test_dropping_a_generation_removes_its_rows_only(views: Any) -> None:
 def test_counters_are_read_for_more_keys_than_one_query_holds(views: Any) -> None:
     keys = [f"step-{n}" for n in range(1_201)]  # more than the 500 keys a query takes
     views.write(
-        "funnel#1", {k: (n, None, None) for n, k in enumerate(keys)}, Tracking("funnel#1", 1)
+        "funnel#1",
+        {k: (n, None, None) for n, k in enumerate(keys)},
+        Tracking("funnel#1", 1),
+        after=0,
     )
     assert views.counter_rows("funnel#1", keys) == {k: (n, None, None) for n, k in enumerate(keys)}

@@ -625,7 +625,7 @@ class MaterialisedView:
         batch = Batch(read, streams, position, topics, skip, applied)
         counters = adapter.process(self.tables, view, batch, held)
         try:
-            self.tables.write(view, counters, Tracking(view, last))
+            self.tables.write(view, counters, Tracking(view, last), after=position)
         except VersionConflict:
             return None, len(read)
         return last, len(read)

@@ -1,10 +1,11 @@
 """Where materialised views live: eventsourcing tracking recorders with two tables of ours.
 
 Each view generation (`funnel#3`) has its counters and a tracking row (the library's, under
-the generation's name) written in ONE transaction per batch: an event is
-applied exactly once. `dealengine_views` points each projection at its active generation;
-switching it is one UPDATE, so a query (one SELECT joining the pointer) sees the old view or
-the new one, never a mix. SQL is written once: `?` placeholders become `%s` on PostgreSQL.
+the generation's name) written in ONE transaction, and only from the position the totals were
+made from: an event is applied exactly once. `dealengine_views` points each projection at its
+active generation; switching it is one UPDATE, so a query (one SELECT joining the pointer)
+sees the old view or the new one, never a mix. SQL is written once: `?` placeholders become
+`%s` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
@@ -117,10 +118,13 @@ class ViewTables:
             (r["key"], r["n"], r["amount"], r["weighted"]) for r in rows if r["key"] is not None
         ]
 
-    def write(self, view: str, counters: Mapping[str, Counter], tracking: Tracking) -> None:
-        """A batch's counter totals and its position, in one transaction."""
+    def write(
+        self, view: str, counters: Mapping[str, Counter], tracking: Tracking, *, after: int
+    ) -> None:
+        """Counter totals and the position they are as of, in one transaction, if the view
+        is still at position `after` (the totals were made from it); else VersionConflict."""
         with self._tx(commit=True) as c:
-            c.executemany(
+            c.executemany(  # first: on SQLite, the write lock before the position is read
                 self._sql(
                     "INSERT INTO {p}dealengine_view_counters (view, key, n, amount, weighted) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET n = excluded.n, "
@@ -128,6 +132,9 @@ class ViewTables:
                 ),
                 [(view, k, *v) for k, v in counters.items()],
             )
+            found = self._max_tracking_id(view, c) or 0  # type: ignore[attr-defined]
+            if counters and found != after:
+                raise IntegrityError(f"view {view} is at position {found}, not {after}")
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
     def counter_rows(self, view: str, keys: Iterable[str]) -> dict[str, Counter]:
