@@ -7,6 +7,7 @@ a lead whose signup was voided before they were built, and leads with several de
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from dealengine import Engine, Settings
 from dealengine.demo import generate
 from dealengine.views import materialised
+from dealengine.views.materialised import Batch, FunnelAdapter
 
 from .test_materialised_views import fresh_store
 from .test_view_partitions import assert_views_equal_the_reference, ingest
@@ -128,3 +130,52 @@ def test_a_lead_with_several_deals_is_folded_from_the_store_with_all_of_them(
         assert (pipeline.won.deals, pipeline.won.amount) == (1, 100)
         prospecting = pipeline.stages[0]
         assert (prospecting.open_deals, prospecting.amount) == (2, 500)
+
+
+def test_a_run_overtaken_by_another_folds_again_from_the_position_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given two engines on one SQLite store: a run starts building the views; more events
+    are recorded; a second run starts building them too, from position 0 and further on.
+    When the first writes first, the second's write (its counts made from position 0) is
+    refused; it reads the position written and folds only the events after it: the views
+    count each event once (the reference)."""
+    store = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    lines = generate(200, 9)
+    half = len(lines) // 2
+    with Engine(store) as engine:
+        ingest(engine, lines[:half])
+    real = FunnelAdapter.process
+    gates: dict[str, tuple[threading.Event, threading.Event]] = {}  # a run's: arrived, go on
+    failures: list[BaseException] = []
+
+    def process(self: FunnelAdapter, batch: Batch, held: Any) -> None:
+        gate = gates.pop(threading.current_thread().name, None)
+        if gate is not None:  # paused in its first batch
+            gate[0].set()
+            assert gate[1].wait(10)
+        real(self, batch, held)
+
+    def build() -> None:
+        try:
+            with Engine(store) as engine:
+                engine.view("funnel").catch_up(), engine.view("pipeline").catch_up()
+        except BaseException as e:  # reported in the test's own thread
+            failures.append(e)
+
+    monkeypatch.setattr(FunnelAdapter, "process", process)
+    runs = []
+    for name in ("first", "second"):
+        gates[name] = gate = (threading.Event(), threading.Event())
+        runs.append((threading.Thread(target=build, name=name), gate[1]))
+        runs[-1][0].start()
+        assert gate[0].wait(10)
+        if name == "first":
+            with Engine(store) as engine:
+                ingest(engine, lines[half:])
+    for thread, go_on in runs:
+        go_on.set()
+        thread.join(30)
+    assert failures == []
+    with Engine(store) as engine:
+        assert_views_equal_the_reference(engine, lines)

@@ -635,8 +635,8 @@ def _caught_up(
     engine: Engine, name: ProjectionName, query: Callable[[Callable[[int], None]], R]
 ) -> R:
     """`query(advance)` with a progress bar (on a terminal) while the `name` view catches up.
-    Ctrl-C keeps the batches applied (each stored with its position): one line says so and
-    how to resume, and the exit status is 130."""
+    Ctrl-C stops the catch-up after the batch it is folding, which keeps the events applied
+    (stored with their position): one line says so and how to resume; exit status 130."""
     applied = [0]
     total = engine.view(name).lag().behind
     try:
@@ -649,8 +649,8 @@ def _caught_up(
             return query(counted)
     except KeyboardInterrupt:
         err().print(
-            f"interrupted: the {name} view keeps the {applied[0]} events applied so far (each "
-            "batch is stored with its position); run the same command again to resume from there"
+            f"interrupted: the {name} view keeps the {applied[0]} events applied so far (stored "
+            "with their position); run the same command again to resume from there"
         )
         raise typer.Exit(130) from None
 

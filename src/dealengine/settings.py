@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     opens its own connection and touches none of this process's connections or threads (a
     PostgreSQL pool runs threads here)."""
     view_batch: int = Field(default=100_000, ge=1)
-    """Events a materialised view applies per transaction when it catches up or rebuilds."""
+    """Events a materialised view reads and folds at a time when it catches up or rebuilds
+    (a catch-up writes once it has folded them all, is stopped, or holds a million leads and
+    deals)."""
     view_partitions: int = Field(default=1, ge=1, le=1024)
     """Partitions each materialised view's leads (and deals) are split into, each with its own
     position and one owner among the `project --follow` workers (PostgreSQL). Changing it

@@ -39,26 +39,33 @@ Amounts = tuple[int, Decimal, Decimal]  # deals, amount, weighted amount
 ZERO = Decimal(0)
 
 
-def combinations_of(
-    fold: FunnelProjection, view: FunnelState, leads: Iterable[str]
-) -> dict[str, Combination | None]:
-    """What each of `leads` adds to the funnel (`FunnelProjection.counted`); None for a lead
-    that never entered."""
-    found: dict[str, Combination | None] = dict.fromkeys(leads)
+def count_combinations(
+    fold: FunnelProjection,
+    view: FunnelState,
+    leads: Iterable[str] | None,
+    sign: int,
+    into: dict[Combination, int],
+) -> None:
+    """Add `sign` times the combination each of `leads` adds to the funnel
+    (`FunnelProjection.counted`) into `into`; None: every lead of `view`. A lead that never
+    entered adds none."""
     earliest = view.earliest
-    entered = ((lead, earliest[lead]) for lead in found if lead in earliest)
-    for lead, key, _ in fold.counted(view, entered):
-        found[lead] = key
-    return found
+    entered = (
+        earliest.items()
+        if leads is None
+        else ((lead, earliest[lead]) for lead in leads if lead in earliest)
+    )
+    for _, key, _ in fold.counted(view, entered):
+        into[key] = into.get(key, 0) + sign
 
 
 def add_combinations(
-    fold: FunnelProjection, combinations: Mapping[Combination | None, int], into: dict[Key, int]
+    fold: FunnelProjection, combinations: Mapping[Combination, int], into: dict[Key, int]
 ) -> None:
     """Add the counters of `combinations` (how many leads each, signed) into `into`: one per
     step each lead counts at, per group."""
     for key, n in combinations.items():
-        if key is None or not n:
+        if not n:
             continue
         if key == EXCLUDED:
             into["excluded",] = into.get(("excluded",), 0) + n

@@ -27,7 +27,7 @@ from dealengine.views.materialised import (
 from dealengine.views.tables import ViewTables
 from dealengine.views.worker import Owner, follow, stop_on_signals
 
-Progress = Callable[[int], None] | None  # told of each batch of n events a catch-up applies
+Progress = Callable[[int], None] | None  # told of each batch of n events a catch-up folds
 
 
 class LiveViews:
@@ -52,7 +52,7 @@ class LiveViews:
         self.open_tables = open_tables
         self.open_owner = open_owner
         self.channel = channel
-        self.batch = batch  # events per transaction (Settings.view_batch)
+        self.batch = batch  # events per read (Settings.view_batch)
         self.partitions = partitions  # each view's (Settings.view_partitions)
         self.tables: ViewTables | None = None
         self._views: dict[str, MaterialisedView] = {}

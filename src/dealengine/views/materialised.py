@@ -1,20 +1,22 @@
 """Materialised funnel and pipeline views: the in-memory folds, applied batch by batch.
 
-For each batch of new events: take the counters of the leads or deals they touch away, apply
-the events with the SAME fold the in-memory views use, add their new counters, and write the
-counters and the position in one transaction. A view stores no lead's or deal's state: the
-store's streams are that state. A catch-up run holds the states it folds from one batch to
-the next (`Held`); a lead or deal it does not hold is folded from its stream's earlier events
-when a batch touches it. A run that starts from an empty view holds every state from the
-start, so building a view is one fold of the stream, as `--full` is.
+A catch-up run reads the events recorded since the view's position in batches and folds them
+with the SAME fold the in-memory views use, holding the states it folds (`Held`); a lead or
+deal it does not hold is folded from its stream's earlier events when a batch touches it (the
+counters it added taken off). Then it adds the counters of every lead or deal it touched and
+writes them with its position, in one transaction. A view stores no lead's or deal's state:
+the store's streams are that state. A run that starts from an empty view holds every state
+from the start, so building a view is one fold of the stream and one count, as `--full` is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
@@ -50,7 +52,7 @@ from dealengine.views.counters import (
     Key,
     add_amounts,
     add_combinations,
-    combinations_of,
+    count_combinations,
     funnel_from_counters,
     pipeline_counters,
     pipeline_from_counters,
@@ -62,7 +64,7 @@ log = get_logger("dealengine.views")
 
 ProjectionName = Literal["funnel", "pipeline"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("funnel", "pipeline")
-BATCH = 100_000  # events per transaction (Settings.view_batch)
+BATCH = 100_000  # events per read (Settings.view_batch)
 HELD = 1_000_000  # leads and deals a catch-up run holds at most (about 0.8 KB each)
 SEP = "\x1f"
 
@@ -114,18 +116,21 @@ class Lag:
 
 @dataclass(slots=True)
 class Held:
-    """The fold state a catch-up run holds between its batches, as of the view's position,
-    and what each lead in it adds to the view's counters, once known (`counted`). A run that
-    began with the view empty (`from_start`) holds every lead and deal it met, but those it
-    let go (`gone`); any other run holds those it folded from the store (`leads`, `deals`)
-    or met since. All are kept as stream ids. The others are folded from the store when a batch
-    touches them."""
+    """What a catch-up run holds until it writes the view: the fold state, as of the position
+    it has folded to; the leads and deals it folded from the store (`leads`, `deals`, as
+    streams); those its batches touched (`touched`: the funnel's lead ids, the pipeline's deal
+    streams); and the counters' moves so far (`moved`, the adapter's tally): what the ones
+    folded from the store added when the view was last written, taken off. The write adds
+    what each touched one adds now. A run that began with the view empty (`from_start`)
+    holds every lead and deal it met, but those it let go (`gone`): the others have no
+    earlier events, and it counts them all at the write."""
 
     state: Any
     from_start: bool
     leads: set[str] = field(default_factory=set)
     deals: set[str] = field(default_factory=set)
-    counted: dict[str, Any] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    moved: dict[Any, Any] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
 
     @property
@@ -139,11 +144,12 @@ class Held:
         return (streams & self.gone if self.from_start else streams) - folded
 
     def let_go(self, streams: set[str], initial: Any) -> None:
-        """Drop every state (`streams`: those it holds), starting again from `initial`."""
+        """Drop every state (`streams`: those it holds), starting again from `initial`; the
+        view has just been written."""
         if self.from_start:
             self.gone |= streams | self.leads | self.deals
-        self.state, self.counted = initial, {}
-        self.leads, self.deals = set(), set()
+        self.state, self.moved = initial, {}
+        self.leads, self.deals, self.touched = set(), set(), set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +195,12 @@ class Adapter(Protocol):
         """The streams of the leads and deals `state` holds something of."""
         ...
 
-    def process(
-        self, tables: ViewTables, view: str, batch: Batch, held: Held
-    ) -> dict[str, Counter]:
-        """Apply `batch` to the `held` state; the counters it changes, with their new values."""
+    def process(self, batch: Batch, held: Held) -> None:
+        """Fold `batch` into the `held` state, noting what it touched."""
+        ...
+
+    def changes(self, tables: ViewTables, view: str, held: Held) -> dict[str, Counter]:
+        """The counters `held` moved since `view` was written, with their new totals."""
         ...
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> Any: ...
@@ -217,26 +225,26 @@ class FunnelAdapter:
         leads = set(state.earliest).union(state.sequence, state.excluded, *state.touches.values())
         return {lead_stream(lead) for lead in leads} | set(state.lead_of_deal)
 
-    def process(
-        self, tables: ViewTables, view: str, batch: Batch, held: Held
-    ) -> dict[str, Counter]:
-        """Hold every lead the batch touches, apply its events, then move each touched lead's
-        count from what it added (`held.counted`) to what it adds now."""
-        fold, state, counted = self.fold, held.state, held.counted
-        if not held.complete:
+    def process(self, batch: Batch, held: Held) -> None:
+        """Hold every lead the batch touches, apply its events, note the leads it touched
+        (a run holding every lead counts them all)."""
+        state, complete = held.state, held.complete
+        if not complete:
             self._hold(batch, held)
-        apply = fold.apply
+        apply = self.fold.apply
         for event in batch.events(self.event_types):
             apply(state, event)
-        moved: dict[Combination | None, int] = {}
-        for lead, after in combinations_of(fold, state, self._touched(batch, state)).items():
-            before = counted.get(lead)
-            if before != after:
-                moved[before] = moved.get(before, 0) - 1
-                moved[after] = moved.get(after, 0) + 1
-                counted[lead] = after
+        if not complete:
+            held.touched |= self._touched(batch, state)
+
+    def changes(self, tables: ViewTables, view: str, held: Held) -> dict[str, Counter]:
+        """Move each touched lead's count from what it added when `view` was written (taken
+        off in `held.moved`) to what it adds now."""
+        moved: dict[Combination, int] = held.moved
+        leads = None if held.complete else held.touched
+        count_combinations(self.fold, held.state, leads, +1, moved)
         counts: dict[Key, int] = {}
-        add_combinations(fold, moved, counts)
+        add_combinations(self.fold, moved, counts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in counts))
         changed: dict[str, Counter] = {}
         for key, delta in counts.items():
@@ -254,7 +262,7 @@ class FunnelAdapter:
 
     def _hold(self, batch: Batch, held: Held) -> None:
         """Fold into the held state the leads the batch touches that the run does not hold,
-        with their deals, from their streams' earlier events; count what each adds."""
+        with their deals, from their streams' earlier events; take off what each added."""
         deals = held.unfolded({s for s in batch.streams if s[0] == DEAL_MARK}, held.deals)
         leads = _leads_of(batch.streams) | _opened_by(batch.events(("deal_opened",)))
         unheld = batch.earlier(deals)  # a deal's earlier events name its lead (deal_opened)
@@ -277,7 +285,9 @@ class FunnelAdapter:
                 apply(state, event)
         held.leads |= streams
         held.deals |= deals
-        held.counted.update(combinations_of(self.fold, state, _leads_of(streams)))
+        leads = _leads_of(streams)
+        held.touched |= leads
+        count_combinations(self.fold, state, leads, -1, held.moved)
 
     def read(self, rows: Iterable[tuple[str, int, str | None, str | None]]) -> FunnelView:
         return funnel_from_counters(self.fold, {tuple(k.split(SEP)): n for k, n, _, _ in rows})
@@ -319,18 +329,23 @@ class PipelineAdapter:
     def streams(self, state: dict[str, dict[str, DealFacts]]) -> set[str]:
         return set().union(*state.values())
 
-    def process(
-        self, tables: ViewTables, view: str, batch: Batch, held: Held
-    ) -> dict[str, Counter]:
+    def process(self, batch: Batch, held: Held) -> None:
+        """Fold the batch's deals (it reads no other stream) into the `held` states: those not
+        held, their earlier events first, taking off what they added when the view was
+        written."""
         states: dict[str, dict[str, DealFacts]] = held.state
-        deals = batch.streams  # the deals of its partition: it reads no other stream
-        if not held.complete:  # the deals not held: their earlier events first
-            self._apply(states, batch.earlier(held.unfolded(deals, held.deals)))
-            held.deals |= deals
-        amounts: dict[Key, Amounts] = {}
-        self._count(states, deals, -1, amounts)
+        if not held.complete:
+            unheld = held.unfolded(batch.streams, held.deals)
+            self._apply(states, batch.earlier(unheld))
+            self._count(states, unheld, -1, held.moved)
+            held.deals |= batch.streams
+            held.touched |= batch.streams
         self._apply(states, batch.events(self.event_types))
-        self._count(states, deals, +1, amounts)
+
+    def changes(self, tables: ViewTables, view: str, held: Held) -> dict[str, Counter]:
+        """Add what each touched deal adds now to `held.moved`: the counters' new totals."""
+        amounts: dict[Key, Amounts] = held.moved
+        self._count(held.state, None if held.complete else held.touched, +1, amounts)
         totals = tables.counter_rows(view, (SEP.join(k) for k in amounts))
         changed: dict[str, Counter] = {}
         for key, (n, amount, weighted) in amounts.items():
@@ -347,14 +362,14 @@ class PipelineAdapter:
     def _count(
         self,
         states: dict[str, dict[str, DealFacts]],
-        deals: set[str],
+        deals: set[str] | None,
         sign: int,
         into: dict[Key, Amounts],
     ) -> None:
-        """Add `sign` times the counters of `deals` into `into`."""
+        """Add `sign` times the counters of `deals` (None: all) into `into`."""
         for name, fold in self.folds.items():
             mine = states[name]
-            for stream in deals & mine.keys():
+            for stream in mine.keys() if deals is None else deals & mine.keys():
                 add_amounts(into, _keyed(name, pipeline_counters(fold, mine[stream])), sign)
 
     def _apply(
@@ -572,37 +587,37 @@ class MaterialisedView:
         stop: Callable[[], bool],
         skip: set[str],
     ) -> int:
-        """Catch one partition's view up to `head`, a batch per transaction; each batch is
-        read with a query of its own (a long-open read would hold a PostgreSQL transaction
-        idle while the batch is folded, and the server ends those). The run holds the states
-        it folds (at most HELD leads and deals: past that it lets them go and starts again)."""
-        applied, position = 0, self.tables.position(view)
-        held = Held(adapter.initial(), from_start=position == 0)
-        while position < head and not stop():
-            began = time.perf_counter()
-            if adapter.size(held.state) > HELD:
-                held.let_go(adapter.streams(held.state), adapter.initial())
-            last, events = self._batch(view, adapter, part, position, head, skip, held)
-            if last is None:  # another process applied these events first: carry on
-                log.info("view.overtaken", projection=self.name, view=view, position=position)
-                position = self.tables.position(view)
-                held = Held(adapter.initial(), from_start=False)  # it held the batch not written
-                continue
-            applied += last - position
-            if progress:
-                progress(last - position)
-            position = last
-            log.info(
-                "view.batch",
-                projection=self.name,
-                view=view,
-                position=last,
-                events=events,
-                seconds=round(time.perf_counter() - began, 3),
-            )
+        """Catch one partition's view up to `head`: fold batch after batch, then write the
+        counters the run moved and its position in one transaction, once it has folded up to
+        `head`, when `stop()` (or Ctrl-C: `interrupts_between_batches`) ends it, and before it
+        lets its states go (past HELD leads and deals; it then starts holding again). So a
+        build is one fold and one count, as `--full` is."""
+        applied, written = 0, self.tables.position(view)
+        held = Held(adapter.initial(), from_start=written == 0)
+        with interrupts_between_batches() as interrupted:
+
+            def halted() -> bool:
+                return stop() or interrupted()
+
+            while written < head and not halted():
+                position = self._fold(
+                    view, adapter, part, written, head, skip, held, progress, halted
+                )
+                try:
+                    counters = adapter.changes(self.tables, view, held)
+                    self.tables.write(view, counters, Tracking(view, position), after=written)
+                except VersionConflict:  # another process applied these events first
+                    log.info("view.overtaken", projection=self.name, view=view, position=written)
+                    written = self.tables.position(view)
+                    held = Held(adapter.initial(), from_start=False)
+                    continue
+                log.info("view.written", projection=self.name, view=view, position=position)
+                applied, written = applied + position - written, position
+                if written < head and not halted():
+                    held.let_go(adapter.streams(held.state), adapter.initial())
         return applied
 
-    def _batch(
+    def _fold(
         self,
         view: str,
         adapter: Adapter,
@@ -611,24 +626,59 @@ class MaterialisedView:
         head: int,
         skip: set[str],
         held: Held,
-    ) -> tuple[int | None, int]:
-        """Read, fold and write one batch after `position`, with its position (None: another
-        process wrote it first), and how many events it read."""
-        reading = _reading(self.source, position, head, part, adapter.deals_only)
-        with closing(reading) as rows:  # Ctrl-C too
-            read = list(islice(rows, self.batch))
-        # the events read count as applied; a partition's last events may be elsewhere
-        last = read[-1][0] if len(read) == self.batch else head
-        streams = {row[1] for row in read}
+        progress: Callable[[int], None] | None,
+        halted: Callable[[], bool],
+    ) -> int:
+        """Fold batches after `position` into `held` until `head`, `halted()`, or it holds
+        more than HELD leads and deals (one batch at least); the position folded up to. Each
+        batch is read with a query of its own (a long-open read would hold a PostgreSQL
+        transaction idle while the batch is folded, and the server ends those)."""
         topics = self.source.interactions.reading
-        applied = _as_applied(self.source, last, skip)
-        batch = Batch(read, streams, position, topics, skip, applied)
-        counters = adapter.process(self.tables, view, batch, held)
-        try:
-            self.tables.write(view, counters, Tracking(view, last), after=position)
-        except VersionConflict:
-            return None, len(read)
-        return last, len(read)
+        while True:
+            began = time.perf_counter()
+            reading = _reading(self.source, position, head, part, adapter.deals_only)
+            with closing(reading) as rows:  # Ctrl-C too
+                read = list(islice(rows, self.batch))
+            # the events read count as folded; a partition's last events may be elsewhere
+            last = read[-1][0] if len(read) == self.batch else head
+            streams = {row[1] for row in read}
+            applied = _as_applied(self.source, last, skip)
+            adapter.process(Batch(read, streams, position, topics, skip, applied), held)
+            if progress:
+                progress(last - position)
+            log.info(
+                "view.batch",
+                projection=self.name,
+                view=view,
+                position=last,
+                events=len(read),
+                seconds=round(time.perf_counter() - began, 3),
+            )
+            position = last
+            if position >= head or halted() or adapter.size(held.state) > HELD:
+                return position
+
+
+@contextmanager
+def interrupts_between_batches() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C (SIGINT) during a run, in the main thread, where Python's own handler is in
+    place: noted (the function given says whether it came) and raised as KeyboardInterrupt
+    when the run is done, so the run stops after the batch it is folding and writes what it
+    folded. Anywhere else nothing changes."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield lambda: False
+        return
+    came: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, _frame: came.append(number))
+    try:
+        yield lambda: bool(came)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if came:
+        raise KeyboardInterrupt
 
 
 def _shared(progress: Callable[[int], None], parts: int) -> Callable[[int], None]:
