@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from dealengine import Engine
 from dealengine.demo import generate, write_jsonl
 from dealengine.ingest.jsonl import ingest_jsonl
+from dealengine.store.application import Store
 
 
 def record(engine: Engine, lines: list[tuple[str, str, str, dict[str, Any]]]) -> None:
@@ -242,6 +244,40 @@ def test_views_of_a_generated_history_equal_the_reference(engine: Engine, tmp_pa
     assert (got["lost"]["deals"], got["lost"]["amount"]) == expected["lost"]
     assert got["win_rate"] == pytest.approx(expected["win_rate"])
     assert sum(s["open_deals"] for s in got["stages"]) > 0 and expected["won"][0] > 0
+
+
+def test_pipeline_full_reads_the_deals_streams_only_and_equals_the_reference(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pipeline --full` (and the deals' stays) read the deals' streams only: every deal's
+    events and no lead's, with the numbers of the reference over every line."""
+    lines = generate(leads=400, seed=4)
+    path = tmp_path / "history.jsonl"
+    write_jsonl(path, lines)
+    assert ingest_jsonl(engine, path, actor="test").rejected == []
+    read: list[str] = []
+    real = Store.stream
+
+    def recorded(self: Store, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for row in real(self, *args, **kwargs):
+            read.append(row[1])
+            yield row
+
+    monkeypatch.setattr(Store, "stream", recorded)
+    got = engine.pipeline().model_dump(mode="json")
+    deals = {f"deal:{x['deal_id']}" for x in lines if x["type"] == "deal_opened"}
+    lead_converted = sum(x["type"] == "lead_converted" for x in lines)
+    deal_lines = sum("deal_id" in x for x in lines) - lead_converted
+    assert set(read) == deals and len(read) == deal_lines
+    expected = reference_pipeline(lines)
+    assert [
+        (s["name"], s["open_deals"], s["amount"], s["weighted_amount"]) for s in got["stages"]
+    ] == expected["stages"]
+    assert (got["won"]["deals"], got["won"]["amount"]) == expected["won"]
+    assert (got["lost"]["deals"], got["lost"]["amount"]) == expected["lost"]
+    read.clear()
+    engine.stage_times()
+    assert set(read) == deals
 
 
 def test_pipeline_ties_are_in_name_order_whatever_order_the_deals_opened_in() -> None:

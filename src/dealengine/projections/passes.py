@@ -22,6 +22,7 @@ from dealengine.projections.stream import (
     Topics,
     close_rows,
     corrected,
+    deals_only,
     decode,
     fold_rows,
 )
@@ -57,9 +58,11 @@ class StreamPasses:
         return corrected(decode(rows, self.store.interactions.reading), self.store.voided_ids(stop))
 
     def fold(self, folds: Sequence[Fold[Any]], as_of: datetime | None) -> list[Any]:
-        """One pass over the stream for every fold, in this process."""
+        """One pass over the stream for every fold, in this process (over the deals' streams
+        only, when the folds read no other)."""
         stop = self.store.position()  # the voids and the stream read at the same point
-        rows, topics = self.store.stream(0, stop), self.store.interactions.reading
+        rows = self.store.stream(0, stop, deals=deals_only(folds))
+        topics = self.store.interactions.reading
         return fold_pass(rows, self.store.voided_ids(stop), topics)(folds, as_of)
 
     def over_partitions(self, work: PartWork[T]) -> list[T]:

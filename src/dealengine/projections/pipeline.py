@@ -256,6 +256,7 @@ class PipelineProjection:
         )
         self.weight = {s: Decimal(str(v)) for s, v in definition.probability.items()}
         self.closed = frozenset((definition.won_stage, definition.lost_stage))  # is_closed
+        self.deals_only = True  # `apply` reads the deals' streams only
 
     @property
     def fold_key(self) -> tuple[bool, str]:

@@ -42,7 +42,8 @@ class Fold(Protocol[V]):
 
     A fold may also say which event types it reads (`event_types`, a set of names): the pass
     then hands it only those, and decodes no event that no fold reads. Without it, a fold is
-    given every event.
+    given every event. One that reads the deals' streams only says so (`deals_only = True`):
+    a pass for such folds alone reads no other stream.
     """
 
     def initial(self) -> V: ...
@@ -52,6 +53,11 @@ class Fold(Protocol[V]):
 
 FoldPass = Callable[[Sequence[Fold[Any]], datetime | None], list[Any]]
 """A pass over the stream: the folds' views from the events that occurred by a time."""
+
+
+def deals_only(folds: Sequence[Fold[Any]]) -> bool:
+    """Whether every one of `folds` reads the deals' streams only."""
+    return all(getattr(fold, "deals_only", False) for fold in folds)
 
 
 def event_types_of(fold: Fold[Any]) -> Collection[str] | None:

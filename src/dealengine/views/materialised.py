@@ -43,6 +43,7 @@ from dealengine.projections.stream import (
     Topics,
     collector_paused,
     corrected,
+    deals_only,
     decode,
 )
 from dealengine.store.recorders import Partition, Row
@@ -318,7 +319,7 @@ class PipelineAdapter:
         self.folds = {f.definition.name: f for f in folds}
         self.definition_digest = digest_all(f.definition for f in folds)
         self.event_types: Collection[str] = frozenset().union(*(f.event_types for f in folds))
-        self.deals_only = True
+        self.deals_only = deals_only(folds)
 
     def initial(self) -> dict[str, dict[str, DealFacts]]:
         return {name: {} for name in self.folds}
