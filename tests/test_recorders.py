@@ -42,7 +42,7 @@ from dealengine.domain.corrections import decide_void
 from dealengine.projections.funnel import in_partition
 from dealengine.store.application import Store, store_env, views_env
 from dealengine.store.recorders import PostgresStreamingRecorder, SQLiteStreamingRecorder
-from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder
+from dealengine.views.tables import VIEWS, PostgresViewRecorder, SQLiteViewRecorder
 from tests.conftest import PG_URL, need_postgres
 from tests.rulebook import EVOLVE, NOW, PIPELINES, history, opened
 
@@ -132,9 +132,10 @@ class ViewRecorder:
 
 
 def open_view_recorder(settings: Settings) -> tuple[Any, InfrastructureFactory[Any]]:
-    """The views' recorder for these settings, made as Engine.view makes it, and its factory
-    (to close)."""
-    env = Environment("DealEngineViews", views_env(settings, store_env(settings)))
+    """The views' recorder for these settings, of the class and tables Engine.view makes, and
+    its factory (to close): on PostgreSQL with a pool of its own, where an engine's views
+    share the store's."""
+    env = Environment(VIEWS, views_env(settings, store_env(settings)))
     factory = InfrastructureFactory.construct(env)
     recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
     recorder = factory.tracking_recorder(recorder_class)

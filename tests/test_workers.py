@@ -85,6 +85,15 @@ def test_one_owner_per_projection_and_takeover(pg_schema_url: str) -> None:
             first.kill()
 
 
+def test_on_postgresql_an_engines_views_use_the_stores_pool(pg_schema_url: str) -> None:
+    """The views' tables are in the store's schema: the engine reaches them through the
+    store's pool, not a second one of its own, and closes that pool once."""
+    with Engine(Settings(database_url=pg_schema_url)) as engine:
+        engine.live_funnel()
+        assert engine.live.tables is not None
+        assert engine.live.tables.datastore is engine.store.recorder.datastore
+
+
 def test_follow_refuses_sqlite(tmp_path: Any) -> None:
     env = {**os.environ, "DEALENGINE_DB": str(tmp_path / "s.db")}
     env.pop("DEALENGINE_DATABASE_URL", None)

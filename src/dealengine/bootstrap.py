@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import cast
 
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment
 
 from dealengine.audit.integrity import Integrity
@@ -37,7 +38,13 @@ from dealengine.subscriptions.notices import Notices
 from dealengine.subscriptions.tables import SubscriptionTables
 from dealengine.subscriptions.webhooks import load_webhooks
 from dealengine.views.live import LiveViews
-from dealengine.views.tables import PostgresViewRecorder, SQLiteViewRecorder, ViewTables
+from dealengine.views.tables import (
+    TRACKING_TABLE,
+    VIEWS,
+    PostgresViewRecorder,
+    SQLiteViewRecorder,
+    ViewTables,
+)
 from dealengine.views.worker import Owner
 
 Clock = Callable[[], datetime]
@@ -151,13 +158,19 @@ def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[]
 def _live_views(
     settings: Settings, store: Store, funnel: FunnelDefinition, pipelines: Pipelines
 ) -> LiveViews:
-    env = Environment("DealEngineViews", views_env(settings, store.env))
-    recorder_class = PostgresViewRecorder if settings.database_url else SQLiteViewRecorder
+    env = Environment(VIEWS, views_env(settings, store.env))
 
     def create_tables() -> ViewTables:
+        """On SQLite, in a file of their own beside the store; on PostgreSQL, in the store's
+        schema through the store's own pool (no second pool per engine)."""
         with tables_lock(settings.database_url), translated("opening the views"):
-            factory = InfrastructureFactory.construct(env)
-            return cast(ViewTables, factory.tracking_recorder(recorder_class))
+            if not settings.database_url:
+                factory = InfrastructureFactory.construct(env)
+                return cast(ViewTables, factory.tracking_recorder(SQLiteViewRecorder))
+            datastore = cast(PostgresDatastore, store.recorder.datastore)
+            tables = PostgresViewRecorder(datastore, tracking_table_name=TRACKING_TABLE)
+            tables.create_table()
+            return tables
 
     def open_tables() -> ViewTables:
         try:

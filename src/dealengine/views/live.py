@@ -146,5 +146,5 @@ class LiveViews:
             owner.close()
 
     def close(self) -> None:
-        if self.tables is not None:
+        if self.tables is not None and self.tables.owns_datastore:
             self.tables.datastore.close()  # type: ignore[attr-defined]

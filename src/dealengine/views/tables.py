@@ -23,6 +23,8 @@ from dealengine.store.errors import translated
 Counter = tuple[int, str | None, str | None]  # n, amount, weighted (decimal strings)
 Row = tuple[str, int, str | None, str | None]  # counter key, n, amount, weighted
 CHUNK = 500
+VIEWS = "DealEngineViews"  # the views' eventsourcing environment
+TRACKING_TABLE = VIEWS.lower() + "_tracking"  # as eventsourcing's factory names it
 BUILDING = ":building"  # `funnel:building` names the generation being built as the first view
 
 TABLES = (
@@ -40,6 +42,7 @@ class ViewTables:
     database errors come out as StoreError (a position already tracked: VersionConflict)."""
 
     marker = "?"
+    owns_datastore = True  # closed with the views
 
     def _prefix(self) -> str:
         return ""
@@ -245,6 +248,7 @@ class SQLiteViewRecorder(ViewTables, SQLiteTrackingRecorder):
 
 class PostgresViewRecorder(ViewTables, PostgresTrackingRecorder):
     marker = "%s"
+    owns_datastore = False  # the store's: Engine.close closes it
 
     def _prefix(self) -> str:
         return f'"{self.datastore.schema}".'
