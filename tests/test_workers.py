@@ -17,9 +17,11 @@ import pytest
 from dealengine import Engine, Settings
 from dealengine.demo import generate
 from dealengine.domain.lines import interaction_from
+from dealengine.views.materialised import MaterialisedView
 from dealengine.views.worker import lock_key
 
 from .conftest import PG_URL
+from .test_views import reference_funnel
 
 
 def holders(schema: str, projection: str) -> list[int]:
@@ -83,6 +85,38 @@ def test_one_owner_per_projection_and_takeover(pg_schema_url: str) -> None:
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_a_query_holds_a_view_for_its_catch_up_only_and_outlives_a_lost_connection(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given an engine on PostgreSQL whose queries catch the funnel view up: each catch-up
+    holds the view's lock, through one connection kept for the next query, and no lock is
+    left after it (a worker can take the view at once). When the server ends that
+    connection, the next query opens another and catches up the new event."""
+    schema = pg_schema_url.rpartition("schema=")[2]
+    lines = generate(100, 3)
+    seen: list[list[int]] = []  # who held the funnel's lock during each catch-up
+    real = MaterialisedView.catch_up
+
+    def watched(self: MaterialisedView, *args: Any, **kwargs: Any) -> int:
+        seen.append(holders(schema, self.owner_key(0)))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaterialisedView, "catch_up", watched)
+    with Engine(Settings(database_url=pg_schema_url)) as engine:
+        engine.execute_batch([interaction_from(line, "t", "t") for line in lines])
+        engine.live_funnel()
+        [pid] = seen[-1]
+        assert holders(schema, "funnel") == []
+        engine.live_funnel()
+        assert seen[-1] == [pid]  # the same connection
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        engine.record("site_visited", "L-new", "2026-03-01T10:00:00Z", channel="web")
+        funnel, lag = engine.live_funnel()
+        assert len(seen[-1]) == 1 and seen[-1] != [pid] and holders(schema, "funnel") == []
+        assert lag.behind == 0 and funnel.leads == reference_funnel(lines)[0][0] + 1
 
 
 def test_on_postgresql_an_engines_views_use_the_stores_pool(pg_schema_url: str) -> None:

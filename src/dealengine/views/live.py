@@ -58,6 +58,7 @@ class LiveViews:
         self._views: dict[str, MaterialisedView] = {}
         self._opening = threading.Lock()
         self._catching_up = threading.Lock()
+        self._owner: Owner | None = None  # the catch-ups' (PostgreSQL), under _catching_up
 
     def view(self, name: ProjectionName) -> MaterialisedView:
         """The materialised `funnel` or `pipeline` view (tables beside the store)."""
@@ -134,17 +135,33 @@ class LiveViews:
             self._catch_up_now(view, progress)
 
     def _catch_up_now(self, view: MaterialisedView, progress: Progress) -> None:
+        """On PostgreSQL, through this engine's one owner connection (opened on the first
+        catch-up, and again when it was lost): the partitions no worker holds are taken for
+        the catch-up and let go after it."""
         if self.open_owner is None:
             view.catch_up(progress)
             return
-        owner = self.open_owner()
+        if self._owner is not None and not self._owner.alive():
+            self._owner.close()
+            self._owner = None
+        if self._owner is None:
+            self._owner = self.open_owner()
+        owner, keys = self._owner, [view.owner_key(i) for i in range(view.partitions)]
         try:
-            free = [i for i in range(view.partitions) if owner.try_take(view.owner_key(i))]
-            if free:
-                view.catch_up(progress, partitions=free)
-        finally:
-            owner.close()
+            free = [i for i, key in enumerate(keys) if owner.try_take(key)]
+            try:
+                if free:
+                    view.catch_up(progress, partitions=free)
+            finally:
+                for i in free:
+                    owner.release(keys[i])
+        except BaseException:
+            self._owner = None
+            owner.close()  # its locks go with it
+            raise
 
     def close(self) -> None:
+        if self._owner is not None:
+            self._owner.close()
         if self.tables is not None and self.tables.owns_datastore:
             self.tables.datastore.close()  # type: ignore[attr-defined]

@@ -68,6 +68,14 @@ class Owner:
                 )
             self.owned.discard(projection)
 
+    def alive(self) -> bool:
+        """Whether the connection still answers (a server restart or an idle timeout ends it)."""
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
     def close(self) -> None:
         self.conn.close()
 
