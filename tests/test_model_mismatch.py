@@ -150,19 +150,28 @@ def test_a_stage_the_model_in_use_does_not_define(cli: CliRunner, tmp_path: Path
 def test_an_interaction_type_the_model_in_use_does_not_define(
     cli: CliRunner, tmp_path: Path
 ) -> None:
-    """Given an event of a type this model does not know (stored by a model that declared it),
-    then every read of it is one line naming the type."""
+    """Given an event of a type this model does not know (stored by a model that declared it)
+    on a lead and another on a deal, then every read of them is one line naming the type (the
+    pipeline reads the deals' streams only)."""
     settings = Settings(db=str(tmp_path / "store.db"), database_url=None)
     with Engine(settings) as engine:
         engine.record("site_visited", "L-1", "2026-03-01T09:00:00Z", channel="web")
+        engine.record("deal_opened", "D-1", "2026-03-02T09:00:00Z", lead_id="L-1",
+                      amount="100", owner="ana")  # fmt: skip
     with sqlite3.connect(tmp_path / "store.db") as db:
-        db.execute(
+        db.executemany(
             "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
-            "VALUES ('lead:L-1', 2, 'interactions:TrialStarted', '{}')"
+            "SELECT ?1, MAX(originator_version) + 1, ?2, '{}' FROM stored_events "
+            "WHERE originator_id = ?1",
+            [("lead:L-1", "interactions:TrialStarted"), ("deal:D-1", "interactions:DealAudited")],
         )
+    shown = f"definitions in use: {SHIPPED}"
     expected = ("is of type 'interactions:TrialStarted', which the definitions in use do not",)
-    for command in (["history", "L-1"], ["funnel"], ["funnel", "--full"], ["pipeline", "--full"]):
-        one_line_error(cli.invoke(app, command), *expected, f"definitions in use: {SHIPPED}")
+    for command in (["history", "L-1"], ["funnel"], ["funnel", "--full"]):
+        one_line_error(cli.invoke(app, command), *expected, shown)
+    expected = ("is of type 'interactions:DealAudited', which the definitions in use do not",)
+    for command in (["history", "D-1"], ["pipeline"], ["pipeline", "--full"]):
+        one_line_error(cli.invoke(app, command), *expected, shown)
 
 
 def test_the_api_raises_undefined_in_model(tmp_path: Path) -> None:
