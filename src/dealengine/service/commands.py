@@ -5,9 +5,7 @@ apart by optimistic concurrency."""
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -18,7 +16,6 @@ from dealengine.domain.deal import OPENING_TYPES, opening_ids
 from dealengine.domain.decider import Evolvers, decide
 from dealengine.domain.definitions import Pipelines
 from dealengine.domain.errors import (
-    ConcurrencyConflict,
     DealEngineError,
     InvalidEvent,
     UndefinedInModel,
@@ -39,12 +36,12 @@ from dealengine.domain.streams import AggregateKind, lead_stream, stream_of
 from dealengine.domain.values import check_identifier
 from dealengine.logs import get_logger
 from dealengine.service.personal import Sealer
+from dealengine.service.writes import retried
 from dealengine.store.application import Store
 from dealengine.store.cache import StateCache
 
 log = get_logger("dealengine.commands")
 
-MAX_ATTEMPTS = 8
 CACHE_LIMIT = 200_000
 _MISSING: Any = object()  # not in a dict (None is a state: no events)
 
@@ -96,26 +93,24 @@ class Commands:
         commands after it). When another writer got there first, the batch is re-read and
         re-decided, a few times.
         """
-        touched: set[str] = set()
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._write_lock:
-                outcomes, pending, work = self._decide_all(commands, strict, dry=False)
-                touched = set(work)
-                if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
-                    return outcomes  # the copies hold the refused batch's events: not kept
-                if not pending:
-                    self._cache.publish(work)  # the states as read: complete
-                    return outcomes
+        touched: list[str] = []
+
+        def write() -> list[Outcome]:
+            outcomes, pending, work = self._decide_all(commands, strict, dry=False)
+            touched[:] = work
+            if strict and outcomes and isinstance(outcomes[-1], DealEngineError):
+                return outcomes  # the copies hold the refused batch's events: not kept
+            if pending:
                 try:
                     self.store.append(pending)
                 except VersionConflict:  # another writer appended first: re-read, re-decide
-                    self._cache.discard(touched)
+                    self._cache.discard(set(work))
                     self._retries += 1
-                else:
-                    self._cache.publish(work)
-                    return outcomes
-            time.sleep(random.uniform(0, 0.01 * attempt))  # the lock is free while waiting
-        raise ConcurrencyConflict(sorted(touched), MAX_ATTEMPTS)
+                    raise
+            self._cache.publish(work)  # the states as read (complete) or as stored
+            return outcomes
+
+        return retried(self._write_lock, write, lambda: touched)
 
     def check(self, commands: Sequence[Command]) -> list[Outcome]:
         """What `execute_batch(commands, strict=True)` would decide, storing nothing."""
@@ -290,21 +285,21 @@ class Commands:
         """Append the one event `decided()` gives on `stream` (with the stream's state after
         it; None: nothing to record), under the write lock; when another writer appended to
         the stream first, re-read and re-decide, a few times."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._write_lock:  # see execute_batch
-                found = decided()
-                if found is None:
-                    return Recorded([])
-                event, after = found
-                try:
-                    self.store.append([event])
-                except VersionConflict:  # another writer appended first: re-read, re-decide
-                    self._retries += 1
-                else:
-                    self._cache.publish({stream: after})
-                    return Recorded([event])
-            time.sleep(random.uniform(0, 0.01 * attempt))
-        raise ConcurrencyConflict([stream], MAX_ATTEMPTS)
+
+        def write() -> Recorded:
+            found = decided()
+            if found is None:
+                return Recorded([])
+            event, after = found
+            try:
+                self.store.append([event])
+            except VersionConflict:  # another writer appended first: re-read, re-decide
+                self._retries += 1
+                raise
+            self._cache.publish({stream: after})
+            return Recorded([event])
+
+        return retried(self._write_lock, write, lambda: [stream])
 
 
 def _each(commands: Sequence[Command]) -> Iterator[Interaction]:

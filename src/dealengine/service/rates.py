@@ -4,9 +4,7 @@ the rates known at a position of the store (dealengine.domain.rates has the rule
 from __future__ import annotations
 
 import csv
-import random
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,11 +15,9 @@ from pydantic import ValidationError
 
 from dealengine.domain.chain import topic_of
 from dealengine.domain.errors import (
-    ConcurrencyConflict,
     DealEngineError,
     InvalidEvent,
     UnknownAggregate,
-    VersionConflict,
 )
 from dealengine.domain.events import DomainEvent
 from dealengine.domain.interaction import InteractionFields, Recorded, build, describe
@@ -38,9 +34,9 @@ from dealengine.domain.rates import (
     rate_key,
     rates_stream,
 )
+from dealengine.service.writes import retried
 from dealengine.store.application import Store
 
-MAX_ATTEMPTS = 8
 FIELDS = {"from": "from_currency", "to": "to_currency", "rate": "rate",
           "effective_from": "effective_from"}  # fmt: skip
 CSV_COLUMNS = tuple(FIELDS)  # a rate's fields as a CSV's header and `rates set` name them
@@ -137,20 +133,14 @@ class ExchangeRateBook:
         streams: list[str],
         decide: Callable[[dict[str, list[DomainEvent]]], list[DomainEvent]],
     ) -> Recorded:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._write_lock:
-                found = self.store.events_of(streams)
-                new = decide({s: found.get(s, []) for s in streams})
-                if not new:
-                    return Recorded([])
-                try:
-                    self.store.append(new)
-                except VersionConflict:  # another writer appended first: re-read, re-decide
-                    pass
-                else:
-                    return Recorded(new)
-            time.sleep(random.uniform(0, 0.01 * attempt))
-        raise ConcurrencyConflict(streams, MAX_ATTEMPTS)
+        def write() -> Recorded:
+            found = self.store.events_of(streams)
+            new = decide({s: found.get(s, []) for s in streams})
+            if new:
+                self.store.append(new)  # VersionConflict: read and decided again (retried)
+            return Recorded(new)
+
+        return retried(self._write_lock, write, lambda: streams)
 
 
 def rate_line(values: Mapping[str, Any], where: str) -> ExchangeRate:
