@@ -13,7 +13,7 @@ import pytest
 from eventsourcing.persistence import DataError
 from typer.testing import CliRunner
 
-from dealengine import Engine, Settings
+from dealengine import Engine, InvalidFields, Settings
 from dealengine.cli import app
 from dealengine.domain.errors import DealEngineError, InvalidDefinition, InvalidEvent
 from dealengine.ingest.jsonl import IngestReport, ingest_jsonl
@@ -71,6 +71,19 @@ def test_an_amount_past_the_limit_is_refused_naming_it(
     assert "in.jsonl" in report.file and list(reasons(report)) == [2]
     assert "field 'amount'" in reasons(report)[2] and "1000000000000000" in reasons(report)[2]
     every_view(engine)
+
+
+def test_a_host_is_told_the_type_of_an_event_whose_fields_are_refused(
+    memory_engine: Engine,
+) -> None:
+    with pytest.raises(InvalidFields) as refused:
+        memory_engine.record(
+            "deal_opened", "D-1", "2026-03-01T10:00:00Z", amount="abc", owner="ana"
+        )
+    assert refused.value.event_type == "deal_opened"
+    assert str(refused.value) == (
+        "deal_opened: field 'amount': Input should be a valid decimal (got 'abc')"
+    )
 
 
 def test_an_amount_with_more_than_four_decimals_is_refused(

@@ -21,6 +21,15 @@ class InvalidEvent(DealEngineError):
     """An interaction cannot become an event: unknown type, missing or ill-typed field."""
 
 
+class InvalidFields(InvalidEvent):
+    """An event's fields break its type's rules: which type (`event_type`), and which fields
+    (the message; the pydantic ValidationError is the cause)."""
+
+    def __init__(self, event_type: str, described: str) -> None:
+        self.event_type = event_type
+        super().__init__(f"{event_type}: {described}")
+
+
 class UnknownEventType(InvalidEvent):
     def __init__(self, event_type: object, known: list[str]) -> None:
         self.event_type = event_type

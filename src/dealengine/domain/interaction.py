@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from dealengine.domain.catalogue import BUILT_IN, Interactions
 from dealengine.domain.chain import event_hash, topic_of, with_own_hash
-from dealengine.domain.errors import DealEngineError, InvalidEvent, UnknownEventType
+from dealengine.domain.errors import DealEngineError, InvalidEvent, InvalidFields, UnknownEventType
 from dealengine.domain.events import (
     CHAIN_HASH,
     EVENT_TYPES,
@@ -145,7 +145,7 @@ def build(
     try:
         event: E = cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as e:
-        raise InvalidEvent(f"{cls.event_type}: {describe(e)}") from e
+        raise InvalidFields(cls.event_type, describe(e)) from e
     # Serialized and hashed once, here: the next event's prev_hash needs the hash now, the
     # mapper stores the JSON with it.
     state = dump_stored_json(event)

@@ -31,6 +31,7 @@ from dealengine.domain.definitions import FunnelDefinition, Pipelines
 from dealengine.domain.errors import (
     DealEngineError,
     InvalidEvent,
+    InvalidFields,
     UnknownAggregate,
     UnknownEventType,
 )
@@ -161,9 +162,9 @@ def _unquoted(error: DealEngineError) -> str:
         return f"field '{kind}_id': no such {kind} recorded"
     if not isinstance(error, InvalidEvent) or str(error).startswith(SAFE_PREFIXES):
         return str(error)
-    if isinstance(error.__cause__, ValidationError):  # the event's fields (domain.interaction)
-        event_type = str(error).partition(":")[0]
-        return f"{event_type}: " + "; ".join(_field(e) for e in error.__cause__.errors())
+    if isinstance(error, InvalidFields) and isinstance(error.__cause__, ValidationError):
+        fields = "; ".join(_field(e) for e in error.__cause__.errors())
+        return f"{error.event_type}: {fields}"
     named = FIELD.match(str(error))
     if named is None:
         return "not a valid event"
