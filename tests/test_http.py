@@ -6,13 +6,14 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dealengine import Engine
+from dealengine import Engine, Settings
 from dealengine.http.app import Limits
 from tests.http_server import serving
 
@@ -328,3 +329,79 @@ def test_webhooks_added_through_the_api_are_delivered_and_removed(api: Api) -> N
     [body] = receiver.first.values()
     assert (body["type"], body["aggregate_id"]) == ("deal_opened", "D-1")
     assert removed.status_code == 204 and again.status_code == 404
+
+
+EURUSD = {"from": "eur", "to": "USD", "rate": "1.0850", "effective_from": "2026-03-01"}
+
+
+def test_exchange_rates_are_set_listed_and_voided(api: Api) -> None:
+    """Given a rate set through the API (a write key), then the same again, an array with a
+    bad rate, and a void: the first is recorded once, the array stores nothing and names the
+    field, the list shows the rate as `rates list --format json` does, and not once voided."""
+    with api.client("write") as http:
+        first = http.post("/v1/rates", json=EURUSD)
+        again = http.post("/v1/rates", json=EURUSD)
+        bad = http.post("/v1/rates", json=[{**EURUSD, "rate": "1.1"}, {**EURUSD, "rate": "-2"}])
+        missing = http.post("/v1/rates", json={"from": "EUR", "to": "USD", "rate": "1.1"})
+    assert first.status_code == 201, first.text
+    [event] = first.json()["events"]
+    assert (event["type"], event["aggregate_id"], event["version"]) == (
+        "exchange_rate_set", "EUR-USD", 1
+    )  # fmt: skip
+    assert (again.status_code, again.json()) == (200, {"events": []})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert bad.json()["pointer"] == "/1/rate" and "field 'rate'" in bad.json()["detail"]
+    assert missing.status_code == 422 and missing.json()["field"] == "effective_from"
+    with api.client("read") as http:
+        listed = http.get("/v1/rates").json()
+        then = http.get("/v1/rates", params={"as_of": "2026-02-01"}).json()
+        refused = http.post("/v1/rates", json=EURUSD)
+    assert [(r["from"], r["to"], r["rate"], r["effective_from"], r["actor"], r["source"])
+            for r in listed] == [("EUR", "USD", "1.0850", "2026-03-01", "http", "http")]  # fmt: skip
+    assert listed[0]["id"] == event["id"] and then == []
+    assert refused.status_code == 403
+    with api.client("write") as http:
+        void = {"from": "EUR", "to": "USD", "id": event["id"], "reason": "typo"}
+        voided = http.post("/v1/rates/void", json=void)
+        unknown = http.post("/v1/rates/void", json={**void, "to": "GBP"})
+        left = http.get("/v1/rates", headers={"Authorization": f"Bearer {api.keys['read']}"})
+    assert voided.status_code == 201 and voided.json()["events"][0]["type"] == (
+        "exchange_rate_voided"
+    )
+    assert unknown.status_code == 404 and left.json() == []
+
+
+def test_a_lead_is_forgotten_through_the_api_by_an_admin_key(tmp_path: Path) -> None:
+    """Given a lead identified through the API, when an admin key asks to forget it, then a
+    lead_forgotten is recorded (who: http, why: the reason) and its history reads [erased];
+    a write key is refused, an unknown lead is a 404, a request without a reason a 422."""
+    settings = Settings(db=str(tmp_path / "s.db"), database_url=None)
+    with Engine(settings) as engine:
+        keys = {s: engine.keys.create(f"test-{s}", s)[1] for s in ("write", "admin")}
+        with serving(engine) as url:
+
+            def client(scope: str) -> httpx.Client:
+                return httpx.Client(base_url=url, timeout=30,
+                                    headers={"Authorization": f"Bearer {keys[scope]}"})  # fmt: skip
+
+            with client("write") as http:
+                identified = http.post("/v1/interactions", json={
+                    "type": "lead_identified", "lead_id": "L-1", "email": "ana@example.com",
+                    "occurred_at": "2026-03-01T10:00:00Z"})  # fmt: skip
+                refused = http.post("/v1/leads/L-1/forget", json={"reason": "asked"})
+            with client("admin") as http:
+                forgotten = http.post("/v1/leads/L-1/forget", json={"reason": "asked by email"})
+                unknown = http.post("/v1/leads/L-9/forget", json={"reason": "asked"})
+                no_reason = http.post("/v1/leads/L-1/forget", json={})
+                history = http.get("/v1/leads/L-1/history").json()
+    assert identified.status_code == 201 and refused.status_code == 403
+    assert forgotten.status_code == 201, forgotten.text
+    assert forgotten.headers["Location"] == "/v1/leads/L-1"
+    [event] = forgotten.json()["events"]
+    assert (event["type"], event["actor"], event["fields"]["reason"]) == (
+        "lead_forgotten", "http", "asked by email"
+    )  # fmt: skip
+    assert unknown.status_code == 404 and no_reason.status_code == 422
+    assert no_reason.json()["field"] == "reason"
+    assert [e["type"] for e in history] == ["lead_identified", "lead_forgotten"]
+    assert "ana@example.com" not in str(history) and "[erased]" in str(history)

@@ -1202,12 +1202,7 @@ def _rates_recorded(events: list[Any], asked: int | None) -> None:
 def rates_list(as_of: AsOfOption = None, fmt: FormatOption = Format.table) -> None:
     """Every rate recorded (voided ones left out); --as-of: the one in force per pair then."""
     found = using_engine(lambda e: e.rates(as_of=maybe_moment(as_of)))
-    rows = [
-        {"from": r.from_currency, "to": r.to_currency, "rate": str(r.rate),
-         "effective_from": r.effective_from.isoformat(), "recorded_at": r.recorded_at,
-         "actor": r.actor, "source": r.source, "id": r.id}
-        for r in found
-    ]  # fmt: skip
+    rows = [r.as_json() for r in found]
     if fmt is Format.json:
         emit_json(rows)
         return

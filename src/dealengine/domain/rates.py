@@ -105,6 +105,14 @@ class KnownRate:
     def pair(self) -> Pair:
         return self.from_currency, self.to_currency
 
+    def as_json(self) -> dict[str, str]:
+        """As `dealengine rates list --format json` and `GET /v1/rates` show it."""
+        return {
+            "from": self.from_currency, "to": self.to_currency, "rate": str(self.rate),
+            "effective_from": self.effective_from.isoformat(), "recorded_at": self.recorded_at,
+            "actor": self.actor, "source": self.source, "id": self.id,
+        }  # fmt: skip
+
 
 def known_rates(events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[KnownRate]:
     """The rates of (event type, stored JSON) rate events in recorded order, voided ones left

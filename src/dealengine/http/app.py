@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -31,10 +31,12 @@ from dealengine.domain.events import DomainEvent, parse_moment
 from dealengine.domain.interaction import Interaction, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from
-from dealengine.domain.streams import AggregateKind, deal_stream, parse_stream, stream_of
+from dealengine.domain.rates import ExchangeRate
+from dealengine.domain.streams import AggregateKind, deal_stream, stream_of
 from dealengine.engine import Engine
 from dealengine.http.problems import Problem, problem_of
 from dealengine.service.keys import ApiKey, Scope
+from dealengine.service.rates import CSV_COLUMNS, rate_line
 
 log = structlog.get_logger("dealengine.http")
 
@@ -65,6 +67,8 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     _view_reads(app, engine, limits, keys)
     _events(app, engine, limits, keys)
     _webhooks(app, engine, limits, keys)
+    _rates(app, engine, limits, keys)
+    _erasure(app, engine, limits, keys)
     return app
 
 
@@ -243,7 +247,7 @@ def commands_of(
 
 def event_json(event: DomainEvent) -> dict[str, Any]:
     stored = orjson.loads(event.stored_json())
-    kind, aggregate_id = parse_stream(event.originator_id)
+    kind, _, aggregate_id = event.originator_id.partition(":")  # lead, deal, or rates
     envelope = ("id", "occurred_at", "recorded_at", "actor", "source", "idempotency_key",
                 "prev_hash")  # fmt: skip
     return {
@@ -598,6 +602,101 @@ def _view_reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) ->
                 raise Problem(404, "Not found", str(e)) from None
 
         return json_response(await run_in_threadpool(build))
+
+
+# --- exchange rates and erasure -----------------------------------------------------------------
+
+
+def _rates(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
+    """The exchange rates, as `dealengine rates list`, `set` and `void` (docs/currencies.md)."""
+
+    @app.get("/v1/rates", dependencies=[Depends(keys("read"))])
+    async def rates(as_of: AsOf = None) -> Response:
+        """Every rate recorded and not voided, in recorded order; `?as_of=`: the one in force
+        for each pair then."""
+        when = moment("as_of", as_of)
+        found = await run_in_threadpool(lambda: engine.rates(as_of=when))
+        return json_response([r.as_json() for r in found])
+
+    @app.post(
+        "/v1/rates", status_code=201, dependencies=[Depends(keys("write"))],
+        responses={200: {"description": "every rate was recorded before"},
+                   422: {"description": "a rate is invalid"}},
+    )  # fmt: skip
+    async def set_rates(request: Request) -> Response:
+        """Record one rate (`from`, `to`, `rate`, `effective_from`) or an array of them (all or
+        none); a rate recorded before records nothing."""
+        body = await read_json(request, limits)
+        items = body if isinstance(body, list) else [body]
+        if not items or len(items) > limits.max_items:
+            raise Problem(
+                422, "Invalid request", f"1 to {limits.max_items} rates, got {len(items)}"
+            )
+        lines = [_rate_of(item, f"/{i}" if isinstance(body, list) else "") for i, item in
+                 enumerate(items)]  # fmt: skip
+        recorded = await run_in_threadpool(
+            engine.exchange_rates.set, lines, actor="http", source="http"
+        )
+        return recorded_response([recorded], "/v1/rates")
+
+    @app.post("/v1/rates/void", status_code=201, dependencies=[Depends(keys("write"))])
+    async def void_rate(request: Request) -> Response:
+        """Void a mistaken rate (`from`, `to`, `id` as listed, `reason`): an
+        exchange_rate_voided event; record the right one after it."""
+        body = await read_json(request, limits)
+        given = _fields(body, ("from", "to", "id", "reason"), "")
+        try:
+            recorded = await run_in_threadpool(
+                lambda: engine.void_rate(given["from"], given["to"], given["id"],
+                                         reason=given["reason"], actor="http", source="http")
+            )  # fmt: skip
+        except UnknownAggregate as e:
+            raise Problem(404, "Not found", str(e)) from None
+        return recorded_response([recorded], "/v1/rates")
+
+
+def _rate_of(item: Any, pointer: str) -> ExchangeRate:
+    """One rate of a request, checked as a line of a rates CSV is."""
+    given = _fields(item, CSV_COLUMNS, pointer)
+    try:
+        return rate_line(given, "rate")
+    except DealEngineError as e:
+        raise problem_of(e, pointer) from None
+
+
+def _fields(item: Any, names: Sequence[str], pointer: str) -> dict[str, str]:
+    """`item`'s fields `names`, every one a string given and no other."""
+    if not isinstance(item, dict):
+        raise Problem(422, "Invalid request", "a JSON object", field=None, pointer=pointer or "/")
+    for name in item:
+        if name not in names:
+            raise Problem(422, "Invalid request", f"field '{name}': not a field here",
+                          field=name, pointer=f"{pointer}/{name}")  # fmt: skip
+    for name in names:
+        if not isinstance(item.get(name), str) or not item[name].strip():
+            raise Problem(422, "Invalid request", f"field '{name}': a non-empty string needed",
+                          field=name, pointer=f"{pointer}/{name}")  # fmt: skip
+    return {name: item[name] for name in names}
+
+
+def _erasure(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
+    @app.post(
+        "/v1/leads/{lead_id}/forget", status_code=201, dependencies=[Depends(keys("admin"))],
+        responses={404: {"description": "no such lead recorded"}},
+    )  # fmt: skip
+    async def forget(request: Request, lead_id: str) -> Response:
+        """Erase the lead's personal data (`{"reason": "..."}`): its key destroyed, a
+        `lead_forgotten` recorded; its personal fields read `[erased]` from then on, its funnel
+        and pipeline figures stay (`dealengine forget`, docs/privacy.md)."""
+        body = await read_json(request, limits)
+        reason = _fields(body, ("reason",), "")["reason"]
+        try:
+            recorded = await run_in_threadpool(
+                lambda: engine.forget(lead_id, reason=reason, actor="http", source="http")
+            )
+        except UnknownAggregate as e:
+            raise Problem(404, "Not found", str(e)) from None
+        return recorded_response([recorded], f"/v1/leads/{lead_id}")
 
 
 # --- the event stream ---------------------------------------------------------------------------
