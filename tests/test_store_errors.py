@@ -77,3 +77,36 @@ def test_a_locked_sqlite_store_fails_writes_after_the_timeout_and_never_readers(
             other.close()
         engine.record("proposal_sent", "D-1", "2026-03-04T10:00:00Z")
         assert engine.deal("D-1").stage == "proposal"
+
+
+def visit(engine: Engine, lead: str) -> int:
+    return len(engine.record("site_visited", lead, "2026-03-01T10:00:00Z", channel="web").events)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_store_file_deleted_or_replaced_under_an_open_engine_refuses_writes(
+    tmp_path: Path, how: str
+) -> None:
+    """Given an engine writing to a SQLite file, when the file is deleted (a tenant dropped
+    by another process) or replaced by another store (a restore), then the engine's next write
+    is refused naming the file, instead of going into the unlinked file nobody reads again; a
+    new engine writes to the file now at that path."""
+    path = tmp_path / "s.db"
+    settings = Settings(db=str(path), database_url=None)
+    other = Settings(db=str(tmp_path / "other.db"), database_url=None)
+    with Engine(settings) as engine:
+        assert visit(engine, "L-1") == 1
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            with Engine(other) as restored:
+                visit(restored, "L-9")
+            (tmp_path / "other.db").rename(path)
+        with pytest.raises(StoreError) as refused:
+            visit(engine, "L-2")
+    assert str(path) in str(refused.value)
+    assert "the store's file was deleted or replaced since it was opened" in str(refused.value)
+    with Engine(settings) as engine:
+        assert visit(engine, "L-3") == 1
+        expected = {"L-3"} if how == "deleted" else {"L-9", "L-3"}
+        assert {row[0].removeprefix("lead:") for row in engine.store.by_stream()} == expected

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from dealengine.domain.chain import topic_of
+from dealengine.domain.errors import StoreError
 from dealengine.domain.events import TIME_FORMAT, VOID_EVENTS
 from dealengine.domain.streams import DEAL_PREFIX, RATES_PREFIX
 
@@ -92,6 +94,24 @@ class ModelRecording:
 
 
 class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
+    _file: tuple[int, int] | None = None  # the store file's (device, inode), once opened
+
+    def create_table(self) -> None:
+        """The tables, made when the store is opened for writing (its file made too if new);
+        then which file it is."""
+        super().create_table()
+        self._file = _file_identity(self.datastore.pool.db_name)
+
+    def _refuse_another_file(self) -> None:
+        """Refuse a write once the store's file was deleted or replaced since it was opened (a
+        dropped tenant, a restore): its rows would go to a file nobody reads again."""
+        path = self.datastore.pool.db_name
+        if self._file is not None and _file_identity(path) != self._file:
+            raise StoreError(
+                f"writing to {path}",
+                "the store's file was deleted or replaced since it was opened: open it again",
+            )
+
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
         return [
@@ -110,6 +130,7 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        self._refuse_another_file()
         ids = super().insert_events(stored_events, **kwargs)
         self._committed(ids)
         return ids
@@ -642,3 +663,15 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
             cursor.execute(sql, params)
             for nid, oid, topic, state in cursor:
                 yield nid, oid, topic, bytes(state)
+
+
+def _file_identity(db_name: str) -> tuple[int, int] | None:
+    """The (device, inode) of a store's file; None for an in-memory or read-only store (a
+    `file:` URI), or a file that is not there."""
+    if db_name.startswith("file:"):
+        return None
+    try:
+        found = Path(db_name).stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
