@@ -8,7 +8,7 @@ the functions. The store's SQL selects deals by `DEAL_PREFIX` too.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 AggregateKind = Literal["lead", "deal"]
 StreamKind = Literal["lead", "deal", "rates"]  # rates: a currency pair's (domain/rates.py)
@@ -47,6 +47,14 @@ def parse_stream(value: str) -> tuple[AggregateKind, str]:
     if value.startswith(DEAL_PREFIX):
         return "deal", value[ID_START:]
     raise ValueError(f"not a lead or deal stream: {value!r}")
+
+
+def kind_and_id(value: str) -> tuple[StreamKind, str]:
+    """`(kind, id)` of any stream id: a lead's, a deal's or a currency pair's rates'."""
+    for kind, prefix in _PREFIXES.items():
+        if value.startswith(prefix):
+            return cast(StreamKind, kind), value[len(prefix) :]
+    raise ValueError(f"not a stream id: {value!r}")
 
 
 def is_stream(value: str) -> bool:

@@ -32,7 +32,7 @@ from dealengine.domain.interaction import Interaction, Recorded
 from dealengine.domain.lead import Lead
 from dealengine.domain.lines import interaction_from
 from dealengine.domain.rates import ExchangeRate
-from dealengine.domain.streams import AggregateKind, deal_stream, stream_of
+from dealengine.domain.streams import AggregateKind, deal_stream, kind_and_id, stream_of
 from dealengine.engine import Engine
 from dealengine.http.problems import Problem, problem_of
 from dealengine.service.keys import ApiKey, Scope
@@ -247,7 +247,7 @@ def commands_of(
 
 def event_json(event: DomainEvent) -> dict[str, Any]:
     stored = orjson.loads(event.stored_json())
-    kind, _, aggregate_id = event.originator_id.partition(":")  # lead, deal, or rates
+    kind, aggregate_id = kind_and_id(event.originator_id)  # a lead, a deal, or rates
     envelope = ("id", "occurred_at", "recorded_at", "actor", "source", "idempotency_key",
                 "prev_hash")  # fmt: skip
     return {
@@ -607,6 +607,14 @@ def _view_reads(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) ->
 # --- exchange rates and erasure -----------------------------------------------------------------
 
 
+def _body(names: Sequence[str], *, many: bool = False) -> dict[str, Any]:
+    """The OpenAPI request body of an object of the string fields `names` (or an array)."""
+    one = {"type": "object", "additionalProperties": False, "required": list(names),
+           "properties": {name: {"type": "string", "minLength": 1} for name in names}}  # fmt: skip
+    schema = {"oneOf": [one, {"type": "array", "items": one, "minItems": 1}]} if many else one
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def _rates(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
     """The exchange rates, as `dealengine rates list`, `set` and `void` (docs/currencies.md)."""
 
@@ -620,6 +628,7 @@ def _rates(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
 
     @app.post(
         "/v1/rates", status_code=201, dependencies=[Depends(keys("write"))],
+        openapi_extra=_body(CSV_COLUMNS, many=True),
         responses={200: {"description": "every rate was recorded before"},
                    422: {"description": "a rate is invalid"}},
     )  # fmt: skip
@@ -639,12 +648,15 @@ def _rates(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
         )
         return recorded_response([recorded], "/v1/rates")
 
-    @app.post("/v1/rates/void", status_code=201, dependencies=[Depends(keys("write"))])
+    @app.post(
+        "/v1/rates/void", status_code=201, dependencies=[Depends(keys("write"))],
+        openapi_extra=_body(VOID_FIELDS), responses={404: {"description": "no such rate"}},
+    )  # fmt: skip
     async def void_rate(request: Request) -> Response:
         """Void a mistaken rate (`from`, `to`, `id` as listed, `reason`): an
         exchange_rate_voided event; record the right one after it."""
         body = await read_json(request, limits)
-        given = _fields(body, ("from", "to", "id", "reason"), "")
+        given = _fields(body, VOID_FIELDS, "")
         try:
             recorded = await run_in_threadpool(
                 lambda: engine.void_rate(given["from"], given["to"], given["id"],
@@ -653,6 +665,9 @@ def _rates(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None
         except UnknownAggregate as e:
             raise Problem(404, "Not found", str(e)) from None
         return recorded_response([recorded], "/v1/rates")
+
+
+VOID_FIELDS = ("from", "to", "id", "reason")
 
 
 def _rate_of(item: Any, pointer: str) -> ExchangeRate:
@@ -682,7 +697,7 @@ def _fields(item: Any, names: Sequence[str], pointer: str) -> dict[str, str]:
 def _erasure(app: FastAPI, engine: Engine, limits: Limits, keys: KeyCheck) -> None:
     @app.post(
         "/v1/leads/{lead_id}/forget", status_code=201, dependencies=[Depends(keys("admin"))],
-        responses={404: {"description": "no such lead recorded"}},
+        openapi_extra=_body(("reason",)), responses={404: {"description": "no such lead"}},
     )  # fmt: skip
     async def forget(request: Request, lead_id: str) -> Response:
         """Erase the lead's personal data (`{"reason": "..."}`): its key destroyed, a
