@@ -8,7 +8,7 @@ from typing import Any
 
 from dealengine import Engine, Settings
 from dealengine.subscriptions.notices import Notice
-from dealengine.views.worker import stop_on_signals
+from dealengine.views.signals import stop_on_signals
 
 
 def main() -> None:

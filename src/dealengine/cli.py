@@ -714,7 +714,7 @@ def _every_tenant(
     def act() -> None:
         from dealengine.domain.errors import DealEngineError
         from dealengine.tenants import Tenants, work_every_tenant
-        from dealengine.views.worker import stop_on_signals
+        from dealengine.views.signals import stop_on_signals
 
         settings = chosen_settings()
         if needs_postgres and not settings.database_url:
@@ -1393,7 +1393,7 @@ def serve(
                 f"serve needs the http extra: pip install 'dealengine[http]' ({missing})"
             ) from None
         from dealengine.tenants import Tenants
-        from dealengine.views.worker import stop_on_signals
+        from dealengine.views.signals import stop_on_signals
 
         class Server(uvicorn.Server):
             """Stops on SIGINT/SIGTERM like the workers: finishes, closes the engine, exit 0

@@ -24,8 +24,9 @@ from dealengine.views.materialised import (
     ProjectionName,
     Source,
 )
+from dealengine.views.signals import stop_on_signals
 from dealengine.views.tables import ViewTables
-from dealengine.views.worker import Owner, follow, stop_on_signals
+from dealengine.views.worker import Owner, follow
 
 Progress = Callable[[int], None] | None  # told of each batch of n events a catch-up folds
 

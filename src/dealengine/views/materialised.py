@@ -12,11 +12,9 @@ from the start, so building a view is one fold of the stream and one count, as `
 from __future__ import annotations
 
 import hashlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
@@ -58,6 +56,7 @@ from dealengine.views.counters import (
     pipeline_counters,
     pipeline_from_counters,
 )
+from dealengine.views.signals import interrupts_between_batches
 from dealengine.views.tables import Counter, ViewTables
 from dealengine.views.tables import Row as Row4
 
@@ -658,28 +657,6 @@ class MaterialisedView:
             position = last
             if position >= head or halted() or adapter.size(held.state) > HELD:
                 return position
-
-
-@contextmanager
-def interrupts_between_batches() -> Iterator[Callable[[], bool]]:
-    """Ctrl-C (SIGINT) during a run, in the main thread, where Python's own handler is in
-    place: noted (the function given says whether it came) and raised as KeyboardInterrupt
-    when the run is done, so the run stops after the batch it is folding and writes what it
-    folded. Anywhere else nothing changes."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield lambda: False
-        return
-    came: list[int] = []
-    signal.signal(signal.SIGINT, lambda number, _frame: came.append(number))
-    try:
-        yield lambda: bool(came)
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if came:
-        raise KeyboardInterrupt
 
 
 def _shared(progress: Callable[[int], None], parts: int) -> Callable[[int], None]:

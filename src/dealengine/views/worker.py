@@ -12,11 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import select
-import signal
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
@@ -97,23 +94,6 @@ class Owner:
                 ([k >> 32 for k in keys], [k & 0xFFFFFFFF for k in keys]),
             ).fetchone()
         return max(1, int(row[0]) if row else 1)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM (the work in hand finishes first)."""
-    stopping = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("worker.stopping", signal=signal.Signals(signum).name)
-        stopping.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stopping
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def follow(
