@@ -331,16 +331,9 @@ class SQLiteStreamingRecorder(ModelRecording, SQLiteApplicationRecorder):
         if stop is not None:
             sql += " AND rowid <= ?"
             params.append(stop)
-        in_part = "unicode(substr(originator_id, -1)) % ? = ?"
-        if deals:
-            sql += " AND substr(originator_id, 1, ?) = ?"
-            params += [len(DEAL_PREFIX), DEAL_PREFIX]
-            if part is not None:
-                sql += f" AND {in_part}"
-                params += [part[1], part[0]]
-        elif part is not None:
-            sql += f" AND (substr(originator_id, 1, ?) = ? OR {in_part})"
-            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
+        where, more = _selected(deals, part, *SQLITE_TESTS)
+        sql += where
+        params += more
         sql += " ORDER BY rowid"
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
@@ -643,16 +636,9 @@ class PostgresStreamingRecorder(ModelRecording, PostgresApplicationRecorder):
         if stop is not None:
             sql += SQL(" AND notification_id <= %s")
             params.append(stop)
-        in_part = "ascii(right(originator_id, 1)) %% %s = %s"  # %% is the modulo operator
-        if deals:
-            sql += SQL(" AND left(originator_id, %s) = %s")
-            params += [len(DEAL_PREFIX), DEAL_PREFIX]
-            if part is not None:
-                sql += SQL(" AND " + in_part)
-                params += [part[1], part[0]]
-        elif part is not None:
-            sql += SQL(" AND (left(originator_id, %s) = %s OR " + in_part + ")")
-            params += [len(DEAL_PREFIX), DEAL_PREFIX, part[1], part[0]]
+        where, more = _selected(deals, part, *POSTGRES_TESTS)
+        sql += SQL(where)
+        params += more
         sql += SQL(" ORDER BY notification_id")
         with (
             self.datastore.get_connection() as conn,
@@ -675,3 +661,25 @@ def _file_identity(db_name: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return found.st_dev, found.st_ino
+
+
+# a stream id's tests in each dialect: a deal's prefix, and its partition (the last character's
+# code modulo n: PostgreSQL's ascii() is the code point; %% is its modulo operator)
+SQLITE_TESTS = ("substr(originator_id, 1, ?) = ?", "unicode(substr(originator_id, -1)) % ? = ?")
+POSTGRES_TESTS = ("left(originator_id, %s) = %s", "ascii(right(originator_id, 1)) %% %s = %s")
+
+
+def _selected(
+    deals: bool, part: Partition | None, a_deal: str, in_part: str
+) -> tuple[str, list[int | str]]:
+    """The end of `stream`'s WHERE clause and its parameters: with `deals`, the deals' events
+    only (of partition i of n, with `part=(i, n)`); else with `part`, every deal's events and
+    those of the leads in partition i (`projections.funnel.in_partition`). `a_deal` and
+    `in_part` are the dialect's tests of a stream id: a deal's prefix, and the partition."""
+    prefix: list[int | str] = [len(DEAL_PREFIX), DEAL_PREFIX]
+    in_part_params: list[int | str] = [] if part is None else [part[1], part[0]]
+    if deals:
+        return (f" AND {a_deal}" + (f" AND {in_part}" if part else ""), prefix + in_part_params)
+    if part is not None:
+        return f" AND ({a_deal} OR {in_part})", prefix + in_part_params
+    return "", []
