@@ -126,8 +126,8 @@ class ViewTables:
     ) -> None:
         """Counter totals and the position they are as of, in one transaction, if the view
         is still at position `after` (the totals were made from it); else VersionConflict."""
-        with self._tx(commit=True) as c:
-            c.executemany(  # first: on SQLite, the write lock before the position is read
+        with self._tx(commit=True) as c:  # SQLite: BEGIN IMMEDIATE, its write lock first
+            c.executemany(
                 self._sql(
                     "INSERT INTO {p}dealengine_view_counters (view, key, n, amount, weighted) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET n = excluded.n, "
@@ -136,7 +136,7 @@ class ViewTables:
                 [(view, k, *v) for k, v in counters.items()],
             )
             found = self._max_tracking_id(view, c) or 0  # type: ignore[attr-defined]
-            if counters and found != after:
+            if found != after:
                 raise IntegrityError(f"view {view} is at position {found}, not {after}")
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
