@@ -158,13 +158,12 @@ def _child_stores(settings: Settings, interactions: Interactions) -> Callable[[]
 def _live_views(
     settings: Settings, store: Store, funnel: FunnelDefinition, pipelines: Pipelines
 ) -> LiveViews:
-    env = Environment(VIEWS, views_env(settings, store.env))
-
     def create_tables() -> ViewTables:
         """On SQLite, in a file of their own beside the store; on PostgreSQL, in the store's
         schema through the store's own pool (no second pool per engine)."""
         with tables_lock(settings.database_url), translated("opening the views"):
             if not settings.database_url:
+                env = Environment(VIEWS, views_env(settings, store.env))
                 factory = InfrastructureFactory.construct(env)
                 return cast(ViewTables, factory.tracking_recorder(SQLiteViewRecorder))
             datastore = cast(PostgresDatastore, store.recorder.datastore)
